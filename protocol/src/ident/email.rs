@@ -1,0 +1,97 @@
+//! E-mail addresses.
+
+use super::Rejection;
+use super::normalize::{fold, lower_fold};
+
+/// Characters that need quoting in an address; leaked data never quotes,
+/// so they mean the cell is not a single address.
+fn is_forbidden(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '(' | ')' | ',' | ';' | ':' | '<' | '>' | '[' | ']' | '\\' | '"'
+        )
+}
+
+/// Canonicalise an e-mail address: NFKC, trimmed, lower-cased whole
+/// (providers that matter here are case-insensitive).
+pub fn canonical_email(raw: &str) -> Result<String, Rejection> {
+    let email = lower_fold(&fold(raw));
+    if email.chars().any(is_forbidden) {
+        return Err(Rejection::Malformed);
+    }
+    let (local, domain) = email.split_once('@').ok_or(Rejection::Malformed)?;
+    if local.is_empty() || domain.contains('@') || !domain.contains('.') {
+        return Err(Rejection::Malformed);
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if !domain.split('.').all(label_ok) {
+        return Err(Rejection::Malformed);
+    }
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn examples() {
+        assert_eq!(
+            canonical_email("  Zhang.San@QQ.com ").as_deref(),
+            Ok("zhang.san@qq.com")
+        );
+        assert_eq!(
+            canonical_email("ＺＨＡＮＧ＠１６３．ＣＯＭ").as_deref(),
+            Ok("zhang@163.com")
+        );
+        assert_eq!(
+            canonical_email("user+tag@mail.example.cn").as_deref(),
+            Ok("user+tag@mail.example.cn")
+        );
+    }
+
+    #[test]
+    fn malformed() {
+        for raw in [
+            "",
+            "zhang",
+            "@qq.com",
+            "zhang@",
+            "zhang@qq",
+            "zhang@@qq.com",
+            "a@b@qq.com",
+            "zhang san@qq.com",
+            "zhang@qq..com",
+            "zhang@.qq.com",
+            "zhang@qq.com.",
+            "zhang@-qq.com",
+            "zhang@q_q.com",
+            "<zhang@qq.com>",
+            "zhang@qq.com\u{7}",
+        ] {
+            assert_eq!(canonical_email(raw), Err(Rejection::Malformed), "{raw:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn idempotent(raw in "\\PC*|\\PC{1,6}@\\PC{1,6}\\.\\PC{1,4}|[A-Za-zÀ-ÿİΣ0-9.+]{1,8}@[A-Za-zÀ-ÿİΣ0-9]{1,8}\\.[a-zA-Z]{2,4}") {
+            if let Ok(c) = canonical_email(&raw) {
+                prop_assert_eq!(canonical_email(&c), Ok(c));
+            }
+        }
+
+        #[test]
+        fn never_panics(raw in any::<String>()) {
+            let _ = canonical_email(&raw);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Parallel batch arithmetic. Work is split into chunks so that one batch inversion serves each
+//! chunk (inside `double_and_compress_batch`), and chunks run on rayon's pool.
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use rayon::prelude::*;
+
+use super::group::{decode_element, hash_to_group};
+use super::{ELEMENT_LEN, Mode};
+
+/// Elements per parallel chunk: large enough to amortise one field inversion, small enough to
+/// keep both cores busy on modest batches.
+pub(crate) const fn par_chunk_len() -> usize {
+    1024
+}
+
+/// Writes `compress(s_i·P_i)` for each point, where `halves` yields `s_i/2`:
+/// `double_and_compress_batch` supplies the doubling and shares one inversion across the chunk.
+fn halved_mul_compress<'s>(
+    halves: impl Iterator<Item = &'s Scalar>,
+    points: &[RistrettoPoint],
+    out: &mut [[u8; ELEMENT_LEN]],
+) {
+    let halved: Vec<RistrettoPoint> = halves.zip(points).map(|(h, p)| h * p).collect();
+    for (o, c) in out
+        .iter_mut()
+        .zip(RistrettoPoint::double_and_compress_batch(&halved))
+    {
+        *o = c.to_bytes();
+    }
+}
+
+/// `compress(s_i·P_i)` for per-element scalars, in order.
+pub(crate) fn mul_each_compress_batch(
+    scalars: &[Scalar],
+    points: &[RistrettoPoint],
+) -> Vec<[u8; ELEMENT_LEN]> {
+    let mut out = vec![[0u8; ELEMENT_LEN]; points.len()];
+    out.par_chunks_mut(par_chunk_len())
+        .zip(points.par_chunks(par_chunk_len()))
+        .zip(scalars.par_chunks(par_chunk_len()))
+        .for_each(|((out, points), scalars)| {
+            let halves: Vec<Scalar> = scalars.iter().map(Scalar::div_by_2).collect();
+            halved_mul_compress(halves.iter(), points, out)
+        });
+    out
+}
+
+/// `compress(k·HashToGroup(prefix || x))` for every input: the holder's tag precompute and the
+/// querier's blinding both reduce to this.
+pub(crate) fn hash_mul_compress_batch<I: AsRef<[u8]> + Sync>(
+    mode: Mode,
+    k: &Scalar,
+    prefix: &[u8],
+    inputs: &[I],
+) -> Vec<[u8; ELEMENT_LEN]> {
+    let half = k.div_by_2();
+    let mut out = vec![[0u8; ELEMENT_LEN]; inputs.len()];
+    out.par_chunks_mut(par_chunk_len())
+        .zip(inputs.par_chunks(par_chunk_len()))
+        .for_each(|(out, inputs)| {
+            let points: Vec<RistrettoPoint> = inputs
+                .iter()
+                .map(|x| hash_to_group(mode, &[prefix, x.as_ref()]))
+                .collect();
+            halved_mul_compress(std::iter::repeat(&half), &points, out)
+        });
+    out
+}
+
+/// `compress(k·DeserializeElement(e))` for every received element. On an invalid element,
+/// returns the index of the first one found (so the caller can say where).
+pub(crate) fn evaluate_batch(
+    k: &Scalar,
+    elements: &[[u8; ELEMENT_LEN]],
+) -> Result<Vec<[u8; ELEMENT_LEN]>, usize> {
+    let half = k.div_by_2();
+    let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
+    out.par_chunks_mut(par_chunk_len())
+        .zip(elements.par_chunks(par_chunk_len()))
+        .enumerate()
+        .try_for_each(|(chunk, (out, elements))| {
+            let points = elements
+                .iter()
+                .enumerate()
+                .map(|(i, e)| decode_element(e).map_err(|_| chunk * par_chunk_len() + i))
+                .collect::<Result<Vec<_>, usize>>()?;
+            halved_mul_compress(std::iter::repeat(&half), &points, out);
+            Ok::<(), usize>(())
+        })?;
+    Ok(out)
+}
+
+/// `DeserializeElement` of every element, in parallel; the index of an invalid one on failure.
+pub(crate) fn decode_batch(elements: &[[u8; ELEMENT_LEN]]) -> Result<Vec<RistrettoPoint>, usize> {
+    elements
+        .par_iter()
+        .enumerate()
+        .map(|(i, e)| decode_element(e).map_err(|_| i))
+        .collect()
+}

@@ -1,0 +1,162 @@
+//! Batched DLEQ proofs of RFC 9497 section 2.2: `GenerateProof`, `VerifyProof`, `ComputeComposites`.
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::VartimeMultiscalarMul;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::group::{hash_to_scalar, random_scalar};
+use super::{Element, Mode, OprfError, SCALAR_LEN, push_prefixed};
+
+/// A DLEQ proof `[c, s]`, serialized as `SerializeScalar(c) || SerializeScalar(s)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The challenge `c`.
+    pub c: [u8; SCALAR_LEN],
+    /// The response `s`.
+    pub s: [u8; SCALAR_LEN],
+}
+
+impl Proof {
+    /// The 64-byte encoding `c || s`.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.c);
+        out[32..].copy_from_slice(&self.s);
+        out
+    }
+
+    /// Reads `c || s`; the scalars are checked when the proof is verified.
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+        let mut c = [0u8; 32];
+        let mut s = [0u8; 32];
+        c.copy_from_slice(&bytes[..32]);
+        s.copy_from_slice(&bytes[32..]);
+        Proof { c, s }
+    }
+}
+
+fn scalar(bytes: &[u8; 32]) -> Result<Scalar, OprfError> {
+    Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes)).ok_or(OprfError::InvalidScalar)
+}
+
+/// The weights `d_i` of `ComputeComposites`, derived from `B` and every `(C_i, D_i)`.
+fn composite_weights(
+    mode: Mode,
+    b: &Element,
+    c: &[Element],
+    d: &[Element],
+) -> Result<Vec<Scalar>, OprfError> {
+    if c.len() != d.len() {
+        return Err(OprfError::LengthMismatch {
+            left: c.len(),
+            right: d.len(),
+        });
+    }
+    let mut seed_dst = b"Seed-".to_vec();
+    seed_dst.extend_from_slice(&mode.context_string());
+    let mut seed_transcript = Vec::new();
+    push_prefixed(&mut seed_transcript, &b.0)?;
+    push_prefixed(&mut seed_transcript, &seed_dst)?;
+    let seed = Sha512::digest(&seed_transcript);
+
+    c.iter()
+        .zip(d)
+        .enumerate()
+        .map(|(i, (ci, di))| {
+            let i = u16::try_from(i).map_err(|_| OprfError::InputTooLong)?;
+            let mut t = Vec::with_capacity(2 + 64 + 2 + 2 * 34 + 9);
+            push_prefixed(&mut t, &seed)?;
+            t.extend_from_slice(&i.to_be_bytes());
+            push_prefixed(&mut t, &ci.0)?;
+            push_prefixed(&mut t, &di.0)?;
+            t.extend_from_slice(b"Composite");
+            Ok(hash_to_scalar(mode, &[&t], None))
+        })
+        .collect()
+}
+
+fn decode_all(elements: &[Element]) -> Result<Vec<RistrettoPoint>, OprfError> {
+    elements.iter().map(Element::to_point).collect()
+}
+
+/// `challengeTranscript` hashed to the scalar `c`.
+fn challenge(mode: Mode, parts: [&Element; 5]) -> Result<Scalar, OprfError> {
+    let mut t = Vec::with_capacity(5 * 34 + 9);
+    for p in parts {
+        push_prefixed(&mut t, &p.0)?;
+    }
+    t.extend_from_slice(b"Challenge");
+    Ok(hash_to_scalar(mode, &[&t], None))
+}
+
+/// `GenerateProof(k, A, B, C, D)` with `A = G`, `B = k·G`, using `ComputeCompositesFast`.
+/// The nonce `r` is drawn from `rng` (`RandomScalar`).
+pub fn generate_proof(
+    mode: Mode,
+    k: &super::SecretKey,
+    c: &[Element],
+    d: &[Element],
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<Proof, OprfError> {
+    let b = k.public_key().to_element();
+    let weights = composite_weights(mode, &b, c, d)?;
+    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(c)?);
+    let z = k.0 * m;
+    let r = Zeroizing::new(random_scalar(rng));
+    let t2 = RistrettoPoint::mul_base(&r);
+    let t3 = *r * m;
+    let ch = challenge(
+        mode,
+        [
+            &b,
+            &Element::from_point(&m),
+            &Element::from_point(&z),
+            &Element::from_point(&t2),
+            &Element::from_point(&t3),
+        ],
+    )?;
+    let s = *r - ch * k.0;
+    Ok(Proof {
+        c: ch.to_bytes(),
+        s: s.to_bytes(),
+    })
+}
+
+/// `VerifyProof(A, B, C, D, proof)` with `A = G`, `B = pkS`. Fails with the opaque
+/// [`OprfError::VerifyFailed`]; the challenge is compared in constant time.
+pub fn verify_proof(
+    mode: Mode,
+    pk: &super::PublicKey,
+    c: &[Element],
+    d: &[Element],
+    proof: &Proof,
+) -> Result<(), OprfError> {
+    let b = pk.to_element();
+    let weights = composite_weights(mode, &b, c, d)?;
+    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(c)?);
+    let z = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(d)?);
+    let pc = scalar(&proof.c).map_err(|_| OprfError::VerifyFailed)?;
+    let ps = scalar(&proof.s).map_err(|_| OprfError::VerifyFailed)?;
+    let t2 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&pc, &pk.0, &ps);
+    let t3 = RistrettoPoint::vartime_multiscalar_mul([ps, pc], [m, z]);
+    let expected = challenge(
+        mode,
+        [
+            &b,
+            &Element::from_point(&m),
+            &Element::from_point(&z),
+            &Element::from_point(&t2),
+            &Element::from_point(&t3),
+        ],
+    )?;
+    if bool::from(expected.to_bytes().ct_eq(&proof.c)) {
+        Ok(())
+    } else {
+        Err(OprfError::VerifyFailed)
+    }
+}

@@ -1,0 +1,156 @@
+//! An epoch: one OPRF key and the sorted tags of one import.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand_core::CryptoRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::tag::{Tag, tag_of};
+use super::{Misuse, PsiError};
+use crate::ident::{Key, KeyType};
+use crate::oprf::{self, Mode, SecretKey};
+
+/// A random 128-bit name for an epoch, shown in reports and audit logs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EpochId(pub [u8; 16]);
+
+impl EpochId {
+    /// A fresh random id.
+    pub fn random(rng: &mut (impl CryptoRng + ?Sized)) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        EpochId(b)
+    }
+}
+
+impl fmt::Display for EpochId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for EpochId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EpochId({self})")
+    }
+}
+
+/// The holder's state for one epoch: its key (secret) and, per key type, its tags sorted
+/// ascending without repeats.
+pub struct Epoch {
+    id: EpochId,
+    key: SecretKey,
+    tags: BTreeMap<KeyType, Vec<Tag>>,
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Epoch")
+            .field("id", &self.id)
+            .field("sizes", &self.sizes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Epoch {
+    /// Reassembles an epoch from storage. Tags must be strictly ascending per type.
+    pub fn from_parts(
+        id: EpochId,
+        key: SecretKey,
+        tags: BTreeMap<KeyType, Vec<Tag>>,
+    ) -> Result<Self, PsiError> {
+        for (kt, t) in &tags {
+            if !t.windows(2).all(|w| w[0] < w[1]) {
+                return Err(Misuse::UnsortedEpochTags(*kt).into());
+            }
+        }
+        Ok(Epoch { id, key, tags })
+    }
+
+    /// The epoch's id.
+    pub fn id(&self) -> EpochId {
+        self.id
+    }
+
+    /// The epoch's OPRF key.
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// The sorted tags of one key type (empty if none).
+    pub fn tags(&self, key_type: KeyType) -> &[Tag] {
+        self.tags.get(&key_type).map_or(&[], Vec::as_slice)
+    }
+
+    /// Distinct keys per type.
+    pub fn sizes(&self) -> BTreeMap<KeyType, u64> {
+        self.tags
+            .iter()
+            .map(|(k, t)| (*k, t.len() as u64))
+            .collect()
+    }
+}
+
+/// Builds an epoch from batches of keys: draws the key, tags each batch in parallel as it comes
+/// (so an import streams), then sorts.
+pub struct EpochBuilder {
+    id: EpochId,
+    key: SecretKey,
+    tags: BTreeMap<KeyType, Vec<Tag>>,
+}
+
+impl fmt::Debug for EpochBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EpochBuilder")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EpochBuilder {
+    /// A new epoch with a fresh random id and key.
+    pub fn new(rng: &mut (impl CryptoRng + ?Sized)) -> Self {
+        EpochBuilder {
+            id: EpochId::random(rng),
+            key: SecretKey::random(rng),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// Tags a batch of keys (duplicates are fine; they collapse at [`EpochBuilder::finish`]).
+    pub fn add(&mut self, keys: &[Key]) {
+        for kt in KeyType::ALL {
+            let values: Vec<&str> = keys
+                .iter()
+                .filter(|k| k.key_type() == kt)
+                .map(Key::value)
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            let evaluated = hash_and_evaluate(&self.key, kt, &values);
+            let tags: Vec<Tag> = evaluated.par_iter().map(tag_of).collect();
+            self.tags.entry(kt).or_default().extend(tags);
+        }
+    }
+
+    /// Sorts and deduplicates the tags: the epoch is ready to serve.
+    pub fn finish(mut self) -> Epoch {
+        for t in self.tags.values_mut() {
+            t.par_sort_unstable();
+            t.dedup();
+        }
+        Epoch {
+            id: self.id,
+            key: self.key,
+            tags: std::mem::take(&mut self.tags),
+        }
+    }
+}
+
+/// `compress(k·H(type || 0x00 || value))` for every value of one type.
+pub(crate) fn hash_and_evaluate(key: &SecretKey, kt: KeyType, values: &[&str]) -> Vec<[u8; 32]> {
+    oprf::hash_mul_compress_batch(Mode::Oprf, &key.0, &super::oprf_prefix(kt), values)
+}

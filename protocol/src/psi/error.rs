@@ -1,0 +1,144 @@
+use thiserror::Error;
+
+use crate::codec::DecodeError;
+use crate::ident::KeyType;
+
+/// Everything a PSI session can fail with, grouped by whose fault it is.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PsiError {
+    /// Bytes that are not a message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The peer sent something the protocol does not allow.
+    #[error("peer misbehaved: {0}")]
+    PeerMisbehaved(#[from] PeerMisbehaved),
+    /// A size limit of this side was exceeded.
+    #[error("limit exceeded: {0}")]
+    Limit(#[from] LimitExceeded),
+    /// The caller used the API wrongly.
+    #[error("misuse: {0}")]
+    Misuse(#[from] Misuse),
+}
+
+/// A protocol violation by the peer. Sessions stop at the first one.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PeerMisbehaved {
+    /// A version this implementation does not speak.
+    #[error("unsupported protocol version {got} (this side speaks {supported})")]
+    UnsupportedVersion {
+        /// The version received.
+        got: u16,
+        /// The version spoken here.
+        supported: u16,
+    },
+    /// A message that does not belong at this point of the session.
+    #[error("unexpected {got} message, expected {expected}")]
+    UnexpectedMessage {
+        /// What the session was waiting for.
+        expected: &'static str,
+        /// What arrived.
+        got: &'static str,
+    },
+    /// Sections not in strictly ascending key-type order, or with a zero count.
+    #[error("sections must be in ascending key-type order, without repeats or zero counts")]
+    BadSections,
+    /// The holder's sections do not name the query's key types.
+    #[error("the holder's sections do not match the query's key types")]
+    SectionsMismatch,
+    /// A chunk with a sequence number other than the next one.
+    #[error("chunk {got} arrived where chunk {expected} was due")]
+    ChunkOutOfOrder {
+        /// The next sequence number.
+        expected: u32,
+        /// The one received.
+        got: u32,
+    },
+    /// A chunk of the wrong length.
+    #[error("chunk {seq} has {got} elements, expected {expected}")]
+    WrongChunkLength {
+        /// Its sequence number.
+        seq: u32,
+        /// The length due.
+        expected: u64,
+        /// The length received.
+        got: u64,
+    },
+    /// A chunk over [`super::MAX_CHUNK_ELEMENTS`] or an empty one.
+    #[error("chunk of {len} elements (allowed 1..={max})")]
+    BadChunkSize {
+        /// Elements in the chunk.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More elements than the session declared.
+    #[error("more elements than the {declared} declared")]
+    TooManyElements {
+        /// The declared total.
+        declared: u64,
+    },
+    /// A group element that is not a canonical, non-identity ristretto255 encoding.
+    #[error("invalid group element at position {index}")]
+    InvalidElement {
+        /// Its 0-based position in the stream.
+        index: u64,
+    },
+    /// The holder chose a tag length other than the formula's.
+    #[error("tag length {got} where the size formula gives {expected}")]
+    WrongTagLength {
+        /// What the holder announced.
+        got: u8,
+        /// What the formula gives.
+        expected: u8,
+    },
+    /// Tag bytes that are not a whole number of tags.
+    #[error("tag chunk of {len} bytes is not a multiple of the tag length {tag_len}")]
+    RaggedTagChunk {
+        /// Bytes received.
+        len: usize,
+        /// The tag length.
+        tag_len: usize,
+    },
+    /// Tags for a key type out of turn, or more of them than announced.
+    #[error("unexpected or surplus tags for key type {0}")]
+    UnexpectedTags(KeyType),
+    /// A tag stream that is not sorted.
+    #[error("tags for key type {0} are not sorted")]
+    TagsNotSorted(KeyType),
+}
+
+/// A size limit of this side.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum LimitExceeded {
+    /// The query declares more keys than this holder accepts.
+    #[error("query of {keys} keys exceeds the limit of {max}")]
+    QueryTooLarge {
+        /// Keys declared.
+        keys: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The holder announces more tags than this querier accepts.
+    #[error("holder set of {keys} keys exceeds the limit of {max}")]
+    HolderSetTooLarge {
+        /// Keys announced.
+        keys: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// The API was used in a way the session cannot honour.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// `finish` before every tag and evaluation arrived.
+    #[error("the session is not complete: {0}")]
+    Incomplete(&'static str),
+    /// Epoch tags that are not strictly ascending.
+    #[error("epoch tags for {0} are not strictly ascending")]
+    UnsortedEpochTags(KeyType),
+}

@@ -1,0 +1,295 @@
+//! The holder's side: answer one query with one epoch.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use super::messages::{sections_valid, total};
+use super::{
+    BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
+    MAX_SET_SIZE, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
+    QueryMode, Section, TagChunk, chunk_len, tag_len,
+};
+use crate::oprf::{self, Element};
+
+/// What a holder accepts from a querier (the node adds its policy on top).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderLimits {
+    /// Most keys one query may declare. `count` mode buffers 32 bytes per key until the end.
+    pub max_query_keys: u64,
+}
+
+impl Default for HolderLimits {
+    fn default() -> Self {
+        HolderLimits {
+            max_query_keys: 1 << 32,
+        }
+    }
+}
+
+/// A holder serving one epoch. Cheap to clone into every connection.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    epoch: Arc<Epoch>,
+    limits: HolderLimits,
+}
+
+impl Holder {
+    /// A holder for `epoch` with default limits.
+    pub fn new(epoch: Arc<Epoch>) -> Self {
+        Self::with_limits(epoch, HolderLimits::default())
+    }
+
+    /// A holder for `epoch` with explicit limits.
+    pub fn with_limits(epoch: Arc<Epoch>, limits: HolderLimits) -> Self {
+        Holder { epoch, limits }
+    }
+
+    /// The epoch served.
+    pub fn epoch(&self) -> &Arc<Epoch> {
+        &self.epoch
+    }
+
+    /// Takes the querier's first message. On success the session's first outgoing message is
+    /// the [`QueryAccept`].
+    pub fn handle_start(&self, msg: QuerierMessage) -> Result<HolderSession, PsiError> {
+        let start = match msg {
+            QuerierMessage::Start(s) => s,
+            other => {
+                return Err(PeerMisbehaved::UnexpectedMessage {
+                    expected: "QueryStart",
+                    got: other.name(),
+                }
+                .into());
+            }
+        };
+        if start.version != PROTOCOL_VERSION {
+            return Err(PeerMisbehaved::UnsupportedVersion {
+                got: start.version,
+                supported: PROTOCOL_VERSION,
+            }
+            .into());
+        }
+        if !sections_valid(&start.sections, true) {
+            return Err(PeerMisbehaved::BadSections.into());
+        }
+        let n = total(&start.sections);
+        let max = self.limits.max_query_keys.min(MAX_SET_SIZE);
+        if n > max {
+            return Err(LimitExceeded::QueryTooLarge { keys: n, max }.into());
+        }
+        let holder_sections: Vec<Section> = start
+            .sections
+            .iter()
+            .map(|s| Section {
+                key_type: s.key_type,
+                count: self.epoch.tags(s.key_type).len() as u64,
+            })
+            .collect();
+        let l = tag_len(n, total(&holder_sections));
+        let accept = HolderMessage::Accept(QueryAccept {
+            version: PROTOCOL_VERSION,
+            epoch: self.epoch.id(),
+            tag_len: l as u8,
+            holder_sections: holder_sections.clone(),
+        });
+        Ok(HolderSession {
+            epoch: Arc::clone(&self.epoch),
+            mode: start.mode,
+            query_sections: start.sections,
+            holder_sections,
+            tag_len: l,
+            accept: Some(accept),
+            tag_cursor: (0, 0),
+            next_seq: 0,
+            received: 0,
+            total: n,
+            outbox: VecDeque::new(),
+            count_buffer: Vec::new(),
+            next_out_seq: 0,
+        })
+    }
+}
+
+/// One query being answered: feed it [`QuerierMessage`]s with [`HolderSession::handle`], send
+/// what [`HolderSession::poll_message`] returns, until [`HolderSession::is_finished`].
+pub struct HolderSession {
+    epoch: Arc<Epoch>,
+    mode: QueryMode,
+    query_sections: Vec<Section>,
+    holder_sections: Vec<Section>,
+    tag_len: usize,
+    accept: Option<HolderMessage>,
+    /// (section, tags already sent in it)
+    tag_cursor: (usize, usize),
+    next_seq: u32,
+    received: u64,
+    total: u64,
+    outbox: VecDeque<HolderMessage>,
+    /// `count` mode: every evaluation until the last chunk, then sorted per section.
+    count_buffer: Vec<Element>,
+    next_out_seq: u32,
+}
+
+impl fmt::Debug for HolderSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HolderSession")
+            .field("mode", &self.mode)
+            .field("received", &self.received)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HolderSession {
+    /// The mode asked for.
+    pub fn mode(&self) -> QueryMode {
+        self.mode
+    }
+
+    /// The query's sections (distinct keys per type).
+    pub fn query_sections(&self) -> &[Section] {
+        &self.query_sections
+    }
+
+    /// Elements declared by the query.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Takes one querier message after the start: a blinded chunk, evaluated at once (in
+    /// parallel). Anything else, or anything beyond the declared total, is refused.
+    pub fn handle(&mut self, msg: QuerierMessage) -> Result<(), PsiError> {
+        match msg {
+            QuerierMessage::Blinded(chunk) => self.handle_blinded(chunk),
+            other => Err(PeerMisbehaved::UnexpectedMessage {
+                expected: if self.received < self.total {
+                    "BlindedChunk"
+                } else {
+                    "end of stream"
+                },
+                got: other.name(),
+            }
+            .into()),
+        }
+    }
+
+    fn handle_blinded(&mut self, chunk: BlindedChunk) -> Result<(), PsiError> {
+        if self.received >= self.total {
+            return Err(PeerMisbehaved::TooManyElements {
+                declared: self.total,
+            }
+            .into());
+        }
+        if chunk.seq != self.next_seq {
+            return Err(PeerMisbehaved::ChunkOutOfOrder {
+                expected: self.next_seq,
+                got: chunk.seq,
+            }
+            .into());
+        }
+        let len = chunk.elements.len();
+        if len == 0 || len > MAX_CHUNK_ELEMENTS {
+            return Err(PeerMisbehaved::BadChunkSize {
+                len,
+                max: MAX_CHUNK_ELEMENTS,
+            }
+            .into());
+        }
+        let expected = chunk_len(self.total, u64::from(chunk.seq));
+        if len as u64 != expected {
+            return Err(PeerMisbehaved::WrongChunkLength {
+                seq: chunk.seq,
+                expected,
+                got: len as u64,
+            }
+            .into());
+        }
+        let raw: Vec<[u8; 32]> = chunk.elements.iter().map(|e| e.0).collect();
+        let evaluated = oprf::evaluate_batch(&self.epoch.key().0, &raw).map_err(|i| {
+            PeerMisbehaved::InvalidElement {
+                index: self.received + i as u64,
+            }
+        })?;
+        self.received += len as u64;
+        self.next_seq += 1;
+        let elements = evaluated.into_iter().map(Element);
+        match self.mode {
+            QueryMode::Matches => self
+                .outbox
+                .push_back(HolderMessage::Evaluated(EvaluatedChunk {
+                    seq: chunk.seq,
+                    elements: elements.collect(),
+                })),
+            QueryMode::Count => {
+                self.count_buffer.extend(elements);
+                if self.received == self.total {
+                    self.release_count();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorts each section's evaluations (a canonical order: the querier learns the multiset,
+    /// exactly what a uniform shuffle would reveal, and nothing about positions) and queues them.
+    fn release_count(&mut self) {
+        let mut start = 0usize;
+        for s in &self.query_sections {
+            let end = start + s.count as usize;
+            self.count_buffer[start..end].sort_unstable();
+            start = end;
+        }
+        let all = std::mem::take(&mut self.count_buffer);
+        for chunk in all.chunks(MAX_CHUNK_ELEMENTS) {
+            self.outbox
+                .push_back(HolderMessage::Evaluated(EvaluatedChunk {
+                    seq: self.next_out_seq,
+                    elements: chunk.to_vec(),
+                }));
+            self.next_out_seq += 1;
+        }
+    }
+
+    /// The next message to send: the accept, then every tag chunk, then evaluations as they
+    /// become ready. `None` means nothing is ready now (or everything is sent).
+    pub fn poll_message(&mut self) -> Option<HolderMessage> {
+        if let Some(a) = self.accept.take() {
+            return Some(a);
+        }
+        if let Some(t) = self.next_tag_chunk() {
+            return Some(t);
+        }
+        self.outbox.pop_front()
+    }
+
+    fn next_tag_chunk(&mut self) -> Option<HolderMessage> {
+        loop {
+            let (section, sent) = self.tag_cursor;
+            let s = self.holder_sections.get(section)?;
+            let tags = self.epoch.tags(s.key_type);
+            if sent >= tags.len() {
+                self.tag_cursor = (section + 1, 0);
+                continue;
+            }
+            let end = (sent + MAX_CHUNK_ELEMENTS).min(tags.len());
+            let mut bytes = Vec::with_capacity((end - sent) * self.tag_len);
+            for t in &tags[sent..end] {
+                bytes.extend_from_slice(&t[..self.tag_len]);
+            }
+            self.tag_cursor = (section, end);
+            return Some(HolderMessage::Tags(TagChunk {
+                key_type: s.key_type,
+                tags: bytes,
+            }));
+        }
+    }
+
+    /// Every chunk received and every message handed out.
+    pub fn is_finished(&self) -> bool {
+        self.accept.is_none()
+            && self.tag_cursor.0 >= self.holder_sections.len()
+            && self.received == self.total
+            && self.outbox.is_empty()
+    }
+}

@@ -1,0 +1,121 @@
+//! The PSI messages. Encoded with [`crate::codec`]; every field is checked by the receiving session.
+
+use serde::{Deserialize, Serialize};
+
+use super::{EpochId, QueryMode};
+use crate::ident::KeyType;
+use crate::oprf::Element;
+
+/// How many keys of one type a side holds. Lists of sections are in ascending key-type order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// The key type.
+    pub key_type: KeyType,
+    /// Distinct keys of that type.
+    pub count: u64,
+}
+
+/// Querier → holder, first: what is asked and how many blinded elements of each type follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryStart {
+    /// [`super::PROTOCOL_VERSION`].
+    pub version: u16,
+    /// `count` or `matches`.
+    pub mode: QueryMode,
+    /// Blinded elements per key type, in the order they will be sent; counts ≥ 1.
+    pub sections: Vec<Section>,
+}
+
+/// Holder → querier, first: the epoch answering, the tag length ℓ, and the holder's set size for
+/// each of the query's key types (0 where it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAccept {
+    /// [`super::PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The epoch whose key evaluates this query.
+    pub epoch: EpochId,
+    /// ℓ, from [`super::tag_len`] of the two totals.
+    pub tag_len: u8,
+    /// One section per query section, same key types, same order.
+    pub holder_sections: Vec<Section>,
+}
+
+/// Querier → holder: the next blinded elements `a·H(x)`, in section order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlindedChunk {
+    /// 0, 1, 2, ...
+    pub seq: u32,
+    /// 1..=[`super::MAX_CHUNK_ELEMENTS`] elements.
+    pub elements: Vec<Element>,
+}
+
+/// Holder → querier: evaluations `k·a·H(x)`. In `matches` mode chunk `i` answers blinded chunk
+/// `i` element for element; in `count` mode the whole stream is sorted within each section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluatedChunk {
+    /// 0, 1, 2, ...
+    pub seq: u32,
+    /// 1..=[`super::MAX_CHUNK_ELEMENTS`] elements.
+    pub elements: Vec<Element>,
+}
+
+/// Holder → querier: sorted ℓ-byte tags of one key type, concatenated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagChunk {
+    /// The section these tags belong to.
+    pub key_type: KeyType,
+    /// `count · ℓ` bytes, 1 ≤ count ≤ [`super::MAX_CHUNK_ELEMENTS`].
+    pub tags: Vec<u8>,
+}
+
+/// Every message the querier sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuerierMessage {
+    /// The first message.
+    Start(QueryStart),
+    /// Blinded elements.
+    Blinded(BlindedChunk),
+}
+
+/// Every message the holder sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HolderMessage {
+    /// The first message.
+    Accept(QueryAccept),
+    /// Tags.
+    Tags(TagChunk),
+    /// Evaluations.
+    Evaluated(EvaluatedChunk),
+}
+
+impl QuerierMessage {
+    /// The message's name, for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QuerierMessage::Start(_) => "QueryStart",
+            QuerierMessage::Blinded(_) => "BlindedChunk",
+        }
+    }
+}
+
+impl HolderMessage {
+    /// The message's name, for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HolderMessage::Accept(_) => "QueryAccept",
+            HolderMessage::Tags(_) => "TagChunk",
+            HolderMessage::Evaluated(_) => "EvaluatedChunk",
+        }
+    }
+}
+
+/// Checks a section list: strictly ascending key types, and (if `nonzero`) counts ≥ 1.
+pub(crate) fn sections_valid(sections: &[Section], nonzero: bool) -> bool {
+    sections.windows(2).all(|w| w[0].key_type < w[1].key_type)
+        && (!nonzero || sections.iter().all(|s| s.count > 0))
+}
+
+/// Sum of section counts, saturating (a hostile peer can send u64::MAX).
+pub(crate) fn total(sections: &[Section]) -> u64 {
+    sections.iter().fold(0u64, |a, s| a.saturating_add(s.count))
+}

@@ -1,0 +1,101 @@
+//! Private set intersection on the OPRF, as sans-IO sessions.
+//!
+//! The [`Holder`] (an institution) owns one [`Epoch`]: an OPRF key and the sorted tags of its
+//! customer keys. The querier (police) blinds its keys once into a [`Query`] with a fresh scalar
+//! `a`, then runs one session per holder:
+//!
+//! ```text
+//! querier                                   holder
+//! QueryStart {version, mode, sections}  ->
+//!                                       <-  QueryAccept {version, epoch, tag_len, holder_sections}
+//!                                       <-  TagChunk*            (sorted, per section)
+//! BlindedChunk* (a·H(x))                ->
+//!                                       <-  EvaluatedChunk* (k·a·H(x); sorted per section in count mode)
+//! ```
+//!
+//! Sessions are typestates where a phase happens once ([`Query::start`],
+//! [`AwaitingAccept::handle_accept`], [`Exchanging::finish`]) and event-driven inside the
+//! streaming phase (`handle_*` in, `poll_*` out). The caller moves the bytes (see [`crate::codec`]).
+
+mod epoch;
+mod error;
+mod holder;
+mod keys;
+mod messages;
+mod querier;
+mod tag;
+
+pub use epoch::{Epoch, EpochBuilder, EpochId};
+pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
+pub use holder::{Holder, HolderLimits, HolderSession};
+pub use keys::QueryKeys;
+pub use messages::{
+    BlindedChunk, EvaluatedChunk, HolderMessage, QuerierMessage, QueryAccept, QueryStart, Section,
+    TagChunk,
+};
+pub use querier::{AwaitingAccept, Exchanging, QuerierLimits, Query, QueryResult};
+pub use tag::{TAG_DST, TAG_STORED_LEN, Tag, tag_len};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version carried in the first message of each direction; also `suyuan/1` in ALPN
+/// and `-v1` in every domain-separation tag.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Most elements in one chunk, in either direction.
+pub const MAX_CHUNK_ELEMENTS: usize = 4096;
+
+/// Most keys in a query or a holder's set: keeps the tag length within [`TAG_STORED_LEN`].
+pub const MAX_SET_SIZE: u64 = 1 << 40;
+
+/// What the querier is allowed to learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryMode {
+    /// Only how many distinct keys matched, per key type: evaluations come back sorted.
+    Count,
+    /// Which rows matched: evaluations come back in query order.
+    Matches,
+}
+
+impl QueryMode {
+    /// `count` or `matches`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryMode::Count => "count",
+            QueryMode::Matches => "matches",
+        }
+    }
+}
+
+impl std::fmt::Display for QueryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for QueryMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "count" => Ok(QueryMode::Count),
+            "matches" => Ok(QueryMode::Matches),
+            other => Err(format!(
+                "unknown mode {other:?} (expected count or matches)"
+            )),
+        }
+    }
+}
+
+/// Splits `n` elements into chunks of [`MAX_CHUNK_ELEMENTS`]: the length of chunk `seq`.
+pub(crate) fn chunk_len(total: u64, seq: u64) -> u64 {
+    let start = seq.saturating_mul(MAX_CHUNK_ELEMENTS as u64);
+    total.saturating_sub(start).min(MAX_CHUNK_ELEMENTS as u64)
+}
+
+/// `type tag || 0x00`: what precedes a canonical value in its OPRF input.
+pub(crate) fn oprf_prefix(kt: crate::ident::KeyType) -> Vec<u8> {
+    let mut p = kt.as_str().as_bytes().to_vec();
+    p.push(0);
+    p
+}

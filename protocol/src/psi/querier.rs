@@ -1,0 +1,550 @@
+//! The querier's side: blind once, then one session per holder.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use curve25519_dalek::scalar::Scalar;
+use rand_core::CryptoRng;
+use zeroize::Zeroize;
+
+use super::keys::QueryKeys;
+use super::messages::{sections_valid, total};
+use super::tag::tag_of;
+use super::{
+    BlindedChunk, EpochId, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse,
+    PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept, QueryMode, QueryStart,
+    Section, TagChunk, chunk_len, oprf_prefix, tag_len,
+};
+use crate::ident::KeyType;
+use crate::oprf::{self, Element, Mode};
+
+/// A querier's blinded keys: `a·H(x)` for every distinct key, grouped by type, and `a⁻¹`.
+/// One query can be run against many holders (wrap it in an [`Arc`]).
+pub struct Query {
+    unblind: Scalar,
+    sections: Vec<Section>,
+    blinded: Vec<Element>,
+    rows: u64,
+    /// Position in `blinded` of each row's keys; rows delimited by `row_ends`.
+    row_positions: Vec<u32>,
+    row_ends: Vec<usize>,
+}
+
+impl Drop for Query {
+    fn drop(&mut self) {
+        self.unblind.zeroize();
+    }
+}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Query")
+            .field("rows", &self.rows)
+            .field("sections", &self.sections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query {
+    /// Draws a fresh blind `a` and computes `a·H(type || 0x00 || value)` for every distinct key,
+    /// in parallel. Only `a⁻¹` is kept.
+    pub fn blind(rng: &mut (impl CryptoRng + ?Sized), keys: QueryKeys) -> Result<Self, PsiError> {
+        let mut a = oprf::random_scalar(rng);
+        let mut sections = Vec::new();
+        let mut blinded = Vec::new();
+        let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
+        for (kt, tk) in &keys.types {
+            let (distinct, raw_to_distinct) = tk.dedup();
+            let start = blinded.len() as u64;
+            let end = start + distinct.len() as u64;
+            if end > u64::from(u32::MAX) {
+                a.zeroize();
+                return Err(LimitExceeded::QueryTooLarge {
+                    keys: end,
+                    max: u64::from(u32::MAX),
+                }
+                .into());
+            }
+            let out = oprf::hash_mul_compress_batch(Mode::Oprf, &a, &oprf_prefix(*kt), &distinct);
+            blinded.extend(out.into_iter().map(Element));
+            sections.push(Section {
+                key_type: *kt,
+                count: distinct.len() as u64,
+            });
+            offsets.insert(*kt, (start as u32, raw_to_distinct));
+        }
+        let unblind = a.invert();
+        a.zeroize();
+
+        let mut row_positions = Vec::with_capacity(keys.row_keys.len());
+        let mut row_ends = Vec::with_capacity(keys.row_ends.len());
+        for r in 0..keys.row_ends.len() {
+            for (kt, raw) in keys.row(r) {
+                if let Some((start, map)) = offsets.get(kt)
+                    && let Some(d) = map.get(*raw as usize)
+                {
+                    row_positions.push(start + d);
+                }
+            }
+            row_ends.push(row_positions.len());
+        }
+        Ok(Query {
+            unblind,
+            sections,
+            blinded,
+            rows: keys.rows(),
+            row_positions,
+            row_ends,
+        })
+    }
+
+    /// Distinct keys per type, in the order they are sent.
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
+    /// Rows of the input.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Opens a session with default limits: returns the first message and the state awaiting
+    /// the holder's accept.
+    pub fn start(self: &Arc<Self>, mode: QueryMode) -> (QuerierMessage, AwaitingAccept) {
+        self.start_with(mode, QuerierLimits::default())
+    }
+
+    /// [`Query::start`] with explicit limits.
+    pub fn start_with(
+        self: &Arc<Self>,
+        mode: QueryMode,
+        limits: QuerierLimits,
+    ) -> (QuerierMessage, AwaitingAccept) {
+        let msg = QuerierMessage::Start(QueryStart {
+            version: PROTOCOL_VERSION,
+            mode,
+            sections: self.sections.clone(),
+        });
+        (
+            msg,
+            AwaitingAccept {
+                query: Arc::clone(self),
+                mode,
+                limits,
+            },
+        )
+    }
+}
+
+/// What a querier accepts from a holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerierLimits {
+    /// Most tags a holder may announce in total (memory: ℓ bytes each).
+    pub max_holder_keys: u64,
+}
+
+impl Default for QuerierLimits {
+    fn default() -> Self {
+        QuerierLimits {
+            max_holder_keys: 1 << 32,
+        }
+    }
+}
+
+/// The session after [`QueryStart`] was sent, before the holder's [`QueryAccept`].
+#[derive(Debug)]
+pub struct AwaitingAccept {
+    query: Arc<Query>,
+    mode: QueryMode,
+    limits: QuerierLimits,
+}
+
+impl AwaitingAccept {
+    /// Checks the holder's accept (version, key types, sizes, tag length) and moves to the
+    /// exchange.
+    pub fn handle_accept(self, msg: HolderMessage) -> Result<Exchanging, PsiError> {
+        let accept: QueryAccept = match msg {
+            HolderMessage::Accept(a) => a,
+            other => {
+                return Err(PeerMisbehaved::UnexpectedMessage {
+                    expected: "QueryAccept",
+                    got: other.name(),
+                }
+                .into());
+            }
+        };
+        if accept.version != PROTOCOL_VERSION {
+            return Err(PeerMisbehaved::UnsupportedVersion {
+                got: accept.version,
+                supported: PROTOCOL_VERSION,
+            }
+            .into());
+        }
+        let q = &self.query;
+        let same_types = accept.holder_sections.len() == q.sections.len()
+            && accept
+                .holder_sections
+                .iter()
+                .zip(&q.sections)
+                .all(|(h, s)| h.key_type == s.key_type);
+        if !same_types || !sections_valid(&accept.holder_sections, false) {
+            return Err(PeerMisbehaved::SectionsMismatch.into());
+        }
+        let holder_total = total(&accept.holder_sections);
+        let max = self.limits.max_holder_keys.min(MAX_SET_SIZE);
+        if holder_total > max {
+            return Err(LimitExceeded::HolderSetTooLarge {
+                keys: holder_total,
+                max,
+            }
+            .into());
+        }
+        let expected = tag_len(total(&q.sections), holder_total) as u8;
+        if accept.tag_len != expected {
+            return Err(PeerMisbehaved::WrongTagLength {
+                got: accept.tag_len,
+                expected,
+            }
+            .into());
+        }
+        let n = total(&q.sections);
+        Ok(Exchanging {
+            tags: accept
+                .holder_sections
+                .iter()
+                .map(|s| Vec::with_capacity((s.count as usize).saturating_mul(expected as usize)))
+                .collect(),
+            tag_section: 0,
+            next_send: 0,
+            next_eval_seq: 0,
+            evaluated: 0,
+            matched: if self.mode == QueryMode::Matches {
+                vec![false; n as usize]
+            } else {
+                Vec::new()
+            },
+            matched_per_section: vec![0; q.sections.len()],
+            tag_len: expected as usize,
+            epoch: accept.epoch,
+            holder_sections: accept.holder_sections,
+            total: n,
+            query: self.query,
+            mode: self.mode,
+        })
+    }
+}
+
+/// The streaming phase: send blinded chunks ([`Exchanging::poll_message`]), take the holder's
+/// tags and evaluations ([`Exchanging::handle`]), then [`Exchanging::finish`].
+pub struct Exchanging {
+    query: Arc<Query>,
+    mode: QueryMode,
+    epoch: EpochId,
+    tag_len: usize,
+    holder_sections: Vec<Section>,
+    total: u64,
+    /// Received tags per section, flat, ℓ bytes each.
+    tags: Vec<Vec<u8>>,
+    tag_section: usize,
+    next_send: u32,
+    next_eval_seq: u32,
+    evaluated: u64,
+    /// `matches` mode: whether the key at each position matched.
+    matched: Vec<bool>,
+    matched_per_section: Vec<u64>,
+}
+
+impl fmt::Debug for Exchanging {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchanging")
+            .field("mode", &self.mode)
+            .field("epoch", &self.epoch)
+            .field("evaluated", &self.evaluated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchanging {
+    /// The next blinded chunk to send, or `None` when all are out.
+    pub fn poll_message(&mut self) -> Option<QuerierMessage> {
+        let len = chunk_len(self.total, u64::from(self.next_send)) as usize;
+        if len == 0 {
+            return None;
+        }
+        let start = self.next_send as usize * MAX_CHUNK_ELEMENTS;
+        let msg = QuerierMessage::Blinded(BlindedChunk {
+            seq: self.next_send,
+            elements: self.query.blinded[start..start + len].to_vec(),
+        });
+        self.next_send += 1;
+        Some(msg)
+    }
+
+    /// Takes one holder message: tags first (section by section), then evaluations.
+    pub fn handle(&mut self, msg: HolderMessage) -> Result<(), PsiError> {
+        match msg {
+            HolderMessage::Tags(chunk) => self.handle_tags(chunk),
+            HolderMessage::Evaluated(chunk) => self.handle_evaluated(chunk.seq, &chunk.elements),
+            other => Err(PeerMisbehaved::UnexpectedMessage {
+                expected: self.expecting(),
+                got: other.name(),
+            }
+            .into()),
+        }
+    }
+
+    fn expecting(&self) -> &'static str {
+        if !self.tags_complete() {
+            "TagChunk"
+        } else if self.evaluated < self.total {
+            "EvaluatedChunk"
+        } else {
+            "end of stream"
+        }
+    }
+
+    fn tags_received(&self, section: usize) -> u64 {
+        (self.tags[section].len() / self.tag_len) as u64
+    }
+
+    fn skip_full_sections(&mut self) {
+        while self.tag_section < self.holder_sections.len()
+            && self.tags_received(self.tag_section) == self.holder_sections[self.tag_section].count
+        {
+            self.tag_section += 1;
+        }
+    }
+
+    fn tags_complete(&self) -> bool {
+        (self.tag_section..self.holder_sections.len())
+            .all(|s| self.tags_received(s) == self.holder_sections[s].count)
+    }
+
+    fn handle_tags(&mut self, chunk: TagChunk) -> Result<(), PsiError> {
+        self.skip_full_sections();
+        let l = self.tag_len;
+        let Some(section) = self.holder_sections.get(self.tag_section).copied() else {
+            return Err(PeerMisbehaved::UnexpectedMessage {
+                expected: self.expecting(),
+                got: "TagChunk",
+            }
+            .into());
+        };
+        if chunk.key_type != section.key_type {
+            return Err(PeerMisbehaved::UnexpectedTags(chunk.key_type).into());
+        }
+        if chunk.tags.is_empty() || !chunk.tags.len().is_multiple_of(l) {
+            return Err(PeerMisbehaved::RaggedTagChunk {
+                len: chunk.tags.len(),
+                tag_len: l,
+            }
+            .into());
+        }
+        let count = chunk.tags.len() / l;
+        if count > MAX_CHUNK_ELEMENTS {
+            return Err(PeerMisbehaved::BadChunkSize {
+                len: count,
+                max: MAX_CHUNK_ELEMENTS,
+            }
+            .into());
+        }
+        if self.tags_received(self.tag_section) + count as u64 > section.count {
+            return Err(PeerMisbehaved::UnexpectedTags(chunk.key_type).into());
+        }
+        let buf = &mut self.tags[self.tag_section];
+        let prev = buf.len().checked_sub(l).map(|s| &buf[s..]);
+        let sorted = prev
+            .into_iter()
+            .chain(chunk.tags.chunks_exact(l))
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|w| w[0] <= w[1]);
+        if !sorted {
+            return Err(PeerMisbehaved::TagsNotSorted(chunk.key_type).into());
+        }
+        buf.extend_from_slice(&chunk.tags);
+        self.skip_full_sections();
+        Ok(())
+    }
+
+    fn handle_evaluated(&mut self, seq: u32, elements: &[Element]) -> Result<(), PsiError> {
+        if !self.tags_complete() || self.evaluated >= self.total {
+            return Err(PeerMisbehaved::UnexpectedMessage {
+                expected: self.expecting(),
+                got: "EvaluatedChunk",
+            }
+            .into());
+        }
+        if seq != self.next_eval_seq {
+            return Err(PeerMisbehaved::ChunkOutOfOrder {
+                expected: self.next_eval_seq,
+                got: seq,
+            }
+            .into());
+        }
+        if elements.is_empty() || elements.len() > MAX_CHUNK_ELEMENTS {
+            return Err(PeerMisbehaved::BadChunkSize {
+                len: elements.len(),
+                max: MAX_CHUNK_ELEMENTS,
+            }
+            .into());
+        }
+        let remaining = self.total - self.evaluated;
+        let len = elements.len() as u64;
+        match self.mode {
+            QueryMode::Matches => {
+                let expected = chunk_len(self.total, u64::from(seq));
+                if len != expected {
+                    return Err(PeerMisbehaved::WrongChunkLength {
+                        seq,
+                        expected,
+                        got: len,
+                    }
+                    .into());
+                }
+                if seq >= self.next_send {
+                    // An answer to a chunk not yet sent.
+                    return Err(PeerMisbehaved::UnexpectedMessage {
+                        expected: "BlindedChunk answer",
+                        got: "EvaluatedChunk",
+                    }
+                    .into());
+                }
+            }
+            QueryMode::Count => {
+                if len > remaining {
+                    return Err(PeerMisbehaved::TooManyElements {
+                        declared: self.total,
+                    }
+                    .into());
+                }
+            }
+        }
+        let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
+        let unblinded = oprf::evaluate_batch(&self.query.unblind, &raw).map_err(|i| {
+            PeerMisbehaved::InvalidElement {
+                index: self.evaluated + i as u64,
+            }
+        })?;
+        let mut pos = self.evaluated;
+        let mut section = self.section_of(pos);
+        let mut section_end = self.section_end(section);
+        for u in &unblinded {
+            while pos >= section_end {
+                section += 1;
+                section_end = self.section_end(section);
+            }
+            let tag = tag_of(u);
+            if contains(&self.tags[section], self.tag_len, &tag[..self.tag_len]) {
+                self.matched_per_section[section] += 1;
+                if let Some(m) = self.matched.get_mut(pos as usize) {
+                    *m = true;
+                }
+            }
+            pos += 1;
+        }
+        self.evaluated = pos;
+        self.next_eval_seq += 1;
+        Ok(())
+    }
+
+    fn section_end(&self, section: usize) -> u64 {
+        self.query.sections[..=section.min(self.query.sections.len() - 1)]
+            .iter()
+            .map(|s| s.count)
+            .sum()
+    }
+
+    fn section_of(&self, pos: u64) -> usize {
+        let mut end = 0;
+        for (i, s) in self.query.sections.iter().enumerate() {
+            end += s.count;
+            if pos < end {
+                return i;
+            }
+        }
+        self.query.sections.len().saturating_sub(1)
+    }
+
+    /// Whether every tag and every evaluation has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.tags_complete() && self.evaluated == self.total
+    }
+
+    /// The result; fails with [`Misuse::Incomplete`] before [`Exchanging::is_complete`].
+    pub fn finish(self) -> Result<QueryResult, PsiError> {
+        if !self.tags_complete() {
+            return Err(Misuse::Incomplete("tags missing").into());
+        }
+        if self.evaluated != self.total {
+            return Err(Misuse::Incomplete("evaluations missing").into());
+        }
+        let q = &self.query;
+        let matched_rows = (self.mode == QueryMode::Matches).then(|| {
+            let mut rows = Vec::new();
+            let mut start = 0;
+            for (r, &end) in q.row_ends.iter().enumerate() {
+                if q.row_positions[start..end]
+                    .iter()
+                    .any(|&p| self.matched[p as usize])
+                {
+                    rows.push(r as u64);
+                }
+                start = end;
+            }
+            rows
+        });
+        Ok(QueryResult {
+            mode: self.mode,
+            epoch: self.epoch,
+            tag_len: self.tag_len as u8,
+            query_keys: q.sections.iter().map(|s| (s.key_type, s.count)).collect(),
+            holder_keys: self
+                .holder_sections
+                .iter()
+                .map(|s| (s.key_type, s.count))
+                .collect(),
+            matched_keys: q
+                .sections
+                .iter()
+                .zip(&self.matched_per_section)
+                .map(|(s, m)| (s.key_type, *m))
+                .collect(),
+            matched_rows,
+        })
+    }
+}
+
+/// Binary search for an ℓ-byte tag in a sorted flat list.
+fn contains(flat: &[u8], l: usize, needle: &[u8]) -> bool {
+    let (mut lo, mut hi) = (0usize, flat.len() / l);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match flat[mid * l..mid * l + l].cmp(needle) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+/// What a querier learns from one holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryResult {
+    /// The mode run.
+    pub mode: QueryMode,
+    /// The holder's epoch.
+    pub epoch: EpochId,
+    /// ℓ used.
+    pub tag_len: u8,
+    /// Distinct keys of the query per type.
+    pub query_keys: BTreeMap<KeyType, u64>,
+    /// The holder's distinct keys per type (for the query's types).
+    pub holder_keys: BTreeMap<KeyType, u64>,
+    /// Distinct query keys found in the holder's set, per type.
+    pub matched_keys: BTreeMap<KeyType, u64>,
+    /// `matches` mode: 0-based indices of rows with at least one matched key, ascending.
+    pub matched_rows: Option<Vec<u64>>,
+}
