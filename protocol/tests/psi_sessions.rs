@@ -1,7 +1,6 @@
 //! PSI sessions against a plain set computation, and every refusal a peer can provoke.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

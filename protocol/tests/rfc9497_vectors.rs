@@ -2,7 +2,6 @@
 //! The RFC's blinds and proof nonces are replayed through an injected RNG.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
 use std::convert::Infallible;
 
 use rand_core::{TryCryptoRng, TryRng};

@@ -1,7 +1,6 @@
 //! Cross-check against the independent `voprf` crate (0.5) on random keys and inputs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
 use proptest::prelude::*;
 use rand::SeedableRng;
 use suyuan_protocol::oprf::{Mode, OprfClient, OprfServer, SecretKey, VoprfClient, VoprfServer};

@@ -14,7 +14,11 @@ fn cross<T: serde::Serialize + serde::de::DeserializeOwned>(m: &T) -> T {
 }
 
 /// Runs one query against one holder to completion.
-pub(crate) fn run(holder: &Holder, query: &Arc<Query>, mode: QueryMode) -> Result<QueryResult, PsiError> {
+pub(crate) fn run(
+    holder: &Holder,
+    query: &Arc<Query>,
+    mode: QueryMode,
+) -> Result<QueryResult, PsiError> {
     let (start, awaiting) = query.start(mode);
     let mut session = holder.handle_start(cross::<QuerierMessage>(&start))?;
     let accept = session.poll_message().unwrap();
