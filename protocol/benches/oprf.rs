@@ -1,1 +1,183 @@
-fn main() {}
+//! Per-element costs: the curve primitives, and each PSI operation built from them, on one and
+//! two threads, in one run so they can be compared.
+//!
+//! `cargo bench -p suyuan-protocol --bench oprf`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is a failure report
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rayon::prelude::*;
+use sha2::{Digest, Sha512};
+use suyuan_protocol::ident::{Key, KeyType};
+use suyuan_protocol::oprf::{Mode, hash_to_group};
+use suyuan_protocol::psi::{
+    EpochBuilder, Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode,
+};
+
+/// Elements per measured batch: four parallel chunks of 1024.
+const N: usize = 4096;
+
+fn keys(n: usize, offset: u64) -> Vec<Key> {
+    (0..n as u64)
+        .map(|i| {
+            Key::parse(
+                KeyType::Mobile,
+                &format!("1{:010}", 3_000_000_000 + offset + i),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn pools() -> Vec<(usize, rayon::ThreadPool)> {
+    [1, 2]
+        .into_iter()
+        .map(|t| {
+            (
+                t,
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn primitives(c: &mut Criterion) {
+    let mut g = c.benchmark_group("primitive");
+    let mut rng = StdRng::seed_from_u64(1);
+    let k = Scalar::random(&mut rng);
+    let p = RistrettoPoint::random(&mut rng);
+    let enc = p.compress();
+    g.bench_function("hash_to_group", |b| {
+        b.iter(|| hash_to_group(Mode::Oprf, &[b"mobile\x00", black_box(b"13800138000")]))
+    });
+    g.bench_function("scalar_mul", |b| b.iter(|| black_box(k) * black_box(p)));
+    g.bench_function("decompress", |b| {
+        b.iter(|| CompressedRistretto(black_box(enc.to_bytes())).decompress())
+    });
+    g.bench_function("sha512_tag", |b| {
+        b.iter(|| {
+            Sha512::new()
+                .chain_update(b"suyuan-tag-v1")
+                .chain_update(black_box(enc.as_bytes()))
+                .finalize()
+        })
+    });
+    let points: Vec<RistrettoPoint> = (0..1024)
+        .map(|_| RistrettoPoint::random(&mut rng))
+        .collect();
+    let scalars: Vec<Scalar> = (0..1024).map(|_| Scalar::random(&mut rng)).collect();
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("compress_batch_1024", |b| {
+        b.iter(|| RistrettoPoint::double_and_compress_batch(black_box(&points)))
+    });
+    g.bench_function("invert_batch_1024", |b| {
+        b.iter_batched(
+            || scalars.clone(),
+            |mut s| Scalar::invert_batch_alloc(&mut s),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn operations(c: &mut Criterion) {
+    let mut g = c.benchmark_group("per_element");
+    g.throughput(Throughput::Elements(N as u64));
+    g.sample_size(20);
+    let holder_keys = keys(N, 0);
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut eb = EpochBuilder::new(&mut rng);
+    eb.add(&holder_keys);
+    let holder = Holder::new(Arc::new(eb.finish()));
+    let mut qk = QueryKeys::new();
+    for k in keys(N, N as u64 / 2) {
+        qk.add_row(&[k]);
+    }
+    let query = Arc::new(Query::blind(&mut rng, qk.clone()).unwrap());
+
+    for (t, pool) in pools() {
+        g.bench_with_input(BenchmarkId::new("hash_to_group", t), &t, |b, _| {
+            b.iter(|| {
+                pool.install(|| {
+                    holder_keys
+                        .par_iter()
+                        .map(|k| {
+                            hash_to_group(
+                                Mode::Oprf,
+                                &[
+                                    k.key_type().as_str().as_bytes(),
+                                    b"\x00",
+                                    k.value().as_bytes(),
+                                ],
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("holder_tag_precompute", t), &t, |b, _| {
+            b.iter_batched(
+                || EpochBuilder::new(&mut StdRng::seed_from_u64(3)),
+                |mut eb| pool.install(|| eb.add(&holder_keys)),
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_with_input(BenchmarkId::new("blind", t), &t, |b, _| {
+            b.iter_batched(
+                || qk.clone(),
+                |qk| pool.install(|| Query::blind(&mut StdRng::seed_from_u64(4), qk).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+        // The holder's evaluation of one full chunk (decode, multiply, compress).
+        g.bench_with_input(BenchmarkId::new("evaluate", t), &t, |b, _| {
+            b.iter_batched(
+                || {
+                    let (start, awaiting) = query.start(QueryMode::Matches);
+                    let mut s = holder.handle_start(start).unwrap();
+                    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+                    (s, q.poll_message().unwrap())
+                },
+                |(mut s, chunk)| pool.install(|| s.handle(chunk).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+        // The querier's unblinding and tagging of one full chunk, with the holder's tags loaded.
+        g.bench_with_input(BenchmarkId::new("unblind_tag", t), &t, |b, _| {
+            b.iter_batched(
+                || {
+                    let (start, awaiting) = query.start(QueryMode::Matches);
+                    let mut s = holder.handle_start(start).unwrap();
+                    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+                    let QuerierMessage::Blinded(chunk) = q.poll_message().unwrap() else {
+                        unreachable!()
+                    };
+                    s.handle(QuerierMessage::Blinded(chunk)).unwrap();
+                    let mut eval = None;
+                    while let Some(m) = s.poll_message() {
+                        match m {
+                            HolderMessage::Evaluated(_) => eval = Some(m),
+                            tags => q.handle(tags).unwrap(),
+                        }
+                    }
+                    (q, eval.unwrap())
+                },
+                |(mut q, eval)| pool.install(|| q.handle(eval).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, primitives, operations);
+criterion_main!(benches);

@@ -1,11 +1,12 @@
 //! The one place that knows the wire codec (serde + bincode 2, varint integers), so it can be
-//! swapped. Every decode is bounded by [`MAX_FRAME_LEN`] and must consume the whole frame.
+//! swapped. Every decode is bounded by [`MAX_FRAME_LEN`], must consume the whole frame, and
+//! must be the message's one canonical encoding.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-/// Hard limit on one encoded message. A full chunk of 4096 elements is about 132 KiB.
+/// Hard limit on one encoded message. A full chunk of 4096 elements is 131,081 bytes.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 
 fn config() -> impl bincode::config::Config {
@@ -30,6 +31,10 @@ pub enum DecodeError {
     /// A valid message followed by bytes that belong to nothing.
     #[error("{0} trailing bytes after the message")]
     Trailing(usize),
+    /// A valid message in a non-minimal encoding (e.g. an over-long varint). Each message has
+    /// exactly one encoding, so what is logged or hashed is what was meant.
+    #[error("non-canonical encoding")]
+    NonCanonical,
 }
 
 /// Why a message could not be encoded (only a message over the frame limit).
@@ -55,7 +60,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, EncodeError> {
 }
 
 /// Decodes one frame body; rejects oversize frames, malformed bytes and trailing bytes.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() > MAX_FRAME_LEN {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
@@ -67,5 +72,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     if read != bytes.len() {
         return Err(DecodeError::Trailing(bytes.len() - read));
     }
-    Ok(msg)
+    // Re-encoding costs a copy; the curve work on every chunk dwarfs it.
+    match encode(&msg) {
+        Ok(again) if again == bytes => Ok(msg),
+        _ => Err(DecodeError::NonCanonical),
+    }
 }

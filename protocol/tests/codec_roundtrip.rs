@@ -92,6 +92,22 @@ proptest! {
 }
 
 #[test]
+fn non_minimal_encodings_are_refused() {
+    // Blinded { seq: 1, elements: [] } with seq written as 0xfb 0x01 0x00 (u16 form of 1).
+    assert_eq!(
+        codec::decode::<QuerierMessage>(&[1, 1, 0]).unwrap(),
+        QuerierMessage::Blinded(BlindedChunk {
+            seq: 1,
+            elements: vec![]
+        })
+    );
+    assert_eq!(
+        codec::decode::<QuerierMessage>(&[1, 0xfb, 1, 0, 0]),
+        Err(DecodeError::NonCanonical)
+    );
+}
+
+#[test]
 fn trailing_bytes_are_refused() {
     let m = QuerierMessage::Blinded(BlindedChunk {
         seq: 1,
@@ -115,8 +131,9 @@ fn oversize_frames_and_lying_lengths_are_refused() {
             max: MAX_FRAME_LEN
         })
     );
-    // Variant 1 (Blinded), seq 0, then a claimed length of 2^60 elements: refused before allocating.
-    let mut lying = vec![1u8, 0u8, 0xff];
+    // Variant 1 (Blinded), seq 0, then a claimed length of 2^60 elements (0xfd: a u64
+    // follows): refused before allocating.
+    let mut lying = vec![1u8, 0u8, 0xfd];
     lying.extend_from_slice(&(1u64 << 60).to_le_bytes());
     assert!(matches!(
         codec::decode::<QuerierMessage>(&lying),

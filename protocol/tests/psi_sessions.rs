@@ -543,11 +543,12 @@ fn querier_refuses_bad_streams() {
                 got: 1
             }
         );
+        // The identity at position 0 (all zeros sorts first, so count mode's order check passes).
         let mut bad = e0.clone();
-        bad.elements[3] = Element([0u8; 32]);
+        bad.elements[0] = Element([0u8; 32]);
         assert_eq!(
             misbehaved(q.handle(HolderMessage::Evaluated(bad)).unwrap_err()),
-            PeerMisbehaved::InvalidElement { index: 3 }
+            PeerMisbehaved::InvalidElement { index: 0 }
         );
         if mode == QueryMode::Matches {
             let mut short = e0.clone();
@@ -565,6 +566,14 @@ fn querier_refuses_bad_streams() {
             misbehaved(q.handle(HolderMessage::Evaluated(empty)).unwrap_err()),
             PeerMisbehaved::BadChunkSize { len: 0, .. }
         ));
+        if mode == QueryMode::Count {
+            let mut reordered = e0.clone();
+            reordered.elements.reverse();
+            assert_eq!(
+                misbehaved(q.handle(HolderMessage::Evaluated(reordered)).unwrap_err()),
+                PeerMisbehaved::EvaluationsNotSorted
+            );
+        }
         q.handle(HolderMessage::Evaluated(e0)).unwrap();
         if mode == QueryMode::Count {
             let mut long = e1.clone();

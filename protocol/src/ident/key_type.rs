@@ -66,7 +66,8 @@ impl KeyType {
         !matches!(self, KeyType::NameBirthdate | KeyType::NameMobile)
     }
 
-    /// Stable wire code, 1..=6.
+    /// A stable code 1..=6 for local bit sets. (The wire encodes the serde variant index 0..=5,
+    /// see docs/protocol.md.)
     pub fn code(self) -> u8 {
         match self {
             KeyType::Mobile => 1,

@@ -1,6 +1,6 @@
 //! Deriving keys from one record.
 
-use super::normalize::split_multi;
+use super::normalize::{fold, split_multi};
 use super::resident_id::birthdate_of;
 use super::{
     ColumnMap, Field, Key, KeySelection, KeyType, Rejection, canonical_bank_card,
@@ -43,11 +43,13 @@ const STRONG_FIELDS: [(Field, KeyType, Canonicaliser); 4] = [
 /// rejections are recorded even for unselected types so data quality
 /// stays visible; name/birthdate ones only when a composite needs them.
 pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) -> RecordKeys {
+    // Fold first, so full-width separators split and a cell of only invisible characters is
+    // absent rather than rejected.
     let cell = |field: Field| {
         columns
             .column(field)
             .and_then(|i| cells.get(i))
-            .map(|c| c.trim())
+            .map(|c| fold(c))
             .filter(|c| !c.is_empty())
     };
     let mut out = RecordKeys::default();
@@ -56,7 +58,7 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
 
     for (field, key_type, canonical) in STRONG_FIELDS {
         let Some(raw) = cell(field) else { continue };
-        for part in split_multi(raw) {
+        for part in split_multi(&raw) {
             match canonical(part) {
                 Ok(value) => {
                     match key_type {
@@ -80,7 +82,7 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
     if !(want_nb || want_nm) {
         return out;
     }
-    let name = match cell(Field::Name).map(canonical_name) {
+    let name = match cell(Field::Name).as_deref().map(canonical_name) {
         Some(Ok(name)) => name,
         Some(Err(r)) => {
             out.rejections.push((Field::Name, r));
@@ -89,7 +91,7 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
         None => return out,
     };
     if want_nb {
-        let from_field = match cell(Field::Birthdate).map(canonical_birthdate) {
+        let from_field = match cell(Field::Birthdate).as_deref().map(canonical_birthdate) {
             Some(Ok(d)) => Some(d),
             Some(Err(r)) => {
                 out.rejections.push((Field::Birthdate, r));
@@ -131,6 +133,25 @@ mod tests {
         "生日",
         "地址",
     ];
+
+    #[test]
+    fn cells_are_folded_before_splitting() {
+        let cols = ColumnMap::detect(&["手机", "邮箱"]);
+        // A full-width slash separates two numbers; a cell of only a BOM is absent.
+        let r = extract(
+            &cols,
+            &["13800138000／13912345678", "\u{FEFF}\u{200B}"],
+            &KeySelection::default(),
+        );
+        assert_eq!(
+            values(&r),
+            [
+                (KeyType::Mobile, "13800138000"),
+                (KeyType::Mobile, "13912345678")
+            ]
+        );
+        assert!(r.rejections.is_empty());
+    }
 
     #[test]
     fn strong_keys_with_multi_values() {

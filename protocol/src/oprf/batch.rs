@@ -76,19 +76,30 @@ pub(crate) fn evaluate_batch(
 ) -> Result<Vec<[u8; ELEMENT_LEN]>, usize> {
     let half = k.div_by_2();
     let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
-    out.par_chunks_mut(par_chunk_len())
+    // Every chunk reports, so the error names the first invalid element whatever the scheduling.
+    let first_bad = out
+        .par_chunks_mut(par_chunk_len())
         .zip(elements.par_chunks(par_chunk_len()))
         .enumerate()
-        .try_for_each(|(chunk, (out, elements))| {
+        .filter_map(|(chunk, (out, elements))| {
             let points = elements
                 .iter()
                 .enumerate()
                 .map(|(i, e)| decode_element(e).map_err(|_| chunk * par_chunk_len() + i))
-                .collect::<Result<Vec<_>, usize>>()?;
-            halved_mul_compress(std::iter::repeat(&half), &points, out);
-            Ok::<(), usize>(())
-        })?;
-    Ok(out)
+                .collect::<Result<Vec<_>, usize>>();
+            match points {
+                Ok(points) => {
+                    halved_mul_compress(std::iter::repeat(&half), &points, out);
+                    None
+                }
+                Err(i) => Some(i),
+            }
+        })
+        .min();
+    match first_bad {
+        Some(i) => Err(i),
+        None => Ok(out),
+    }
 }
 
 /// `DeserializeElement` of every element, in parallel; the index of an invalid one on failure.

@@ -112,9 +112,15 @@ impl fmt::Debug for EpochBuilder {
 impl EpochBuilder {
     /// A new epoch with a fresh random id and key.
     pub fn new(rng: &mut (impl CryptoRng + ?Sized)) -> Self {
+        Self::with_key(EpochId::random(rng), SecretKey::random(rng))
+    }
+
+    /// A new epoch with a given id and key (for test vectors and reproducible research runs;
+    /// a node draws both fresh with [`EpochBuilder::new`]).
+    pub fn with_key(id: EpochId, key: SecretKey) -> Self {
         EpochBuilder {
-            id: EpochId::random(rng),
-            key: SecretKey::random(rng),
+            id,
+            key,
             tags: BTreeMap::new(),
         }
     }

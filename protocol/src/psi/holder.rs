@@ -15,14 +15,15 @@ use crate::oprf::{self, Element};
 /// What a holder accepts from a querier (the node adds its policy on top).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HolderLimits {
-    /// Most keys one query may declare. `count` mode buffers 32 bytes per key until the end.
+    /// Most keys one query may declare. `count` mode buffers 32 bytes per key until the end,
+    /// so the default of 2^27 bounds that at 4 GiB per query; the node's policy is stricter.
     pub max_query_keys: u64,
 }
 
 impl Default for HolderLimits {
     fn default() -> Self {
         HolderLimits {
-            max_query_keys: 1 << 32,
+            max_query_keys: 1 << 27,
         }
     }
 }

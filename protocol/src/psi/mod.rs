@@ -8,9 +8,9 @@
 //! querier                                   holder
 //! QueryStart {version, mode, sections}  ->
 //!                                       <-  QueryAccept {version, epoch, tag_len, holder_sections}
-//!                                       <-  TagChunk*            (sorted, per section)
-//! BlindedChunk* (a·H(x))                ->
-//!                                       <-  EvaluatedChunk* (k·a·H(x); sorted per section in count mode)
+//! BlindedChunk* (a·H(x))                ->  <-  TagChunk* (sorted, per section; concurrently)
+//!                                       <-  EvaluatedChunk* (k·a·H(x), after the last tag;
+//!                                                            sorted per section in count mode)
 //! ```
 //!
 //! Sessions are typestates where a phase happens once ([`Query::start`],

@@ -55,6 +55,14 @@ impl Query {
         let mut blinded = Vec::new();
         let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
         for (kt, tk) in &keys.types {
+            if tk.len() as u64 > u64::from(u32::MAX) {
+                a.zeroize();
+                return Err(LimitExceeded::QueryTooLarge {
+                    keys: tk.len() as u64,
+                    max: u64::from(u32::MAX),
+                }
+                .into());
+            }
             let (distinct, raw_to_distinct) = tk.dedup();
             let start = blinded.len() as u64;
             let end = start + distinct.len() as u64;
@@ -140,14 +148,15 @@ impl Query {
 /// What a querier accepts from a holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuerierLimits {
-    /// Most tags a holder may announce in total (memory: ℓ bytes each).
+    /// Most tags a holder may announce in total. The querier keeps ℓ bytes (8 to 16) per tag,
+    /// so the default of 2^29 bounds that at 8 GiB, above any real customer list.
     pub max_holder_keys: u64,
 }
 
 impl Default for QuerierLimits {
     fn default() -> Self {
         QuerierLimits {
-            max_holder_keys: 1 << 32,
+            max_holder_keys: 1 << 29,
         }
     }
 }
@@ -210,11 +219,8 @@ impl AwaitingAccept {
         }
         let n = total(&q.sections);
         Ok(Exchanging {
-            tags: accept
-                .holder_sections
-                .iter()
-                .map(|s| Vec::with_capacity((s.count as usize).saturating_mul(expected as usize)))
-                .collect(),
+            // Grown as tags arrive, never reserved from what the peer announced.
+            tags: vec![Vec::new(); accept.holder_sections.len()],
             tag_section: 0,
             next_send: 0,
             next_eval_seq: 0,
@@ -225,6 +231,15 @@ impl AwaitingAccept {
                 Vec::new()
             },
             matched_per_section: vec![0; q.sections.len()],
+            last_count_element: None,
+            section_ends: q
+                .sections
+                .iter()
+                .scan(0u64, |end, s| {
+                    *end += s.count;
+                    Some(*end)
+                })
+                .collect(),
             tag_len: expected as usize,
             epoch: accept.epoch,
             holder_sections: accept.holder_sections,
@@ -253,6 +268,10 @@ pub struct Exchanging {
     /// `matches` mode: whether the key at each position matched.
     matched: Vec<bool>,
     matched_per_section: Vec<u64>,
+    /// `count` mode: the previous evaluation in the current section.
+    last_count_element: Option<[u8; 32]>,
+    /// Cumulative ends of the query's sections in the element stream.
+    section_ends: Vec<u64>,
 }
 
 impl fmt::Debug for Exchanging {
@@ -421,6 +440,21 @@ impl Exchanging {
                 }
             }
         }
+        // Check the whole chunk before changing any state, so a refused chunk leaves none behind.
+        if self.mode == QueryMode::Count {
+            // Sorted order is what keeps positions from leaking; anything else is a holder
+            // telling the querier more than the mode allows (or a broken one).
+            let mut last = self.last_count_element;
+            for (i, e) in elements.iter().enumerate() {
+                if self.section_ends.contains(&(self.evaluated + i as u64)) {
+                    last = None;
+                }
+                if last.is_some_and(|l| l > e.0) {
+                    return Err(PeerMisbehaved::EvaluationsNotSorted.into());
+                }
+                last = Some(e.0);
+            }
+        }
         let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
         let unblinded = oprf::evaluate_batch(&self.query.unblind, &raw).map_err(|i| {
             PeerMisbehaved::InvalidElement {
@@ -428,12 +462,14 @@ impl Exchanging {
             }
         })?;
         let mut pos = self.evaluated;
-        let mut section = self.section_of(pos);
-        let mut section_end = self.section_end(section);
+        let mut section = self.section_ends.partition_point(|&end| end <= pos);
         for u in &unblinded {
-            while pos >= section_end {
+            while self
+                .section_ends
+                .get(section)
+                .is_some_and(|&end| pos >= end)
+            {
                 section += 1;
-                section_end = self.section_end(section);
             }
             let tag = tag_of(u);
             if contains(&self.tags[section], self.tag_len, &tag[..self.tag_len]) {
@@ -444,27 +480,12 @@ impl Exchanging {
             }
             pos += 1;
         }
+        if self.mode == QueryMode::Count {
+            self.last_count_element = elements.last().map(|e| e.0);
+        }
         self.evaluated = pos;
         self.next_eval_seq += 1;
         Ok(())
-    }
-
-    fn section_end(&self, section: usize) -> u64 {
-        self.query.sections[..=section.min(self.query.sections.len() - 1)]
-            .iter()
-            .map(|s| s.count)
-            .sum()
-    }
-
-    fn section_of(&self, pos: u64) -> usize {
-        let mut end = 0;
-        for (i, s) in self.query.sections.iter().enumerate() {
-            end += s.count;
-            if pos < end {
-                return i;
-            }
-        }
-        self.query.sections.len().saturating_sub(1)
     }
 
     /// Whether every tag and every evaluation has arrived.
