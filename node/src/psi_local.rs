@@ -1,17 +1,16 @@
 //! `suyuan psi-local`: both roles in one process, through the real sessions and the real wire
-//! encoding, so the library can be exercised from the command line.
+//! encoding ([`run_local`]), so the library can be exercised from the command line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use rand_core::CryptoRng;
-use suyuan_protocol::codec;
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{
-    EpochBuilder, Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode, QueryResult,
+    EpochBuilder, Holder, Query, QueryKeys, QueryMode, QueryResult, run_local,
 };
 
 use crate::input::{InputOptions, InputSummary, for_each_record};
@@ -91,7 +90,7 @@ pub fn run(cfg: &PsiLocalConfig, rng: &mut (impl CryptoRng + ?Sized)) -> Result<
     })?;
     let query = Arc::new(Query::blind(rng, keys).context("blinding the query")?);
 
-    let result = exchange(&holder, &query, cfg.mode)?;
+    let result = run_local(&holder, &query, cfg.mode).context("running the exchange")?;
     let matched_rows = result
         .matched_rows
         .as_ref()
@@ -102,34 +101,6 @@ pub fn run(cfg: &PsiLocalConfig, rng: &mut (impl CryptoRng + ?Sized)) -> Result<
         result,
         matched_rows,
     })
-}
-
-/// Moves every message through the wire codec, as a transport would.
-fn exchange(holder: &Holder, query: &Arc<Query>, mode: QueryMode) -> Result<QueryResult> {
-    fn wire<T: serde::Serialize + serde::de::DeserializeOwned>(m: &T) -> Result<T> {
-        Ok(codec::decode(&codec::encode(m)?)?)
-    }
-    let (start, awaiting) = query.start(mode);
-    let mut session = holder.handle_start(wire::<QuerierMessage>(&start)?)?;
-    let accept = session
-        .poll_message()
-        .ok_or_else(|| anyhow!("holder produced no accept"))?;
-    let mut querier = awaiting.handle_accept(wire::<HolderMessage>(&accept)?)?;
-    loop {
-        let mut progressed = false;
-        if let Some(m) = querier.poll_message() {
-            session.handle(wire(&m)?)?;
-            progressed = true;
-        }
-        while let Some(m) = session.poll_message() {
-            querier.handle(wire(&m)?)?;
-            progressed = true;
-        }
-        if !progressed {
-            break;
-        }
-    }
-    Ok(querier.finish()?)
 }
 
 /// The report as aligned text for a terminal or a log.

@@ -4,6 +4,8 @@
 //! `cargo bench -p suyuan-protocol --bench oprf`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is a failure report
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -14,7 +16,6 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rayon::prelude::*;
 use sha2::{Digest, Sha512};
-use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::oprf::{Mode, hash_to_group};
 use suyuan_protocol::psi::{
     EpochBuilder, Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode,
@@ -22,18 +23,6 @@ use suyuan_protocol::psi::{
 
 /// Elements per measured batch: four parallel chunks of 1024.
 const N: usize = 4096;
-
-fn keys(n: usize, offset: u64) -> Vec<Key> {
-    (0..n as u64)
-        .map(|i| {
-            Key::parse(
-                KeyType::Mobile,
-                &format!("1{:010}", 3_000_000_000 + offset + i),
-            )
-            .unwrap()
-        })
-        .collect()
-}
 
 fn pools() -> Vec<(usize, rayon::ThreadPool)> {
     [1, 2]
@@ -93,13 +82,13 @@ fn operations(c: &mut Criterion) {
     let mut g = c.benchmark_group("per_element");
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(20);
-    let holder_keys = keys(N, 0);
+    let holder_keys = common::mobiles(N, 0);
     let mut rng = StdRng::seed_from_u64(2);
     let mut eb = EpochBuilder::new(&mut rng);
     eb.add(&holder_keys);
     let holder = Holder::new(Arc::new(eb.finish()));
     let mut qk = QueryKeys::new();
-    for k in keys(N, N as u64 / 2) {
+    for k in common::mobiles(N, N as u64 / 2) {
         qk.add_row(&[k]);
     }
     let query = Arc::new(Query::blind(&mut rng, qk.clone()).unwrap());

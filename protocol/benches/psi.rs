@@ -6,54 +6,16 @@
 //! `cargo bench -p suyuan-protocol --bench psi`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is a failure report
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use suyuan_protocol::codec;
-use suyuan_protocol::ident::{Key, KeyType};
-use suyuan_protocol::psi::{EpochBuilder, Holder, Query, QueryKeys, QueryMode, QueryResult};
-
-fn keys(n: usize, offset: u64) -> Vec<Key> {
-    (0..n as u64)
-        .map(|i| {
-            Key::parse(
-                KeyType::Mobile,
-                &format!("1{:010}", 3_000_000_000 + offset + i),
-            )
-            .unwrap()
-        })
-        .collect()
-}
-
-fn run(holder: &Holder, rows: QueryKeys, mode: QueryMode) -> QueryResult {
-    let query = Arc::new(Query::blind(&mut StdRng::seed_from_u64(7), rows).unwrap());
-    let (start, awaiting) = query.start(mode);
-    let mut s = holder
-        .handle_start(codec::decode(&codec::encode(&start).unwrap()).unwrap())
-        .unwrap();
-    let accept = s.poll_message().unwrap();
-    let mut q = awaiting.handle_accept(accept).unwrap();
-    loop {
-        let mut progressed = false;
-        if let Some(m) = q.poll_message() {
-            s.handle(codec::decode(&codec::encode(&m).unwrap()).unwrap())
-                .unwrap();
-            progressed = true;
-        }
-        while let Some(m) = s.poll_message() {
-            q.handle(codec::decode(&codec::encode(&m).unwrap()).unwrap())
-                .unwrap();
-            progressed = true;
-        }
-        if !progressed {
-            break;
-        }
-    }
-    q.finish().unwrap()
-}
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::{EpochBuilder, Holder, Query, QueryKeys, QueryMode, run_local};
 
 fn psi(c: &mut Criterion) {
     let mut sizes = vec![(16u32, vec![1usize, 2])];
@@ -66,14 +28,14 @@ fn psi(c: &mut Criterion) {
     for (log_n, threads) in sizes {
         let n = 1usize << log_n;
         let mut eb = EpochBuilder::new(&mut StdRng::seed_from_u64(1));
-        let hk = keys(n, 0);
+        let hk = common::mobiles(n, 0);
         for chunk in hk.chunks(1 << 16) {
             eb.add(chunk);
         }
         drop(hk);
         let holder = Holder::new(Arc::new(eb.finish()));
         let mut rows = QueryKeys::new();
-        for k in keys(n, n as u64 / 2) {
+        for k in common::mobiles(n, n as u64 / 2) {
             rows.add_row(&[k]);
         }
         g.throughput(Throughput::Elements(n as u64));
@@ -87,7 +49,16 @@ fn psi(c: &mut Criterion) {
                 b.iter_batched(
                     || rows.clone(),
                     |rows| {
-                        let r = pool.install(|| run(&holder, rows, QueryMode::Matches));
+                        let r = pool.install(|| {
+                            run_local(
+                                &holder,
+                                &Arc::new(
+                                    Query::blind(&mut StdRng::seed_from_u64(7), rows).unwrap(),
+                                ),
+                                QueryMode::Matches,
+                            )
+                            .unwrap()
+                        });
                         assert_eq!(r.matched_keys[&KeyType::Mobile], n as u64 / 2);
                     },
                     BatchSize::PerIteration,

@@ -1,8 +1,6 @@
 //! PSI sessions against a plain set computation, and every refusal a peer can provoke.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -14,7 +12,7 @@ use suyuan_protocol::oprf::Element;
 use suyuan_protocol::psi::{
     BlindedChunk, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage, LimitExceeded,
     MAX_CHUNK_ELEMENTS, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, Query,
-    QueryKeys, QueryMode, QueryStart, Section, TagChunk,
+    QueryKeys, QueryMode, QueryStart, Section, TagChunk, run_local,
 };
 
 /// A small universe of valid keys of three types, indexed by number.
@@ -93,7 +91,7 @@ fn check(seed: u64, holder_ids: &[u32], rows: &[Vec<u32>]) {
     let query = query_of(&mut rng, rows);
     let (per_type, matched_rows) = expected(holder_ids, rows);
     for mode in [QueryMode::Count, QueryMode::Matches] {
-        let r = common::run(&holder, &query, mode).unwrap();
+        let r = run_local(&holder, &query, mode).unwrap();
         assert_eq!(r.matched_keys, per_type, "{mode}");
         assert_eq!(r.epoch, holder.epoch().id());
         let distinct: BTreeSet<Key> = rows.iter().flatten().map(|&i| key(i)).collect();
@@ -201,7 +199,7 @@ fn a_query_never_matches_tags_of_another_epoch() {
     assert_eq!(r.matched_keys.values().sum::<u64>(), 0);
     assert_eq!(r.matched_rows, Some(vec![]));
     // Same keys, same epoch: everything matches.
-    let r = common::run(&new, &query, QueryMode::Matches).unwrap();
+    let r = run_local(&new, &query, QueryMode::Matches).unwrap();
     assert_eq!(r.matched_keys.values().sum::<u64>(), 100);
 }
 

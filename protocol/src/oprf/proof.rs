@@ -84,11 +84,12 @@ fn decode_all(elements: &[Element]) -> Result<Vec<RistrettoPoint>, OprfError> {
     elements.iter().map(Element::to_point).collect()
 }
 
-/// `challengeTranscript` hashed to the scalar `c`.
-fn challenge(mode: Mode, parts: [&Element; 5]) -> Result<Scalar, OprfError> {
+/// `challengeTranscript` over `B, M, Z, t2, t3`, hashed to the scalar `c`.
+fn challenge(mode: Mode, b: &Element, points: [&RistrettoPoint; 4]) -> Result<Scalar, OprfError> {
     let mut t = Vec::with_capacity(5 * 34 + 9);
-    for p in parts {
-        push_prefixed(&mut t, &p.0)?;
+    push_prefixed(&mut t, &b.0)?;
+    for p in points {
+        push_prefixed(&mut t, &Element::from_point(p).0)?;
     }
     t.extend_from_slice(b"Challenge");
     Ok(hash_to_scalar(mode, &[&t], None))
@@ -110,16 +111,7 @@ pub fn generate_proof(
     let r = Zeroizing::new(random_scalar(rng));
     let t2 = RistrettoPoint::mul_base(&r);
     let t3 = *r * m;
-    let ch = challenge(
-        mode,
-        [
-            &b,
-            &Element::from_point(&m),
-            &Element::from_point(&z),
-            &Element::from_point(&t2),
-            &Element::from_point(&t3),
-        ],
-    )?;
+    let ch = challenge(mode, &b, [&m, &z, &t2, &t3])?;
     let s = *r - ch * k.0;
     Ok(Proof {
         c: ch.to_bytes(),
@@ -144,16 +136,7 @@ pub fn verify_proof(
     let ps = scalar(&proof.s).map_err(|_| OprfError::VerifyFailed)?;
     let t2 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&pc, &pk.0, &ps);
     let t3 = RistrettoPoint::vartime_multiscalar_mul([ps, pc], [m, z]);
-    let expected = challenge(
-        mode,
-        [
-            &b,
-            &Element::from_point(&m),
-            &Element::from_point(&z),
-            &Element::from_point(&t2),
-            &Element::from_point(&t3),
-        ],
-    )?;
+    let expected = challenge(mode, &b, [&m, &z, &t2, &t3])?;
     if bool::from(expected.to_bytes().ct_eq(&proof.c)) {
         Ok(())
     } else {

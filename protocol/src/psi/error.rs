@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, EncodeError};
 use crate::ident::KeyType;
 
 /// Everything a PSI session can fail with, grouped by whose fault it is.
@@ -10,6 +10,9 @@ pub enum PsiError {
     /// Bytes that are not a message.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A message that cannot be encoded within the frame limit.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// The peer sent something the protocol does not allow.
     #[error("peer misbehaved: {0}")]
     PeerMisbehaved(#[from] PeerMisbehaved),

@@ -21,6 +21,7 @@ mod epoch;
 mod error;
 mod holder;
 mod keys;
+mod local;
 mod messages;
 mod querier;
 mod tag;
@@ -29,6 +30,7 @@ pub use epoch::{Epoch, EpochBuilder, EpochId};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
 pub use holder::{Holder, HolderLimits, HolderSession};
 pub use keys::QueryKeys;
+pub use local::run_local;
 pub use messages::{
     BlindedChunk, EvaluatedChunk, HolderMessage, QuerierMessage, QueryAccept, QueryStart, Section,
     TagChunk,

@@ -1,0 +1,53 @@
+//! Both parties in one process: the simplest driver, for tools, tests and benchmarks.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Holder, PsiError, Query, QueryMode, QueryResult};
+use crate::codec;
+
+/// Runs `query` against `holder` to completion in this process. Every message is encoded and
+/// decoded with [`crate::codec`] on the way, as over a network, and the two directions are
+/// interleaved as a pipelined transport would interleave them: one blinded chunk out, then
+/// whatever the holder has ready.
+pub fn run_local(
+    holder: &Holder,
+    query: &Arc<Query>,
+    mode: QueryMode,
+) -> Result<QueryResult, PsiError> {
+    fn wire<T: Serialize + DeserializeOwned>(m: &T) -> Result<T, PsiError> {
+        Ok(codec::decode(&codec::encode(m)?)?)
+    }
+    let (start, awaiting) = query.start(mode);
+    let mut session = holder.handle_start(wire(&start)?)?;
+    let mut accept = None;
+    let mut early = Vec::new();
+    while let Some(m) = session.poll_message() {
+        match accept {
+            None => accept = Some(m),
+            Some(_) => early.push(m),
+        }
+    }
+    let accept = accept.ok_or(super::Misuse::Incomplete("the holder sent no accept"))?;
+    let mut querier = awaiting.handle_accept(wire(&accept)?)?;
+    for m in early {
+        querier.handle(wire(&m)?)?;
+    }
+    loop {
+        let mut progressed = false;
+        if let Some(m) = querier.poll_message() {
+            session.handle(wire(&m)?)?;
+            progressed = true;
+        }
+        while let Some(m) = session.poll_message() {
+            querier.handle(wire(&m)?)?;
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    querier.finish()
+}
