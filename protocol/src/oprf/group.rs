@@ -75,7 +75,7 @@ pub(crate) fn expand_message_xmd_64(msg: &[&[u8]], dst: &[&[u8]]) -> [u8; 64] {
 /// DST = `"HashToGroup-" || contextString`. The input is given in parts.
 pub fn hash_to_group(mode: Mode, input: &[&[u8]]) -> RistrettoPoint {
     let context = mode.context_string();
-    let uniform = expand_message_xmd_64(input, &[b"HashToGroup-", &context]);
+    let uniform = expand_message_xmd_64(input, &[b"HashToGroup-", context]);
     RistrettoPoint::from_uniform_bytes(&uniform)
 }
 
@@ -85,7 +85,7 @@ pub fn hash_to_scalar(mode: Mode, input: &[&[u8]], dst: Option<&[u8]>) -> Scalar
     let context = mode.context_string();
     let uniform = match dst {
         Some(dst) => expand_message_xmd_64(input, &[dst]),
-        None => expand_message_xmd_64(input, &[b"HashToScalar-", &context]),
+        None => expand_message_xmd_64(input, &[b"HashToScalar-", context]),
     };
     Scalar::from_bytes_mod_order_wide(&uniform)
 }

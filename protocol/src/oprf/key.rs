@@ -74,7 +74,7 @@ pub fn derive_key_pair(
     derive_input.extend_from_slice(seed);
     push_prefixed(&mut derive_input, info)?;
     let mut dst = b"DeriveKeyPair".to_vec();
-    dst.extend_from_slice(&mode.context_string());
+    dst.extend_from_slice(mode.context_string());
     for counter in 0..=255u8 {
         let sk = hash_to_scalar(mode, &[&derive_input, &[counter]], Some(&dst));
         if sk != Scalar::ZERO {

@@ -55,13 +55,12 @@ impl Mode {
     }
 
     /// `contextString = "OPRFV1-" || I2OSP(mode, 1) || "-" || identifier`.
-    pub fn context_string(self) -> Vec<u8> {
-        let mut c = Vec::with_capacity(7 + 2 + SUITE_ID.len());
-        c.extend_from_slice(b"OPRFV1-");
-        c.push(self.id());
-        c.push(b'-');
-        c.extend_from_slice(SUITE_ID);
-        c
+    pub const fn context_string(self) -> &'static [u8] {
+        // Constants, so hashing an element allocates nothing.
+        match self {
+            Mode::Oprf => b"OPRFV1-\x00-ristretto255-SHA512",
+            Mode::Voprf => b"OPRFV1-\x01-ristretto255-SHA512",
+        }
     }
 }
 
@@ -71,4 +70,20 @@ pub(crate) fn push_prefixed(out: &mut Vec<u8>, x: &[u8]) -> Result<(), OprfError
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(x);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_strings_follow_rfc_9497() {
+        for mode in [Mode::Oprf, Mode::Voprf] {
+            let mut expected = b"OPRFV1-".to_vec();
+            expected.push(mode.id());
+            expected.push(b'-');
+            expected.extend_from_slice(SUITE_ID);
+            assert_eq!(mode.context_string(), expected.as_slice());
+        }
+    }
 }

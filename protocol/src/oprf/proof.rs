@@ -58,7 +58,7 @@ fn composite_weights(
         });
     }
     let mut seed_dst = b"Seed-".to_vec();
-    seed_dst.extend_from_slice(&mode.context_string());
+    seed_dst.extend_from_slice(mode.context_string());
     let mut seed_transcript = Vec::new();
     push_prefixed(&mut seed_transcript, &b.0)?;
     push_prefixed(&mut seed_transcript, &seed_dst)?;
