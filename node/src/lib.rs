@@ -1,5 +1,15 @@
 //! suyuan-node: the driver around `suyuan-protocol`. It owns what the protocol crate must not:
-//! files, terminals, threads and (later) sockets. The `suyuan` binary is a thin CLI over it.
+//! files, sockets, threads, clocks. The `suyuan` binary is a thin CLI over it.
 
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod identity;
+pub mod import;
 pub mod input;
 pub mod psi_local;
+pub mod query;
+pub mod serve;
+pub mod store;
+pub mod tls;
+pub mod wire;

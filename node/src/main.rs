@@ -1,12 +1,19 @@
 //! `suyuan`: the command-line front of suyuan-node.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use suyuan_node::audit::{AuditLog, Entry};
+use suyuan_node::config::{self, DEFAULT_NODE_TOML, NODE_TOML};
+use suyuan_node::identity::{self, Role};
 use suyuan_node::input::{InputOptions, parse_override};
 use suyuan_node::psi_local::{self, PsiLocalConfig};
+use suyuan_node::query::{self, QueryOptions, parse_peer};
+use suyuan_node::serve::Server;
+use suyuan_node::{clock, import, store};
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
 use suyuan_protocol::psi::QueryMode;
 
@@ -20,11 +27,141 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The federation's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Import a customer list as the node's new epoch (fresh key; the old key is destroyed).
+    Import(ImportArgs),
+    /// Answer queries from the federation until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Query peers with a dump; print one row per peer and optionally write a JSON report.
+    Query(QueryArgs),
+    /// Inspect or verify the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Show the node's identity, epoch, policy and recent queries.
+    Status(NodeArg),
     /// Run holder and querier in one process on two files (no network).
     PsiLocal(PsiLocalArgs),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a federation CA in a new directory.
+    Init {
+        /// Directory to create (must not exist or be empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = "suyuan federation CA")]
+        name: String,
+    },
+    /// Issue a node identity (certificate binding name and role) into a new node directory.
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Node name: lower-case letters, digits, hyphens.
+        #[arg(long)]
+        name: String,
+        /// institution, police or researcher.
+        #[arg(long)]
+        role: String,
+        /// The node directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct NodeArg {
+    /// The node directory.
+    #[arg(long)]
+    node: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// Override a detected column: FIELD=HEADER (e.g. mobile=手机号码). Fields: name, mobile,
+    /// resident_id, bank_card, email, birthdate, address.
+    #[arg(long = "column", value_name = "FIELD=HEADER")]
+    columns: Vec<String>,
+    /// Key types: "strong" (mobile, resident_id, bank_card, email), "all", or a list.
+    #[arg(long, default_value = "strong")]
+    keys: String,
+}
+
+impl InputArgs {
+    fn options(&self) -> Result<InputOptions> {
+        Ok(InputOptions {
+            overrides: overrides(&self.columns)?,
+            selection: selection(&self.keys)?,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The node directory.
+    #[arg(long)]
+    node: PathBuf,
+    /// The customer list (CSV or TSV, UTF-8 or GB18030).
+    #[arg(long)]
+    input: PathBuf,
+    #[command(flatten)]
+    input_args: InputArgs,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The node directory.
+    #[arg(long)]
+    node: PathBuf,
+    /// Address to listen on (default: node.toml's network.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// The node directory (a police or researcher node).
+    #[arg(long)]
+    node: PathBuf,
+    /// The dump (CSV or TSV, UTF-8 or GB18030).
+    #[arg(long)]
+    input: PathBuf,
+    /// A peer to ask: NAME=HOST:PORT (repeat for several; asked concurrently).
+    #[arg(long = "peer", value_name = "NAME=HOST:PORT", required = true)]
+    peers: Vec<String>,
+    /// count: how many keys matched, per type; matches: which dump rows matched.
+    #[arg(long, value_parser = ["count", "matches"])]
+    mode: String,
+    /// The case number, recorded in every audit log.
+    #[arg(long = "case")]
+    case: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    input_args: InputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; name the first edited, deleted or reordered entry.
+    Verify(NodeArg),
+    /// Print the entries (after verifying them).
+    Show {
+        /// The node directory.
+        #[arg(long)]
+        node: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
 struct PsiLocalArgs {
     /// The holder's customer list (CSV or TSV).
     #[arg(long)]
@@ -68,31 +205,218 @@ fn overrides(raw: &[String]) -> Result<Vec<(Field, String)>> {
     raw.iter().map(|s| parse_override(s)).collect()
 }
 
-impl PsiLocalArgs {
-    fn into_config(self) -> Result<PsiLocalConfig> {
-        let selection = selection(&self.keys)?;
-        let mode: QueryMode = self.mode.parse().map_err(anyhow::Error::msg)?;
-        Ok(PsiLocalConfig {
-            holder: self.holder,
-            holder_input: InputOptions {
-                overrides: overrides(&self.holder_columns)?,
-                selection: selection.clone(),
-            },
-            querier: self.querier,
-            querier_input: InputOptions {
-                overrides: overrides(&self.querier_columns)?,
-                selection,
-            },
-            mode,
-        })
+fn mode(s: &str) -> Result<QueryMode> {
+    s.parse().map_err(anyhow::Error::msg)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
+}
+
+fn print_quality(q: &suyuan_protocol::ident::Quality) {
+    let keys: Vec<String> = q.keys.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "{} rows, {} without a usable key; keys: {}",
+        q.rows,
+        q.rows_without_key,
+        if keys.is_empty() {
+            "none".to_string()
+        } else {
+            keys.join(", ")
+        }
+    );
+    for (field, reasons) in &q.rejected {
+        for (reason, n) in reasons {
+            println!("  rejected {field}: {reason} ({n})");
+        }
+    }
+}
+
+fn audit_line(e: &Entry) -> String {
+    let r = &e.record;
+    format!(
+        "{:>5}  {}  {:<7}  {:<16}  {:<11}  {:<14}  {:<7}  {:>9}  {:<9}  {}",
+        e.seq,
+        e.time,
+        match r.side {
+            suyuan_node::audit::Side::Holder => "holder",
+            suyuan_node::audit::Side::Querier => "querier",
+        },
+        r.peer,
+        r.peer_role.map_or("-".to_string(), |x| x.to_string()),
+        r.case.as_deref().unwrap_or("-"),
+        r.mode.as_str(),
+        r.query_keys.map_or("-".to_string(), |n| n.to_string()),
+        serde_json::to_value(r.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        r.detail.as_deref().unwrap_or("")
+    )
+}
+
+fn status(node: &Path) -> Result<()> {
+    store::check_node_dir(node)?;
+    let id = identity::load_node(node)?;
+    println!(
+        "node {} ({}), certificate sha256 {}",
+        id.me.name, id.me.role, id.me.fingerprint
+    );
+    match store::read_meta(node)? {
+        Some(m) => {
+            let sizes: Vec<String> = m.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!(
+                "epoch {} imported {} from {} ({} rows); keys: {}",
+                m.id,
+                clock::rfc3339(m.created),
+                m.source,
+                m.rows,
+                sizes.join(", ")
+            );
+        }
+        None => println!("no customer list imported"),
+    }
+    let cfg = config::load(node)?;
+    println!("policy: {}", cfg.policy.summary());
+    match AuditLog::new(node).verify() {
+        Ok(entries) => {
+            println!("audit log: {} entries, chain intact", entries.len());
+            let recent: Vec<&Entry> = entries.iter().rev().take(10).collect();
+            if !recent.is_empty() {
+                println!("recent:");
+                for e in recent.into_iter().rev() {
+                    println!("{}", audit_line(e));
+                }
+            }
+        }
+        Err(e) => println!("audit log: DAMAGED: {e:#}"),
+    }
+    Ok(())
 }
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::PsiLocal(args) => {
-            let cfg = args.into_config()?;
+        Command::Ca(CaCommand::Init { dir, name }) => {
+            let fp = identity::ca_init(&dir, &name)?;
+            println!(
+                "created CA {name:?} in {} (certificate sha256 {fp})",
+                dir.display()
+            );
+        }
+        Command::Ca(CaCommand::Issue {
+            ca,
+            name,
+            role,
+            out,
+        }) => {
+            let role: Role = role.parse()?;
+            let fp = identity::ca_issue(&ca, &name, role, &out)?;
+            std::fs::write(out.join(NODE_TOML), DEFAULT_NODE_TOML)
+                .with_context(|| format!("cannot write {}", out.join(NODE_TOML).display()))?;
+            println!(
+                "issued {name} ({role}) into {} (certificate sha256 {fp}); edit {NODE_TOML} for its policy",
+                out.display()
+            );
+        }
+        Command::Import(a) => {
+            let (summary, meta) = import::run(&a.node, &a.input, &a.input_args.options()?)?;
+            println!("{} ({summary})", a.input.display());
+            print_quality(&summary.quality);
+            let sizes: Vec<String> = meta.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!(
+                "new epoch {}: distinct keys {}; the previous key is destroyed",
+                meta.id,
+                sizes.join(", ")
+            );
+        }
+        Command::Serve(a) => {
+            let rt = runtime()?;
+            rt.block_on(async {
+                let server = Server::bind(&a.node, a.listen)?;
+                println!(
+                    "listening on {} ({})",
+                    server.local_addr()?,
+                    server.describe().await
+                );
+                server.run(stop_signal()).await?;
+                println!("stopped");
+                Ok::<_, anyhow::Error>(())
+            })?;
+        }
+        Command::Query(a) => {
+            let opts = QueryOptions {
+                node: a.node,
+                input: a.input,
+                input_options: a.input_args.options()?,
+                peers: a
+                    .peers
+                    .iter()
+                    .map(|p| parse_peer(p))
+                    .collect::<Result<_>>()?,
+                mode: mode(&a.mode)?,
+                case: a.case,
+            };
+            let report = runtime()?.block_on(query::run(&opts))?;
+            print!("{}", query::render(&report));
+            if let Some(path) = &a.json {
+                query::write_json(&report, path)?;
+                println!("report written to {}", path.display());
+            }
+            if report.peers.iter().all(|p| p.error.is_some()) {
+                bail!("no peer answered");
+            }
+        }
+        Command::Audit(AuditCommand::Verify(a)) => {
+            let entries = AuditLog::new(&a.node)
+                .verify()
+                .context("audit log verification failed")?;
+            println!("audit log intact: {} entries", entries.len());
+        }
+        Command::Audit(AuditCommand::Show { node, json }) => {
+            let entries = AuditLog::new(&node).verify()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                for e in &entries {
+                    println!("{}", audit_line(e));
+                }
+            }
+        }
+        Command::Status(a) => status(&a.node)?,
+        Command::PsiLocal(a) => {
+            let sel = selection(&a.keys)?;
+            let cfg = PsiLocalConfig {
+                holder: a.holder,
+                holder_input: InputOptions {
+                    overrides: overrides(&a.holder_columns)?,
+                    selection: sel.clone(),
+                },
+                querier: a.querier,
+                querier_input: InputOptions {
+                    overrides: overrides(&a.querier_columns)?,
+                    selection: sel,
+                },
+                mode: mode(&a.mode)?,
+            };
             let report = psi_local::run(&cfg, &mut rand::rng())?;
             print!("{}", psi_local::render(&cfg, &report));
         }

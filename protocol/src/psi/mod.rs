@@ -35,7 +35,7 @@ pub use messages::{
     BlindedChunk, EvaluatedChunk, HolderMessage, QuerierMessage, QueryAccept, QueryStart, Section,
     TagChunk,
 };
-pub use querier::{AwaitingAccept, Exchanging, QuerierLimits, Query, QueryResult};
+pub use querier::{AwaitingAccept, BlindedChunks, Exchanging, QuerierLimits, Query, QueryResult};
 pub use tag::{TAG_DST, TAG_STORED_LEN, Tag, tag_len};
 
 use serde::{Deserialize, Serialize};

@@ -300,6 +300,20 @@ impl Exchanging {
         Some(msg)
     }
 
+    /// Hands every blinded chunk not yet polled to a separate sender, for transports that send
+    /// and receive at the same time. Afterwards [`Exchanging::poll_message`] returns `None` and
+    /// the session counts every chunk as sent.
+    pub fn take_outgoing(&mut self) -> BlindedChunks {
+        let first = self.next_send;
+        let total_chunks = self.total.div_ceil(MAX_CHUNK_ELEMENTS as u64) as u32;
+        self.next_send = total_chunks;
+        BlindedChunks {
+            query: Arc::clone(&self.query),
+            next: first,
+            end: total_chunks,
+        }
+    }
+
     /// Takes one holder message: tags first (section by section), then evaluations.
     pub fn handle(&mut self, msg: HolderMessage) -> Result<(), PsiError> {
         match msg {
@@ -534,6 +548,34 @@ impl Exchanging {
                 .collect(),
             matched_rows,
         })
+    }
+}
+
+/// The blinded chunks of a query, in order, for a sender of their own (see
+/// [`Exchanging::take_outgoing`]).
+#[derive(Debug)]
+pub struct BlindedChunks {
+    query: Arc<Query>,
+    next: u32,
+    end: u32,
+}
+
+impl Iterator for BlindedChunks {
+    type Item = QuerierMessage;
+
+    fn next(&mut self) -> Option<QuerierMessage> {
+        if self.next >= self.end {
+            return None;
+        }
+        let total = self.query.blinded.len() as u64;
+        let len = chunk_len(total, u64::from(self.next)) as usize;
+        let start = self.next as usize * MAX_CHUNK_ELEMENTS;
+        let msg = QuerierMessage::Blinded(BlindedChunk {
+            seq: self.next,
+            elements: self.query.blinded[start..start + len].to_vec(),
+        });
+        self.next += 1;
+        Some(msg)
     }
 }
 

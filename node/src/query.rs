@@ -1,0 +1,627 @@
+//! `suyuan query`: blind a dump once, query every peer at once, report per peer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::ident::{Field, KeyType, Rejection};
+use suyuan_protocol::psi::{HolderMessage, Query, QueryKeys, QueryMode, QueryResult};
+
+use crate::audit::{AuditLog, Outcome, Record, Side};
+use crate::clock;
+use crate::config;
+use crate::identity;
+use crate::input::{InputOptions, InputSummary, for_each_record};
+use crate::serve::connection_identity;
+use crate::store;
+use crate::tls;
+use crate::wire::{
+    ClientFrame, FrameError, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
+};
+
+/// One peer to query: its node name (checked against its certificate) and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Node name.
+    pub name: String,
+    /// `HOST:PORT`.
+    pub address: String,
+}
+
+/// Parses `NAME=HOST:PORT`.
+pub fn parse_peer(s: &str) -> Result<PeerSpec> {
+    let (name, address) = s.split_once('=').with_context(|| {
+        format!("--peer {s:?}: expected NAME=HOST:PORT, e.g. bank=10.0.0.5:7788")
+    })?;
+    identity::check_node_name(name).with_context(|| format!("--peer {s:?}"))?;
+    if !address.contains(':') {
+        bail!("--peer {s:?}: the address needs a port (HOST:PORT)");
+    }
+    Ok(PeerSpec {
+        name: name.to_string(),
+        address: address.to_string(),
+    })
+}
+
+/// A query run, validated.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// The police node's directory.
+    pub node: PathBuf,
+    /// The dump.
+    pub input: PathBuf,
+    /// How to read it.
+    pub input_options: InputOptions,
+    /// Whom to ask.
+    pub peers: Vec<PeerSpec>,
+    /// What to learn.
+    pub mode: QueryMode,
+    /// The case number.
+    pub case: Option<String>,
+}
+
+/// The JSON report (schema in docs/operations.md; stable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Case number.
+    pub case: Option<String>,
+    /// Mode.
+    pub mode: QueryMode,
+    /// RFC 3339 UTC.
+    pub created: String,
+    /// The dump's data quality.
+    pub dump: DumpSummary,
+    /// One entry per peer, in the order given.
+    pub peers: Vec<PeerReport>,
+}
+
+/// The dump's data quality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpSummary {
+    /// Data rows (header excluded).
+    pub rows: u64,
+    /// Rows that yielded no usable key.
+    pub rows_without_key: u64,
+    /// Distinct keys per type.
+    pub keys: BTreeMap<KeyType, u64>,
+    /// Rejected values per field and reason.
+    pub rejected: BTreeMap<Field, BTreeMap<Rejection, u64>>,
+}
+
+/// One peer's answer, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Node name.
+    pub name: String,
+    /// Address dialled.
+    pub address: String,
+    /// The epoch that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The holder's distinct keys per queried type.
+    pub holder_keys: BTreeMap<KeyType, u64>,
+    /// Matched distinct keys per type.
+    pub matched_keys: BTreeMap<KeyType, u64>,
+    /// `matches` mode: how many dump rows matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_rows: Option<u64>,
+    /// `matches` mode: 1-based data-row numbers of the dump that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<u64>>,
+    /// Matched rows / dump rows (`matches`); max over types of matched / dump keys (`count`).
+    pub containment: f64,
+    /// Why this peer gave no answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+impl PeerReport {
+    fn from_result(peer: &PeerSpec, r: &QueryResult, dump_rows: u64) -> Self {
+        let rows: Option<Vec<u64>> = r
+            .matched_rows
+            .as_ref()
+            .map(|rows| rows.iter().map(|i| i + 1).collect());
+        let containment = match &rows {
+            Some(rows) => ratio(rows.len() as u64, dump_rows),
+            None => r
+                .query_keys
+                .iter()
+                .map(|(kt, n)| ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n))
+                .fold(0.0, f64::max),
+        };
+        PeerReport {
+            name: peer.name.clone(),
+            address: peer.address.clone(),
+            epoch: Some(r.epoch.to_string()),
+            holder_keys: r.holder_keys.clone(),
+            matched_keys: r.matched_keys.clone(),
+            matched_rows: rows.as_ref().map(|r| r.len() as u64),
+            rows,
+            containment,
+            error: None,
+        }
+    }
+
+    fn failed(peer: &PeerSpec, error: String) -> Self {
+        PeerReport {
+            name: peer.name.clone(),
+            address: peer.address.clone(),
+            epoch: None,
+            holder_keys: BTreeMap::new(),
+            matched_keys: BTreeMap::new(),
+            matched_rows: None,
+            rows: None,
+            containment: 0.0,
+            error: Some(error),
+        }
+    }
+}
+
+/// Runs a query against every peer concurrently. Fails only if nothing could be asked (bad
+/// node directory, unreadable dump); a failed peer is reported in its entry.
+pub async fn run(opts: &QueryOptions) -> Result<Report> {
+    store::check_node_dir(&opts.node)?;
+    let id = identity::load_node(&opts.node)?;
+    let cfg = config::load(&opts.node)?;
+    let timeout = cfg.network.timeout();
+    if let Some(c) = &opts.case
+        && !config::valid_case(c)
+    {
+        bail!("--case {c:?}: use 1 to 128 printable characters");
+    }
+    if opts.peers.is_empty() {
+        bail!("no peer given: add --peer NAME=HOST:PORT");
+    }
+    let audit = AuditLog::new(&opts.node);
+    audit
+        .verify()
+        .context("the audit log does not verify; refusing to query")?;
+
+    let input = opts.input.clone();
+    let input_options = opts.input_options.clone();
+    let (summary, query) = tokio::task::spawn_blocking(move || -> Result<(InputSummary, Query)> {
+        let mut keys = QueryKeys::new();
+        let summary = for_each_record(&input, &input_options, |_, rk| {
+            keys.add_row(&rk.keys);
+            Ok(())
+        })?;
+        let query = Query::blind(&mut rand::rng(), keys).context("blinding the dump")?;
+        Ok((summary, query))
+    })
+    .await??;
+    let query = Arc::new(query);
+    let dump_rows = summary.quality.rows;
+
+    let client_cfg = tls::client_config(&id, timeout)?;
+    let mut tasks = Vec::new();
+    for peer in opts.peers.clone() {
+        let query = Arc::clone(&query);
+        let client_cfg = client_cfg.clone();
+        let hello = Hello {
+            version: NODE_WIRE_VERSION,
+            case: opts.case.clone(),
+            mode: opts.mode,
+            dump_rows,
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = ask(&peer, client_cfg, hello, query, timeout).await;
+            (peer, r)
+        }));
+    }
+    let mut peers = Vec::new();
+    for t in tasks {
+        let (peer, outcome) = t.await.context("a peer task failed")?;
+        let mut rec = Record {
+            side: Side::Querier,
+            peer: peer.name.clone(),
+            peer_role: None,
+            fingerprint: None,
+            case: opts.case.clone(),
+            mode: opts.mode,
+            query_keys: Some(query.sections().iter().map(|s| s.count).sum()),
+            charged: None,
+            epoch: None,
+            matched_keys: None,
+            matched_rows: None,
+            outcome: Outcome::Completed,
+            detail: None,
+        };
+        match outcome {
+            Ok((result, holder)) => {
+                let report = PeerReport::from_result(&peer, &result, dump_rows);
+                rec.peer_role = Some(holder.role);
+                rec.fingerprint = Some(holder.fingerprint);
+                rec.epoch = report.epoch.clone();
+                rec.matched_keys = Some(report.matched_keys.values().sum());
+                rec.matched_rows = report.matched_rows;
+                peers.push(report);
+            }
+            Err(failure) => {
+                rec.outcome = failure.outcome;
+                rec.peer_role = failure.holder.as_ref().map(|h| h.role);
+                rec.fingerprint = failure.holder.map(|h| h.fingerprint);
+                rec.detail = Some(failure.message.clone());
+                peers.push(PeerReport::failed(&peer, failure.message));
+            }
+        }
+        audit.append(rec)?;
+    }
+    Ok(Report {
+        case: opts.case.clone(),
+        mode: opts.mode,
+        created: clock::rfc3339(clock::now_unix()),
+        dump: DumpSummary {
+            rows: summary.quality.rows,
+            rows_without_key: summary.quality.rows_without_key,
+            keys: query
+                .sections()
+                .iter()
+                .map(|s| (s.key_type, s.count))
+                .collect(),
+            rejected: summary.quality.rejected.clone(),
+        },
+        peers,
+    })
+}
+
+/// Why a peer gave no answer.
+#[derive(Debug)]
+struct Failure {
+    outcome: Outcome,
+    holder: Option<identity::PeerIdentity>,
+    message: String,
+}
+
+fn failed(outcome: Outcome, holder: Option<&identity::PeerIdentity>, message: String) -> Failure {
+    Failure {
+        outcome,
+        holder: holder.cloned(),
+        message,
+    }
+}
+
+/// Certificate problems surface as TLS alerts (QUIC crypto errors 0x100..=0x1ff).
+fn tls_alert(e: &quinn::ConnectionError) -> bool {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => u64::from(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
+        _ => return false,
+    };
+    (0x100..=0x1ff).contains(&code)
+}
+
+fn describe_connection_error(peer: &PeerSpec, e: &quinn::ConnectionError) -> String {
+    if tls_alert(e) {
+        format!(
+            "{} did not accept us as a member of this federation, or is not one ({e})",
+            peer.name
+        )
+    } else {
+        match e {
+            quinn::ConnectionError::TimedOut => {
+                format!("{} stopped answering (timed out)", peer.name)
+            }
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                format!(
+                    "{} closed the connection: {}",
+                    peer.name,
+                    String::from_utf8_lossy(&c.reason)
+                )
+            }
+            other => format!("{}: connection lost: {other}", peer.name),
+        }
+    }
+}
+
+fn describe_frame_error(peer: &PeerSpec, e: FrameError) -> String {
+    match e {
+        FrameError::Read(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c))) => {
+            describe_connection_error(peer, &c)
+        }
+        FrameError::Write(quinn::WriteError::ConnectionLost(c)) => {
+            describe_connection_error(peer, &c)
+        }
+        FrameError::Timeout(t) => format!("{} stalled: no answer within {t:?}", peer.name),
+        other => format!("{}: {other}", peer.name),
+    }
+}
+
+async fn resolve(address: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("cannot resolve {address}"))?
+        .next()
+        .with_context(|| format!("{address} resolves to no address"))
+}
+
+/// Asks one peer. Everything that can go wrong becomes a [`Failure`] naming the peer.
+async fn ask(
+    peer: &PeerSpec,
+    client_cfg: quinn::ClientConfig,
+    hello: Hello,
+    query: Arc<Query>,
+    timeout: Duration,
+) -> Result<(QueryResult, identity::PeerIdentity), Failure> {
+    let addr = resolve(&peer.address)
+        .await
+        .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0"
+            .parse()
+            .map_err(|_| failed(Outcome::Failed, None, "bad bind address".into()))?
+    } else {
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| failed(Outcome::Failed, None, "bad bind address".into()))?
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| {
+        failed(
+            Outcome::Failed,
+            None,
+            format!("{}: cannot open a socket: {e}", peer.name),
+        )
+    })?;
+    endpoint.set_default_client_config(client_cfg);
+    let result = ask_on(&endpoint, peer, addr, hello, query, timeout).await;
+    endpoint.close(0u32.into(), b"done");
+    result
+}
+
+async fn ask_on(
+    endpoint: &quinn::Endpoint,
+    peer: &PeerSpec,
+    addr: SocketAddr,
+    hello: Hello,
+    query: Arc<Query>,
+    timeout: Duration,
+) -> Result<(QueryResult, identity::PeerIdentity), Failure> {
+    let connecting = endpoint
+        .connect(addr, &peer.name)
+        .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e}", peer.name)))?;
+    let conn = match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => {
+            return Err(failed(
+                Outcome::Failed,
+                None,
+                format!(
+                    "{} did not answer at {} within {timeout:?}",
+                    peer.name, peer.address
+                ),
+            ));
+        }
+        Ok(Err(e)) => {
+            let msg = if tls_alert(&e) || e.to_string().contains("certificate") {
+                format!("{} is not a member of this federation: {e}", peer.name)
+            } else {
+                describe_connection_error(peer, &e)
+            };
+            return Err(failed(Outcome::Failed, None, msg));
+        }
+        Ok(Ok(c)) => c,
+    };
+    let holder = connection_identity(&conn)
+        .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
+    let mode = hello.mode;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| {
+        failed(
+            Outcome::Failed,
+            Some(&holder),
+            describe_connection_error(peer, &e),
+        )
+    })?;
+    let (start, awaiting) = query.start(mode);
+    let f = |e: FrameError| {
+        failed(
+            Outcome::Failed,
+            Some(&holder),
+            describe_frame_error(peer, e),
+        )
+    };
+    write_frame(&mut send, &ClientFrame::Hello(hello))
+        .await
+        .map_err(f)?;
+    write_frame(&mut send, &ClientFrame::Psi(start))
+        .await
+        .map_err(f)?;
+
+    // The holder's first answer says whether the query is admitted.
+    match read_frame::<ServerFrame>(&mut recv, timeout)
+        .await
+        .map_err(f)?
+    {
+        Some(ServerFrame::Welcome(_)) => {}
+        Some(ServerFrame::Refused(r)) => {
+            return Err(failed(
+                Outcome::Refused,
+                Some(&holder),
+                format!("{} refused: {r}", peer.name),
+            ));
+        }
+        Some(ServerFrame::Abort(why)) => {
+            return Err(failed(
+                Outcome::Aborted,
+                Some(&holder),
+                format!("{} aborted the query: {why}", peer.name),
+            ));
+        }
+        Some(ServerFrame::Psi(_)) => {
+            return Err(failed(
+                Outcome::Aborted,
+                Some(&holder),
+                format!("{} answered before admitting the query", peer.name),
+            ));
+        }
+        None => {
+            return Err(failed(
+                Outcome::Aborted,
+                Some(&holder),
+                format!("{} closed the query without an answer", peer.name),
+            ));
+        }
+    }
+    let aborted = |m: String| failed(Outcome::Aborted, Some(&holder), m);
+    let accept = match read_frame::<ServerFrame>(&mut recv, timeout).await {
+        Ok(Some(ServerFrame::Psi(m @ HolderMessage::Accept(_)))) => m,
+        Ok(Some(ServerFrame::Abort(why))) => {
+            return Err(aborted(format!("{} aborted the query: {why}", peer.name)));
+        }
+        Ok(_) => {
+            return Err(aborted(format!(
+                "{} did not accept the query as the protocol requires",
+                peer.name
+            )));
+        }
+        Err(e) => return Err(aborted(describe_frame_error(peer, e))),
+    };
+    let mut session = awaiting
+        .handle_accept(accept)
+        .map_err(|e| aborted(format!("{}: {e}", peer.name)))?;
+
+    // Send every chunk from a task of its own while the answers stream back.
+    let chunks = session.take_outgoing();
+    let sender = tokio::spawn(async move {
+        for m in chunks {
+            write_frame(&mut send, &ClientFrame::Psi(m)).await?;
+        }
+        let _ = send.finish();
+        Ok::<_, FrameError>(send)
+    });
+    let result = loop {
+        if session.is_complete() {
+            break session
+                .finish()
+                .map_err(|e| aborted(format!("{}: {e}", peer.name)));
+        }
+        let msg = match read_frame::<ServerFrame>(&mut recv, timeout).await {
+            Ok(Some(ServerFrame::Psi(m))) => m,
+            Ok(Some(ServerFrame::Abort(why))) => {
+                break Err(aborted(format!("{} aborted the query: {why}", peer.name)));
+            }
+            Ok(Some(_)) => break Err(aborted(format!("{} sent an unexpected frame", peer.name))),
+            Ok(None) => break Err(aborted(format!("{} closed the query midway", peer.name))),
+            Err(e) => break Err(aborted(describe_frame_error(peer, e))),
+        };
+        let handled = tokio::task::spawn_blocking(move || {
+            let r = session.handle(msg);
+            (session, r)
+        })
+        .await;
+        match handled {
+            Ok((s, Ok(()))) => session = s,
+            Ok((_, Err(e))) => break Err(aborted(format!("{}: {e}", peer.name))),
+            Err(e) => break Err(aborted(format!("{}: unblinding failed: {e}", peer.name))),
+        }
+    };
+    sender.abort();
+    let _ = sender.await;
+    conn.close(0u32.into(), b"done");
+    result.map(|r| (r, holder))
+}
+
+/// The report as aligned text: one row per peer.
+pub fn render(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let keys: Vec<String> = report
+        .dump
+        .keys
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "dump: {} rows, {} without a usable key; distinct keys: {}",
+        report.dump.rows,
+        report.dump.rows_without_key,
+        if keys.is_empty() {
+            "none".to_string()
+        } else {
+            keys.join(", ")
+        }
+    );
+    for (field, reasons) in &report.dump.rejected {
+        for (reason, n) in reasons {
+            let _ = writeln!(out, "  rejected {field}: {reason} ({n})");
+        }
+    }
+    let _ = writeln!(out);
+    let per_type = |m: &BTreeMap<KeyType, u64>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut rows: Vec<[String; 5]> = vec![[
+        "peer".into(),
+        "holder keys".into(),
+        "matched keys".into(),
+        "matched rows".into(),
+        "containment".into(),
+    ]];
+    for p in &report.peers {
+        match &p.error {
+            Some(e) => rows.push([
+                p.name.clone(),
+                format!("error: {e}"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
+            None => rows.push([
+                p.name.clone(),
+                per_type(&p.holder_keys),
+                per_type(&p.matched_keys),
+                p.matched_rows.map_or("-".to_string(), |n| n.to_string()),
+                format!("{:.1}%", 100.0 * p.containment),
+            ]),
+        }
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            rows.iter()
+                .filter(|r| c == 0 || !r[1].starts_with("error:"))
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in &rows {
+        if r[1].starts_with("error:") {
+            let _ = writeln!(out, "{:<w$}  {}", r[0], r[1], w = widths[0]);
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4]
+        );
+    }
+    out
+}
+
+/// Writes the JSON report.
+pub fn write_json(report: &Report, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,519 @@
+//! `suyuan serve`: answer queries over QUIC per policy, audit every one, stop cleanly.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use suyuan_protocol::psi::{Epoch, Holder, HolderLimits, PsiError, QuerierMessage, QueryMode};
+use tokio::sync::{Mutex, Semaphore, watch};
+
+use crate::audit::{AuditLog, Outcome, Record, Side};
+use crate::clock;
+use crate::config::{self, Policy};
+use crate::identity::{self, PeerIdentity};
+use crate::store::{self, EpochMeta};
+use crate::tls;
+use crate::wire::{
+    ClientFrame, FrameError, Hello, NODE_WIRE_VERSION, Refusal, ServerFrame, Welcome, read_frame,
+    write_frame,
+};
+
+/// How long in-flight queries may run on after a shutdown request before they are aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+struct LoadedEpoch {
+    stamp: Option<(u64, u64, i64)>,
+    epoch: Option<Arc<Epoch>>,
+    meta: Option<EpochMeta>,
+}
+
+struct State {
+    dir: PathBuf,
+    name: String,
+    policy: Policy,
+    timeout: Duration,
+    audit: AuditLog,
+    epoch: Mutex<LoadedEpoch>,
+    /// Keys charged per (peer, UTC day), seeded from the audit log.
+    budgets: Mutex<HashMap<(String, u64), u64>>,
+    slots: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A bound, ready node.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    state: Arc<State>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Loads the node in `dir` (identity, policy, audit log, epoch) and binds `listen` (or the
+    /// configured address). Must run inside a tokio runtime.
+    pub fn bind(dir: &Path, listen: Option<SocketAddr>) -> Result<Server> {
+        store::check_node_dir(dir)?;
+        let id = identity::load_node(dir)?;
+        let cfg = config::load(dir)?;
+        let audit = AuditLog::new(dir);
+        let entries = audit
+            .verify()
+            .context("the audit log does not verify; refusing to serve")?;
+        let mut budgets = HashMap::new();
+        for e in &entries {
+            if e.record.outcome == Outcome::Admitted && e.record.side == Side::Holder {
+                *budgets
+                    .entry((e.record.peer.clone(), clock::day_of(e.unix)))
+                    .or_insert(0) += e.record.charged.unwrap_or(0);
+            }
+        }
+        let loaded = load_epoch(dir)?;
+        let listen = match listen {
+            Some(a) => a,
+            None => cfg
+                .network
+                .listen
+                .parse()
+                .with_context(|| format!("invalid listen address {:?}", cfg.network.listen))?,
+        };
+        let server_cfg = tls::server_config(&id, cfg.network.timeout())?;
+        let endpoint = quinn::Endpoint::server(server_cfg, listen)
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = Arc::new(State {
+            dir: dir.to_path_buf(),
+            name: id.me.name.clone(),
+            slots: Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries)),
+            policy: cfg.policy,
+            timeout: cfg.network.timeout(),
+            audit,
+            epoch: Mutex::new(loaded),
+            budgets: Mutex::new(budgets),
+            shutdown,
+        });
+        Ok(Server {
+            endpoint,
+            state,
+            shutdown_tx,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// The node's name and current epoch, for the start-up line.
+    pub async fn describe(&self) -> String {
+        let e = self.state.epoch.lock().await;
+        match &e.meta {
+            Some(m) => format!(
+                "node {} serving epoch {} ({} keys)",
+                self.state.name,
+                m.id,
+                m.sizes.values().sum::<u64>()
+            ),
+            None => format!("node {} (no customer list imported yet)", self.state.name),
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight queries finish for a grace period,
+    /// aborts the rest (audited), and closes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let state = Arc::clone(&self.state);
+                    tasks.spawn(handle_connection(state, incoming));
+                }
+                () = &mut shutdown => break,
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        // No new connections; queries already running get a grace period.
+        self.endpoint.set_server_config(None);
+        let max = self.state.policy.max_concurrent_queries as u32;
+        let drained =
+            tokio::time::timeout(SHUTDOWN_GRACE, self.state.slots.acquire_many(max)).await;
+        drop(drained);
+        let _ = self.shutdown_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.endpoint.close(0u32.into(), b"node shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        Ok(())
+    }
+}
+
+fn load_epoch(dir: &Path) -> Result<LoadedEpoch> {
+    let stamp = store::stamp(dir);
+    let loaded = store::read_epoch(dir)?;
+    Ok(match loaded {
+        Some((epoch, meta)) => LoadedEpoch {
+            stamp,
+            epoch: Some(Arc::new(epoch)),
+            meta: Some(meta),
+        },
+        None => LoadedEpoch {
+            stamp,
+            epoch: None,
+            meta: None,
+        },
+    })
+}
+
+impl State {
+    /// The current epoch, reloaded if an import replaced it since it was loaded.
+    async fn current_epoch(&self) -> Result<Option<Arc<Epoch>>> {
+        let mut e = self.epoch.lock().await;
+        let now = store::stamp(&self.dir);
+        if now != e.stamp {
+            let dir = self.dir.clone();
+            *e = tokio::task::spawn_blocking(move || load_epoch(&dir)).await??;
+        }
+        Ok(e.epoch.clone())
+    }
+
+    fn audit(&self, record: Record) {
+        if let Err(e) = self.audit.append(record) {
+            eprintln!("suyuan serve: {e:#}");
+        }
+    }
+
+    fn record(&self, peer: &PeerIdentity, hello: Option<&Hello>, outcome: Outcome) -> Record {
+        Record {
+            side: Side::Holder,
+            peer: peer.name.clone(),
+            peer_role: Some(peer.role),
+            fingerprint: Some(peer.fingerprint.clone()),
+            case: hello.and_then(|h| h.case.clone()),
+            mode: hello.map_or(QueryMode::Count, |h| h.mode),
+            query_keys: None,
+            charged: None,
+            epoch: None,
+            matched_keys: None,
+            matched_rows: None,
+            outcome,
+            detail: None,
+        }
+    }
+}
+
+async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // Not a member of the federation (or not speaking suyuan/1): nothing is served.
+            state.audit(Record {
+                side: Side::Holder,
+                peer: remote.to_string(),
+                peer_role: None,
+                fingerprint: None,
+                case: None,
+                mode: QueryMode::Count,
+                query_keys: None,
+                charged: None,
+                epoch: None,
+                matched_keys: None,
+                matched_rows: None,
+                outcome: Outcome::Refused,
+                detail: Some(format!("TLS handshake failed: {e}")),
+            });
+            return;
+        }
+    };
+    let peer = match connection_identity(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            conn.close(1u32.into(), b"unusable certificate");
+            eprintln!("suyuan serve: {remote}: {e:#}");
+            return;
+        }
+    };
+    let mut streams = tokio::task::JoinSet::new();
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                streams.spawn(handle_stream(Arc::clone(&state), peer.clone(), send, recv));
+            }
+            Err(_) => break,
+        }
+        while streams.try_join_next().is_some() {}
+    }
+    while streams.join_next().await.is_some() {}
+}
+
+/// The peer's identity from its verified certificate chain.
+pub fn connection_identity(conn: &quinn::Connection) -> Result<PeerIdentity> {
+    let any = conn
+        .peer_identity()
+        .context("the peer presented no certificate")?;
+    let chain = any
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .map_err(|_| anyhow::anyhow!("unexpected peer identity type"))?;
+    let leaf = chain.first().context("empty certificate chain")?;
+    identity::peer_identity(leaf)
+}
+
+async fn refuse(
+    state: &State,
+    send: &mut quinn::SendStream,
+    peer: &PeerIdentity,
+    hello: Option<&Hello>,
+    refusal: Refusal,
+) {
+    let _ = write_frame(send, &ServerFrame::Refused(refusal.clone())).await;
+    let _ = send.finish();
+    let mut r = state.record(peer, hello, Outcome::Refused);
+    r.detail = Some(refusal.to_string());
+    state.audit(r);
+}
+
+async fn handle_stream(
+    state: Arc<State>,
+    peer: PeerIdentity,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let hello = match read_frame::<ClientFrame>(&mut recv, state.timeout).await {
+        Ok(Some(ClientFrame::Hello(h))) => h,
+        Ok(Some(ClientFrame::Psi(_))) => {
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                None,
+                "the first frame was not a hello",
+            )
+            .await;
+        }
+        Ok(None) => return,
+        Err(e) => {
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                None,
+                &format!("reading the hello: {e}"),
+            )
+            .await;
+        }
+    };
+    if hello.version != NODE_WIRE_VERSION {
+        return refuse(
+            &state,
+            &mut send,
+            &peer,
+            Some(&hello),
+            Refusal::UnsupportedVersion(hello.version),
+        )
+        .await;
+    }
+    if *state.shutdown.borrow() {
+        return refuse(
+            &state,
+            &mut send,
+            &peer,
+            Some(&hello),
+            Refusal::ShuttingDown,
+        )
+        .await;
+    }
+    if let Err(r) = state
+        .policy
+        .admit(peer.role, hello.mode, hello.case.as_deref())
+    {
+        return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+    }
+    let Ok(_slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+        let max = state.policy.max_concurrent_queries;
+        return refuse(
+            &state,
+            &mut send,
+            &peer,
+            Some(&hello),
+            Refusal::Busy { max },
+        )
+        .await;
+    };
+    let epoch = match state.current_epoch().await {
+        Ok(Some(e)) => e,
+        Ok(None) => return refuse(&state, &mut send, &peer, Some(&hello), Refusal::NoEpoch).await,
+        Err(e) => {
+            eprintln!("suyuan serve: {e:#}");
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                Some(&hello),
+                "the store cannot be read",
+            )
+            .await;
+        }
+    };
+    let start = match read_frame::<ClientFrame>(&mut recv, state.timeout).await {
+        Ok(Some(ClientFrame::Psi(m @ QuerierMessage::Start(_)))) => m,
+        Ok(_) => {
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                Some(&hello),
+                "expected the query start",
+            )
+            .await;
+        }
+        Err(e) => {
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                Some(&hello),
+                &format!("reading the query start: {e}"),
+            )
+            .await;
+        }
+    };
+    let QuerierMessage::Start(s) = &start else {
+        return;
+    };
+    let keys = s
+        .sections
+        .iter()
+        .fold(0u64, |a, s| a.saturating_add(s.count));
+    if let Err(r) = state.policy.check_size(keys) {
+        return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+    }
+    // Charge the budget before any work, and record the charge so it survives a restart.
+    {
+        let mut budgets = state.budgets.lock().await;
+        let day = clock::day_of(clock::now_unix());
+        let used = budgets.entry((peer.name.clone(), day)).or_insert(0);
+        let limit = state.policy.rows_per_peer_per_day;
+        if used.saturating_add(keys) > limit {
+            let r = Refusal::BudgetExhausted {
+                used: *used,
+                limit,
+                keys,
+            };
+            drop(budgets);
+            return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+        }
+        let mut rec = state.record(&peer, Some(&hello), Outcome::Admitted);
+        rec.query_keys = Some(keys);
+        rec.charged = Some(keys);
+        rec.epoch = Some(epoch.id().to_string());
+        if let Err(e) = state.audit.append(rec) {
+            // No query runs unaudited.
+            eprintln!("suyuan serve: {e:#}");
+            drop(budgets);
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                Some(&hello),
+                "the audit log cannot be written",
+            )
+            .await;
+        }
+        *used += keys;
+    }
+
+    let holder = Holder::with_limits(
+        Arc::clone(&epoch),
+        HolderLimits {
+            max_query_keys: state.policy.max_query_rows,
+        },
+    );
+    let outcome = serve_query(&state, &holder, start, &mut send, &mut recv).await;
+    let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
+    rec.query_keys = Some(keys);
+    rec.epoch = Some(epoch.id().to_string());
+    match outcome {
+        Ok(()) => {
+            let _ = send.finish();
+        }
+        Err(why) => {
+            let _ = write_frame(&mut send, &ServerFrame::Abort(why.clone())).await;
+            let _ = send.finish();
+            rec.outcome = Outcome::Aborted;
+            rec.detail = Some(why);
+        }
+    }
+    state.audit(rec);
+}
+
+async fn abort(
+    state: &State,
+    send: &mut quinn::SendStream,
+    peer: &PeerIdentity,
+    hello: Option<&Hello>,
+    why: &str,
+) {
+    let _ = write_frame(send, &ServerFrame::Abort(why.to_string())).await;
+    let _ = send.finish();
+    let mut r = state.record(peer, hello, Outcome::Aborted);
+    r.detail = Some(why.to_string());
+    state.audit(r);
+}
+
+/// Runs an admitted query to the end; `Err` says why it was aborted.
+async fn serve_query(
+    state: &State,
+    holder: &Holder,
+    start: QuerierMessage,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<(), String> {
+    let mut session = holder.handle_start(start).map_err(|e| e.to_string())?;
+    write_frame(
+        send,
+        &ServerFrame::Welcome(Welcome {
+            version: NODE_WIRE_VERSION,
+            node: state.name.clone(),
+            epoch: holder.epoch().id(),
+        }),
+    )
+    .await
+    .map_err(|e| format!("sending: {e}"))?;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        while let Some(m) = session.poll_message() {
+            write_frame(send, &ServerFrame::Psi(m))
+                .await
+                .map_err(|e| format!("sending: {e}"))?;
+        }
+        if session.is_finished() {
+            return Ok(());
+        }
+        let frame = tokio::select! {
+            f = read_frame::<ClientFrame>(recv, state.timeout) => f,
+            _ = shutdown.wait_for(|s| *s) => return Err("the node is shutting down".to_string()),
+        };
+        let msg = match frame {
+            Ok(Some(ClientFrame::Psi(m))) => m,
+            Ok(Some(ClientFrame::Hello(_))) => return Err("a second hello".to_string()),
+            Ok(None) => return Err("the querier closed the stream midway".to_string()),
+            Err(FrameError::Timeout(t)) => return Err(format!("the querier stalled for {t:?}")),
+            Err(e) => return Err(format!("reading: {e}")),
+        };
+        // Curve work runs off the async threads (rayon inside); the next chunk keeps arriving.
+        let (s, result) = tokio::task::spawn_blocking(move || {
+            let r: Result<(), PsiError> = session.handle(msg);
+            (session, r)
+        })
+        .await
+        .map_err(|e| format!("evaluation task failed: {e}"))?;
+        session = s;
+        result.map_err(|e| e.to_string())?;
+    }
+}

@@ -1,0 +1,203 @@
+//! The epoch store: one redb file per epoch, `epoch.redb` in the node directory, holding the
+//! epoch's key, its sorted tags and its description. An import writes `epoch.redb.tmp` and
+//! renames it over the old file: the switch is atomic, a crash midway leaves the old epoch in
+//! place, and the old key goes with the old file.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::oprf::SecretKey;
+use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
+use zeroize::Zeroizing;
+
+/// The current epoch's file.
+pub const EPOCH_FILE: &str = "epoch.redb";
+const EPOCH_TMP: &str = "epoch.redb.tmp";
+
+const META: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
+const SECRET: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secret");
+/// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] stored tags, concatenated.
+const TAGS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("tags");
+const TAGS_PER_CHUNK: usize = 1 << 16;
+
+/// What `status` and reports say about an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochMeta {
+    /// Hex epoch id.
+    pub id: String,
+    /// Unix time of the import.
+    pub created: u64,
+    /// Distinct keys per type.
+    pub sizes: BTreeMap<KeyType, u64>,
+    /// Rows of the imported file.
+    pub rows: u64,
+    /// The imported file's name.
+    pub source: String,
+}
+
+fn path(dir: &Path) -> PathBuf {
+    dir.join(EPOCH_FILE)
+}
+
+/// Writes `epoch` as the node's current epoch, atomically replacing the previous one.
+pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+    let tmp = dir.join(EPOCH_TMP);
+    // A previous import that died leaves its file here; it was never the current epoch.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", tmp.display())),
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let db = redb::Builder::new()
+        .create_with_backend(redb::backends::FileBackend::new(file)?)
+        .with_context(|| format!("cannot create the store {}", tmp.display()))?;
+    let txn = db.begin_write()?;
+    {
+        let mut meta_t = txn.open_table(META)?;
+        meta_t.insert("epoch", serde_json::to_string(meta)?.as_str())?;
+        let mut secret = txn.open_table(SECRET)?;
+        let key = epoch.key().to_bytes();
+        secret.insert("key", key.as_slice())?;
+        let mut tags = txn.open_table(TAGS)?;
+        for kt in KeyType::ALL {
+            for (i, chunk) in epoch.tags(kt).chunks(TAGS_PER_CHUNK).enumerate() {
+                let bytes: Vec<u8> = chunk.concat();
+                tags.insert((kt.code(), i as u32), bytes.as_slice())?;
+            }
+        }
+    }
+    txn.commit().context("committing the new epoch")?;
+    drop(db);
+    File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path(dir)).context("switching to the new epoch")?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn open(dir: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
+    let p = path(dir);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let db = redb::ReadOnlyDatabase::open(&p).map_err(|e| {
+        anyhow::anyhow!(
+            "the store {} cannot be read ({e}); refusing to serve from it. Re-import the customer list.",
+            p.display()
+        )
+    })?;
+    Ok(Some(db))
+}
+
+fn corrupt(dir: &Path, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the store {} is corrupt ({what}); refusing to serve from it. Re-import the customer list.",
+        path(dir).display()
+    )
+}
+
+/// The current epoch's description, without loading its tags.
+pub fn read_meta(dir: &Path) -> Result<Option<EpochMeta>> {
+    let Some(db) = open(dir)? else {
+        return Ok(None);
+    };
+    let txn = db.begin_read()?;
+    let t = txn
+        .open_table(META)
+        .map_err(|_| corrupt(dir, "no meta table"))?;
+    let raw = t
+        .get("epoch")?
+        .ok_or_else(|| corrupt(dir, "no epoch record"))?;
+    let meta =
+        serde_json::from_str(raw.value()).map_err(|_| corrupt(dir, "unreadable epoch record"))?;
+    Ok(Some(meta))
+}
+
+/// The current epoch, fully loaded and checked (tags sorted, sizes as recorded).
+pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
+    let Some(meta) = read_meta(dir)? else {
+        return Ok(None);
+    };
+    let Some(db) = open(dir)? else {
+        return Ok(None);
+    };
+    let txn = db.begin_read()?;
+    let secret = txn
+        .open_table(SECRET)
+        .map_err(|_| corrupt(dir, "no key table"))?;
+    let raw = secret.get("key")?.ok_or_else(|| corrupt(dir, "no key"))?;
+    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
+        raw.value()
+            .try_into()
+            .map_err(|_| corrupt(dir, "key of the wrong length"))?,
+    );
+    let key = SecretKey::from_bytes(&bytes).map_err(|_| corrupt(dir, "invalid key"))?;
+    let tags_t = txn
+        .open_table(TAGS)
+        .map_err(|_| corrupt(dir, "no tag table"))?;
+    let mut tags: BTreeMap<KeyType, Vec<Tag>> = BTreeMap::new();
+    let mut expected_chunk: BTreeMap<u8, u32> = BTreeMap::new();
+    for entry in tags_t.iter()? {
+        let (k, v) = entry?;
+        let (code, chunk) = k.value();
+        let kt = KeyType::from_code(code).ok_or_else(|| corrupt(dir, "unknown key type"))?;
+        let next = expected_chunk.entry(code).or_insert(0);
+        if chunk != *next {
+            return Err(corrupt(dir, "a tag chunk is missing"));
+        }
+        *next += 1;
+        let v = v.value();
+        if v.len() % TAG_STORED_LEN != 0 {
+            return Err(corrupt(dir, "a tag chunk has a ragged length"));
+        }
+        let list = tags.entry(kt).or_default();
+        list.extend(v.chunks_exact(TAG_STORED_LEN).map(|t| {
+            let mut tag = [0u8; TAG_STORED_LEN];
+            tag.copy_from_slice(t);
+            tag
+        }));
+    }
+    for (kt, n) in &meta.sizes {
+        if tags.get(kt).map_or(0, Vec::len) as u64 != *n {
+            return Err(corrupt(dir, "tag counts differ from the epoch record"));
+        }
+    }
+    let id = parse_epoch_id(&meta.id).ok_or_else(|| corrupt(dir, "invalid epoch id"))?;
+    let epoch = Epoch::from_parts(id, key, tags).map_err(|_| corrupt(dir, "tags out of order"))?;
+    Ok(Some((epoch, meta)))
+}
+
+/// Identifies the current epoch file, to notice an import while serving.
+pub fn stamp(dir: &Path) -> Option<(u64, u64, i64)> {
+    fs::metadata(path(dir))
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime()))
+}
+
+fn parse_epoch_id(s: &str) -> Option<EpochId> {
+    let b = hex::decode(s).ok()?;
+    Some(EpochId(b.try_into().ok()?))
+}
+
+/// Fails unless `dir` looks like a node directory.
+pub fn check_node_dir(dir: &Path) -> Result<()> {
+    if !dir.join(crate::identity::NODE_CERT).exists() {
+        bail!(
+            "{} is not a node directory (create one with `suyuan ca issue`)",
+            dir.display()
+        );
+    }
+    Ok(())
+}

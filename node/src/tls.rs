@@ -1,0 +1,72 @@
+//! TLS 1.3 for QUIC, mutual authentication against the federation CA, ring as the only
+//! provider, ALPN `suyuan/1`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+
+use crate::identity::NodeIdentity;
+
+/// ALPN of protocol version 1.
+pub const ALPN: &[u8] = b"suyuan/1";
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(id: &NodeIdentity) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(id.ca.clone())
+        .context("the federation CA certificate is not a valid trust anchor")?;
+    Ok(Arc::new(roots))
+}
+
+fn transport(idle: Duration) -> Result<Arc<quinn::TransportConfig>> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(idle).context("idle timeout out of range")?,
+    ));
+    t.keep_alive_interval(Some(idle / 3));
+    // Room for several 128 KiB chunks in flight, so evaluation and transfer overlap.
+    t.stream_receive_window(quinn::VarInt::from_u32(4 << 20));
+    t.receive_window(quinn::VarInt::from_u32(16 << 20));
+    t.send_window(16 << 20);
+    Ok(Arc::new(t))
+}
+
+/// The server side: client certificates are mandatory and must chain to the federation CA.
+pub fn server_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ServerConfig> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
+        .build()
+        .context("building the client certificate verifier")?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![id.cert.clone()], id.key.clone_key())
+        .context("our certificate and key do not match")?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(transport(idle)?);
+    Ok(cfg)
+}
+
+/// The client side: the server must present a certificate of the federation for the name we
+/// dial, and we present ours.
+pub fn client_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ClientConfig> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(id)?)
+        .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())
+        .context("our certificate and key do not match")?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(transport(idle)?);
+    Ok(cfg)
+}
