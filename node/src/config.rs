@@ -109,8 +109,11 @@ impl Default for Policy {
 impl Policy {
     /// Admission before any key is seen: mode for role, case number.
     pub fn admit(&self, role: Role, mode: QueryMode, case: Option<&str>) -> Result<(), Refusal> {
-        if !self.allow.get(&role).is_some_and(|m| m.contains(&mode)) {
-            return Err(Refusal::ModeNotAllowed { mode, role });
+        match self.allow.get(&role) {
+            None => return Err(Refusal::RoleNotAllowed(role)),
+            Some(m) if m.is_empty() => return Err(Refusal::RoleNotAllowed(role)),
+            Some(m) if !m.contains(&mode) => return Err(Refusal::ModeNotAllowed { mode, role }),
+            Some(_) => {}
         }
         match case {
             None if self.require_case => Err(Refusal::CaseRequired),

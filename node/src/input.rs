@@ -105,7 +105,7 @@ pub fn for_each_record(
 
     let mut csv = csv::ReaderBuilder::new()
         .delimiter(delimiter)
-        .flexible(true)
+        .flexible(false)
         .has_headers(true)
         .from_reader(text);
     let headers = csv
@@ -150,9 +150,9 @@ pub fn for_each_record(
     let mut record = csv::StringRecord::new();
     let mut row = 0u64;
     loop {
-        let more = csv.read_record(&mut record).with_context(|| {
-            format!("{}: malformed record after data row {row}", path.display())
-        })?;
+        let more = csv
+            .read_record(&mut record)
+            .map_err(|e| record_error(path, row, &e))?;
         if !more {
             break;
         }
@@ -168,6 +168,25 @@ pub fn for_each_record(
         columns: used,
         quality,
     })
+}
+
+/// Says what is wrong and where: a row with the wrong number of fields (usually a delimiter
+/// inside an unquoted value) shifts every later column, so it stops the run.
+fn record_error(path: &Path, row: u64, e: &csv::Error) -> anyhow::Error {
+    let line = e.position().map_or(row + 2, |p| p.line());
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => anyhow::anyhow!(
+            "{}: line {line} has {len} fields where the header has {expected_len} (quote values that contain the delimiter)",
+            path.display()
+        ),
+        csv::ErrorKind::Utf8 { .. } => anyhow::anyhow!(
+            "{}: line {line} is not valid UTF-8 (the file started as UTF-8; is it mixed with GB18030?)",
+            path.display()
+        ),
+        _ => anyhow::anyhow!("{}: line {line}: {e}", path.display()),
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

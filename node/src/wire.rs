@@ -47,6 +47,9 @@ pub enum Refusal {
     /// A node wire version this node does not speak.
     #[error("node wire version {0} is not supported (this node speaks 1)")]
     UnsupportedVersion(u16),
+    /// The querier's role may not query this node at all.
+    #[error("role {0} may not query this node")]
+    RoleNotAllowed(Role),
     /// The querier's role may not use this mode here.
     #[error("mode {mode} is not allowed for role {role}")]
     ModeNotAllowed {

@@ -1,5 +1,8 @@
 //! Shared helpers for suyuan's cross-crate tests: synthetic people with ground truth, written
 //! the messy ways real files write them.
+#![allow(clippy::expect_used)] // test support: a failed set-up is a test failure
+
+pub mod fed;
 
 use rand::RngExt;
 use rand_core::Rng;
@@ -74,4 +77,14 @@ pub fn messy_id(rng: &mut impl Rng, id: &str) -> String {
         2 => format!("{}{}", &id[..6], &id[8..17]), // 15-digit legacy: drop "19" and the check
         _ => format!("{} {} {}", &id[..6], &id[6..14], &id[14..]),
     }
+}
+
+/// Writes `text` to `path`, in GB18030 if asked.
+pub fn write_text(path: &std::path::Path, text: &str, gb18030: bool) {
+    let bytes = if gb18030 {
+        encoding_rs::GB18030.encode(text).0.into_owned()
+    } else {
+        text.as_bytes().to_vec()
+    };
+    std::fs::write(path, bytes).expect("writing a test file");
 }

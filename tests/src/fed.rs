@@ -1,0 +1,98 @@
+//! A federation on loopback for tests: a CA, nodes in a temporary directory, servers running in
+//! this process on ephemeral ports, stopped when the test ends.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use suyuan_node::config::NODE_TOML;
+use suyuan_node::identity::{self, Role};
+use suyuan_node::serve::Server;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A CA and its nodes under one temporary directory.
+pub struct Federation {
+    /// Everything lives under here and is removed at drop.
+    pub dir: tempfile::TempDir,
+    /// The CA directory.
+    pub ca: PathBuf,
+}
+
+impl Federation {
+    /// A fresh CA.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca = dir.path().join("ca");
+        identity::ca_init(&ca, "test CA").expect("ca init");
+        Federation { dir, ca }
+    }
+
+    /// A node of this federation with the given `node.toml`.
+    pub fn node(&self, name: &str, role: Role, toml: &str) -> PathBuf {
+        let out = self.dir.path().join(name);
+        identity::ca_issue(&self.ca, name, role, &out).expect("ca issue");
+        std::fs::write(out.join(NODE_TOML), toml).expect("node.toml");
+        out
+    }
+
+    /// A path inside the federation's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A server running in this process.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// `NAME=127.0.0.1:PORT` for a query.
+    pub fn peer(&self, name: &str) -> String {
+        format!("{name}={}", self.addr)
+    }
+
+    /// Stops it as SIGTERM would, and waits.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Starts `node` on an ephemeral loopback port.
+pub fn start(node: &Path) -> Running {
+    let server = Server::bind(node, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).expect("bind");
+    let addr = server.local_addr().expect("local address");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}

@@ -1,0 +1,311 @@
+//! Every refusal reaches the querier as its exact message and lands in the holder's audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use suyuan_node::audit::{AuditLog, Outcome};
+use suyuan_node::identity::{self, Role};
+use suyuan_node::import;
+use suyuan_node::input::InputOptions;
+use suyuan_node::query::{self, QueryOptions, parse_peer};
+use suyuan_node::tls;
+use suyuan_node::wire::{
+    ClientFrame, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
+};
+use suyuan_protocol::ident::{Key, KeyType};
+use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
+use suyuan_tests::fed::{Federation, Running, start};
+use suyuan_tests::write_text;
+
+fn mobiles(n: usize) -> String {
+    let mut s = String::from("mobile\n");
+    for i in 0..n {
+        s.push_str(&format!("1390000{i:04}\n"));
+    }
+    s
+}
+
+async fn ask(
+    fed: &Federation,
+    node: &Path,
+    srv: &Running,
+    dump: &str,
+    mode: QueryMode,
+    case: Option<&str>,
+) -> Result<(), String> {
+    let report = query::run(&QueryOptions {
+        node: node.to_path_buf(),
+        input: fed.path(dump),
+        input_options: InputOptions::default(),
+        peers: vec![parse_peer(&srv.peer("bank")).unwrap()],
+        mode,
+        case: case.map(str::to_string),
+    })
+    .await
+    .unwrap();
+    match &report.peers[0].error {
+        None => Ok(()),
+        Some(e) => Err(e.clone()),
+    }
+}
+
+fn holder_entries(bank: &Path) -> Vec<(Outcome, String)> {
+    AuditLog::new(bank)
+        .verify()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.record.outcome, e.record.detail.unwrap_or_default()))
+        .collect()
+}
+
+fn setup(policy: &str) -> (Federation, PathBuf) {
+    let fed = Federation::new();
+    let bank = fed.node("bank", Role::Institution, policy);
+    write_text(&fed.path("customers.csv"), &mobiles(50), false);
+    import::run(&bank, &fed.path("customers.csv"), &InputOptions::default()).unwrap();
+    write_text(&fed.path("dump10.csv"), &mobiles(10), false);
+    write_text(&fed.path("dump5.csv"), &mobiles(5), false);
+    (fed, bank)
+}
+
+const POLICY: &str = "[network]\ntimeout_secs = 3\n[policy]\nmin_query_rows = 10\nrows_per_peer_per_day = 25\n[policy.allow]\npolice = [\"count\"]\ninstitution = []\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_refusals_with_exact_errors_and_audit() {
+    let (fed, bank) = setup(POLICY);
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
+    let shop = fed.node("shop", Role::Institution, "");
+    let srv = start(&bank);
+    let case = Some("2026-001");
+
+    let refusals = [
+        (
+            ask(&fed, &police, &srv, "dump10.csv", QueryMode::Matches, case).await,
+            "mode matches is not allowed for role police",
+        ),
+        (
+            ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, None).await,
+            "a case number is required",
+        ),
+        (
+            ask(&fed, &police, &srv, "dump5.csv", QueryMode::Count, case).await,
+            "query of 5 keys is below the minimum of 10",
+        ),
+        (
+            ask(&fed, &shop, &srv, "dump10.csv", QueryMode::Count, case).await,
+            "role institution may not query this node",
+        ),
+    ];
+    for (got, want) in &refusals {
+        assert_eq!(got.as_ref().unwrap_err(), &format!("bank refused: {want}"));
+    }
+
+    // The daily budget: 25 keys; two queries of 10 pass, the third is refused.
+    ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, case)
+        .await
+        .unwrap();
+    ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, case)
+        .await
+        .unwrap();
+    let budget = "daily budget exhausted: 20 of 25 keys used today, this query needs 10";
+    assert_eq!(
+        ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, case)
+            .await
+            .unwrap_err(),
+        format!("bank refused: {budget}")
+    );
+    // ... and still after a restart.
+    srv.stop().await;
+    let srv = start(&bank);
+    assert_eq!(
+        ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, case)
+            .await
+            .unwrap_err(),
+        format!("bank refused: {budget}")
+    );
+    srv.stop().await;
+
+    let entries = holder_entries(&bank);
+    for (_, want) in &refusals {
+        assert!(
+            entries.contains(&(Outcome::Refused, want.to_string())),
+            "no audit entry for {want}"
+        );
+    }
+    let budget_refusals = entries
+        .iter()
+        .filter(|e| **e == (Outcome::Refused, budget.to_string()))
+        .count();
+    assert_eq!(budget_refusals, 2);
+    let admitted = entries.iter().filter(|e| e.0 == Outcome::Admitted).count();
+    assert_eq!(admitted, 2);
+}
+
+/// A police client that opens a query and then stalls, holding one of the holder's slots.
+async fn stalled_query(
+    police: &Path,
+    addr: std::net::SocketAddr,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
+    let id = identity::load_node(police).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(10)).unwrap());
+    let conn = ep.connect(addr, "bank").unwrap().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut keys = QueryKeys::new();
+    for i in 0..10 {
+        keys.add_row(&[Key::parse(KeyType::Mobile, &format!("1380000{i:04}")).unwrap()]);
+    }
+    let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
+    let (start, _) = q.start(QueryMode::Count);
+    let hello = Hello {
+        version: NODE_WIRE_VERSION,
+        case: Some("c".into()),
+        mode: QueryMode::Count,
+        dump_rows: 10,
+    };
+    write_frame(&mut send, &ClientFrame::Hello(hello))
+        .await
+        .unwrap();
+    write_frame(&mut send, &ClientFrame::Psi(start))
+        .await
+        .unwrap();
+    let first: ServerFrame = read_frame(&mut recv, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, ServerFrame::Welcome(_)), "{first:?}");
+    (ep, conn, send, recv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_concurrent_queries_is_busy_not_a_hang() {
+    let (fed, bank) = setup(
+        "[network]\ntimeout_secs = 3\n[policy]\nmin_query_rows = 10\nmax_concurrent_queries = 1\n[policy.allow]\npolice = [\"count\"]\n",
+    );
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
+    let srv = start(&bank);
+    let held = stalled_query(&police, srv.addr).await;
+    let started = std::time::Instant::now();
+    let err = ask(
+        &fed,
+        &police,
+        &srv,
+        "dump10.csv",
+        QueryMode::Count,
+        Some("c"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "bank refused: busy: 1 queries already in progress, retry later"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(held);
+    // The stalled query times out on the holder side and is audited as aborted; the slot frees.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ask(
+        &fed,
+        &police,
+        &srv,
+        "dump10.csv",
+        QueryMode::Count,
+        Some("c"),
+    )
+    .await
+    .unwrap();
+    srv.stop().await;
+    let entries = holder_entries(&bank);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.0 == Outcome::Refused && e.1.starts_with("busy: 1 queries"))
+    );
+    assert!(
+        entries.iter().any(|e| e.0 == Outcome::Aborted),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_get_nothing() {
+    let (fed, bank) = setup(POLICY);
+    let srv = start(&bank);
+
+    // A police node of another federation that trusts ours: our holder rejects its certificate.
+    let other = Federation::new();
+    let intruder = other.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
+    std::fs::copy(fed.ca.join("ca.crt"), intruder.join("ca.crt")).unwrap();
+    let err = ask(
+        &fed,
+        &intruder,
+        &srv,
+        "dump10.csv",
+        QueryMode::Count,
+        Some("c"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("member of this federation"), "{err}");
+    assert!(err.starts_with("bank "), "{err}");
+
+    // A node of another federation that does not trust ours: it refuses our holder.
+    let stranger = other.node("stranger", Role::Police, "[network]\ntimeout_secs = 3\n");
+    let err = ask(
+        &fed,
+        &stranger,
+        &srv,
+        "dump10.csv",
+        QueryMode::Count,
+        Some("c"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.starts_with("bank is not a member of this federation"),
+        "{err}"
+    );
+
+    // A client with no certificate at all.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(identity::load_node(&bank).unwrap().ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap(),
+    )));
+    let outcome = async {
+        let conn = ep.connect(srv.addr, "bank").unwrap().await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(b"hello?").await?;
+        let mut buf = [0u8; 1];
+        recv.read_exact(&mut buf).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    assert!(
+        outcome.is_err(),
+        "a client without a certificate was served"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    srv.stop().await;
+
+    let tls_refusals = holder_entries(&bank)
+        .into_iter()
+        .filter(|(o, d)| *o == Outcome::Refused && d.starts_with("TLS handshake failed"))
+        .count();
+    assert_eq!(tls_refusals, 3, "{:?}", holder_entries(&bank));
+}
