@@ -112,3 +112,375 @@ fn errors_are_one_line_with_nonzero_status() {
     assert!(err.starts_with("suyuan: unknown key type"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+// ---- the node's commands, end to end through the binary ----
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_in(dir: &std::path::Path, args: &[&str]) -> Out {
+    let out = suyuan().current_dir(dir).args(args).output().unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = run_in(dir, args);
+    assert!(o.ok, "{args:?} failed: {}", o.stderr);
+    o.stdout
+}
+
+fn fails(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = run_in(dir, args);
+    assert!(!o.ok, "{args:?} succeeded: {}", o.stdout);
+    assert_eq!(o.stderr.lines().count(), 1, "not one line: {}", o.stderr);
+    o.stderr
+}
+
+const BANK_TOML: &str = "[network]\ntimeout_secs = 5\n[policy]\nmin_query_rows = 2\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
+
+fn federation(d: &std::path::Path) {
+    ok(d, &["ca", "init", "--dir", "ca"]);
+    ok(
+        d,
+        &[
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "bank",
+            "--role",
+            "institution",
+            "--out",
+            "bank",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "ca", "issue", "--ca", "ca", "--name", "police", "--role", "police", "--out", "police",
+        ],
+    );
+    std::fs::write(d.join("bank/node.toml"), BANK_TOML).unwrap();
+}
+
+#[test]
+fn ca_commands_and_their_refusals() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "ca",
+            "init",
+            "--dir",
+            "ca",
+            "--name",
+            "Beijing PSB federation",
+        ],
+    );
+    assert!(
+        out.starts_with("created CA \"Beijing PSB federation\" in ca (certificate sha256 "),
+        "{out}"
+    );
+    let mode = |p: &str| std::fs::metadata(d.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("ca/ca.key"), 0o600);
+    assert!(fails(d, &["ca", "init", "--dir", "ca"]).contains("already exists and is not empty"));
+
+    let out = ok(
+        d,
+        &[
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "bank-1",
+            "--role",
+            "institution",
+            "--out",
+            "bank",
+        ],
+    );
+    assert!(
+        out.starts_with("issued bank-1 (institution) into bank"),
+        "{out}"
+    );
+    assert_eq!(mode("bank/node.key"), 0o600);
+    for f in ["node.crt", "ca.crt", "node.toml"] {
+        assert!(d.join("bank").join(f).exists(), "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("bank/node.toml")).unwrap(),
+        suyuan_node::config::DEFAULT_NODE_TOML
+    );
+    let err = fails(
+        d,
+        &[
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "Bank_1",
+            "--role",
+            "institution",
+            "--out",
+            "x",
+        ],
+    );
+    assert!(err.contains("invalid node name \"Bank_1\""), "{err}");
+    let err = fails(
+        d,
+        &[
+            "ca", "issue", "--ca", "ca", "--name", "x", "--role", "mayor", "--out", "x",
+        ],
+    );
+    assert!(err.contains("unknown role \"mayor\""), "{err}");
+    let err = fails(
+        d,
+        &[
+            "ca", "issue", "--ca", "nope", "--name", "x", "--role", "police", "--out", "y",
+        ],
+    );
+    assert!(err.contains("cannot read nope/ca.crt"), "{err}");
+
+    // A key readable by others is refused.
+    std::fs::set_permissions(
+        d.join("bank/node.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = fails(d, &["status", "--node", "bank"]);
+    assert!(
+        err.contains("bank/node.key is readable by others (mode 644)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_reports_bad_input_with_what_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    std::fs::write(d.join("none.csv"), "编号,备注\n1,x\n").unwrap();
+    let err = fails(d, &["import", "--node", "bank", "--input", "none.csv"]);
+    assert!(
+        err.contains("none.csv: no identifier column found among headers [编号, 备注]"),
+        "{err}"
+    );
+
+    std::fs::write(
+        d.join("ragged.csv"),
+        "姓名,手机\n张慧,13800138000\n李四,139,12345678\n",
+    )
+    .unwrap();
+    let err = fails(d, &["import", "--node", "bank", "--input", "ragged.csv"]);
+    assert!(
+        err.contains("ragged.csv: line 3 has 3 fields where the header has 2"),
+        "{err}"
+    );
+
+    let mut bytes = "手机\n13800138000\n".as_bytes().to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe, 0x81, b'\n']);
+    std::fs::write(d.join("binary.csv"), bytes).unwrap();
+    let err = fails(d, &["import", "--node", "bank", "--input", "binary.csv"]);
+    assert!(
+        err.contains("binary.csv") && err.contains("invalid gb18030 byte sequence"),
+        "{err}"
+    );
+
+    let err = fails(
+        d,
+        &[
+            "import",
+            "--node",
+            "bank",
+            "--input",
+            "x.csv",
+            "--column",
+            "phone=手机",
+        ],
+    );
+    assert!(err.contains("--column \"phone=手机\""), "{err}");
+    // Nothing was imported by any of these.
+    assert!(ok(d, &["status", "--node", "bank"]).contains("no customer list imported"));
+}
+
+fn kill(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_query_audit_status_through_the_binary() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    std::fs::write(
+        d.join("customers.csv"),
+        "姓名,手机号,身份证号\n张慧,13800138000,11010519491231002X\n李四,13912345678,\n王五,15000000001,\n",
+    )
+    .unwrap();
+    let out = ok(d, &["import", "--node", "bank", "--input", "customers.csv"]);
+    assert!(
+        out.contains("3 rows, 0 without a usable key; keys: mobile 3, resident_id 1"),
+        "{out}"
+    );
+    assert!(out.contains("new epoch "), "{out}");
+    std::fs::write(
+        d.join("dump.csv"),
+        "name,phone,id_number\nA,+86 138-0013-8000,\nB,12345,\nC,,110105491231002\nD,15000000009,\n",
+    )
+    .unwrap();
+
+    let mut server = suyuan()
+        .current_dir(d)
+        .args(["serve", "--node", "bank", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("listening on 127.0.0.1:"), "{first}");
+    assert!(first.contains("(node bank serving epoch "), "{first}");
+    let addr = first.split_whitespace().nth(2).unwrap().to_string();
+    let peer = format!("bank={addr}");
+
+    let out = ok(
+        d,
+        &[
+            "query", "--node", "police", "--input", "dump.csv", "--peer", &peer, "--mode",
+            "matches", "--case", "2026-001", "--json", "r.json",
+        ],
+    );
+    assert!(
+        out.contains(
+            "dump: 4 rows, 1 without a usable key; distinct keys: mobile 2, resident_id 1"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("rejected mobile: wrong length (1)"), "{out}");
+    assert!(
+        out.contains(
+            "peer  holder keys              matched keys             matched rows  containment"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "bank  mobile 3, resident_id 1  mobile 1, resident_id 1             2        50.0%"
+        ),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r.json")).unwrap()).unwrap();
+    assert_eq!(json["peers"][0]["rows"], serde_json::json!([1, 3]));
+    assert_eq!(json["dump"]["rejected"]["mobile"]["wrong_length"], 1);
+
+    let err = fails(
+        d,
+        &[
+            "query", "--node", "police", "--input", "dump.csv", "--peer", &peer, "--mode", "count",
+        ],
+    );
+    assert_eq!(err, "suyuan: no peer answered\n");
+
+    kill(&server, "-TERM");
+    let status = server.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(lines.next().unwrap().unwrap(), "stopped");
+
+    let out = ok(d, &["audit", "verify", "--node", "bank"]);
+    assert_eq!(out, "audit log intact: 3 entries\n");
+    let shown = ok(d, &["audit", "show", "--node", "bank", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(entries[2]["outcome"], "refused");
+    assert_eq!(entries[2]["detail"], "a case number is required");
+    let status = ok(d, &["status", "--node", "bank"]);
+    assert!(status.contains("node bank (institution)"), "{status}");
+    assert!(
+        status.contains("from customers.csv (3 rows); keys: mobile 3, resident_id 1"),
+        "{status}"
+    );
+    assert!(
+        status.contains("audit log: 3 entries, chain intact"),
+        "{status}"
+    );
+
+    // Editing an entry is detected, and the node refuses to serve on a broken log.
+    let log = std::fs::read_to_string(d.join("bank/audit.log")).unwrap();
+    std::fs::write(
+        d.join("bank/audit.log"),
+        log.replacen("\"police\"", "\"polize\"", 1),
+    )
+    .unwrap();
+    let err = fails(d, &["audit", "verify", "--node", "bank"]);
+    assert_eq!(
+        err,
+        "suyuan: audit log verification failed: entry 1 was edited (entry 2 no longer links to it)\n"
+    );
+    let err = fails(d, &["serve", "--node", "bank", "--listen", "127.0.0.1:0"]);
+    assert!(
+        err.contains("the audit log does not verify; refusing to serve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_interrupted_import_leaves_the_previous_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    std::fs::write(d.join("small.csv"), "手机\n13800138000\n13912345678\n").unwrap();
+    let out = ok(d, &["import", "--node", "bank", "--input", "small.csv"]);
+    let epoch = out
+        .split("new epoch ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A list large enough that the import is still running when it is killed.
+    let mut big = String::from("手机\n");
+    for i in 0..400_000u64 {
+        big.push_str(&format!("13{:09}\n", i * 7));
+    }
+    std::fs::write(d.join("big.csv"), big).unwrap();
+    let child = suyuan()
+        .current_dir(d)
+        .args(["import", "--node", "bank", "--input", "big.csv"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    kill(&child, "-KILL");
+    let mut child = child;
+    child.wait().unwrap();
+
+    let status = ok(d, &["status", "--node", "bank"]);
+    assert!(
+        status.contains(&format!("epoch {epoch} imported")),
+        "{status}"
+    );
+    assert!(status.contains("keys: mobile 2"), "{status}");
+    // The next import succeeds over whatever the killed one left.
+    let out = ok(d, &["import", "--node", "bank", "--input", "small.csv"]);
+    assert!(out.contains("new epoch "), "{out}");
+    assert!(!out.contains(&epoch));
+    assert!(!d.join("bank/epoch.redb.tmp").exists());
+}
