@@ -425,10 +425,10 @@ async fn ask_on(
             describe_frame_error(peer, e),
         )
     };
-    write_frame(&mut send, &ClientFrame::Hello(hello))
+    write_frame(&mut send, &ClientFrame::Hello(hello), timeout)
         .await
         .map_err(f)?;
-    write_frame(&mut send, &ClientFrame::Psi(start))
+    write_frame(&mut send, &ClientFrame::Psi(start), timeout)
         .await
         .map_err(f)?;
 
@@ -489,7 +489,7 @@ async fn ask_on(
     let chunks = session.take_outgoing();
     let sender = tokio::spawn(async move {
         for m in chunks {
-            write_frame(&mut send, &ClientFrame::Psi(m)).await?;
+            write_frame(&mut send, &ClientFrame::Psi(m), timeout).await?;
         }
         let _ = send.finish();
         Ok::<_, FrameError>(send)

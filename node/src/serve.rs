@@ -271,7 +271,7 @@ async fn refuse(
     hello: Option<&Hello>,
     refusal: Refusal,
 ) {
-    let _ = write_frame(send, &ServerFrame::Refused(refusal.clone())).await;
+    let _ = write_frame(send, &ServerFrame::Refused(refusal.clone()), state.timeout).await;
     let _ = send.finish();
     let mut r = state.record(peer, hello, Outcome::Refused);
     r.detail = Some(refusal.to_string());
@@ -443,7 +443,7 @@ async fn handle_stream(
             let _ = send.finish();
         }
         Err(why) => {
-            let _ = write_frame(&mut send, &ServerFrame::Abort(why.clone())).await;
+            let _ = write_frame(&mut send, &ServerFrame::Abort(why.clone()), state.timeout).await;
             let _ = send.finish();
             rec.outcome = Outcome::Aborted;
             rec.detail = Some(why);
@@ -459,7 +459,7 @@ async fn abort(
     hello: Option<&Hello>,
     why: &str,
 ) {
-    let _ = write_frame(send, &ServerFrame::Abort(why.to_string())).await;
+    let _ = write_frame(send, &ServerFrame::Abort(why.to_string()), state.timeout).await;
     let _ = send.finish();
     let mut r = state.record(peer, hello, Outcome::Aborted);
     r.detail = Some(why.to_string());
@@ -482,13 +482,14 @@ async fn serve_query(
             node: state.name.clone(),
             epoch: holder.epoch().id(),
         }),
+        state.timeout,
     )
     .await
     .map_err(|e| format!("sending: {e}"))?;
     let mut shutdown = state.shutdown.clone();
     loop {
         while let Some(m) = session.poll_message() {
-            write_frame(send, &ServerFrame::Psi(m))
+            write_frame(send, &ServerFrame::Psi(m), state.timeout)
                 .await
                 .map_err(|e| format!("sending: {e}"))?;
         }

@@ -152,18 +152,21 @@ pub enum FrameError {
     Write(#[from] quinn::WriteError),
 }
 
-/// Writes one frame.
+/// Writes one frame; a peer that stops reading (its flow-control window stays shut) times out.
 pub async fn write_frame<T: Serialize>(
     send: &mut quinn::SendStream,
     msg: &T,
+    timeout: Duration,
 ) -> Result<(), FrameError> {
     let body = codec::encode(msg)?;
     let mut buf = Vec::with_capacity(4 + body.len());
     // The codec's limit keeps every body under u32::MAX.
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
     buf.extend_from_slice(&body);
-    send.write_all(&buf).await?;
-    Ok(())
+    match tokio::time::timeout(timeout, send.write_all(&buf)).await {
+        Err(_) => Err(FrameError::Timeout(timeout)),
+        Ok(r) => Ok(r?),
+    }
 }
 
 /// Reads one frame, or `None` at a clean end of stream before any byte of a frame.

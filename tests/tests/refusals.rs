@@ -170,10 +170,14 @@ async fn stalled_query(
         mode: QueryMode::Count,
         dump_rows: 10,
     };
-    write_frame(&mut send, &ClientFrame::Hello(hello))
-        .await
-        .unwrap();
-    write_frame(&mut send, &ClientFrame::Psi(start))
+    write_frame(
+        &mut send,
+        &ClientFrame::Hello(hello),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    write_frame(&mut send, &ClientFrame::Psi(start), Duration::from_secs(5))
         .await
         .unwrap();
     let first: ServerFrame = read_frame(&mut recv, Duration::from_secs(5))

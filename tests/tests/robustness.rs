@@ -173,6 +173,7 @@ async fn fake_holder(
                 node: "bank".into(),
                 epoch: suyuan_protocol::psi::EpochId([0; 16]),
             }),
+            t,
         )
         .await
         .unwrap();
