@@ -59,8 +59,8 @@ pub struct Record {
     pub fingerprint: Option<String>,
     /// Case number.
     pub case: Option<String>,
-    /// Mode.
-    pub mode: QueryMode,
+    /// Mode (unknown when the peer never said, e.g. a failed TLS handshake).
+    pub mode: Option<QueryMode>,
     /// Distinct keys in the query.
     pub query_keys: Option<u64>,
     /// Keys charged to the peer's budget (holder, `admitted` entries).
@@ -317,7 +317,7 @@ mod tests {
             peer_role: Some(Role::Police),
             fingerprint: Some("ab".repeat(32)),
             case: Some("2026-001".to_string()),
-            mode: QueryMode::Count,
+            mode: Some(QueryMode::Count),
             query_keys: Some(1000),
             charged: Some(1000),
             epoch: None,

@@ -263,7 +263,7 @@ fn audit_line(e: &Entry) -> String {
         r.peer,
         r.peer_role.map_or("-".to_string(), |x| x.to_string()),
         r.case.as_deref().unwrap_or("-"),
-        r.mode.as_str(),
+        r.mode.map_or("-", |m| m.as_str()),
         r.query_keys.map_or("-".to_string(), |n| n.to_string()),
         serde_json::to_value(r.outcome)
             .ok()

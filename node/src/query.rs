@@ -225,7 +225,7 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
             peer_role: None,
             fingerprint: None,
             case: opts.case.clone(),
-            mode: opts.mode,
+            mode: Some(opts.mode),
             query_keys: Some(query.sections().iter().map(|s| s.count).sum()),
             charged: None,
             epoch: None,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use suyuan_protocol::psi::{Epoch, Holder, HolderLimits, PsiError, QuerierMessage, QueryMode};
+use suyuan_protocol::psi::{Epoch, Holder, HolderLimits, PsiError, QuerierMessage};
 use tokio::sync::{Mutex, Semaphore, watch};
 
 use crate::audit::{AuditLog, Outcome, Record, Side};
@@ -195,7 +195,7 @@ impl State {
             peer_role: Some(peer.role),
             fingerprint: Some(peer.fingerprint.clone()),
             case: hello.and_then(|h| h.case.clone()),
-            mode: hello.map_or(QueryMode::Count, |h| h.mode),
+            mode: hello.map(|h| h.mode),
             query_keys: None,
             charged: None,
             epoch: None,
@@ -219,7 +219,7 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
                 peer_role: None,
                 fingerprint: None,
                 case: None,
-                mode: QueryMode::Count,
+                mode: None,
                 query_keys: None,
                 charged: None,
                 epoch: None,
