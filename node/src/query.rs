@@ -372,6 +372,8 @@ async fn ask(
     endpoint.set_default_client_config(client_cfg);
     let result = ask_on(&endpoint, peer, addr, hello, query, timeout).await;
     endpoint.close(0u32.into(), b"done");
+    // Let the close reach the holder, so it does not wait for an idle timeout.
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
 }
 
@@ -410,13 +412,17 @@ async fn ask_on(
     let holder = connection_identity(&conn)
         .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
     let mode = hello.mode;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| {
-        failed(
-            Outcome::Failed,
-            Some(&holder),
-            describe_connection_error(peer, &e),
-        )
-    })?;
+    let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let msg = describe_connection_error(peer, &e);
+            return Err(failed(Outcome::Failed, Some(&holder), msg));
+        }
+        Err(_) => {
+            let msg = format!("{} allowed no query stream within {timeout:?}", peer.name);
+            return Err(failed(Outcome::Failed, Some(&holder), msg));
+        }
+    };
     let (start, awaiting) = query.start(mode);
     let f = |e: FrameError| {
         failed(
