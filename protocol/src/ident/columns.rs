@@ -114,6 +114,17 @@ const ALIASES: [(Field, &[&str], &[&str]); 7] = [
 /// Header comparison form: NFKC, trimmed, ASCII lower-case, without
 /// spaces, underscores and dashes (so `E-mail`, `mobile_phone`, `Ｅｍａｉｌ`
 /// all match).
+/// Words that mark an identifier column inside a longer header, most specific field first.
+const CONTAINS: [(Field, &[&str]); 4] = [
+    (
+        Field::ResidentId,
+        &["身份证", "证件号", "idnumber", "idcard"],
+    ),
+    (Field::BankCard, &["银行卡", "卡号", "cardnumber", "cardno"]),
+    (Field::Mobile, &["手机", "电话", "mobile", "phone"]),
+    (Field::Email, &["邮箱", "email"]),
+];
+
 fn normalise_header(h: &str) -> String {
     h.nfkc()
         .filter(|c| !c.is_whitespace() && !matches!(c, '_' | '-' | '\u{FEFF}' | '\u{200B}'))
@@ -140,6 +151,21 @@ impl ColumnMap {
         let mut map = ColumnMap::default();
         for (field, specific, generic) in ALIASES {
             if let Some(col) = find(specific).or_else(|| find(generic)) {
+                map.set(field, col);
+            }
+        }
+        // Compound headers ("收件人电话", "客户手机号", "持卡人身份证号"): an identifier field
+        // still missing takes the first unclaimed column whose header contains one of its words.
+        for (field, words) in CONTAINS {
+            if map.column(field).is_some() {
+                continue;
+            }
+            let taken: Vec<usize> = map.columns.values().copied().collect();
+            let hit = normalised
+                .iter()
+                .enumerate()
+                .position(|(i, h)| !taken.contains(&i) && words.iter().any(|w| h.contains(w)));
+            if let Some(col) = hit {
                 map.set(field, col);
             }
         }
@@ -205,6 +231,22 @@ impl ColumnMap {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn compound_headers_are_found_by_their_words() {
+        let map = ColumnMap::detect(&["收件人", "收件人电话", "收货地址"]);
+        assert_eq!(map.column(Field::Name), Some(0));
+        assert_eq!(map.column(Field::Mobile), Some(1));
+        assert_eq!(map.column(Field::Address), Some(2));
+        let map = ColumnMap::detect(&["持卡人身份证号", "客户手机号", "借记卡卡号"]);
+        assert_eq!(map.column(Field::ResidentId), Some(0));
+        assert_eq!(map.column(Field::Mobile), Some(1));
+        assert_eq!(map.column(Field::BankCard), Some(2));
+        // An exact alias still wins over a compound header.
+        let map = ColumnMap::detect(&["紧急联系人电话", "手机"]);
+        assert_eq!(map.column(Field::Mobile), Some(1));
+    }
+
     use super::*;
 
     #[test]
