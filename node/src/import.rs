@@ -1,8 +1,6 @@
 //! `suyuan import`: a customer list becomes the node's new epoch.
 
-use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::Key;
@@ -10,34 +8,35 @@ use suyuan_protocol::psi::EpochBuilder;
 
 use crate::clock;
 use crate::input::{InputOptions, InputSummary, for_each_record};
+use crate::progress::Progress;
 use crate::store::{self, EpochMeta};
 
 /// Keys tagged per parallel batch while the file streams in.
 const BATCH: usize = 1 << 16;
 
 /// Reads `input`, tags every key under a fresh epoch key, and switches the node to it.
-pub fn run(node: &Path, input: &Path, opts: &InputOptions) -> Result<(InputSummary, EpochMeta)> {
+pub fn run(
+    node: &Path,
+    input: &Path,
+    opts: &InputOptions,
+    progress: &mut Progress,
+) -> Result<(InputSummary, EpochMeta)> {
     store::check_node_dir(node)?;
     let mut builder = EpochBuilder::new(&mut rand::rng());
     let mut batch: Vec<Key> = Vec::with_capacity(BATCH);
-    let progress = std::io::stderr().is_terminal();
-    let started = Instant::now();
+    progress.start("import", None);
     let summary = for_each_record(input, opts, |row, rk| {
         batch.extend(rk.keys);
         if batch.len() >= BATCH {
             builder.add(&batch);
             batch.clear();
-            if progress {
-                let rate = row as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                eprint!("\rimport: {row} rows tagged ({rate:.0} rows/s)   ");
-            }
+            progress.set(row);
         }
         Ok(())
     })?;
     builder.add(&batch);
-    if progress {
-        eprintln!();
-    }
+    progress.set(summary.quality.rows);
+    progress.finish();
     let epoch = builder.finish();
     let meta = EpochMeta {
         id: epoch.id().to_string(),

@@ -4,12 +4,14 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod identity;
 pub mod import;
 pub mod input;
 pub mod progress;
 pub mod psi_local;
 pub mod query;
+pub mod report;
 pub mod serve;
 pub mod store;
 pub mod synth;

@@ -13,7 +13,10 @@ use suyuan_node::input::{InputOptions, parse_override};
 use suyuan_node::psi_local::{self, PsiLocalConfig};
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::serve::Server;
-use suyuan_node::{clock, import, store};
+use suyuan_node::demo::{self, DemoOptions};
+use suyuan_node::progress::Progress;
+use suyuan_node::synth::{self, GenConfig};
+use suyuan_node::{clock, import, report, store};
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
 use suyuan_protocol::psi::QueryMode;
 
@@ -21,12 +24,55 @@ use suyuan_protocol::psi::QueryMode;
 #[derive(Debug, Parser)]
 #[command(name = "suyuan", version, about)]
 struct Cli {
+    /// No progress bars or step lines (results and errors are still printed).
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A whole federation on loopback: synthetic data, CA, four institutions, the police, a
+    /// count and a matches query, checked against the ground truth, with an HTML report.
+    Demo {
+        /// Directory for everything (default: a new one under the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rows of the seized dump (the population is five times as many).
+        #[arg(long, default_value_t = 20_000)]
+        rows: u64,
+    },
+    /// Synthetic customer lists and a seized dump with ground truth (truth.json).
+    Gen {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed: the same seed gives the same files, byte for byte.
+        #[arg(long, default_value_t = 2019)]
+        seed: u64,
+        /// Rows of the dump (default 20000 × scale).
+        #[arg(long)]
+        dump_rows: Option<u64>,
+        /// Size of the population the lists draw from (default 100000 × scale).
+        #[arg(long)]
+        population: Option<u64>,
+        /// Multiplies the default sizes (e.g. 100 for a 2-million-row dump).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+    /// Turn a JSON report of `suyuan query` into a self-contained HTML report.
+    Report {
+        /// The JSON report.
+        #[arg(long)]
+        json: PathBuf,
+        /// Where to write the HTML.
+        #[arg(long)]
+        html: PathBuf,
+        /// Flag institutions with at least this many matched records.
+        #[arg(long, default_value_t = suyuan_node::report::DEFAULT_THRESHOLD)]
+        threshold: u64,
+    },
     /// The federation's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -142,6 +188,12 @@ struct QueryArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// With --html: flag institutions with at least this many matched records.
+    #[arg(long, default_value_t = suyuan_node::report::DEFAULT_THRESHOLD)]
+    threshold: u64,
     #[command(flatten)]
     input_args: InputArgs,
 }
@@ -314,7 +366,48 @@ fn status(node: &Path) -> Result<()> {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    let quiet = cli.quiet;
     match cli.command {
+        Command::Demo { dir, rows } => {
+            let opts = DemoOptions { dir, rows, quiet };
+            let outcome = runtime()?.block_on(demo::run(&opts))?;
+            if !outcome.disagreements.is_empty() {
+                bail!(
+                    "the results disagree with the ground truth in {} place(s); see above",
+                    outcome.disagreements.len()
+                );
+            }
+        }
+        Command::Gen { out, seed, dump_rows, population, scale } => {
+            if !(scale > 0.0 && scale.is_finite()) {
+                bail!("--scale must be a positive number");
+            }
+            let d = GenConfig::default();
+            let cfg = GenConfig {
+                seed,
+                population: population.unwrap_or((d.population as f64 * scale).round() as u64),
+                dump_rows: dump_rows.unwrap_or((d.dump_rows as f64 * scale).round() as u64),
+            };
+            let truth = synth::generate(&out, &cfg, &mut Progress::new(quiet))?;
+            for t in &truth.institutions {
+                println!("{}: {} rows", out.join(&t.file).display(), t.rows);
+            }
+            println!(
+                "{}: {} rows; ground truth in {}",
+                out.join(synth::DUMP_FILE).display(),
+                truth.dump.rows,
+                out.join(synth::TRUTH_FILE).display()
+            );
+        }
+        Command::Report { json, html, threshold } => {
+            let text = std::fs::read_to_string(&json)
+                .with_context(|| format!("cannot read {}", json.display()))?;
+            let report: query::Report = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a suyuan query report", json.display()))?;
+            std::fs::write(&html, report::render_html(&report, threshold))
+                .with_context(|| format!("cannot write {}", html.display()))?;
+            println!("report written to {}", html.display());
+        }
         Command::Ca(CaCommand::Init { dir, name }) => {
             let fp = identity::ca_init(&dir, &name)?;
             println!(
@@ -338,7 +431,12 @@ fn run() -> Result<()> {
             );
         }
         Command::Import(a) => {
-            let (summary, meta) = import::run(&a.node, &a.input, &a.input_args.options()?)?;
+            let (summary, meta) = import::run(
+                &a.node,
+                &a.input,
+                &a.input_args.options()?,
+                &mut Progress::new(quiet),
+            )?;
             println!("{} ({summary})", a.input.display());
             print_quality(&summary.quality);
             let sizes: Vec<String> = meta.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -379,6 +477,11 @@ fn run() -> Result<()> {
             print!("{}", query::render(&report));
             if let Some(path) = &a.json {
                 query::write_json(&report, path)?;
+                println!("report written to {}", path.display());
+            }
+            if let Some(path) = &a.html {
+                std::fs::write(path, report::render_html(&report, a.threshold))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("report written to {}", path.display());
             }
             if report.peers.iter().all(|p| p.error.is_some()) {

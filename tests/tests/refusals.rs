@@ -64,7 +64,7 @@ fn setup(policy: &str) -> (Federation, PathBuf) {
     let fed = Federation::new();
     let bank = fed.node("bank", Role::Institution, policy);
     write_text(&fed.path("customers.csv"), &mobiles(50), false);
-    import::run(&bank, &fed.path("customers.csv"), &InputOptions::default()).unwrap();
+    import::run(&bank, &fed.path("customers.csv"), &InputOptions::default(), &mut suyuan_node::progress::Progress::silent()).unwrap();
     write_text(&fed.path("dump10.csv"), &mobiles(10), false);
     write_text(&fed.path("dump5.csv"), &mobiles(5), false);
     (fed, bank)

@@ -30,7 +30,7 @@ fn setup() -> (Federation, PathBuf, PathBuf) {
         list.push_str(&format!("1390000{i:04}\n"));
     }
     write_text(&fed.path("list.csv"), &list, false);
-    import::run(&bank, &fed.path("list.csv"), &InputOptions::default()).unwrap();
+    import::run(&bank, &fed.path("list.csv"), &InputOptions::default(), &mut suyuan_node::progress::Progress::silent()).unwrap();
     (fed, bank, police)
 }
 
