@@ -190,6 +190,9 @@ impl AuditLog {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.log.display())),
         };
+        // A shared lock: a writer in another process never shows us half an append.
+        f.lock_shared()
+            .with_context(|| format!("cannot lock {}", self.log.display()))?;
         let mut lines = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
         for (i, line) in BufReader::new(f).lines().enumerate() {

@@ -180,6 +180,12 @@ pub fn load(dir: &Path) -> Result<NodeConfig> {
     };
     let cfg: NodeConfig = toml::from_str(&text)
         .with_context(|| format!("{}: invalid configuration", path.display()))?;
+    if cfg.policy.min_query_rows > cfg.policy.max_query_rows {
+        bail!(
+            "{}: policy.min_query_rows is above policy.max_query_rows",
+            path.display()
+        );
+    }
     if cfg.policy.max_concurrent_queries == 0 {
         bail!(
             "{}: policy.max_concurrent_queries must be at least 1",

@@ -63,7 +63,10 @@ fn fresh_dir(dir: Option<&Path>) -> Result<PathBuf> {
         )),
     };
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        bail!("{} exists and is not empty; give --dir a new directory", dir.display());
+        bail!(
+            "{} exists and is not empty; give --dir a new directory",
+            dir.display()
+        );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
@@ -100,9 +103,13 @@ pub fn compare(report: &Report, truth: &Truth) -> Vec<String> {
             .map(|k| (*k, t.keys.get(k).copied().unwrap_or(0)))
             .collect();
         if p.holder_keys != holder {
-            out.push(format!("{}: holder keys {:?}, truth {:?}", t.name, p.holder_keys, holder));
+            out.push(format!(
+                "{}: holder keys {:?}, truth {:?}",
+                t.name, p.holder_keys, holder
+            ));
         }
-        if report.mode == QueryMode::Matches && p.rows.as_deref() != Some(t.matched_rows.as_slice()) {
+        if report.mode == QueryMode::Matches && p.rows.as_deref() != Some(t.matched_rows.as_slice())
+        {
             out.push(format!(
                 "{}: {} matched rows, truth {}",
                 t.name,
@@ -132,16 +139,25 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         dump_rows: rows,
     };
     say(q, &format!("suyuan demo in {}", dir.display()));
-    say(q, &format!(
-        "1/6 synthetic data (seed {}): {} people; bank, telecom, courier and hospital lists; a seized dump of {} rows",
-        cfg.seed, cfg.population, cfg.dump_rows
-    ));
+    say(
+        q,
+        &format!(
+            "1/6 synthetic data (seed {}): {} people; bank, telecom, courier and hospital lists; a seized dump of {} rows",
+            cfg.seed, cfg.population, cfg.dump_rows
+        ),
+    );
     let data = dir.join("data");
     let mut progress = Progress::new(q);
     let truth = tokio::task::block_in_place(|| synth::generate(&data, &cfg, &mut progress))?;
 
     let names: Vec<String> = truth.institutions.iter().map(|t| t.name.clone()).collect();
-    say(q, &format!("2/6 a federation CA and nodes: police, {}", names.join(", ")));
+    say(
+        q,
+        &format!(
+            "2/6 a federation CA and nodes: police, {}",
+            names.join(", ")
+        ),
+    );
     let ca = dir.join("ca");
     identity::ca_init(&ca, "suyuan demo federation")?;
     let nodes = dir.join("nodes");
@@ -158,7 +174,12 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
     for t in &truth.institutions {
         let node = nodes.join(&t.name);
         tokio::task::block_in_place(|| {
-            import::run(&node, &data.join(&t.file), &InputOptions::default(), &mut progress)
+            import::run(
+                &node,
+                &data.join(&t.file),
+                &InputOptions::default(),
+                &mut progress,
+            )
         })
         .with_context(|| format!("importing {}", t.file))?;
     }
@@ -166,7 +187,10 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
     let mut servers = Vec::new();
     let mut peers = Vec::new();
     for name in &names {
-        let server = Server::bind(&nodes.join(name), Some(SocketAddr::from(([127, 0, 0, 1], 0))))?;
+        let server = Server::bind(
+            &nodes.join(name),
+            Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        )?;
         let addr = server.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -178,14 +202,23 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
             address: addr.to_string(),
         });
     }
-    let addrs: Vec<String> = peers.iter().map(|p| format!("{}={}", p.name, p.address)).collect();
-    say(q, &format!("4/6 institutions serving on loopback: {}", addrs.join(" ")));
+    let addrs: Vec<String> = peers
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.address))
+        .collect();
+    say(
+        q,
+        &format!("4/6 institutions serving on loopback: {}", addrs.join(" ")),
+    );
 
     let case = "DEMO-2019-001".to_string();
     let mut disagreements = Vec::new();
     let mut last = None;
     for (step, mode) in [(5, QueryMode::Count), (6, QueryMode::Matches)] {
-        say(q, &format!("{step}/6 the police query every institution, mode {mode}, case {case}"));
+        say(
+            q,
+            &format!("{step}/6 the police query every institution, mode {mode}, case {case}"),
+        );
         let report = query::run(&QueryOptions {
             node: police.clone(),
             input: data.join(synth::DUMP_FILE),
@@ -198,7 +231,11 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         if !q {
             print!("{}", query::render(&report));
         }
-        disagreements.extend(compare(&report, &truth).into_iter().map(|d| format!("{mode}: {d}")));
+        disagreements.extend(
+            compare(&report, &truth)
+                .into_iter()
+                .map(|d| format!("{mode}: {d}")),
+        );
         query::write_json(&report, &dir.join(format!("report-{mode}.json")))?;
         last = Some(report);
     }
@@ -217,20 +254,32 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    say(q, &format!("\nThe dump was built from: {source} rows (plus {} duplicates, {} junk).", truth.dump.duplicate_rows, truth.dump.junk_rows));
+    say(
+        q,
+        &format!(
+            "\nThe dump was built from: {source} rows (plus {} duplicates, {} junk).",
+            truth.dump.duplicate_rows, truth.dump.junk_rows
+        ),
+    );
     if disagreements.is_empty() {
-        say(q, "Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth.");
+        say(
+            q,
+            "Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth.",
+        );
     } else {
         say(q, "Check against truth.json: DISAGREEMENT:");
         for d in &disagreements {
             say(q, &format!("  {d}"));
         }
     }
-    say(q, &format!(
-        "Report: {} (JSON: report-count.json, report-matches.json). Nodes, CA and data are in {}.",
-        html.display(),
-        dir.display()
-    ));
+    say(
+        q,
+        &format!(
+            "Report: {} (JSON: report-count.json, report-matches.json). Nodes, CA and data are in {}.",
+            html.display(),
+            dir.display()
+        ),
+    );
     Ok(DemoOutcome {
         dir,
         disagreements,

@@ -22,6 +22,7 @@ pub fn run(
     progress: &mut Progress,
 ) -> Result<(InputSummary, EpochMeta)> {
     store::check_node_dir(node)?;
+    let _lock = store::lock(node, "import")?;
     let mut builder = EpochBuilder::new(&mut rand::rng());
     let mut batch: Vec<Key> = Vec::with_capacity(BATCH);
     progress.start("import", None);

@@ -8,13 +8,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use suyuan_node::audit::{AuditLog, Entry};
 use suyuan_node::config::{self, DEFAULT_NODE_TOML, NODE_TOML};
+use suyuan_node::demo::{self, DemoOptions};
 use suyuan_node::identity::{self, Role};
 use suyuan_node::input::{InputOptions, parse_override};
+use suyuan_node::progress::Progress;
 use suyuan_node::psi_local::{self, PsiLocalConfig};
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::serve::Server;
-use suyuan_node::demo::{self, DemoOptions};
-use suyuan_node::progress::Progress;
 use suyuan_node::synth::{self, GenConfig};
 use suyuan_node::{clock, import, report, store};
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
@@ -378,7 +378,13 @@ fn run() -> Result<()> {
                 );
             }
         }
-        Command::Gen { out, seed, dump_rows, population, scale } => {
+        Command::Gen {
+            out,
+            seed,
+            dump_rows,
+            population,
+            scale,
+        } => {
             if !(scale > 0.0 && scale.is_finite()) {
                 bail!("--scale must be a positive number");
             }
@@ -399,7 +405,11 @@ fn run() -> Result<()> {
                 out.join(synth::TRUTH_FILE).display()
             );
         }
-        Command::Report { json, html, threshold } => {
+        Command::Report {
+            json,
+            html,
+            threshold,
+        } => {
             let text = std::fs::read_to_string(&json)
                 .with_context(|| format!("cannot read {}", json.display()))?;
             let report: query::Report = serde_json::from_str(&text)

@@ -32,6 +32,28 @@ pub struct PeerSpec {
     pub address: String,
 }
 
+/// How long the sender may wait for the holder to take a chunk.
+const SENDER_PATIENCE: Duration = Duration::from_secs(24 * 3600);
+
+/// Extra wait for count mode's first evaluation: 50 µs per key, several times the evaluation
+/// cost on one slow core.
+fn count_mode_allowance(keys: u64) -> Duration {
+    Duration::from_micros(keys.saturating_mul(50))
+}
+
+/// Peer-supplied text made safe for a terminal: control characters shown as escapes.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Parses `NAME=HOST:PORT`.
 pub fn parse_peer(s: &str) -> Result<PeerSpec> {
     let (name, address) = s.split_once('=').with_context(|| {
@@ -160,7 +182,7 @@ impl PeerReport {
             matched_rows: None,
             rows: None,
             containment: 0.0,
-            error: Some(error),
+            error: Some(printable(&error)),
         }
     }
 }
@@ -209,7 +231,6 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
             version: NODE_WIRE_VERSION,
             case: opts.case.clone(),
             mode: opts.mode,
-            dump_rows,
         };
         tasks.push(tokio::spawn(async move {
             let r = ask(&peer, client_cfg, hello, query, timeout).await;
@@ -252,7 +273,10 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
                 peers.push(PeerReport::failed(&peer, failure.message));
             }
         }
-        audit.append(rec)?;
+        // A failed append must not throw away answers already obtained; say so and go on.
+        if let Err(e) = audit.append(rec) {
+            eprintln!("suyuan: warning: {e:#}");
+        }
     }
     Ok(Report {
         case: opts.case.clone(),
@@ -402,6 +426,12 @@ async fn ask_on(
         Ok(Err(e)) => {
             let msg = if tls_alert(&e) || e.to_string().contains("certificate") {
                 format!("{} is not a member of this federation: {e}", peer.name)
+            } else if matches!(e, quinn::ConnectionError::TimedOut) {
+                // QUIC's idle timeout equals ours and may fire first: the same story.
+                format!(
+                    "{} did not answer at {} within {timeout:?}",
+                    peer.name, peer.address
+                )
             } else {
                 describe_connection_error(peer, &e)
             };
@@ -495,7 +525,9 @@ async fn ask_on(
     let chunks = session.take_outgoing();
     let sender = tokio::spawn(async move {
         for m in chunks {
-            write_frame(&mut send, &ClientFrame::Psi(m), timeout).await?;
+            // The holder reads chunks only after streaming all its tags, which may take longer
+            // than one timeout; a dead holder is noticed by the receiving side and QUIC.
+            write_frame(&mut send, &ClientFrame::Psi(m), SENDER_PATIENCE).await?;
         }
         let _ = send.finish();
         Ok::<_, FrameError>(send)
@@ -506,7 +538,14 @@ async fn ask_on(
                 .finish()
                 .map_err(|e| aborted(format!("{}: {e}", peer.name)));
         }
-        let msg = match read_frame::<ServerFrame>(&mut recv, timeout).await {
+        // In count mode the holder answers only once it has every element: the first answer
+        // after the tags may take the whole evaluation, so that wait scales with the query.
+        let wait = if mode == QueryMode::Count && session.tags_done() && !session.any_evaluated() {
+            timeout + count_mode_allowance(query.sections().iter().map(|s| s.count).sum())
+        } else {
+            timeout
+        };
+        let msg = match read_frame::<ServerFrame>(&mut recv, wait).await {
             Ok(Some(ServerFrame::Psi(m))) => m,
             Ok(Some(ServerFrame::Abort(why))) => {
                 break Err(aborted(format!("{} aborted the query: {why}", peer.name)));

@@ -89,11 +89,19 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
         );
         match &p.error {
             Some(_) => {
-                let _ = writeln!(h, "<text x=\"130\" y=\"{}\" fill=\"#666\">no answer</text>", y + 16);
+                let _ = writeln!(
+                    h,
+                    "<text x=\"130\" y=\"{}\" fill=\"#666\">no answer</text>",
+                    y + 16
+                );
             }
             None => {
                 let w = (p.containment.clamp(0.0, 1.0) * 400.0).round() as u32;
-                let fill = if records(p) >= threshold { "#a40000" } else { "#3465a4" };
+                let fill = if records(p) >= threshold {
+                    "#a40000"
+                } else {
+                    "#3465a4"
+                };
                 let _ = writeln!(
                     h,
                     "<rect x=\"130\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{fill}\"/>",
@@ -172,8 +180,12 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
 
     let _ = writeln!(h, "<h2>What this report can and cannot say</h2>");
     let learned = match r.mode {
-        QueryMode::Count => "Each institution told the police only how many of the dump's distinct keys (mobile numbers, ID numbers, card numbers) are also in its customer list, per type. Which dump rows matched was not revealed to anyone.",
-        QueryMode::Matches => "Each institution let the police learn which rows of the dump share a key with its customer list. Nothing else about its customers was revealed.",
+        QueryMode::Count => {
+            "Each institution told the police only how many of the dump's distinct keys (mobile numbers, ID numbers, card numbers) are also in its customer list, per type. Which dump rows matched was not revealed to anyone."
+        }
+        QueryMode::Matches => {
+            "Each institution let the police learn which rows of the dump share a key with its customer list. Nothing else about its customers was revealed."
+        }
     };
     let _ = writeln!(
         h,

@@ -18,8 +18,8 @@ use crate::identity::{self, PeerIdentity};
 use crate::store::{self, EpochMeta};
 use crate::tls;
 use crate::wire::{
-    ClientFrame, FrameError, Hello, NODE_WIRE_VERSION, Refusal, ServerFrame, Welcome, read_frame,
-    write_frame,
+    ClientFrame, FrameError, Hello, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal, ServerFrame,
+    Welcome, read_frame, read_frame_limited, write_frame,
 };
 
 /// How long in-flight queries may run on after a shutdown request before they are aborted.
@@ -42,6 +42,10 @@ struct State {
     budgets: Mutex<HashMap<(String, u64), u64>>,
     slots: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
+    /// Held while serving: budgets are counted in this process alone.
+    _lock: std::fs::File,
+    /// Set when a stop is requested: new queries are refused, running ones may finish.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// A bound, ready node.
@@ -56,6 +60,7 @@ impl Server {
     /// configured address). Must run inside a tokio runtime.
     pub fn bind(dir: &Path, listen: Option<SocketAddr>) -> Result<Server> {
         store::check_node_dir(dir)?;
+        let lock = store::lock(dir, "serve")?;
         let id = identity::load_node(dir)?;
         let cfg = config::load(dir)?;
         let audit = AuditLog::new(dir);
@@ -79,7 +84,8 @@ impl Server {
                 .parse()
                 .with_context(|| format!("invalid listen address {:?}", cfg.network.listen))?,
         };
-        let server_cfg = tls::server_config(&id, cfg.network.timeout())?;
+        let streams = u32::try_from(cfg.policy.max_concurrent_queries + 1).unwrap_or(u32::MAX);
+        let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
         let endpoint = quinn::Endpoint::server(server_cfg, listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -93,6 +99,8 @@ impl Server {
             epoch: Mutex::new(loaded),
             budgets: Mutex::new(budgets),
             shutdown,
+            _lock: lock,
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Server {
             endpoint,
@@ -129,6 +137,12 @@ impl Server {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
+                    if !incoming.remote_address_validated() {
+                        // Make the client prove its address first: spoofed packets then cost
+                        // nothing, and cannot fill the audit log with failed handshakes.
+                        let _ = incoming.retry();
+                        continue;
+                    }
                     let state = Arc::clone(&self.state);
                     tasks.spawn(handle_connection(state, incoming));
                 }
@@ -136,8 +150,11 @@ impl Server {
             }
             while tasks.try_join_next().is_some() {}
         }
-        // No new connections; queries already running get a grace period.
+        // No new connections or queries; queries already running get a grace period.
         self.endpoint.set_server_config(None);
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let max = self.state.policy.max_concurrent_queries as u32;
         let drained =
             tokio::time::timeout(SHUTDOWN_GRACE, self.state.slots.acquire_many(max)).await;
@@ -148,6 +165,11 @@ impl Server {
         })
         .await;
         self.endpoint.close(0u32.into(), b"node shutting down");
+        // Tasks still running now fail fast on the closed connections and write their aborts.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         Ok(())
     }
@@ -182,10 +204,17 @@ impl State {
         Ok(e.epoch.clone())
     }
 
-    fn audit(&self, record: Record) {
-        if let Err(e) = self.audit.append(record) {
+    /// Appends off the async threads (the append fsyncs).
+    async fn audit(&self, record: Record) {
+        if let Err(e) = self.append(record).await {
             eprintln!("suyuan serve: {e:#}");
         }
+    }
+
+    async fn append(&self, record: Record) -> Result<()> {
+        let log = self.audit.clone();
+        tokio::task::spawn_blocking(move || log.append(record)).await??;
+        Ok(())
     }
 
     fn record(&self, peer: &PeerIdentity, hello: Option<&Hello>, outcome: Outcome) -> Record {
@@ -194,7 +223,10 @@ impl State {
             peer: peer.name.clone(),
             peer_role: Some(peer.role),
             fingerprint: Some(peer.fingerprint.clone()),
-            case: hello.and_then(|h| h.case.clone()),
+            // Only a valid case number is written; anything else could bloat or garble the log.
+            case: hello
+                .and_then(|h| h.case.clone())
+                .filter(|c| crate::config::valid_case(c)),
             mode: hello.map(|h| h.mode),
             query_keys: None,
             charged: None,
@@ -213,21 +245,9 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         Ok(c) => c,
         Err(e) => {
             // Not a member of the federation (or not speaking suyuan/1): nothing is served.
-            state.audit(Record {
-                side: Side::Holder,
-                peer: remote.to_string(),
-                peer_role: None,
-                fingerprint: None,
-                case: None,
-                mode: None,
-                query_keys: None,
-                charged: None,
-                epoch: None,
-                matched_keys: None,
-                matched_rows: None,
-                outcome: Outcome::Refused,
-                detail: Some(format!("TLS handshake failed: {e}")),
-            });
+            let mut r = unknown_peer(remote);
+            r.detail = Some(format!("TLS handshake failed: {e}"));
+            state.audit(r).await;
             return;
         }
     };
@@ -235,13 +255,21 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         Ok(p) => p,
         Err(e) => {
             conn.close(1u32.into(), b"unusable certificate");
-            eprintln!("suyuan serve: {remote}: {e:#}");
+            let mut r = unknown_peer(remote);
+            r.detail = Some(format!("certificate refused: {e:#}"));
+            state.audit(r).await;
             return;
         }
     };
     let mut streams = tokio::task::JoinSet::new();
+    let mut shutdown = state.shutdown.clone();
     loop {
-        match conn.accept_bi().await {
+        let accepted = tokio::select! {
+            a = conn.accept_bi() => a,
+            // Once shutting down, no new query starts on this connection.
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match accepted {
             Ok((send, recv)) => {
                 streams.spawn(handle_stream(Arc::clone(&state), peer.clone(), send, recv));
             }
@@ -250,6 +278,24 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         while streams.try_join_next().is_some() {}
     }
     while streams.join_next().await.is_some() {}
+}
+
+fn unknown_peer(remote: SocketAddr) -> Record {
+    Record {
+        side: Side::Holder,
+        peer: remote.to_string(),
+        peer_role: None,
+        fingerprint: None,
+        case: None,
+        mode: None,
+        query_keys: None,
+        charged: None,
+        epoch: None,
+        matched_keys: None,
+        matched_rows: None,
+        outcome: Outcome::Refused,
+        detail: None,
+    }
 }
 
 /// The peer's identity from its verified certificate chain.
@@ -275,7 +321,7 @@ async fn refuse(
     let _ = send.finish();
     let mut r = state.record(peer, hello, Outcome::Refused);
     r.detail = Some(refusal.to_string());
-    state.audit(r);
+    state.audit(r).await;
 }
 
 async fn handle_stream(
@@ -284,30 +330,31 @@ async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let hello = match read_frame::<ClientFrame>(&mut recv, state.timeout).await {
-        Ok(Some(ClientFrame::Hello(h))) => h,
-        Ok(Some(ClientFrame::Psi(_))) => {
-            return abort(
-                &state,
-                &mut send,
-                &peer,
-                None,
-                "the first frame was not a hello",
-            )
-            .await;
-        }
-        Ok(None) => return,
-        Err(e) => {
-            return abort(
-                &state,
-                &mut send,
-                &peer,
-                None,
-                &format!("reading the hello: {e}"),
-            )
-            .await;
-        }
-    };
+    let hello =
+        match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
+            Ok(Some(ClientFrame::Hello(h))) => h,
+            Ok(Some(ClientFrame::Psi(_))) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    None,
+                    "the first frame was not a hello",
+                )
+                .await;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    None,
+                    &format!("reading the hello: {e}"),
+                )
+                .await;
+            }
+        };
     if hello.version != NODE_WIRE_VERSION {
         return refuse(
             &state,
@@ -318,7 +365,7 @@ async fn handle_stream(
         )
         .await;
     }
-    if *state.shutdown.borrow() {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) || *state.shutdown.borrow() {
         return refuse(
             &state,
             &mut send,
@@ -386,6 +433,14 @@ async fn handle_stream(
     let QuerierMessage::Start(s) = &start else {
         return;
     };
+    if s.mode != hello.mode {
+        // Admission was for the hello's mode; a start asking for another is a lie.
+        let why = format!(
+            "the query start asks for mode {} after a hello for mode {}",
+            s.mode, hello.mode
+        );
+        return abort(&state, &mut send, &peer, Some(&hello), &why).await;
+    }
     let keys = s
         .sections
         .iter()
@@ -412,7 +467,7 @@ async fn handle_stream(
         rec.query_keys = Some(keys);
         rec.charged = Some(keys);
         rec.epoch = Some(epoch.id().to_string());
-        if let Err(e) = state.audit.append(rec) {
+        if let Err(e) = state.append(rec).await {
             // No query runs unaudited.
             eprintln!("suyuan serve: {e:#}");
             drop(budgets);
@@ -449,7 +504,7 @@ async fn handle_stream(
             rec.detail = Some(why);
         }
     }
-    state.audit(rec);
+    state.audit(rec).await;
 }
 
 async fn abort(
@@ -463,7 +518,7 @@ async fn abort(
     let _ = send.finish();
     let mut r = state.record(peer, hello, Outcome::Aborted);
     r.detail = Some(why.to_string());
-    state.audit(r);
+    state.audit(r).await;
 }
 
 /// Runs an admitted query to the end; `Err` says why it was aborted.

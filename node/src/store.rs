@@ -114,26 +114,28 @@ pub fn read_meta(dir: &Path) -> Result<Option<EpochMeta>> {
         return Ok(None);
     };
     let txn = db.begin_read()?;
+    meta_of(dir, &txn).map(Some)
+}
+
+fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
     let t = txn
         .open_table(META)
         .map_err(|_| corrupt(dir, "no meta table"))?;
     let raw = t
         .get("epoch")?
         .ok_or_else(|| corrupt(dir, "no epoch record"))?;
-    let meta =
-        serde_json::from_str(raw.value()).map_err(|_| corrupt(dir, "unreadable epoch record"))?;
-    Ok(Some(meta))
+    serde_json::from_str(raw.value()).map_err(|_| corrupt(dir, "unreadable epoch record"))
 }
 
 /// The current epoch, fully loaded and checked (tags sorted, sizes as recorded).
 pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
-    let Some(meta) = read_meta(dir)? else {
-        return Ok(None);
-    };
+    // One open, one transaction: the description, key and tags come from the same file even if
+    // an import renames a new one into place meanwhile.
     let Some(db) = open(dir)? else {
         return Ok(None);
     };
     let txn = db.begin_read()?;
+    let meta = meta_of(dir, &txn)?;
     let secret = txn
         .open_table(SECRET)
         .map_err(|_| corrupt(dir, "no key table"))?;
@@ -189,6 +191,31 @@ pub fn stamp(dir: &Path) -> Option<(u64, u64, i64)> {
 fn parse_epoch_id(s: &str) -> Option<EpochId> {
     let b = hex::decode(s).ok()?;
     Some(EpochId(b.try_into().ok()?))
+}
+
+/// Takes an exclusive lock on `NODE_DIR/<what>.lock` for as long as the returned file lives,
+/// so two `serve` (or two `import`) processes never work on one node at once.
+pub fn lock(dir: &Path, what: &str) -> Result<File> {
+    let path = dir.join(format!("{what}.lock"));
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!(
+                "another `suyuan {what}` is already running on {}",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Fails unless `dir` looks like a node directory.

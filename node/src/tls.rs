@@ -27,6 +27,10 @@ fn roots(id: &NodeIdentity) -> Result<Arc<RootCertStore>> {
 }
 
 fn transport(idle: Duration) -> Result<Arc<quinn::TransportConfig>> {
+    Ok(Arc::new(transport_config(idle)?))
+}
+
+fn transport_config(idle: Duration) -> Result<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(idle).context("idle timeout out of range")?,
@@ -36,11 +40,15 @@ fn transport(idle: Duration) -> Result<Arc<quinn::TransportConfig>> {
     t.stream_receive_window(quinn::VarInt::from_u32(4 << 20));
     t.receive_window(quinn::VarInt::from_u32(16 << 20));
     t.send_window(16 << 20);
-    Ok(Arc::new(t))
+    Ok(t)
 }
 
 /// The server side: client certificates are mandatory and must chain to the federation CA.
-pub fn server_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ServerConfig> {
+pub fn server_config(
+    id: &NodeIdentity,
+    idle: Duration,
+    max_streams: u32,
+) -> Result<quinn::ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
         .build()
         .context("building the client certificate verifier")?;
@@ -52,7 +60,11 @@ pub fn server_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ServerC
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(transport(idle)?);
+    let mut t = transport_config(idle)?;
+    // A peer may open only as many query streams as could be admitted, and no others.
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(max_streams));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    cfg.transport_config(Arc::new(t));
     Ok(cfg)
 }
 

@@ -17,6 +17,9 @@ pub const NODE_WIRE_VERSION: u16 = 1;
 /// Longest case number accepted.
 pub const MAX_CASE_LEN: usize = 128;
 
+/// Largest first frame (the hello) a holder reads before admission.
+pub const MAX_HELLO_LEN: usize = 4096;
+
 /// Querier → holder, the first frame of a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -24,10 +27,8 @@ pub struct Hello {
     pub version: u16,
     /// The case this query belongs to.
     pub case: Option<String>,
-    /// The mode asked for.
+    /// The mode asked for; must equal the mode of the query start that follows.
     pub mode: QueryMode,
-    /// Rows of the dump (for the holder's audit; policy counts the keys it can verify).
-    pub dump_rows: u64,
 }
 
 /// Holder → querier when the query is admitted.
@@ -133,7 +134,7 @@ pub enum FrameError {
     #[error("timed out after {0:?} waiting for the peer")]
     Timeout(Duration),
     /// A length prefix above the limit.
-    #[error("frame of {0} bytes announced, limit is {MAX_FRAME_LEN}")]
+    #[error("frame of {0} bytes announced, above the limit")]
     TooLarge(u32),
     /// The stream ended inside a frame.
     #[error("stream ended inside a frame")]
@@ -174,6 +175,15 @@ pub async fn read_frame<T: DeserializeOwned + Serialize>(
     recv: &mut quinn::RecvStream,
     timeout: Duration,
 ) -> Result<Option<T>, FrameError> {
+    read_frame_limited(recv, timeout, MAX_FRAME_LEN).await
+}
+
+/// [`read_frame`] with a smaller size limit (for frames read before a peer is admitted).
+pub async fn read_frame_limited<T: DeserializeOwned + Serialize>(
+    recv: &mut quinn::RecvStream,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Option<T>, FrameError> {
     let mut len = [0u8; 4];
     match tokio::time::timeout(timeout, recv.read_exact(&mut len)).await {
         Err(_) => return Err(FrameError::Timeout(timeout)),
@@ -183,7 +193,7 @@ pub async fn read_frame<T: DeserializeOwned + Serialize>(
         Ok(Ok(())) => {}
     }
     let n = u32::from_be_bytes(len);
-    if n as usize > MAX_FRAME_LEN {
+    if n as usize > limit.min(MAX_FRAME_LEN) {
         return Err(FrameError::TooLarge(n));
     }
     let mut body = vec![0u8; n as usize];

@@ -39,8 +39,20 @@ async fn police_query_matches_ground_truth_across_institutions() {
         text.push_str(&format!("用户{i}\t{}\t畅享套餐\n", p.mobile));
     }
     write_text(&fed.path("telecom.tsv"), &text, true);
-    import::run(&bank, &fed.path("bank.csv"), &InputOptions::default(), &mut suyuan_node::progress::Progress::silent()).unwrap();
-    import::run(&telecom, &fed.path("telecom.tsv"), &InputOptions::default(), &mut suyuan_node::progress::Progress::silent()).unwrap();
+    import::run(
+        &bank,
+        &fed.path("bank.csv"),
+        &InputOptions::default(),
+        &mut suyuan_node::progress::Progress::silent(),
+    )
+    .unwrap();
+    import::run(
+        &telecom,
+        &fed.path("telecom.tsv"),
+        &InputOptions::default(),
+        &mut suyuan_node::progress::Progress::silent(),
+    )
+    .unwrap();
 
     // The dump: people 500..2900, messy, with junk rows; truth by construction.
     let mut dump = String::from("姓名,电话,身份证\n");

@@ -64,7 +64,13 @@ fn setup(policy: &str) -> (Federation, PathBuf) {
     let fed = Federation::new();
     let bank = fed.node("bank", Role::Institution, policy);
     write_text(&fed.path("customers.csv"), &mobiles(50), false);
-    import::run(&bank, &fed.path("customers.csv"), &InputOptions::default(), &mut suyuan_node::progress::Progress::silent()).unwrap();
+    import::run(
+        &bank,
+        &fed.path("customers.csv"),
+        &InputOptions::default(),
+        &mut suyuan_node::progress::Progress::silent(),
+    )
+    .unwrap();
     write_text(&fed.path("dump10.csv"), &mobiles(10), false);
     write_text(&fed.path("dump5.csv"), &mobiles(5), false);
     (fed, bank)
@@ -168,7 +174,6 @@ async fn stalled_query(
         version: NODE_WIRE_VERSION,
         case: Some("c".into()),
         mode: QueryMode::Count,
-        dump_rows: 10,
     };
     write_frame(
         &mut send,
@@ -312,4 +317,50 @@ async fn outsiders_get_nothing() {
         .filter(|(o, d)| *o == Outcome::Refused && d.starts_with("TLS handshake failed"))
         .count();
     assert_eq!(tls_refusals, 3, "{:?}", holder_entries(&bank));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_contradicts_its_hello_is_aborted() {
+    let (fed, bank) = setup(POLICY);
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
+    let srv = start(&bank);
+    // Only one server per node directory.
+    let again = suyuan_node::serve::Server::bind(&bank, Some("127.0.0.1:0".parse().unwrap()));
+    let err = again.err().unwrap().to_string();
+    assert!(
+        err.starts_with("another `suyuan serve` is already running on"),
+        "{err}"
+    );
+
+    // Admitted for count, then asking for matches: the holder stops before any answer.
+    let id = identity::load_node(&police).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(10)).unwrap());
+    let conn = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut keys = QueryKeys::new();
+    for i in 0..10 {
+        keys.add_row(&[Key::parse(KeyType::Mobile, &format!("1390000{i:04}")).unwrap()]);
+    }
+    let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
+    let (start, _) = q.start(QueryMode::Matches);
+    let hello = Hello {
+        version: NODE_WIRE_VERSION,
+        case: Some("c".into()),
+        mode: QueryMode::Count,
+    };
+    let t = Duration::from_secs(5);
+    write_frame(&mut send, &ClientFrame::Hello(hello), t)
+        .await
+        .unwrap();
+    write_frame(&mut send, &ClientFrame::Psi(start), t)
+        .await
+        .unwrap();
+    let answer: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
+    let why = "the query start asks for mode matches after a hello for mode count";
+    assert_eq!(answer, ServerFrame::Abort(why.to_string()));
+    let rest: Option<ServerFrame> = read_frame(&mut recv, t).await.unwrap();
+    assert_eq!(rest, None);
+    srv.stop().await;
+    assert!(holder_entries(&bank).contains(&(Outcome::Aborted, why.to_string())));
 }

@@ -30,7 +30,13 @@ fn setup() -> (Federation, PathBuf, PathBuf) {
         list.push_str(&format!("1390000{i:04}\n"));
     }
     write_text(&fed.path("list.csv"), &list, false);
-    import::run(&bank, &fed.path("list.csv"), &InputOptions::default(), &mut suyuan_node::progress::Progress::silent()).unwrap();
+    import::run(
+        &bank,
+        &fed.path("list.csv"),
+        &InputOptions::default(),
+        &mut suyuan_node::progress::Progress::silent(),
+    )
+    .unwrap();
     (fed, bank, police)
 }
 
@@ -73,7 +79,6 @@ async fn hostile_frames_do_not_crash_the_node() {
             version: NODE_WIRE_VERSION,
             case: None,
             mode: QueryMode::Matches,
-            dump_rows: 1,
         })
     };
     let mut attacks: Vec<Vec<u8>> = vec![
@@ -155,7 +160,7 @@ async fn fake_holder(
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let id = identity::load_node(bank).unwrap();
     let ep = quinn::Endpoint::server(
-        tls::server_config(&id, Duration::from_secs(30)).unwrap(),
+        tls::server_config(&id, Duration::from_secs(30), 4).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap();

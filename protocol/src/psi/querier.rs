@@ -502,6 +502,16 @@ impl Exchanging {
         Ok(())
     }
 
+    /// Whether every tag has arrived (evaluations come next).
+    pub fn tags_done(&self) -> bool {
+        self.tags_complete()
+    }
+
+    /// Whether any evaluation has arrived yet.
+    pub fn any_evaluated(&self) -> bool {
+        self.evaluated > 0
+    }
+
     /// Whether every tag and every evaluation has arrived.
     pub fn is_complete(&self) -> bool {
         self.tags_complete() && self.evaluated == self.total
