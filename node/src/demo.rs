@@ -226,6 +226,7 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
             peers: peers.clone(),
             mode,
             case: Some(case.clone()),
+            quiet: q,
         })
         .await?;
         if !q {

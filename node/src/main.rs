@@ -27,6 +27,10 @@ struct Cli {
     /// No progress bars or step lines (results and errors are still printed).
     #[arg(long, global = true)]
     quiet: bool,
+    /// Log what happens on stderr: -v for each query and connection, -vv for more. RUST_LOG
+    /// (e.g. RUST_LOG=suyuan_node=debug) takes precedence.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -261,6 +265,22 @@ fn mode(s: &str) -> Result<QueryMode> {
     s.parse().map_err(anyhow::Error::msg)
 }
 
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -366,6 +386,7 @@ fn status(node: &Path) -> Result<()> {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let quiet = cli.quiet;
     match cli.command {
         Command::Demo { dir, rows } => {
@@ -482,6 +503,7 @@ fn run() -> Result<()> {
                     .collect::<Result<_>>()?,
                 mode: mode(&a.mode)?,
                 case: a.case,
+                quiet,
             };
             let report = runtime()?.block_on(query::run(&opts))?;
             print!("{}", query::render(&report));

@@ -1,5 +1,5 @@
-//! Progress for long steps: a bar with rate and ETA on a terminal, one plain summary line
-//! otherwise (clean CI logs), nothing with `--quiet`.
+//! Progress for long steps: a bar with rate and ETA on a terminal (stderr), then one plain
+//! summary line (stdout), which is all a log sees when not on a terminal; nothing with `--quiet`.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -94,19 +94,20 @@ impl Progress {
         let _ = err.flush();
     }
 
-    /// Ends the step: clears the bar, prints one summary line (unless quiet).
+    /// Ends the step: clears the bar and prints one summary line (unless quiet). The line goes
+    /// to stdout, so that stderr carries nothing but errors (and the bar, on a terminal).
     pub fn finish(&mut self) {
         if self.quiet {
             return;
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         let rate = self.done as f64 / elapsed.max(1e-3);
-        let mut err = std::io::stderr().lock();
         if self.tty {
+            let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
         }
-        let _ = writeln!(
-            err,
+        println!(
             "{}: {} {} in {:.1}s ({:.0}/s)",
             self.label, self.done, self.unit, elapsed, rate
         );

@@ -16,6 +16,7 @@ use crate::clock;
 use crate::config;
 use crate::identity;
 use crate::input::{InputOptions, InputSummary, for_each_record};
+use crate::progress::Progress;
 use crate::serve::connection_identity;
 use crate::store;
 use crate::tls;
@@ -84,6 +85,8 @@ pub struct QueryOptions {
     pub mode: QueryMode,
     /// The case number.
     pub case: Option<String>,
+    /// No progress output while reading and blinding the dump.
+    pub quiet: bool,
 }
 
 /// The JSON report (schema in docs/operations.md; stable).
@@ -209,13 +212,26 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
 
     let input = opts.input.clone();
     let input_options = opts.input_options.clone();
+    let quiet = opts.quiet;
     let (summary, query) = tokio::task::spawn_blocking(move || -> Result<(InputSummary, Query)> {
+        let mut progress = Progress::new(quiet);
+        progress.start("read dump", None);
         let mut keys = QueryKeys::new();
-        let summary = for_each_record(&input, &input_options, |_, rk| {
+        let summary = for_each_record(&input, &input_options, |row, rk| {
             keys.add_row(&rk.keys);
+            if row % 4096 == 0 {
+                progress.set(row);
+            }
             Ok(())
         })?;
+        progress.set(summary.quality.rows);
+        progress.finish();
+        progress.unit("keys");
+        let n: u64 = keys.raw_counts().values().sum();
+        progress.start("blind", Some(n));
         let query = Query::blind(&mut rand::rng(), keys).context("blinding the dump")?;
+        progress.set(n);
+        progress.finish();
         Ok((summary, query))
     })
     .await??;
@@ -439,6 +455,7 @@ async fn ask_on(
         }
         Ok(Ok(c)) => c,
     };
+    tracing::debug!(peer = %peer.name, %addr, "connected");
     let holder = connection_identity(&conn)
         .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
     let mode = hello.mode;

@@ -119,6 +119,10 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
         }
     }
     let _ = writeln!(h, "</svg>");
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">Bar length: containment (matched rows / dump rows in matches mode; the largest share of a key type's dump keys found, in count mode). Red: {threshold} records or more.</p>"
+    );
 
     let _ = writeln!(h, "<h2>Institutions</h2>");
     let _ = writeln!(

@@ -245,6 +245,7 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         Ok(c) => c,
         Err(e) => {
             // Not a member of the federation (or not speaking suyuan/1): nothing is served.
+            tracing::warn!(%remote, error = %e, "TLS handshake failed");
             let mut r = unknown_peer(remote);
             r.detail = Some(format!("TLS handshake failed: {e}"));
             state.audit(r).await;
@@ -255,6 +256,7 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         Ok(p) => p,
         Err(e) => {
             conn.close(1u32.into(), b"unusable certificate");
+            tracing::warn!(%remote, error = %e, "certificate refused");
             let mut r = unknown_peer(remote);
             r.detail = Some(format!("certificate refused: {e:#}"));
             state.audit(r).await;
@@ -317,6 +319,7 @@ async fn refuse(
     hello: Option<&Hello>,
     refusal: Refusal,
 ) {
+    tracing::info!(peer = %peer.name, role = %peer.role, reason = %refusal, "query refused");
     let _ = write_frame(send, &ServerFrame::Refused(refusal.clone()), state.timeout).await;
     let _ = send.finish();
     let mut r = state.record(peer, hello, Outcome::Refused);
@@ -489,7 +492,15 @@ async fn handle_stream(
             max_query_keys: state.policy.max_query_rows,
         },
     );
+    tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
+    let started = std::time::Instant::now();
     let outcome = serve_query(&state, &holder, start, &mut send, &mut recv).await;
+    match &outcome {
+        Ok(()) => {
+            tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed")
+        }
+        Err(why) => tracing::warn!(peer = %peer.name, reason = %why, "query aborted"),
+    }
     let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
     rec.query_keys = Some(keys);
     rec.epoch = Some(epoch.id().to_string());
@@ -514,6 +525,7 @@ async fn abort(
     hello: Option<&Hello>,
     why: &str,
 ) {
+    tracing::warn!(peer = %peer.name, reason = why, "query aborted");
     let _ = write_frame(send, &ServerFrame::Abort(why.to_string()), state.timeout).await;
     let _ = send.finish();
     let mut r = state.record(peer, hello, Outcome::Aborted);

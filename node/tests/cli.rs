@@ -315,6 +315,16 @@ fn import_reports_bad_input_with_what_and_where() {
     assert!(ok(d, &["status", "--node", "bank"]).contains("no customer list imported"));
 }
 
+/// A child process killed when the test ends, passed or not: nothing is left running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn kill(child: &std::process::Child, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -346,13 +356,15 @@ fn serve_query_audit_status_through_the_binary() {
     )
     .unwrap();
 
-    let mut server = suyuan()
-        .current_dir(d)
-        .args(["serve", "--node", "bank", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut server = Reaped(
+        suyuan()
+            .current_dir(d)
+            .args(["serve", "--node", "bank", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(server.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("listening on 127.0.0.1:"), "{first}");
     assert!(first.contains("(node bank serving epoch "), "{first}");
@@ -398,8 +410,8 @@ fn serve_query_audit_status_through_the_binary() {
     );
     assert_eq!(err, "suyuan: no peer answered\n");
 
-    kill(&server, "-TERM");
-    let status = server.wait().unwrap();
+    kill(&server.0, "-TERM");
+    let status = server.0.wait().unwrap();
     assert!(status.success());
     assert_eq!(lines.next().unwrap().unwrap(), "stopped");
 
@@ -461,16 +473,17 @@ fn an_interrupted_import_leaves_the_previous_epoch() {
         big.push_str(&format!("13{:09}\n", i * 7));
     }
     std::fs::write(d.join("big.csv"), big).unwrap();
-    let child = suyuan()
-        .current_dir(d)
-        .args(["import", "--node", "bank", "--input", "big.csv"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        suyuan()
+            .current_dir(d)
+            .args(["import", "--node", "bank", "--input", "big.csv"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(700));
-    kill(&child, "-KILL");
-    let mut child = child;
-    child.wait().unwrap();
+    kill(&child.0, "-KILL");
+    child.0.wait().unwrap();
 
     let status = ok(d, &["status", "--node", "bank"]);
     assert!(

@@ -48,6 +48,7 @@ async fn query(fed: &Federation, police: &Path, peer: &str) -> query::PeerReport
         peers: vec![parse_peer(peer).unwrap()],
         mode: QueryMode::Matches,
         case: None,
+        quiet: true,
     })
     .await
     .unwrap();
