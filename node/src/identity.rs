@@ -95,12 +95,12 @@ pub fn check_node_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes a file that must be read by its owner alone, refusing to overwrite.
-pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+/// Writes a new file with the given mode, refusing to overwrite.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(contents)?;
@@ -108,16 +108,13 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file that must be read by its owner alone (0600), refusing to overwrite.
+pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+    write_new(path, contents, 0o600)
+}
+
 fn write_public(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    Ok(())
+    write_new(path, contents, 0o644)
 }
 
 /// Creates a directory (mode 0700) that must not exist yet or must be empty.

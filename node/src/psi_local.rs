@@ -50,20 +50,8 @@ impl PsiLocalReport {
     /// Matched rows over dump rows in `matches` mode; in `count` mode the largest, over key
     /// types, of matched keys over the dump's keys of that type.
     pub fn containment(&self) -> f64 {
-        match &self.matched_rows {
-            Some(rows) => ratio(rows.len() as u64, self.querier.quality.rows),
-            None => self
-                .result
-                .query_keys
-                .iter()
-                .map(|(kt, n)| ratio(self.result.matched_keys.get(kt).copied().unwrap_or(0), *n))
-                .fold(0.0, f64::max),
-        }
+        crate::query::containment(&self.result, self.querier.quality.rows)
     }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
 /// Runs holder and querier in this process.

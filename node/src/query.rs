@@ -148,20 +148,26 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
+/// Matched rows / dump rows in `matches` mode; in `count` mode, where rows are unknown, the
+/// largest share over key types of the dump's keys found at the holder.
+pub fn containment(r: &QueryResult, dump_rows: u64) -> f64 {
+    match &r.matched_rows {
+        Some(rows) => ratio(rows.len() as u64, dump_rows),
+        None => r
+            .query_keys
+            .iter()
+            .map(|(kt, n)| ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n))
+            .fold(0.0, f64::max),
+    }
+}
+
 impl PeerReport {
     fn from_result(peer: &PeerSpec, r: &QueryResult, dump_rows: u64) -> Self {
         let rows: Option<Vec<u64>> = r
             .matched_rows
             .as_ref()
             .map(|rows| rows.iter().map(|i| i + 1).collect());
-        let containment = match &rows {
-            Some(rows) => ratio(rows.len() as u64, dump_rows),
-            None => r
-                .query_keys
-                .iter()
-                .map(|(kt, n)| ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n))
-                .fold(0.0, f64::max),
-        };
+        let containment = containment(r, dump_rows);
         PeerReport {
             name: peer.name.clone(),
             address: peer.address.clone(),

@@ -150,10 +150,13 @@ async fn policy_refusals_with_exact_errors_and_audit() {
     assert_eq!(admitted, 2);
 }
 
-/// A police client that opens a query and then stalls, holding one of the holder's slots.
-async fn stalled_query(
+/// A police client speaking the wire by hand: a hello for `hello_mode`, then a query start of
+/// ten keys for `start_mode`. Returns the open stream.
+async fn raw_query(
     police: &Path,
     addr: std::net::SocketAddr,
+    hello_mode: QueryMode,
+    start_mode: QueryMode,
 ) -> (
     quinn::Endpoint,
     quinn::Connection,
@@ -164,28 +167,40 @@ async fn stalled_query(
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(10)).unwrap());
     let conn = ep.connect(addr, "bank").unwrap().await.unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let (mut send, recv) = conn.open_bi().await.unwrap();
     let mut keys = QueryKeys::new();
     for i in 0..10 {
         keys.add_row(&[Key::parse(KeyType::Mobile, &format!("1380000{i:04}")).unwrap()]);
     }
     let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
-    let (start, _) = q.start(QueryMode::Count);
+    let (start, _) = q.start(start_mode);
     let hello = Hello {
         version: NODE_WIRE_VERSION,
         case: Some("c".into()),
-        mode: QueryMode::Count,
+        mode: hello_mode,
     };
-    write_frame(
-        &mut send,
-        &ClientFrame::Hello(hello),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    write_frame(&mut send, &ClientFrame::Psi(start), Duration::from_secs(5))
+    let t = Duration::from_secs(5);
+    write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();
+    write_frame(&mut send, &ClientFrame::Psi(start), t)
+        .await
+        .unwrap();
+    (ep, conn, send, recv)
+}
+
+/// A police client that opens a query and then stalls, holding one of the holder's slots.
+async fn stalled_query(
+    police: &Path,
+    addr: std::net::SocketAddr,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
+    let (ep, conn, send, mut recv) =
+        raw_query(police, addr, QueryMode::Count, QueryMode::Count).await;
     let first: ServerFrame = read_frame(&mut recv, Duration::from_secs(5))
         .await
         .unwrap()
@@ -334,29 +349,9 @@ async fn a_start_that_contradicts_its_hello_is_aborted() {
     );
 
     // Admitted for count, then asking for matches: the holder stops before any answer.
-    let id = identity::load_node(&police).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(10)).unwrap());
-    let conn = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let mut keys = QueryKeys::new();
-    for i in 0..10 {
-        keys.add_row(&[Key::parse(KeyType::Mobile, &format!("1390000{i:04}")).unwrap()]);
-    }
-    let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
-    let (start, _) = q.start(QueryMode::Matches);
-    let hello = Hello {
-        version: NODE_WIRE_VERSION,
-        case: Some("c".into()),
-        mode: QueryMode::Count,
-    };
+    let (_ep, _conn, _send, mut recv) =
+        raw_query(&police, srv.addr, QueryMode::Count, QueryMode::Matches).await;
     let t = Duration::from_secs(5);
-    write_frame(&mut send, &ClientFrame::Hello(hello), t)
-        .await
-        .unwrap();
-    write_frame(&mut send, &ClientFrame::Psi(start), t)
-        .await
-        .unwrap();
     let answer: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
     let why = "the query start asks for mode matches after a hello for mode count";
     assert_eq!(answer, ServerFrame::Abort(why.to_string()));
