@@ -71,6 +71,9 @@ pub struct Record {
     pub matched_keys: Option<u64>,
     /// Matched rows (querier, completed, matches mode).
     pub matched_rows: Option<u64>,
+    /// CPU time the holder spent evaluating (holder, completed), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_ms: Option<u64>,
     /// The outcome.
     pub outcome: Outcome,
     /// Why, for refusals, aborts and failures.
@@ -326,6 +329,7 @@ mod tests {
             epoch: None,
             matched_keys: None,
             matched_rows: None,
+            evaluate_ms: None,
             outcome,
             detail: None,
         }

@@ -2,6 +2,7 @@
 //! files, sockets, threads, clocks. The `suyuan` binary is a thin CLI over it.
 
 pub mod audit;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -16,7 +16,7 @@ use suyuan_node::psi_local::{self, PsiLocalConfig};
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::serve::Server;
 use suyuan_node::synth::{self, GenConfig};
-use suyuan_node::{clock, import, report, store};
+use suyuan_node::{bench, clock, import, report, store};
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
 use suyuan_protocol::psi::QueryMode;
 
@@ -46,6 +46,31 @@ enum Command {
         /// Rows of the seized dump (the population is five times as many).
         #[arg(long, default_value_t = 20_000)]
         rows: u64,
+    },
+    /// Measure the whole path: import, then a query over QUIC on 127.0.0.1 with holder and
+    /// querier as separate processes, against the curve's floor measured in the same run.
+    Bench {
+        /// Rows of the holder's list (one mobile number each).
+        #[arg(long, default_value_t = 100_000)]
+        holder_rows: u64,
+        /// Rows of the dump (one mobile number each).
+        #[arg(long, default_value_t = 100_000)]
+        dump_rows: u64,
+        /// Share of dump rows that are the holder's customers.
+        #[arg(long, default_value_t = 0.5)]
+        overlap: f64,
+        /// count or matches.
+        #[arg(long, default_value = "count", value_parser = ["count", "matches"])]
+        mode: String,
+        /// Threads per process (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Working directory (default: a new one under the temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Synthetic customer lists and a seized dump with ground truth (truth.json).
     Gen {
@@ -425,6 +450,47 @@ fn run() -> Result<()> {
                 truth.dump.rows,
                 out.join(synth::TRUTH_FILE).display()
             );
+        }
+        Command::Bench {
+            holder_rows,
+            dump_rows,
+            overlap,
+            mode: m,
+            threads,
+            json,
+            dir,
+        } => {
+            if threads == Some(0) {
+                bail!("--threads must be at least 1");
+            }
+            if let Some(t) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build_global()
+                    .context("sizing the thread pool")?;
+            }
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if let Some(t) = threads {
+                rt.worker_threads(t);
+            }
+            let rt = rt
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let opts = bench::BenchOptions {
+                holder_rows,
+                dump_rows,
+                overlap,
+                mode: mode(&m)?,
+                threads,
+                dir,
+            };
+            let report = rt.block_on(bench::run(&opts))?;
+            print!("{}", bench::render(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
         }
         Command::Report {
             json,

@@ -102,6 +102,18 @@ pub struct Report {
     pub dump: DumpSummary,
     /// One entry per peer, in the order given.
     pub peers: Vec<PeerReport>,
+    /// How long reading and blinding the dump took (diagnostics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<QueryTiming>,
+}
+
+/// Where the querier's own time went, before any peer was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryTiming {
+    /// Reading, decoding and canonicalising the dump, in milliseconds.
+    pub read_ms: u64,
+    /// Blinding every distinct key (hash to the curve, multiply, compress), in milliseconds.
+    pub blind_ms: u64,
 }
 
 /// The dump's data quality.
@@ -142,6 +154,22 @@ pub struct PeerReport {
     /// Why this peer gave no answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Diagnostics of the exchange (absent on error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PeerStats>,
+}
+
+/// What an exchange with one peer cost this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// Wall time from connecting to the result, in milliseconds.
+    pub wall_ms: u64,
+    /// CPU time spent unblinding, tagging and looking up, in milliseconds.
+    pub unblind_ms: u64,
+    /// UDP payload bytes sent to the peer.
+    pub bytes_sent: u64,
+    /// UDP payload bytes received from the peer.
+    pub bytes_received: u64,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -178,6 +206,7 @@ impl PeerReport {
             rows,
             containment,
             error: None,
+            stats: None,
         }
     }
 
@@ -192,6 +221,7 @@ impl PeerReport {
             rows: None,
             containment: 0.0,
             error: Some(printable(&error)),
+            stats: None,
         }
     }
 }
@@ -219,28 +249,36 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
     let input = opts.input.clone();
     let input_options = opts.input_options.clone();
     let quiet = opts.quiet;
-    let (summary, query) = tokio::task::spawn_blocking(move || -> Result<(InputSummary, Query)> {
-        let mut progress = Progress::new(quiet);
-        progress.start("read dump", None);
-        let mut keys = QueryKeys::new();
-        let summary = for_each_record(&input, &input_options, |row, rk| {
-            keys.add_row(&rk.keys);
-            if row % 4096 == 0 {
-                progress.set(row);
-            }
-            Ok(())
-        })?;
-        progress.set(summary.quality.rows);
-        progress.finish();
-        progress.unit("keys");
-        let n: u64 = keys.raw_counts().values().sum();
-        progress.start("blind", Some(n));
-        let query = Query::blind(&mut rand::rng(), keys).context("blinding the dump")?;
-        progress.set(n);
-        progress.finish();
-        Ok((summary, query))
-    })
-    .await??;
+    let (summary, query, timing) =
+        tokio::task::spawn_blocking(move || -> Result<(InputSummary, Query, QueryTiming)> {
+            let mut progress = Progress::new(quiet);
+            let t0 = std::time::Instant::now();
+            progress.start("read dump", None);
+            let mut keys = QueryKeys::new();
+            let summary = for_each_record(&input, &input_options, |row, rk| {
+                keys.add_row(&rk.keys);
+                if row % 4096 == 0 {
+                    progress.set(row);
+                }
+                Ok(())
+            })?;
+            progress.set(summary.quality.rows);
+            progress.finish();
+            progress.unit("keys");
+            let n: u64 = keys.raw_counts().values().sum();
+            let read = t0.elapsed();
+            progress.start("blind", Some(n));
+            let t1 = std::time::Instant::now();
+            let query = Query::blind(&mut rand::rng(), keys).context("blinding the dump")?;
+            let timing = QueryTiming {
+                read_ms: read.as_millis() as u64,
+                blind_ms: t1.elapsed().as_millis() as u64,
+            };
+            progress.set(n);
+            progress.finish();
+            Ok((summary, query, timing))
+        })
+        .await??;
     let query = Arc::new(query);
     let dump_rows = summary.quality.rows;
 
@@ -274,12 +312,14 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
             epoch: None,
             matched_keys: None,
             matched_rows: None,
+            evaluate_ms: None,
             outcome: Outcome::Completed,
             detail: None,
         };
         match outcome {
-            Ok((result, holder)) => {
-                let report = PeerReport::from_result(&peer, &result, dump_rows);
+            Ok((result, holder, stats)) => {
+                let mut report = PeerReport::from_result(&peer, &result, dump_rows);
+                report.stats = Some(stats);
                 rec.peer_role = Some(holder.role);
                 rec.fingerprint = Some(holder.fingerprint);
                 rec.epoch = report.epoch.clone();
@@ -315,6 +355,7 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
             rejected: summary.quality.rejected.clone(),
         },
         peers,
+        timing: Some(timing),
     })
 }
 
@@ -395,7 +436,7 @@ async fn ask(
     hello: Hello,
     query: Arc<Query>,
     timeout: Duration,
-) -> Result<(QueryResult, identity::PeerIdentity), Failure> {
+) -> Result<(QueryResult, identity::PeerIdentity, PeerStats), Failure> {
     let addr = resolve(&peer.address)
         .await
         .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
@@ -430,7 +471,8 @@ async fn ask_on(
     hello: Hello,
     query: Arc<Query>,
     timeout: Duration,
-) -> Result<(QueryResult, identity::PeerIdentity), Failure> {
+) -> Result<(QueryResult, identity::PeerIdentity, PeerStats), Failure> {
+    let started = std::time::Instant::now();
     let connecting = endpoint
         .connect(addr, &peer.name)
         .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e}", peer.name)))?;
@@ -555,6 +597,7 @@ async fn ask_on(
         let _ = send.finish();
         Ok::<_, FrameError>(send)
     });
+    let mut unblind = Duration::ZERO;
     let result = loop {
         if session.is_complete() {
             break session
@@ -578,20 +621,31 @@ async fn ask_on(
             Err(e) => break Err(aborted(describe_frame_error(peer, e))),
         };
         let handled = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
             let r = session.handle(msg);
-            (session, r)
+            (session, r, t.elapsed())
         })
         .await;
         match handled {
-            Ok((s, Ok(()))) => session = s,
-            Ok((_, Err(e))) => break Err(aborted(format!("{}: {e}", peer.name))),
+            Ok((s, Ok(()), spent)) => {
+                session = s;
+                unblind += spent;
+            }
+            Ok((_, Err(e), _)) => break Err(aborted(format!("{}: {e}", peer.name))),
             Err(e) => break Err(aborted(format!("{}: unblinding failed: {e}", peer.name))),
         }
     };
     sender.abort();
     let _ = sender.await;
+    let udp = conn.stats().udp_tx.bytes;
+    let stats = PeerStats {
+        wall_ms: started.elapsed().as_millis() as u64,
+        unblind_ms: unblind.as_millis() as u64,
+        bytes_sent: udp,
+        bytes_received: conn.stats().udp_rx.bytes,
+    };
     conn.close(0u32.into(), b"done");
-    result.map(|r| (r, holder))
+    result.map(|r| (r, holder, stats))
 }
 
 /// The report as aligned text: one row per peer.

@@ -233,6 +233,7 @@ impl State {
             epoch: None,
             matched_keys: None,
             matched_rows: None,
+            evaluate_ms: None,
             outcome,
             detail: None,
         }
@@ -295,6 +296,7 @@ fn unknown_peer(remote: SocketAddr) -> Record {
         epoch: None,
         matched_keys: None,
         matched_rows: None,
+        evaluate_ms: None,
         outcome: Outcome::Refused,
         detail: None,
     }
@@ -496,7 +498,7 @@ async fn handle_stream(
     let started = std::time::Instant::now();
     let outcome = serve_query(&state, &holder, start, &mut send, &mut recv).await;
     match &outcome {
-        Ok(()) => {
+        Ok(_) => {
             tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed")
         }
         Err(why) => tracing::warn!(peer = %peer.name, reason = %why, "query aborted"),
@@ -505,8 +507,9 @@ async fn handle_stream(
     rec.query_keys = Some(keys);
     rec.epoch = Some(epoch.id().to_string());
     match outcome {
-        Ok(()) => {
+        Ok(evaluating) => {
             let _ = send.finish();
+            rec.evaluate_ms = Some(evaluating.as_millis() as u64);
         }
         Err(why) => {
             let _ = write_frame(&mut send, &ServerFrame::Abort(why.clone()), state.timeout).await;
@@ -540,7 +543,8 @@ async fn serve_query(
     start: QuerierMessage,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-) -> Result<(), String> {
+) -> Result<Duration, String> {
+    let mut evaluating = Duration::ZERO;
     let mut session = holder.handle_start(start).map_err(|e| e.to_string())?;
     write_frame(
         send,
@@ -561,7 +565,7 @@ async fn serve_query(
                 .map_err(|e| format!("sending: {e}"))?;
         }
         if session.is_finished() {
-            return Ok(());
+            return Ok(evaluating);
         }
         let frame = tokio::select! {
             f = read_frame::<ClientFrame>(recv, state.timeout) => f,
@@ -575,13 +579,15 @@ async fn serve_query(
             Err(e) => return Err(format!("reading: {e}")),
         };
         // Curve work runs off the async threads (rayon inside); the next chunk keeps arriving.
-        let (s, result) = tokio::task::spawn_blocking(move || {
+        let (s, result, spent) = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
             let r: Result<(), PsiError> = session.handle(msg);
-            (session, r)
+            (session, r, t.elapsed())
         })
         .await
         .map_err(|e| format!("evaluation task failed: {e}"))?;
         session = s;
+        evaluating += spent;
         result.map_err(|e| e.to_string())?;
     }
 }

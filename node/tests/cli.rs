@@ -497,3 +497,51 @@ fn an_interrupted_import_leaves_the_previous_epoch() {
     assert!(!out.contains(&epoch));
     assert!(!d.join("bank/epoch.redb.tmp").exists());
 }
+
+#[test]
+fn bench_runs_the_whole_path_and_reports_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "--holder-rows",
+            "3000",
+            "--dump-rows",
+            "2000",
+            "--overlap",
+            "0.25",
+            "--mode",
+            "matches",
+            "--threads",
+            "1",
+            "--dir",
+            "w",
+            "--json",
+            "b.json",
+        ],
+    );
+    assert!(out.starts_with("suyuan bench: holder 3000 rows, dump 2000 rows, overlap 0.25, mode matches, 1 thread(s) per process"), "{out}");
+    for line in [
+        "import ",
+        "query (wall)",
+        "read+canonicalise",
+        "blind",
+        "exchange (wall)",
+        "wire ",
+        "peak RSS",
+        "floor (1 thread)",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("b.json")).unwrap()).unwrap();
+    // The answer is checked, not only timed: a quarter of the dump is the holder's.
+    assert_eq!(r["matched"], 500);
+    assert!(r["bytes_up"].as_u64().unwrap() >= 32 * 2000);
+    assert!(r["bytes_down"].as_u64().unwrap() >= 32 * 2000);
+    assert!(r["holder_peak_rss"].as_u64().unwrap() > 0);
+    assert!(r["querier_peak_rss"].as_u64().unwrap() > 0);
+    assert!(r["evaluate_ms"].as_u64().is_some());
+}

@@ -1,0 +1,361 @@
+//! `suyuan bench`: the whole path, holder and querier as separate processes over QUIC on
+//! 127.0.0.1, against the curve's floor measured in the same run.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::oprf::{Mode, hash_to_group};
+use suyuan_protocol::psi::QueryMode;
+
+use crate::audit::AuditLog;
+use crate::config::NODE_TOML;
+use crate::identity::{self, Role};
+use crate::input::InputOptions;
+use crate::query::{self, PeerSpec, QueryOptions};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Rows (one mobile number each) of the holder's list.
+    pub holder_rows: u64,
+    /// Rows (one mobile number each) of the dump.
+    pub dump_rows: u64,
+    /// Share of dump rows that are holder customers.
+    pub overlap: f64,
+    /// The mode to run.
+    pub mode: QueryMode,
+    /// Threads for each process (rayon and tokio); all cores if `None`.
+    pub threads: Option<usize>,
+    /// Working directory (default: a new one under the temp directory).
+    pub dir: Option<PathBuf>,
+}
+
+/// Everything measured, for `--json` and docs/benchmarks.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// Holder rows (= keys).
+    pub holder_rows: u64,
+    /// Dump rows (= keys).
+    pub dump_rows: u64,
+    /// Overlap asked for.
+    pub overlap: f64,
+    /// Mode run.
+    pub mode: QueryMode,
+    /// Threads per process.
+    pub threads: usize,
+    /// Cores the two processes can use together: min(2 × threads, cores of the machine).
+    pub cores_in_use: usize,
+    /// Import wall time (a separate process), ms.
+    pub import_ms: u64,
+    /// Import keys per second.
+    pub import_keys_per_s: f64,
+    /// Querier: reading and canonicalising the dump, ms.
+    pub read_ms: u64,
+    /// Querier: blinding, ms.
+    pub blind_ms: u64,
+    /// Querier: connect to result (transfer, holder evaluation, unblinding overlap), ms.
+    pub exchange_ms: u64,
+    /// Holder: time inside its evaluation calls (from its audit log), ms.
+    pub evaluate_ms: u64,
+    /// Querier: time inside its unblinding, tagging and intersecting calls, ms.
+    pub unblind_ms: u64,
+    /// Query wall time: read + blind + exchange, ms.
+    pub query_ms: u64,
+    /// Query wall time per dump key, µs.
+    pub query_us_per_key: f64,
+    /// UDP bytes querier → holder.
+    pub bytes_up: u64,
+    /// UDP bytes holder → querier.
+    pub bytes_down: u64,
+    /// The protocol's payload floor: 32 bytes up and down per dump key, ℓ per holder tag.
+    pub payload_floor_bytes: u64,
+    /// Peak resident memory of the querier process, bytes.
+    pub querier_peak_rss: u64,
+    /// Peak resident memory of the holder process, bytes.
+    pub holder_peak_rss: u64,
+    /// One thread: hash-to-group, µs.
+    pub floor_hash_to_group_us: f64,
+    /// One thread: variable-base scalar multiplication, µs.
+    pub floor_scalar_mul_us: f64,
+    /// Query floor per dump key: (H + 3 multiplications) / cores in use, µs.
+    pub query_floor_us_per_key: f64,
+    /// Import floor per key: (H + 1 multiplication) / threads (one process), µs.
+    pub import_floor_us_per_key: f64,
+    /// Query wall time over its floor.
+    pub query_ratio: f64,
+    /// Import wall time over its floor.
+    pub import_ratio: f64,
+    /// Matched keys reported (checked against the overlap).
+    pub matched: u64,
+}
+
+/// Peak resident set size of a process, from /proc (Linux).
+fn peak_rss(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The curve primitives on one thread, µs each (median of five runs of 512).
+fn floor() -> (f64, f64) {
+    let mut h = Vec::new();
+    let mut m = Vec::new();
+    let k = Scalar::from(0x1234_5678_9abc_def1u64);
+    for run in 0..5u64 {
+        let t = Instant::now();
+        let points: Vec<RistrettoPoint> = (0..512u64)
+            .map(|i| {
+                hash_to_group(
+                    Mode::Oprf,
+                    &[
+                        b"mobile\x00",
+                        format!("{}", 13_000_000_000 + run * 512 + i).as_bytes(),
+                    ],
+                )
+            })
+            .collect();
+        h.push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+        let t = Instant::now();
+        let acc = points
+            .iter()
+            .fold(RistrettoPoint::default(), |a, p| a + k * p);
+        std::hint::black_box(acc);
+        m.push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+    }
+    h.sort_by(f64::total_cmp);
+    m.sort_by(f64::total_cmp);
+    (h[2], m[2])
+}
+
+fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
+    let mut w = BufWriter::new(std::fs::File::create(dir.join("holder.csv"))?);
+    writeln!(w, "mobile")?;
+    for i in 0..o.holder_rows {
+        writeln!(w, "{}", 13_000_000_000 + i)?;
+    }
+    w.flush()?;
+    let shared = ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows);
+    let mut w = BufWriter::new(std::fs::File::create(dir.join("dump.csv"))?);
+    writeln!(w, "mobile")?;
+    for j in 0..o.dump_rows {
+        let m = if j < shared {
+            13_000_000_000 + j
+        } else {
+            15_000_000_000 + j
+        };
+        writeln!(w, "{m}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Kills the holder process when dropped, so nothing is left running.
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn suyuan(threads: usize) -> Result<Command> {
+    let mut c = Command::new(std::env::current_exe().context("locating the suyuan binary")?);
+    c.env("RAYON_NUM_THREADS", threads.to_string());
+    Ok(c)
+}
+
+/// Runs the benchmark. Must run inside a tokio runtime, with rayon's global pool already sized.
+pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
+    if !(0.0..=1.0).contains(&o.overlap) {
+        bail!("--overlap must be between 0 and 1");
+    }
+    if o.holder_rows == 0 || o.dump_rows == 0 {
+        bail!("--holder-rows and --dump-rows must be at least 1");
+    }
+    let threads = o.threads.unwrap_or_else(rayon::current_num_threads);
+    let dir = match &o.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("suyuan-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    write_lists(&dir, o)?;
+    let ca = dir.join("ca");
+    let holder_dir = dir.join("holder");
+    let querier_dir = dir.join("researcher");
+    for d in [&ca, &holder_dir, &querier_dir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d)?;
+        }
+    }
+    identity::ca_init(&ca, "bench CA")?;
+    identity::ca_issue(&ca, "holder", Role::Institution, &holder_dir)?;
+    identity::ca_issue(&ca, "researcher", Role::Researcher, &querier_dir)?;
+    let big = o.holder_rows.max(o.dump_rows) * 2;
+    std::fs::write(
+        holder_dir.join(NODE_TOML),
+        format!(
+            "[network]\ntimeout_secs = 120\n[policy]\nmin_query_rows = 1\nmax_query_rows = {big}\nrows_per_peer_per_day = {big}\nrequire_case = false\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
+        ),
+    )?;
+    std::fs::write(
+        querier_dir.join(NODE_TOML),
+        "[network]\ntimeout_secs = 120\n",
+    )?;
+
+    // Import in a process of its own.
+    let t = Instant::now();
+    let status = suyuan(threads)?
+        .args(["--quiet", "import", "--node"])
+        .arg(&holder_dir)
+        .arg("--input")
+        .arg(dir.join("holder.csv"))
+        .stdout(Stdio::null())
+        .status()
+        .context("running the import")?;
+    if !status.success() {
+        bail!("the import failed");
+    }
+    let import = t.elapsed();
+
+    // The holder in a process of its own.
+    let mut child = suyuan(threads)?
+        .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
+        .arg(&holder_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the holder")?;
+    let stdout = child.stdout.take().context("holder stdout")?;
+    let holder = Holder(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    let addr = first
+        .split_whitespace()
+        .nth(2)
+        .with_context(|| format!("unexpected holder output {first:?}"))?
+        .to_string();
+
+    let report = query::run(&QueryOptions {
+        node: querier_dir.clone(),
+        input: dir.join("dump.csv"),
+        input_options: InputOptions::default(),
+        peers: vec![PeerSpec {
+            name: "holder".into(),
+            address: addr,
+        }],
+        mode: o.mode,
+        case: None,
+        quiet: true,
+    })
+    .await?;
+    let holder_rss = peak_rss(&holder.0.id().to_string());
+    drop(holder);
+    let peer = &report.peers[0];
+    if let Some(e) = &peer.error {
+        bail!("the query failed: {e}");
+    }
+    let stats = peer.stats.context("no exchange statistics")?;
+    let timing = report.timing.context("no query timing")?;
+    let evaluate_ms = AuditLog::new(&holder_dir)
+        .verify()?
+        .last()
+        .and_then(|e| e.record.evaluate_ms)
+        .unwrap_or(0);
+
+    let (h, m) = floor();
+    let query_ms = timing.read_ms + timing.blind_ms + stats.wall_ms;
+    let keys = o.dump_rows as f64;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores_in_use = (2 * threads).min(cores).max(1);
+    let query_floor = (h + 3.0 * m) / cores_in_use as f64;
+    let import_floor = (h + m) / threads as f64;
+    let query_us = query_ms as f64 * 1000.0 / keys;
+    let import_us = import.as_secs_f64() * 1e6 / o.holder_rows as f64;
+    let tag_len = suyuan_protocol::psi::tag_len(o.dump_rows, o.holder_rows) as u64;
+    Ok(BenchReport {
+        holder_rows: o.holder_rows,
+        dump_rows: o.dump_rows,
+        overlap: o.overlap,
+        mode: o.mode,
+        threads,
+        cores_in_use,
+        import_ms: import.as_millis() as u64,
+        import_keys_per_s: o.holder_rows as f64 / import.as_secs_f64().max(1e-9),
+        read_ms: timing.read_ms,
+        blind_ms: timing.blind_ms,
+        exchange_ms: stats.wall_ms,
+        evaluate_ms,
+        unblind_ms: stats.unblind_ms,
+        query_ms,
+        query_us_per_key: query_us,
+        bytes_up: stats.bytes_sent,
+        bytes_down: stats.bytes_received,
+        payload_floor_bytes: 64 * o.dump_rows + tag_len * o.holder_rows,
+        querier_peak_rss: peak_rss("self"),
+        holder_peak_rss: holder_rss,
+        floor_hash_to_group_us: h,
+        floor_scalar_mul_us: m,
+        query_floor_us_per_key: query_floor,
+        import_floor_us_per_key: import_floor,
+        query_ratio: query_us / query_floor,
+        import_ratio: import_us / import_floor,
+        matched: peer.matched_keys.values().sum(),
+    })
+}
+
+/// The report as lines for a terminal.
+pub fn render(r: &BenchReport) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    format!(
+        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use\n\
+         import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
+         query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
+         \x20 read+canonicalise {:>8} ms\n\
+         \x20 blind            {:>9} ms\n\
+         \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n\
+         wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB)\n\
+         peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
+         floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
+         matched keys      {}\n",
+        r.holder_rows,
+        r.dump_rows,
+        r.overlap,
+        r.mode,
+        r.threads,
+        r.cores_in_use,
+        r.import_ms,
+        r.import_keys_per_s,
+        r.import_ratio,
+        r.import_floor_us_per_key,
+        r.query_ms,
+        r.query_us_per_key,
+        r.query_ratio,
+        r.query_floor_us_per_key,
+        r.read_ms,
+        r.blind_ms,
+        r.exchange_ms,
+        r.evaluate_ms,
+        r.unblind_ms,
+        mib(r.bytes_up),
+        mib(r.bytes_down),
+        (r.bytes_up + r.bytes_down) as f64 / r.payload_floor_bytes.max(1) as f64,
+        mib(r.payload_floor_bytes),
+        mib(r.querier_peak_rss),
+        mib(r.holder_peak_rss),
+        r.floor_hash_to_group_us,
+        r.floor_scalar_mul_us,
+        r.matched
+    )
+}
