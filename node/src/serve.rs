@@ -314,6 +314,23 @@ pub fn connection_identity(conn: &quinn::Connection) -> Result<PeerIdentity> {
     identity::peer_identity(leaf)
 }
 
+/// Ends a stream with a final frame (a refusal or an abort) and audits it.
+async fn end_stream(
+    state: &State,
+    send: &mut quinn::SendStream,
+    peer: &PeerIdentity,
+    hello: Option<&Hello>,
+    outcome: Outcome,
+    frame: ServerFrame,
+    detail: String,
+) {
+    let _ = write_frame(send, &frame, state.timeout).await;
+    let _ = send.finish();
+    let mut r = state.record(peer, hello, outcome);
+    r.detail = Some(detail);
+    state.audit(r).await;
+}
+
 async fn refuse(
     state: &State,
     send: &mut quinn::SendStream,
@@ -322,11 +339,9 @@ async fn refuse(
     refusal: Refusal,
 ) {
     tracing::info!(peer = %peer.name, role = %peer.role, reason = %refusal, "query refused");
-    let _ = write_frame(send, &ServerFrame::Refused(refusal.clone()), state.timeout).await;
-    let _ = send.finish();
-    let mut r = state.record(peer, hello, Outcome::Refused);
-    r.detail = Some(refusal.to_string());
-    state.audit(r).await;
+    let detail = refusal.to_string();
+    let frame = ServerFrame::Refused(refusal);
+    end_stream(state, send, peer, hello, Outcome::Refused, frame, detail).await;
 }
 
 async fn handle_stream(
@@ -529,11 +544,17 @@ async fn abort(
     why: &str,
 ) {
     tracing::warn!(peer = %peer.name, reason = why, "query aborted");
-    let _ = write_frame(send, &ServerFrame::Abort(why.to_string()), state.timeout).await;
-    let _ = send.finish();
-    let mut r = state.record(peer, hello, Outcome::Aborted);
-    r.detail = Some(why.to_string());
-    state.audit(r).await;
+    let frame = ServerFrame::Abort(why.to_string());
+    end_stream(
+        state,
+        send,
+        peer,
+        hello,
+        Outcome::Aborted,
+        frame,
+        why.to_string(),
+    )
+    .await;
 }
 
 /// Runs an admitted query to the end; `Err` says why it was aborted.
