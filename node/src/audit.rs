@@ -80,6 +80,28 @@ pub struct Record {
     pub detail: Option<String>,
 }
 
+impl Record {
+    /// An event with only side, peer and outcome known; the caller fills in the rest.
+    pub fn new(side: Side, peer: impl Into<String>, outcome: Outcome) -> Self {
+        Record {
+            side,
+            peer: peer.into(),
+            peer_role: None,
+            fingerprint: None,
+            case: None,
+            mode: None,
+            query_keys: None,
+            charged: None,
+            epoch: None,
+            matched_keys: None,
+            matched_rows: None,
+            evaluate_ms: None,
+            outcome,
+            detail: None,
+        }
+    }
+}
+
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -318,20 +340,13 @@ mod tests {
 
     fn record(peer: &str, outcome: Outcome) -> Record {
         Record {
-            side: Side::Holder,
-            peer: peer.to_string(),
             peer_role: Some(Role::Police),
             fingerprint: Some("ab".repeat(32)),
             case: Some("2026-001".to_string()),
             mode: Some(QueryMode::Count),
             query_keys: Some(1000),
             charged: Some(1000),
-            epoch: None,
-            matched_keys: None,
-            matched_rows: None,
-            evaluate_ms: None,
-            outcome,
-            detail: None,
+            ..Record::new(Side::Holder, peer, outcome)
         }
     }
 

@@ -16,5 +16,6 @@ pub mod report;
 pub mod serve;
 pub mod store;
 pub mod synth;
+pub mod table;
 pub mod tls;
 pub mod wire;

@@ -113,48 +113,21 @@ pub fn render(cfg: &PsiLocalConfig, r: &PsiLocalReport) -> String {
         }
     }
     let _ = writeln!(out);
-    let rows: Vec<[String; 4]> = r
-        .result
-        .query_keys
-        .iter()
-        .map(|(kt, n)| {
-            [
-                kt.to_string(),
-                n.to_string(),
-                get(&r.result.holder_keys, *kt).to_string(),
-                get(&r.result.matched_keys, *kt).to_string(),
-            ]
-        })
-        .collect();
-    let header = [
+    let mut rows = vec![vec![
         "key type".to_string(),
         "query keys".to_string(),
         "holder keys".to_string(),
         "matched".to_string(),
-    ];
-    let widths: Vec<usize> = (0..4)
-        .map(|c| {
-            rows.iter()
-                .chain(std::iter::once(&header))
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in std::iter::once(&header).chain(&rows) {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-    }
+    ]];
+    rows.extend(r.result.query_keys.iter().map(|(kt, n)| {
+        vec![
+            kt.to_string(),
+            n.to_string(),
+            get(&r.result.holder_keys, *kt).to_string(),
+            get(&r.result.matched_keys, *kt).to_string(),
+        ]
+    }));
+    out.push_str(&crate::table::aligned(&rows, &[false, true, true, true]));
     let _ = writeln!(out);
     match &r.matched_rows {
         Some(rows) => {

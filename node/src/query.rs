@@ -301,20 +301,10 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
     for t in tasks {
         let (peer, outcome) = t.await.context("a peer task failed")?;
         let mut rec = Record {
-            side: Side::Querier,
-            peer: peer.name.clone(),
-            peer_role: None,
-            fingerprint: None,
             case: opts.case.clone(),
             mode: Some(opts.mode),
             query_keys: Some(query.sections().iter().map(|s| s.count).sum()),
-            charged: None,
-            epoch: None,
-            matched_keys: None,
-            matched_rows: None,
-            evaluate_ms: None,
-            outcome: Outcome::Completed,
-            detail: None,
+            ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         match outcome {
             Ok((result, holder, stats)) => {
@@ -685,60 +675,29 @@ pub fn render(report: &Report) -> String {
                 .join(", ")
         }
     };
-    let mut rows: Vec<[String; 5]> = vec![[
-        "peer".into(),
-        "holder keys".into(),
-        "matched keys".into(),
-        "matched rows".into(),
-        "containment".into(),
+    let mut rows = vec![vec![
+        "peer".to_string(),
+        "holder keys".to_string(),
+        "matched keys".to_string(),
+        "matched rows".to_string(),
+        "containment".to_string(),
     ]];
     for p in &report.peers {
-        match &p.error {
-            Some(e) => rows.push([
-                p.name.clone(),
-                format!("error: {e}"),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]),
-            None => rows.push([
+        rows.push(match &p.error {
+            Some(e) => vec![p.name.clone(), format!("error: {e}")],
+            None => vec![
                 p.name.clone(),
                 per_type(&p.holder_keys),
                 per_type(&p.matched_keys),
                 p.matched_rows.map_or("-".to_string(), |n| n.to_string()),
                 format!("{:.1}%", 100.0 * p.containment),
-            ]),
-        }
+            ],
+        });
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| {
-            rows.iter()
-                .filter(|r| c == 0 || !r[1].starts_with("error:"))
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in &rows {
-        if r[1].starts_with("error:") {
-            let _ = writeln!(out, "{:<w$}  {}", r[0], r[1], w = widths[0]);
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4]
-        );
-    }
+    out.push_str(&crate::table::aligned(
+        &rows,
+        &[false, false, false, true, true],
+    ));
     out
 }
 

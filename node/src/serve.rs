@@ -219,8 +219,6 @@ impl State {
 
     fn record(&self, peer: &PeerIdentity, hello: Option<&Hello>, outcome: Outcome) -> Record {
         Record {
-            side: Side::Holder,
-            peer: peer.name.clone(),
             peer_role: Some(peer.role),
             fingerprint: Some(peer.fingerprint.clone()),
             // Only a valid case number is written; anything else could bloat or garble the log.
@@ -228,14 +226,7 @@ impl State {
                 .and_then(|h| h.case.clone())
                 .filter(|c| crate::config::valid_case(c)),
             mode: hello.map(|h| h.mode),
-            query_keys: None,
-            charged: None,
-            epoch: None,
-            matched_keys: None,
-            matched_rows: None,
-            evaluate_ms: None,
-            outcome,
-            detail: None,
+            ..Record::new(Side::Holder, peer.name.clone(), outcome)
         }
     }
 }
@@ -284,22 +275,7 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
 }
 
 fn unknown_peer(remote: SocketAddr) -> Record {
-    Record {
-        side: Side::Holder,
-        peer: remote.to_string(),
-        peer_role: None,
-        fingerprint: None,
-        case: None,
-        mode: None,
-        query_keys: None,
-        charged: None,
-        epoch: None,
-        matched_keys: None,
-        matched_rows: None,
-        evaluate_ms: None,
-        outcome: Outcome::Refused,
-        detail: None,
-    }
+    Record::new(Side::Holder, remote.to_string(), Outcome::Refused)
 }
 
 /// The peer's identity from its verified certificate chain.
