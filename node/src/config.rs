@@ -178,7 +178,12 @@ pub fn load(dir: &Path) -> Result<NodeConfig> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NodeConfig::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let cfg: NodeConfig = toml::from_str(&text)
+    parse(&text, &path)
+}
+
+/// Parses and checks the text of a `node.toml`; `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<NodeConfig> {
+    let cfg: NodeConfig = toml::from_str(text)
         .with_context(|| format!("{}: invalid configuration", path.display()))?;
     if cfg.policy.min_query_rows > cfg.policy.max_query_rows {
         bail!(

@@ -243,6 +243,8 @@ pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity> {
         }
     }
     let name = name.context("certificate names no node")?;
+    // The name goes into audit logs and reports: only a valid node name is taken from a peer.
+    check_node_name(&name).context("the certificate's node name")?;
     let role = match roles.as_slice() {
         [r] => *r,
         [] => bail!("certificate of {name} carries no suyuan role"),

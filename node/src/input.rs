@@ -2,10 +2,12 @@
 //! with the identifier columns found from Chinese or English headers. Streams: one record at a
 //! time, whatever the file size.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use encoding_rs::{Decoder, DecoderResult, Encoding, GB18030, UTF_8};
@@ -76,10 +78,24 @@ impl fmt::Display for InputSummary {
 pub fn for_each_record(
     path: &Path,
     opts: &InputOptions,
-    mut each: impl FnMut(u64, RecordKeys) -> Result<()>,
+    each: impl FnMut(u64, RecordKeys) -> Result<()>,
 ) -> Result<InputSummary> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    read_records(file, path, opts, each)
+}
+
+/// Longest record accepted: a quote that is never closed would otherwise make the reader buffer
+/// the rest of the file as one field.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// [`for_each_record`] on any byte source; `path` names it in errors (and `.tsv` means tab).
+pub fn read_records(
+    source: impl Read + 'static,
+    path: &Path,
+    opts: &InputOptions,
+    mut each: impl FnMut(u64, RecordKeys) -> Result<()>,
+) -> Result<InputSummary> {
+    let mut reader = BufReader::with_capacity(1 << 16, source);
     let mut sample = vec![0u8; 1 << 16];
     let n = read_up_to(&mut reader, &mut sample)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -103,6 +119,11 @@ pub fn for_each_record(
         .with_context(|| format!("{}: cannot decode as {}", path.display(), encoding.name()))?;
     let delimiter = detect_delimiter(path, &first_line);
 
+    let budget = Rc::new(Cell::new(MAX_RECORD_BYTES));
+    let text = Budgeted {
+        inner: text,
+        left: Rc::clone(&budget),
+    };
     let mut csv = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
@@ -150,6 +171,7 @@ pub fn for_each_record(
     let mut record = csv::StringRecord::new();
     let mut row = 0u64;
     loop {
+        budget.set(MAX_RECORD_BYTES);
         let more = csv
             .read_record(&mut record)
             .map_err(|e| record_error(path, row, &e))?;
@@ -181,11 +203,39 @@ fn record_error(path: &Path, row: u64, e: &csv::Error) -> anyhow::Error {
             "{}: line {line} has {len} fields where the header has {expected_len} (quote values that contain the delimiter)",
             path.display()
         ),
+        csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::FileTooLarge => anyhow::anyhow!(
+            "{}: the record starting after line {} is longer than {} bytes (a quote that is never closed?)",
+            path.display(),
+            row + 1,
+            MAX_RECORD_BYTES
+        ),
         csv::ErrorKind::Utf8 { .. } => anyhow::anyhow!(
             "{}: line {line} is not valid UTF-8 (the file started as UTF-8; is it mixed with GB18030?)",
             path.display()
         ),
         _ => anyhow::anyhow!("{}: line {line}: {e}", path.display()),
+    }
+}
+
+/// Fails a read once one record has taken more than its share of bytes. The reader refills
+/// its buffer ahead of the record it parses, so the budget is reset per record and checked
+/// with the reader's 8 KiB slack.
+struct Budgeted<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left.get() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "record too long",
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.left.set(self.left.get().saturating_sub(n as u64));
+        Ok(n)
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used)] // test support: a failed set-up is a test failure
 
 pub mod fed;
+pub mod fuzz;
 
 use rand::RngExt;
 use rand_core::Rng;

@@ -1,0 +1,6 @@
+//! AFL++ target: `suyuan_tests::fuzz::holder_session` on every input.
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        let _ = suyuan_tests::fuzz::holder_session(data);
+    });
+}
