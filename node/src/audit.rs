@@ -3,7 +3,7 @@
 //! tail is detected too. Writers take an exclusive lock on the log.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -166,7 +166,9 @@ impl AuditLog {
             .with_context(|| format!("cannot open {}", self.log.display()))?;
         f.lock()
             .with_context(|| format!("cannot lock {}", self.log.display()))?;
-        let (count, prev) = match last_line(&mut f)? {
+        self.set_aside_torn_tail(&mut f)?;
+        let end = f.seek(SeekFrom::End(0))?;
+        let (count, prev) = match last_line(&mut f, end)? {
             None => (0, GENESIS.to_string()),
             Some(line) => {
                 let e: Entry = serde_json::from_str(&line).map_err(|_| damaged(&self.log))?;
@@ -196,10 +198,76 @@ impl AuditLog {
             hash: hash_line(&line),
         };
         let tmp = self.head.with_extension("head.tmp");
-        fs::write(&tmp, serde_json::to_string(&head)?)?;
-        File::open(&tmp)?.sync_all()?;
+        let mut h = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        h.write_all(serde_json::to_string(&head)?.as_bytes())?;
+        h.sync_all()?;
+        drop(h);
         fs::rename(&tmp, &self.head)?;
         Ok(entry)
+    }
+
+    /// A crash inside an append leaves a partial last line that the head never counted: it was
+    /// never committed. It is moved to `audit.torn` (kept for inspection) so the chain can go
+    /// on. A partial line that the head does count is damage, and is left alone.
+    fn set_aside_torn_tail(&self, f: &mut File) -> Result<()> {
+        let len = f.seek(SeekFrom::End(0))?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut back = 4096u64;
+        let (start, tail) = loop {
+            let start = len.saturating_sub(back);
+            f.seek(SeekFrom::Start(start))?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            if buf.last() == Some(&b'\n') {
+                return Ok(());
+            }
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(p) => break (start + p as u64 + 1, buf[p + 1..].to_vec()),
+                None if start == 0 => break (0, buf),
+                None => back *= 4,
+            }
+        };
+        let complete = match last_line(f, start)? {
+            None => (0, GENESIS.to_string()),
+            Some(line) => match serde_json::from_str::<Entry>(&line) {
+                Ok(e) => (e.seq, hash_line(&line)),
+                Err(_) => (u64::MAX, String::new()),
+            },
+        };
+        let committed = match self.read_head()? {
+            None => (0, GENESIS.to_string()),
+            Some(h) => (h.count, h.hash),
+        };
+        if complete != committed {
+            // Not an uncommitted write: this is not ours to repair.
+            return Err(damaged(&self.log));
+        }
+        let torn_path = self.log.with_extension("torn");
+        let mut torn = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&torn_path)
+            .with_context(|| format!("cannot create {}", torn_path.display()))?;
+        torn.write_all(&tail)?;
+        torn.write_all(b"\n")?;
+        torn.sync_all()?;
+        f.set_len(start)?;
+        f.sync_data()?;
+        tracing::warn!(
+            bytes = tail.len(),
+            after_entry = complete.0,
+            "set aside an audit entry that was never committed (torn write) in {}",
+            torn_path.display()
+        );
+        Ok(())
     }
 
     /// Checks the chain from the first entry to the head record. The error names the first
@@ -218,11 +286,26 @@ impl AuditLog {
         // A shared lock: a writer in another process never shows us half an append.
         f.lock_shared()
             .with_context(|| format!("cannot lock {}", self.log.display()))?;
+        let mut bytes = Vec::new();
+        BufReader::new(f)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", self.log.display()))?;
+        // Bytes after the last newline are an append that never finished: a torn write.
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let torn = bytes.len() - complete;
         let mut lines = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line
-                .with_context(|| format!("{}: line {} is not UTF-8", self.log.display(), i + 1))?;
+        let newlines = bytes[..complete].iter().filter(|&&b| b == b'\n').count();
+        for (i, line) in bytes[..complete]
+            .split(|&b| b == b'\n')
+            .take(newlines)
+            .enumerate()
+        {
+            let line = std::str::from_utf8(line)
+                .map_err(|_| {
+                    anyhow::anyhow!("{}: line {} is not UTF-8", self.log.display(), i + 1)
+                })?
+                .to_string();
             let entry: Entry = serde_json::from_str(&line).map_err(|_| {
                 anyhow::anyhow!("entry {} (line {}) is corrupt or was edited", i + 1, i + 1)
             })?;
@@ -262,7 +345,15 @@ impl AuditLog {
             prev = hash_line(line);
         }
         let count = entries.len() as u64;
-        match self.read_head()? {
+        let head = self.read_head()?;
+        let committed = head.as_ref().map_or(0, |h| h.count);
+        if torn > 0 && committed > count {
+            bail!(
+                "entry {} was cut off mid-entry (the log ends inside it; the head records {committed} entries)",
+                count + 1
+            );
+        }
+        match head {
             None if count > 0 => bail!("{} is missing", self.head.display()),
             Some(h) if h.count > count => {
                 bail!(
@@ -310,9 +401,8 @@ fn damaged(log: &Path) -> anyhow::Error {
     )
 }
 
-/// The last non-empty line of the file, reading only its tail.
-fn last_line(f: &mut File) -> Result<Option<String>> {
-    let len = f.seek(SeekFrom::End(0))?;
+/// The last non-empty line of the file's first `len` bytes, reading only their tail.
+fn last_line(f: &mut File, len: u64) -> Result<Option<String>> {
     if len == 0 {
         return Ok(None);
     }
@@ -321,7 +411,7 @@ fn last_line(f: &mut File) -> Result<Option<String>> {
         let start = len.saturating_sub(back);
         f.seek(SeekFrom::Start(start))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
+        Read::by_ref(f).take(len - start).read_to_end(&mut buf)?;
         let text = String::from_utf8_lossy(&buf);
         let trimmed = text.trim_end_matches('\n');
         if let Some(pos) = trimmed.rfind('\n') {
@@ -431,13 +521,13 @@ mod tests {
             log.verify().unwrap_err().to_string(),
             "entries 3..=4 were deleted (the log ends at entry 2)"
         );
-        // Truncated mid-entry.
+        // Truncated mid-entry: a committed entry cut off.
         let (_d, log) = log_with(3);
         let text = fs::read_to_string(&log.log).unwrap();
         fs::write(&log.log, &text[..text.len() - 20]).unwrap();
         assert_eq!(
             log.verify().unwrap_err().to_string(),
-            "entry 3 (line 3) is corrupt or was edited"
+            "entry 3 was cut off mid-entry (the log ends inside it; the head records 3 entries)"
         );
         // And a damaged log is not extended.
         assert!(
@@ -446,5 +536,45 @@ mod tests {
                 .to_string()
                 .contains("damaged")
         );
+    }
+
+    #[test]
+    fn a_torn_append_is_set_aside_and_the_chain_goes_on() {
+        let (_d, log) = log_with(3);
+        let before = fs::read(&log.log).unwrap();
+        // A crash mid-append: part of entry 4 reached the file, the head still says 3.
+        let torn = br#"{"seq":4,"time":"2026-11-28T00:00:00Z","unix":1"#;
+        let mut f = OpenOptions::new().append(true).open(&log.log).unwrap();
+        f.write_all(torn).unwrap();
+        drop(f);
+        assert_eq!(log.verify().unwrap().len(), 3, "committed entries verify");
+        let e = log.append(record("next", Outcome::Refused)).unwrap();
+        assert_eq!(e.seq, 4);
+        let entries = log.verify().unwrap();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[3].record.peer, "next");
+        let after = fs::read(&log.log).unwrap();
+        assert_eq!(
+            &after[..before.len()],
+            &before[..],
+            "committed bytes untouched"
+        );
+        let kept = fs::read(log.log.with_extension("torn")).unwrap();
+        assert_eq!(kept, [&torn[..], b"\n"].concat());
+    }
+
+    #[test]
+    fn a_cut_off_committed_entry_is_not_repaired() {
+        let (_d, log) = log_with(3);
+        let text = fs::read(&log.log).unwrap();
+        fs::write(&log.log, &text[..text.len() - 20]).unwrap();
+        let err = log.append(record("q", Outcome::Refused)).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert_eq!(
+            fs::read(&log.log).unwrap(),
+            &text[..text.len() - 20],
+            "left as it was"
+        );
+        assert!(!log.log.with_extension("torn").exists());
     }
 }

@@ -105,7 +105,7 @@ enum Command {
     /// The federation's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
-    /// Import a customer list as the node's new epoch (fresh key; the old key is destroyed).
+    /// Import a customer list as the node's new epoch (fresh key; the old epoch is removed).
     Import(ImportArgs),
     /// Answer queries from the federation until SIGINT or SIGTERM.
     Serve(ServeArgs),
@@ -377,11 +377,12 @@ fn status(node: &Path) -> Result<()> {
         "node {} ({}), certificate sha256 {}",
         id.me.name, id.me.role, id.me.fingerprint
     );
-    match store::read_meta(node)? {
-        Some(m) => {
+    // The whole store is read and checked against its digest, as `serve` would.
+    match store::read_epoch(node) {
+        Ok(Some((_, m))) => {
             let sizes: Vec<String> = m.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
             println!(
-                "epoch {} imported {} from {} ({} rows); keys: {}",
+                "epoch {} imported {} from {} ({} rows); keys: {}; content verified",
                 m.id,
                 clock::rfc3339(m.created),
                 m.source,
@@ -389,7 +390,8 @@ fn status(node: &Path) -> Result<()> {
                 sizes.join(", ")
             );
         }
-        None => println!("no customer list imported"),
+        Ok(None) => println!("no customer list imported"),
+        Err(e) => println!("epoch: DAMAGED: {e:#}"),
     }
     let cfg = config::load(node)?;
     println!("policy: {}", cfg.policy.summary());
@@ -538,7 +540,7 @@ fn run() -> Result<()> {
             print_quality(&summary.quality);
             let sizes: Vec<String> = meta.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
             println!(
-                "new epoch {}: distinct keys {}; the previous key is destroyed",
+                "new epoch {}: distinct keys {}; the previous epoch and its key are removed",
                 meta.id,
                 sizes.join(", ")
             );
@@ -547,13 +549,15 @@ fn run() -> Result<()> {
             let rt = runtime()?;
             rt.block_on(async {
                 let server = Server::bind(&a.node, a.listen)?;
-                println!(
+                // A closed standard output (a detached operator) must not stop the node.
+                let line = format!(
                     "listening on {} ({})",
                     server.local_addr()?,
                     server.describe().await
                 );
+                say(&line);
                 server.run(stop_signal()).await?;
-                println!("stopped");
+                say("stopped");
                 Ok::<_, anyhow::Error>(())
             })?;
         }
@@ -623,6 +627,13 @@ fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints a line, ignoring a closed standard output.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 fn main() -> ExitCode {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
@@ -25,6 +26,8 @@ const SECRET: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secr
 /// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] stored tags, concatenated.
 const TAGS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("tags");
 const TAGS_PER_CHUNK: usize = 1 << 16;
+/// The `META` entry holding [`digest`] in hex.
+const DIGEST: &str = "digest";
 
 /// What `status` and reports say about an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,12 +57,24 @@ pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}", tmp.display())),
     }
+    let written = write_tmp(&tmp, epoch, meta);
+    if written.is_err() {
+        // A full disk is the usual cause: give the space back. The old epoch is untouched.
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
+    fs::rename(&tmp, path(dir)).context("switching to the new epoch")?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&tmp)
+        .open(tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     let db = redb::Builder::new()
         .create_with_backend(redb::backends::FileBackend::new(file)?)
@@ -78,13 +93,30 @@ pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
                 tags.insert((kt.code(), i as u32), bytes.as_slice())?;
             }
         }
+        meta_t.insert(DIGEST, hex::encode(digest(epoch)).as_str())?;
     }
     txn.commit().context("committing the new epoch")?;
     drop(db);
-    File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path(dir)).context("switching to the new epoch")?;
-    File::open(dir)?.sync_all()?;
+    File::open(tmp)?.sync_all()?;
     Ok(())
+}
+
+/// SHA-256 over the key and every tag, recorded at import and checked at every load: a store
+/// damaged on disk is refused instead of answering queries wrongly.
+pub fn digest(epoch: &Epoch) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"suyuan epoch v1");
+    h.update(epoch.id().0);
+    h.update(epoch.key().to_bytes());
+    for kt in KeyType::ALL {
+        let tags = epoch.tags(kt);
+        h.update([kt.code()]);
+        h.update((tags.len() as u64).to_le_bytes());
+        for t in tags {
+            h.update(t);
+        }
+    }
+    h.finalize().into()
 }
 
 fn open(dir: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
@@ -110,11 +142,13 @@ fn corrupt(dir: &Path, what: &str) -> anyhow::Error {
 
 /// The current epoch's description, without loading its tags.
 pub fn read_meta(dir: &Path) -> Result<Option<EpochMeta>> {
-    let Some(db) = open(dir)? else {
-        return Ok(None);
-    };
-    let txn = db.begin_read()?;
-    meta_of(dir, &txn).map(Some)
+    guarded(dir, || {
+        let Some(db) = open(dir)? else {
+            return Ok(None);
+        };
+        let txn = db.begin_read()?;
+        meta_of(dir, &txn).map(Some)
+    })
 }
 
 fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
@@ -127,8 +161,42 @@ fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
     serde_json::from_str(raw.value()).map_err(|_| corrupt(dir, "unreadable epoch record"))
 }
 
-/// The current epoch, fully loaded and checked (tags sorted, sizes as recorded).
+/// The current epoch, fully loaded and checked (tags sorted, sizes as recorded, digest).
 pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
+    guarded(dir, || read_epoch_unguarded(dir))
+}
+
+thread_local! {
+    static IN_STORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside the database library into a refusal. redb panics on some
+/// damaged files ("malformed allocator state"); a damaged store must be an error, not a crash,
+/// and the panic message is kept off the terminal.
+fn guarded<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_STORE.with(std::cell::Cell::get) {
+                default(info);
+            }
+        }));
+    });
+    IN_STORE.with(|c| c.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_STORE.with(|c| c.set(false));
+    r.unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the database library failed".to_string());
+        Err(corrupt(dir, &why))
+    })
+}
+
+fn read_epoch_unguarded(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
     // One open, one transaction: the description, key and tags come from the same file even if
     // an import renames a new one into place meanwhile.
     let Some(db) = open(dir)? else {
@@ -178,6 +246,16 @@ pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
     }
     let id = parse_epoch_id(&meta.id).ok_or_else(|| corrupt(dir, "invalid epoch id"))?;
     let epoch = Epoch::from_parts(id, key, tags).map_err(|_| corrupt(dir, "tags out of order"))?;
+    let recorded = txn
+        .open_table(META)
+        .map_err(|_| corrupt(dir, "no meta table"))?
+        .get(DIGEST)?
+        .ok_or_else(|| corrupt(dir, "no digest"))?
+        .value()
+        .to_string();
+    if hex::encode(digest(&epoch)) != recorded {
+        return Err(corrupt(dir, "its content no longer matches its digest"));
+    }
     Ok(Some((epoch, meta)))
 }
 

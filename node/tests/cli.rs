@@ -1,11 +1,9 @@
 //! The `suyuan` binary as a user meets it: output, exit status, one-line errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::process::Command;
+mod common;
 
-fn suyuan() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_suyuan"))
-}
+use common::*;
 
 #[test]
 fn version() {
@@ -114,62 +112,6 @@ fn errors_are_one_line_with_nonzero_status() {
 }
 
 // ---- the node's commands, end to end through the binary ----
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn run_in(dir: &std::path::Path, args: &[&str]) -> Out {
-    let out = suyuan().current_dir(dir).args(args).output().unwrap();
-    Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn ok(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = run_in(dir, args);
-    assert!(o.ok, "{args:?} failed: {}", o.stderr);
-    o.stdout
-}
-
-fn fails(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = run_in(dir, args);
-    assert!(!o.ok, "{args:?} succeeded: {}", o.stdout);
-    assert_eq!(o.stderr.lines().count(), 1, "not one line: {}", o.stderr);
-    o.stderr
-}
-
-const BANK_TOML: &str = "[network]\ntimeout_secs = 5\n[policy]\nmin_query_rows = 2\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
-
-fn federation(d: &std::path::Path) {
-    ok(d, &["ca", "init", "--dir", "ca"]);
-    ok(
-        d,
-        &[
-            "ca",
-            "issue",
-            "--ca",
-            "ca",
-            "--name",
-            "bank",
-            "--role",
-            "institution",
-            "--out",
-            "bank",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "ca", "issue", "--ca", "ca", "--name", "police", "--role", "police", "--out", "police",
-        ],
-    );
-    std::fs::write(d.join("bank/node.toml"), BANK_TOML).unwrap();
-}
 
 #[test]
 fn ca_commands_and_their_refusals() {
@@ -313,24 +255,6 @@ fn import_reports_bad_input_with_what_and_where() {
     assert!(err.contains("--column \"phone=手机\""), "{err}");
     // Nothing was imported by any of these.
     assert!(ok(d, &["status", "--node", "bank"]).contains("no customer list imported"));
-}
-
-/// A child process killed when the test ends, passed or not: nothing is left running.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn kill(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]
