@@ -313,19 +313,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves at SIGTERM or Ctrl-C. The handlers are installed before this returns, so a signal
+/// that arrives right after start-up (say, once "listening" is printed) already stops cleanly.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
 
 fn print_quality(q: &suyuan_protocol::ident::Quality) {
@@ -548,6 +547,7 @@ fn run() -> Result<()> {
         Command::Serve(a) => {
             let rt = runtime()?;
             rt.block_on(async {
+                let stop = stop_signal()?;
                 let server = Server::bind(&a.node, a.listen)?;
                 // A closed standard output (a detached operator) must not stop the node.
                 let line = format!(
@@ -556,7 +556,7 @@ fn run() -> Result<()> {
                     server.describe().await
                 );
                 say(&line);
-                server.run(stop_signal()).await?;
+                server.run(stop).await?;
                 say("stopped");
                 Ok::<_, anyhow::Error>(())
             })?;

@@ -386,12 +386,17 @@ fn describe_connection_error(peer: &PeerSpec, e: &quinn::ConnectionError) -> Str
             quinn::ConnectionError::TimedOut => {
                 format!("{} stopped answering (timed out)", peer.name)
             }
+            quinn::ConnectionError::ApplicationClosed(c) if c.reason.is_empty() => {
+                format!("{} closed the connection (no reason given)", peer.name)
+            }
             quinn::ConnectionError::ApplicationClosed(c) => {
-                format!(
-                    "{} closed the connection: {}",
-                    peer.name,
-                    String::from_utf8_lossy(&c.reason)
-                )
+                // The peer's words, shown but never interpreted by a terminal.
+                let reason: String = String::from_utf8_lossy(&c.reason)
+                    .chars()
+                    .take(200)
+                    .flat_map(char::escape_default)
+                    .collect();
+                format!("{} closed the connection: {reason}", peer.name)
             }
             other => format!("{}: connection lost: {other}", peer.name),
         }
@@ -496,6 +501,15 @@ async fn ask_on(
     tracing::debug!(peer = %peer.name, %addr, "connected");
     let holder = connection_identity(&conn)
         .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
+    if holder.role != identity::Role::Institution {
+        // Only institutions hold customer lists; a police node answering would be a mix-up.
+        let msg = format!(
+            "{} is a {} node, not an institution; not queried",
+            peer.name, holder.role
+        );
+        conn.close(2u32.into(), b"not an institution");
+        return Err(failed(Outcome::Failed, Some(&holder), msg));
+    }
     let mode = hello.mode;
     let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
         Ok(Ok(s)) => s,
@@ -528,7 +542,20 @@ async fn ask_on(
         .await
         .map_err(f)?
     {
-        Some(ServerFrame::Welcome(_)) => {}
+        Some(ServerFrame::Welcome(w)) if w.version == NODE_WIRE_VERSION && w.node == peer.name => {}
+        Some(ServerFrame::Welcome(w)) => {
+            return Err(failed(
+                Outcome::Aborted,
+                Some(&holder),
+                format!(
+                    "{} sent a welcome for node {:?} in wire version {} (expected {} in version {NODE_WIRE_VERSION})",
+                    peer.name,
+                    w.node.escape_default().to_string(),
+                    w.version,
+                    peer.name
+                ),
+            ));
+        }
         Some(ServerFrame::Refused(r)) => {
             return Err(failed(
                 Outcome::Refused,

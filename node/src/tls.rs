@@ -26,10 +26,6 @@ fn roots(id: &NodeIdentity) -> Result<Arc<RootCertStore>> {
     Ok(Arc::new(roots))
 }
 
-fn transport(idle: Duration) -> Result<Arc<quinn::TransportConfig>> {
-    Ok(Arc::new(transport_config(idle)?))
-}
-
 fn transport_config(idle: Duration) -> Result<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
@@ -79,6 +75,10 @@ pub fn client_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ClientC
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(transport(idle)?);
+    let mut t = transport_config(idle)?;
+    // A querier opens its streams itself; a holder may open none towards it.
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    cfg.transport_config(Arc::new(t));
     Ok(cfg)
 }
