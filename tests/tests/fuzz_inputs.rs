@@ -147,6 +147,31 @@ fn the_seeds_reach_the_end_of_every_format() {
     assert!(!seeds("identifiers").is_empty() && !seeds("certificate").is_empty());
 }
 
+/// Every input a coverage-guided run found crashing, replayed: `tests/fuzz-regressions/TARGET/`.
+#[test]
+fn inputs_that_once_crashed_a_target() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-regressions");
+    let mut replayed = 0;
+    for target in std::fs::read_dir(&root).unwrap() {
+        let target = target.unwrap().path();
+        for input in std::fs::read_dir(&target).unwrap() {
+            let data = std::fs::read(input.unwrap().path()).unwrap();
+            match target.file_name().unwrap().to_str().unwrap() {
+                "records" => drop(fuzz::records(&data)),
+                "frames" => fuzz::frames(&data),
+                "holder_session" => drop(fuzz::holder_session(&data)),
+                "querier_session" => drop(fuzz::querier_session(&data)),
+                "identifiers" => fuzz::identifiers(&data),
+                "node_toml" => fuzz::node_toml(&data),
+                "certificate" => fuzz::certificate(&data),
+                other => panic!("unknown target {other}"),
+            }
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0);
+}
+
 #[test]
 fn a_quote_never_closed_is_refused_not_buffered() {
     let mut data = b"\x00mobile,name\n13800138000,\"open".to_vec();

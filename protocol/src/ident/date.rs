@@ -44,9 +44,11 @@ fn number(s: Option<&str>) -> Option<u32> {
     s.parse().ok()
 }
 
-/// Accepted birth years: wide enough for any living person, narrow enough
-/// to catch garbage.
-const BIRTH_YEARS: std::ops::RangeInclusive<u32> = 1900..=2099;
+/// Accepted birth years, in a birth date field and inside a resident ID alike
+/// (one range, so a person's name+birthdate key never depends on where the
+/// date came from): wide enough for any living person, narrow enough to
+/// catch garbage.
+pub(super) const BIRTH_YEARS: std::ops::RangeInclusive<u32> = 1900..=2099;
 
 /// Canonicalise a birth date to `YYYYMMDD`. Accepts `19491231`,
 /// `1949-12-31`, `1949/12/31`, `1949.12.31`, `1949年12月31日` (single-digit

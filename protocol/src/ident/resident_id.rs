@@ -8,8 +8,8 @@ use super::normalize::{fold, is_dash};
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 /// Check character indexed by the weighted sum mod 11.
 const CHECK_CHARS: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
-/// Birth years a resident ID may carry.
-const ID_YEARS: std::ops::RangeInclusive<u32> = 1800..=2099;
+/// Birth years a resident ID may carry: those of a birth date field.
+const ID_YEARS: std::ops::RangeInclusive<u32> = super::date::BIRTH_YEARS;
 
 /// Check character for a 17-digit body; `None` if it is not 17 digits.
 pub(super) fn check_char(body: &str) -> Option<char> {
