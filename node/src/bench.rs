@@ -96,7 +96,7 @@ pub struct BenchReport {
 }
 
 /// Peak resident set size of a process, from /proc (Linux).
-fn peak_rss(pid: &str) -> u64 {
+pub(crate) fn peak_rss(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -139,7 +139,7 @@ fn floor() -> (f64, f64) {
     (h[2], m[2])
 }
 
-fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
+pub(crate) fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
     let mut w = BufWriter::new(std::fs::File::create(dir.join("holder.csv"))?);
     writeln!(w, "mobile")?;
     for i in 0..o.holder_rows {
@@ -162,7 +162,7 @@ fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
 }
 
 /// Kills the holder process when dropped, so nothing is left running.
-struct Holder(Child);
+pub(crate) struct Holder(pub(crate) Child);
 
 impl Drop for Holder {
     fn drop(&mut self) {
@@ -171,7 +171,7 @@ impl Drop for Holder {
     }
 }
 
-fn suyuan(threads: usize) -> Result<Command> {
+pub(crate) fn suyuan(threads: usize) -> Result<Command> {
     let mut c = Command::new(std::env::current_exe().context("locating the suyuan binary")?);
     c.env("RAYON_NUM_THREADS", threads.to_string());
     Ok(c)

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_load;
 pub mod clock;
 pub mod config;
 pub mod demo;

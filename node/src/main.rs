@@ -16,7 +16,7 @@ use suyuan_node::psi_local::{self, PsiLocalConfig};
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::serve::Server;
 use suyuan_node::synth::{self, GenConfig};
-use suyuan_node::{bench, clock, import, report, store};
+use suyuan_node::{bench, bench_load, clock, import, report, store};
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
 use suyuan_protocol::psi::QueryMode;
 
@@ -71,6 +71,12 @@ enum Command {
         /// Working directory (default: a new one under the temp directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Load: run this many queries (separate processes) against the holder at once.
+        #[arg(long, default_value_t = 1)]
+        concurrent: usize,
+        /// Load: querier identities the concurrent queries come from (default: up to 4).
+        #[arg(long)]
+        queriers: Option<usize>,
     },
     /// Synthetic customer lists and a seized dump with ground truth (truth.json).
     Gen {
@@ -460,6 +466,8 @@ fn run() -> Result<()> {
             threads,
             json,
             dir,
+            concurrent,
+            queriers,
         } => {
             if threads == Some(0) {
                 bail!("--threads must be at least 1");
@@ -486,10 +494,18 @@ fn run() -> Result<()> {
                 threads,
                 dir,
             };
-            let report = rt.block_on(bench::run(&opts))?;
-            print!("{}", bench::render(&report));
+            let report = if concurrent > 1 {
+                let queriers = queriers.unwrap_or(concurrent.min(4));
+                let report = bench_load::run(&opts, concurrent, queriers)?;
+                print!("{}", bench_load::render(&report));
+                serde_json::to_string_pretty(&report)?
+            } else {
+                let report = rt.block_on(bench::run(&opts))?;
+                print!("{}", bench::render(&report));
+                serde_json::to_string_pretty(&report)?
+            };
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+                std::fs::write(&path, report + "\n")
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
         }

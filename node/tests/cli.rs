@@ -469,3 +469,57 @@ fn bench_runs_the_whole_path_and_reports_its_figures() {
     assert!(r["querier_peak_rss"].as_u64().unwrap() > 0);
     assert!(r["evaluate_ms"].as_u64().is_some());
 }
+
+#[test]
+fn bench_under_load_runs_concurrent_queries_and_checks_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "--holder-rows",
+            "800",
+            "--dump-rows",
+            "400",
+            "--concurrent",
+            "6",
+            "--queriers",
+            "3",
+            "--threads",
+            "1",
+            "--dir",
+            "w",
+            "--json",
+            "l.json",
+        ],
+    );
+    assert!(
+        out.starts_with("suyuan bench (load): 6 queries at once from 3 queriers, each 400 keys (count), against a holder of 800 rows"),
+        "{out}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("l.json")).unwrap()).unwrap();
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["wrong"], 0, "{r}");
+    assert_eq!(r["refused"], 0, "{r}");
+    assert!(r["query_ms_max"].as_u64().unwrap() >= r["query_ms_min"].as_u64().unwrap());
+    assert!(r["holder_peak_rss"].as_u64().unwrap() > 0);
+    // Parameters that make no sense are refused with what is wrong.
+    let err = fails(
+        d,
+        &[
+            "bench",
+            "--dump-rows",
+            "10",
+            "--concurrent",
+            "2",
+            "--queriers",
+            "3",
+        ],
+    );
+    assert_eq!(
+        err,
+        "suyuan: --concurrent must be at least 1 and --queriers between 1 and --concurrent\n"
+    );
+}
