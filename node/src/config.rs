@@ -165,6 +165,10 @@ impl Policy {
     }
 }
 
+/// Highest `policy.max_concurrent_queries`: each query may buffer up to 32 bytes per key, and
+/// each one is a stream the QUIC layer admits.
+pub const MAX_CONCURRENT_QUERIES: usize = 1024;
+
 /// A case number: 1 to 128 printable characters, no control characters.
 pub fn valid_case(c: &str) -> bool {
     !c.trim().is_empty() && c.chars().count() <= MAX_CASE_LEN && !c.chars().any(char::is_control)
@@ -191,9 +195,9 @@ pub fn parse(text: &str, path: &Path) -> Result<NodeConfig> {
             path.display()
         );
     }
-    if cfg.policy.max_concurrent_queries == 0 {
+    if !(1..=MAX_CONCURRENT_QUERIES).contains(&cfg.policy.max_concurrent_queries) {
         bail!(
-            "{}: policy.max_concurrent_queries must be at least 1",
+            "{}: policy.max_concurrent_queries must be between 1 and {MAX_CONCURRENT_QUERIES}",
             path.display()
         );
     }

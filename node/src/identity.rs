@@ -171,6 +171,7 @@ pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<Str
     check_node_name(name)?;
     let ca_cert_pem = fs::read_to_string(ca_dir.join(CA_CERT))
         .with_context(|| format!("cannot read {}", ca_dir.join(CA_CERT).display()))?;
+    check_private(&ca_dir.join(CA_KEY))?;
     let ca_key_pem = Zeroizing::new(
         fs::read_to_string(ca_dir.join(CA_KEY))
             .with_context(|| format!("cannot read {}", ca_dir.join(CA_KEY).display()))?,
@@ -257,6 +258,23 @@ pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity> {
     })
 }
 
+/// Refuses a file holding a secret (a key, the epoch store) that others may read or write.
+pub fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by others (mode {:o}); run chmod 600 on it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// This node's identity, as loaded from its directory.
 pub struct NodeIdentity {
     /// Name and role from our own certificate.
@@ -285,20 +303,13 @@ fn read_pem_cert(path: &Path) -> Result<CertificateDer<'static>> {
 /// Loads the identity in a node directory and checks that the key file is private.
 pub fn load_node(dir: &Path) -> Result<NodeIdentity> {
     let key_path = dir.join(NODE_KEY);
-    let meta = fs::metadata(&key_path).with_context(|| {
-        format!(
+    if !key_path.exists() {
+        bail!(
             "{} is not a node directory (no {NODE_KEY}; create one with `suyuan ca issue`)",
             dir.display()
-        )
-    })?;
-    use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "{} is readable by others (mode {:o}); run chmod 600 on it",
-            key_path.display(),
-            meta.permissions().mode() & 0o777
         );
     }
+    check_private(&key_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| anyhow::anyhow!("{}: unreadable key: {e}", key_path.display()))?;
     let cert = read_pem_cert(&dir.join(NODE_CERT))?;

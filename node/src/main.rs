@@ -371,7 +371,20 @@ fn audit_line(e: &Entry) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
-        r.detail.as_deref().unwrap_or("")
+        // A peer's words (an abort reason) never reach the terminal as control sequences.
+        r.detail
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect::<String>()
     )
 }
 

@@ -22,6 +22,18 @@ use crate::wire::{
     Welcome, read_frame, read_frame_limited, write_frame,
 };
 
+/// Failed handshakes audited one by one per minute; beyond that they are counted, and the
+/// count is written with the next one audited (or at shutdown). Anyone who can reach the port
+/// can fail a handshake: without this they could grow the audit log without bound.
+pub const OUTSIDER_ENTRIES_PER_MINUTE: u32 = 30;
+
+/// The rate limit on audit entries for failed handshakes.
+struct OutsiderBudget {
+    window: std::time::Instant,
+    written: u32,
+    suppressed: u64,
+}
+
 /// How long in-flight queries may run on after a shutdown request before they are aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -46,6 +58,7 @@ struct State {
     _lock: std::fs::File,
     /// Set when a stop is requested: new queries are refused, running ones may finish.
     draining: std::sync::atomic::AtomicBool,
+    outsiders: std::sync::Mutex<OutsiderBudget>,
 }
 
 /// A bound, ready node.
@@ -101,6 +114,11 @@ impl Server {
             shutdown,
             _lock: lock,
             draining: std::sync::atomic::AtomicBool::new(false),
+            outsiders: std::sync::Mutex::new(OutsiderBudget {
+                window: std::time::Instant::now(),
+                written: 0,
+                suppressed: 0,
+            }),
         });
         Ok(Server {
             endpoint,
@@ -165,6 +183,14 @@ impl Server {
         })
         .await;
         self.endpoint.close(0u32.into(), b"node shutting down");
+        let suppressed = std::mem::take(&mut self.state.outsider_budget().suppressed);
+        if suppressed > 0 {
+            let mut r = Record::new(Side::Holder, "(outsiders)", Outcome::Refused);
+            r.detail = Some(format!(
+                "{suppressed} more failed handshakes in the last minute, not recorded one by one"
+            ));
+            self.state.audit(r).await;
+        }
         // Tasks still running now fail fast on the closed connections and write their aborts.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while tasks.join_next().await.is_some() {}
@@ -204,6 +230,40 @@ impl State {
         Ok(e.epoch.clone())
     }
 
+    fn outsider_budget(&self) -> std::sync::MutexGuard<'_, OutsiderBudget> {
+        self.outsiders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Audits a failed handshake, within [`OUTSIDER_ENTRIES_PER_MINUTE`].
+    async fn audit_outsider(&self, remote: SocketAddr, detail: String) {
+        let carried = {
+            let mut b = self.outsider_budget();
+            let mut carried = 0;
+            if b.window.elapsed() >= Duration::from_secs(60) {
+                carried = std::mem::take(&mut b.suppressed);
+                b.window = std::time::Instant::now();
+                b.written = 0;
+            }
+            if b.written >= OUTSIDER_ENTRIES_PER_MINUTE {
+                b.suppressed += 1;
+                return;
+            }
+            b.written += 1;
+            carried
+        };
+        let mut r = unknown_peer(remote);
+        r.detail = Some(if carried > 0 {
+            format!(
+                "{detail} (and {carried} more failed handshakes in the minute before, not recorded one by one)"
+            )
+        } else {
+            detail
+        });
+        self.audit(r).await;
+    }
+
     /// Appends off the async threads (the append fsyncs).
     async fn audit(&self, record: Record) {
         if let Err(e) = self.append(record).await {
@@ -238,9 +298,9 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         Err(e) => {
             // Not a member of the federation (or not speaking suyuan/1): nothing is served.
             tracing::warn!(%remote, error = %e, "TLS handshake failed");
-            let mut r = unknown_peer(remote);
-            r.detail = Some(format!("TLS handshake failed: {e}"));
-            state.audit(r).await;
+            state
+                .audit_outsider(remote, format!("TLS handshake failed: {e}"))
+                .await;
             return;
         }
     };
@@ -249,9 +309,9 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         Err(e) => {
             conn.close(1u32.into(), b"unusable certificate");
             tracing::warn!(%remote, error = %e, "certificate refused");
-            let mut r = unknown_peer(remote);
-            r.detail = Some(format!("certificate refused: {e:#}"));
-            state.audit(r).await;
+            state
+                .audit_outsider(remote, format!("certificate refused: {e:#}"))
+                .await;
             return;
         }
     };
@@ -403,29 +463,31 @@ async fn handle_stream(
             .await;
         }
     };
-    let start = match read_frame::<ClientFrame>(&mut recv, state.timeout).await {
-        Ok(Some(ClientFrame::Psi(m @ QuerierMessage::Start(_)))) => m,
-        Ok(_) => {
-            return abort(
-                &state,
-                &mut send,
-                &peer,
-                Some(&hello),
-                "expected the query start",
-            )
-            .await;
-        }
-        Err(e) => {
-            return abort(
-                &state,
-                &mut send,
-                &peer,
-                Some(&hello),
-                &format!("reading the query start: {e}"),
-            )
-            .await;
-        }
-    };
+    // A start carries only its sections: a few bytes, so a hello-sized limit.
+    let start =
+        match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
+            Ok(Some(ClientFrame::Psi(m @ QuerierMessage::Start(_)))) => m,
+            Ok(_) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    Some(&hello),
+                    "expected the query start",
+                )
+                .await;
+            }
+            Err(e) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    Some(&hello),
+                    &format!("reading the query start: {e}"),
+                )
+                .await;
+            }
+        };
     let QuerierMessage::Start(s) = &start else {
         return;
     };

@@ -124,6 +124,8 @@ fn open(dir: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
     if !p.exists() {
         return Ok(None);
     }
+    // The store holds the epoch's OPRF key.
+    crate::identity::check_private(&p)?;
     let db = redb::ReadOnlyDatabase::open(&p).map_err(|e| {
         anyhow::anyhow!(
             "the store {} cannot be read ({e}); refusing to serve from it. Re-import the customer list.",

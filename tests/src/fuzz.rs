@@ -224,7 +224,7 @@ pub fn node_toml(data: &[u8]) {
     };
     if let Ok(cfg) = config::parse(text, Path::new("node.toml")) {
         assert!(cfg.policy.min_query_rows <= cfg.policy.max_query_rows);
-        assert!(cfg.policy.max_concurrent_queries >= 1);
+        assert!((1..=config::MAX_CONCURRENT_QUERIES).contains(&cfg.policy.max_concurrent_queries));
         assert!((1..=3600).contains(&cfg.network.timeout_secs));
     }
 }

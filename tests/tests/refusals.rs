@@ -360,3 +360,44 @@ async fn a_start_that_contradicts_its_hello_is_aborted() {
     srv.stop().await;
     assert!(holder_entries(&bank).contains(&(Outcome::Aborted, why.to_string())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failed_handshakes_cannot_grow_the_audit_log_without_bound() {
+    use suyuan_node::serve::OUTSIDER_ENTRIES_PER_MINUTE;
+    let (fed, bank) = setup(POLICY);
+    let srv = start(&bank);
+    let other = Federation::new();
+    let intruder = other.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
+    std::fs::copy(fed.ca.join("ca.crt"), intruder.join("ca.crt")).unwrap();
+    let id = identity::load_node(&intruder).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(3)).unwrap());
+    let attempts = OUTSIDER_ENTRIES_PER_MINUTE as usize + 12;
+    for _ in 0..attempts {
+        let r = async {
+            let conn = ep.connect(srv.addr, "bank")?.await?;
+            conn.accept_uni().await?;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        assert!(r.is_err());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    srv.stop().await;
+    let entries = holder_entries(&bank);
+    let one_by_one = entries
+        .iter()
+        .filter(|(_, d)| d.starts_with("TLS handshake failed"))
+        .count();
+    assert_eq!(
+        one_by_one, OUTSIDER_ENTRIES_PER_MINUTE as usize,
+        "{entries:?}"
+    );
+    assert_eq!(
+        entries.last().unwrap(),
+        &(
+            Outcome::Refused,
+            "12 more failed handshakes in the last minute, not recorded one by one".to_string()
+        )
+    );
+}

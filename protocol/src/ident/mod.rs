@@ -32,7 +32,7 @@ pub use key_type::{Key, KeyType, UnknownKeyType};
 pub use mobile::canonical_mobile;
 pub use name::canonical_name;
 pub use quality::Quality;
-pub use record::{RecordKeys, extract};
+pub use record::{MAX_VALUES_PER_CELL, RecordKeys, extract};
 pub use rejection::Rejection;
 pub use resident_id::canonical_resident_id;
 pub use selection::KeySelection;

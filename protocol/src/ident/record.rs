@@ -24,6 +24,10 @@ impl RecordKeys {
     }
 }
 
+/// Most values taken from one multi-value cell; the rest of the cell is one `malformed`
+/// rejection. Keeps a record's keys few (their de-duplication is linear per key).
+pub const MAX_VALUES_PER_CELL: usize = 16;
+
 type Canonicaliser = fn(&str) -> Result<String, Rejection>;
 
 /// The single-identifier fields and how to canonicalise them.
@@ -58,7 +62,8 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
 
     for (field, key_type, canonical) in STRONG_FIELDS {
         let Some(raw) = cell(field) else { continue };
-        for part in split_multi(&raw) {
+        let mut parts = split_multi(&raw);
+        for part in parts.by_ref().take(MAX_VALUES_PER_CELL) {
             match canonical(part) {
                 Ok(value) => {
                     match key_type {
@@ -74,6 +79,10 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
                 }
                 Err(r) => out.rejections.push((field, r)),
             }
+        }
+        if parts.next().is_some() {
+            // No person has this many numbers: a hostile or broken cell, not more keys.
+            out.rejections.push((field, Rejection::Malformed));
         }
     }
 
@@ -302,5 +311,15 @@ mod tests {
             keys.dedup();
             prop_assert_eq!(keys.len(), r.keys.len());
         }
+    }
+
+    #[test]
+    fn a_cell_with_too_many_values_gives_sixteen_keys_and_one_rejection() {
+        let cells: Vec<String> = (0..1000).map(|i| format!("1380000{i:04}")).collect();
+        let cell = cells.join(";");
+        let map = ColumnMap::detect(&["mobile"]);
+        let keys = extract(&map, &[cell.as_str()], &KeySelection::all());
+        assert_eq!(keys.keys.len(), MAX_VALUES_PER_CELL);
+        assert_eq!(keys.rejections, [(Field::Mobile, Rejection::Malformed)]);
     }
 }

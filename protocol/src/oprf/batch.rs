@@ -4,6 +4,7 @@
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use super::group::{decode_element, hash_to_group};
 use super::{ELEMENT_LEN, Mode};
@@ -40,7 +41,9 @@ pub(crate) fn mul_each_compress_batch(
         .zip(points.par_chunks(par_chunk_len()))
         .zip(scalars.par_chunks(par_chunk_len()))
         .for_each(|((out, points), scalars)| {
-            let halves: Vec<Scalar> = scalars.iter().map(Scalar::div_by_2).collect();
+            // Halved blinds are as secret as the blinds.
+            let halves: Zeroizing<Vec<Scalar>> =
+                Zeroizing::new(scalars.iter().map(Scalar::div_by_2).collect());
             halved_mul_compress(halves.iter(), points, out)
         });
     out
@@ -54,7 +57,8 @@ pub(crate) fn hash_mul_compress_batch<I: AsRef<[u8]> + Sync>(
     prefix: &[u8],
     inputs: &[I],
 ) -> Vec<[u8; ELEMENT_LEN]> {
-    let half = k.div_by_2();
+    // k/2 is as secret as k.
+    let half = Zeroizing::new(k.div_by_2());
     let mut out = vec![[0u8; ELEMENT_LEN]; inputs.len()];
     out.par_chunks_mut(par_chunk_len())
         .zip(inputs.par_chunks(par_chunk_len()))
@@ -63,7 +67,7 @@ pub(crate) fn hash_mul_compress_batch<I: AsRef<[u8]> + Sync>(
                 .iter()
                 .map(|x| hash_to_group(mode, &[prefix, x.as_ref()]))
                 .collect();
-            halved_mul_compress(std::iter::repeat(&half), &points, out)
+            halved_mul_compress(std::iter::repeat(&*half), &points, out)
         });
     out
 }
@@ -74,7 +78,8 @@ pub(crate) fn evaluate_batch(
     k: &Scalar,
     elements: &[[u8; ELEMENT_LEN]],
 ) -> Result<Vec<[u8; ELEMENT_LEN]>, usize> {
-    let half = k.div_by_2();
+    // k/2 is as secret as k.
+    let half = Zeroizing::new(k.div_by_2());
     let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
     // Every chunk reports, so the error names the first invalid element whatever the scheduling.
     let first_bad = out
@@ -89,7 +94,7 @@ pub(crate) fn evaluate_batch(
                 .collect::<Result<Vec<_>, usize>>();
             match points {
                 Ok(points) => {
-                    halved_mul_compress(std::iter::repeat(&half), &points, out);
+                    halved_mul_compress(std::iter::repeat(&*half), &points, out);
                     None
                 }
                 Err(i) => Some(i),

@@ -107,6 +107,7 @@ impl Holder {
             total: n,
             outbox: VecDeque::new(),
             count_buffer: Vec::new(),
+            count_cursor: None,
             next_out_seq: 0,
         })
     }
@@ -129,6 +130,8 @@ pub struct HolderSession {
     outbox: VecDeque<HolderMessage>,
     /// `count` mode: every evaluation until the last chunk, then sorted per section.
     count_buffer: Vec<Element>,
+    /// `count` mode, once every chunk is in: where the next evaluated chunk starts.
+    count_cursor: Option<usize>,
     next_out_seq: u32,
 }
 
@@ -241,15 +244,27 @@ impl HolderSession {
             self.count_buffer[start..end].sort_unstable();
             start = end;
         }
-        let all = std::mem::take(&mut self.count_buffer);
-        for chunk in all.chunks(MAX_CHUNK_ELEMENTS) {
-            self.outbox
-                .push_back(HolderMessage::Evaluated(EvaluatedChunk {
-                    seq: self.next_out_seq,
-                    elements: chunk.to_vec(),
-                }));
-            self.next_out_seq += 1;
+        self.count_cursor = Some(0);
+    }
+
+    /// `count` mode: the next chunk of the sorted evaluations, copied out one at a time (so
+    /// the session holds one buffer, not a second copy of it in messages); the buffer is
+    /// freed with the last chunk.
+    fn next_count_chunk(&mut self) -> Option<HolderMessage> {
+        let start = self.count_cursor?;
+        if start >= self.count_buffer.len() {
+            self.count_cursor = None;
+            self.count_buffer = Vec::new();
+            return None;
         }
+        let end = (start + MAX_CHUNK_ELEMENTS).min(self.count_buffer.len());
+        let chunk = HolderMessage::Evaluated(EvaluatedChunk {
+            seq: self.next_out_seq,
+            elements: self.count_buffer[start..end].to_vec(),
+        });
+        self.next_out_seq += 1;
+        self.count_cursor = Some(end);
+        Some(chunk)
     }
 
     /// The next message to send: the accept, then every tag chunk, then evaluations as they
@@ -260,6 +275,9 @@ impl HolderSession {
         }
         if let Some(t) = self.next_tag_chunk() {
             return Some(t);
+        }
+        if let Some(e) = self.next_count_chunk() {
+            return Some(e);
         }
         self.outbox.pop_front()
     }
@@ -292,5 +310,8 @@ impl HolderSession {
             && self.tag_cursor.0 >= self.holder_sections.len()
             && self.received == self.total
             && self.outbox.is_empty()
+            && self
+                .count_cursor
+                .is_none_or(|c| c >= self.count_buffer.len())
     }
 }
