@@ -18,6 +18,8 @@ use crate::identity::Role;
 /// The log file in a node directory.
 pub const AUDIT_LOG: &str = "audit.log";
 const AUDIT_HEAD: &str = "audit.head";
+/// Longest `detail` kept in an entry, in characters.
+pub const MAX_DETAIL_CHARS: usize = 512;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Which side of a query wrote the entry.
@@ -156,7 +158,13 @@ impl AuditLog {
 
     /// Appends one entry. Refuses if the log's tail no longer matches its head record: a
     /// damaged log is not extended (and so not silently "repaired").
-    pub fn append(&self, record: Record) -> Result<Entry> {
+    pub fn append(&self, mut record: Record) -> Result<Entry> {
+        // Details can quote a peer; a peer must not be able to make entries large.
+        if let Some(d) = &mut record.detail
+            && d.chars().count() > MAX_DETAIL_CHARS
+        {
+            *d = d.chars().take(MAX_DETAIL_CHARS).chain(['…']).collect();
+        }
         let mut f = OpenOptions::new()
             .read(true)
             .append(true)

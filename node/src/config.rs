@@ -171,7 +171,18 @@ pub const MAX_CONCURRENT_QUERIES: usize = 1024;
 
 /// A case number: 1 to 128 printable characters, no control characters.
 pub fn valid_case(c: &str) -> bool {
-    !c.trim().is_empty() && c.chars().count() <= MAX_CASE_LEN && !c.chars().any(char::is_control)
+    !c.trim().is_empty()
+        && c.chars().count() <= MAX_CASE_LEN
+        && !c.chars().any(|c| c.is_control() || is_bidi_control(c))
+}
+
+/// Characters that reorder the text around them when displayed: kept out of case numbers and
+/// escaped wherever a peer's text is shown, so what an auditor reads is what was written.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Reads `node.toml` from a node directory (defaults when absent).
@@ -247,6 +258,11 @@ mod tests {
         );
         assert_eq!(
             p.admit(Role::Police, QueryMode::Count, Some("a\nb")),
+            Err(Refusal::InvalidCase)
+        );
+        // A right-to-left override would make the case read differently in the audit log.
+        assert_eq!(
+            p.admit(Role::Police, QueryMode::Count, Some("2026-\u{202E}100")),
             Err(Refusal::InvalidCase)
         );
         assert!(

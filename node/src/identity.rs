@@ -281,7 +281,8 @@ pub struct NodeIdentity {
     pub me: PeerIdentity,
     /// Our certificate.
     pub cert: CertificateDer<'static>,
-    /// Our private key (rustls zeroizes it on drop).
+    /// Our private key. Not wiped on drop: rustls-pki-types gives it no `Drop`, and rustls
+    /// keeps its own copies; it lives as long as the process (docs/security.md).
     pub key: PrivateKeyDer<'static>,
     /// The federation CA certificate.
     pub ca: CertificateDer<'static>,

@@ -377,7 +377,7 @@ fn audit_line(e: &Entry) -> String {
             .unwrap_or("")
             .chars()
             .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() {
+                let escaped: Vec<char> = if c.is_control() || config::is_bidi_control(c) {
                     c.escape_default().collect()
                 } else {
                     vec![c]

@@ -571,6 +571,13 @@ fn querier_refuses_bad_streams() {
                 misbehaved(q.handle(HolderMessage::Evaluated(reordered)).unwrap_err()),
                 PeerMisbehaved::EvaluationsNotSorted
             );
+            // One matching evaluation repeated to inflate the count: equal neighbours.
+            let mut repeated = e0.clone();
+            repeated.elements[1] = repeated.elements[0];
+            assert_eq!(
+                misbehaved(q.handle(HolderMessage::Evaluated(repeated)).unwrap_err()),
+                PeerMisbehaved::EvaluationsNotSorted
+            );
         }
         q.handle(HolderMessage::Evaluated(e0)).unwrap();
         if mode == QueryMode::Count {

@@ -107,7 +107,7 @@ pub enum PeerMisbehaved {
     /// Tags for a key type out of turn, or more of them than announced.
     #[error("unexpected or surplus tags for key type {0}")]
     UnexpectedTags(KeyType),
-    /// `count` mode: evaluations not in ascending order within a section.
+    /// `count` mode: evaluations not strictly ascending within a section.
     #[error("count-mode evaluations are not sorted within their section")]
     EvaluationsNotSorted,
     /// A tag stream that is not sorted.

@@ -463,7 +463,9 @@ impl Exchanging {
                 if self.section_ends.contains(&(self.evaluated + i as u64)) {
                     last = None;
                 }
-                if last.is_some_and(|l| l > e.0) {
+                // Strictly: distinct keys give distinct evaluations, so an equal neighbour is
+                // a holder repeating one evaluation to inflate the count.
+                if last.is_some_and(|l| l >= e.0) {
                     return Err(PeerMisbehaved::EvaluationsNotSorted.into());
                 }
                 last = Some(e.0);
