@@ -34,6 +34,25 @@ pub struct BenchOptions {
     pub threads: Option<usize>,
     /// Working directory (default: a new one under the temp directory).
     pub dir: Option<PathBuf>,
+    /// Run the query a second time, which uses the tag set kept from the first.
+    pub repeat: bool,
+}
+
+/// The second run of the same query (`--repeat`): the holder's tags come from the cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatReport {
+    /// Query wall time: read + blind + exchange, ms.
+    pub query_ms: u64,
+    /// Connect to result, ms.
+    pub exchange_ms: u64,
+    /// UDP bytes querier → holder.
+    pub bytes_up: u64,
+    /// UDP bytes holder → querier.
+    pub bytes_down: u64,
+    /// Whether the kept tags were used (they must be).
+    pub tags_kept: bool,
+    /// Matched keys reported (must equal the first run's).
+    pub matched: u64,
 }
 
 /// Everything measured, for `--json` and docs/benchmarks.md.
@@ -93,6 +112,9 @@ pub struct BenchReport {
     pub import_ratio: f64,
     /// Matched keys reported (checked against the overlap).
     pub matched: u64,
+    /// `--repeat`: the same query again, with the kept tag set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<RepeatReport>,
 }
 
 /// Peak resident set size of a process, from /proc (Linux).
@@ -247,7 +269,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         .with_context(|| format!("unexpected holder output {first:?}"))?
         .to_string();
 
-    let report = query::run(&QueryOptions {
+    let query_opts = QueryOptions {
         node: querier_dir.clone(),
         input: dir.join("dump.csv"),
         input_options: InputOptions::default(),
@@ -258,8 +280,27 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         mode: o.mode,
         case: None,
         quiet: true,
-    })
-    .await?;
+    };
+    let report = query::run(&query_opts).await?;
+    let repeat = if o.repeat {
+        let again = query::run(&query_opts).await?;
+        let peer = &again.peers[0];
+        if let Some(e) = &peer.error {
+            bail!("the repeated query failed: {e}");
+        }
+        let stats = peer.stats.context("no exchange statistics")?;
+        let timing = again.timing.context("no query timing")?;
+        Some(RepeatReport {
+            query_ms: timing.read_ms + timing.blind_ms + stats.wall_ms,
+            exchange_ms: stats.wall_ms,
+            bytes_up: stats.bytes_sent,
+            bytes_down: stats.bytes_received,
+            tags_kept: stats.tags_kept,
+            matched: peer.matched_keys.values().sum(),
+        })
+    } else {
+        None
+    };
     let holder_rss = peak_rss(&holder.0.id().to_string());
     drop(holder);
     let peer = &report.peers[0];
@@ -312,6 +353,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         query_ratio: query_us / query_floor,
         import_ratio: import_us / import_floor,
         matched: peer.matched_keys.values().sum(),
+        repeat,
     })
 }
 
@@ -328,7 +370,7 @@ pub fn render(r: &BenchReport) -> String {
          wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB)\n\
          peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
          floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
-         matched keys      {}\n",
+         matched keys      {}\n{}",
         r.holder_rows,
         r.dump_rows,
         r.overlap,
@@ -356,6 +398,15 @@ pub fn render(r: &BenchReport) -> String {
         mib(r.holder_peak_rss),
         r.floor_hash_to_group_us,
         r.floor_scalar_mul_us,
-        r.matched
+        r.matched,
+        r.repeat.as_ref().map_or(String::new(), |x| format!(
+            "repeat query      {:>10} ms  (exchange {} ms), {:.1} MiB up, {:.1} MiB down, tags {}; matched keys {}\n",
+            x.query_ms,
+            x.exchange_ms,
+            mib(x.bytes_up),
+            mib(x.bytes_down),
+            if x.tags_kept { "kept" } else { "downloaded" },
+            x.matched
+        ))
     )
 }

@@ -33,6 +33,9 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 # police = ["count"]
 # institution = []
 # researcher = []
+
+[query]
+# tag_cache_mib = 1024          # holders' tag sets kept for repeated queries (0: keep none)
 "#;
 
 /// The whole file.
@@ -43,6 +46,31 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// `[policy]`.
     pub policy: Policy,
+    /// `[query]`.
+    pub query: QueryConfig,
+}
+
+/// `[query]`: how this node asks others.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Most MiB of holders' tag sets kept in `tag-cache/` for repeated queries.
+    pub tag_cache_mib: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            tag_cache_mib: 1024,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// The cache limit in bytes.
+    pub fn tag_cache_bytes(&self) -> u64 {
+        self.tag_cache_mib.saturating_mul(1 << 20)
+    }
 }
 
 /// `[network]`.

@@ -18,5 +18,6 @@ pub mod serve;
 pub mod store;
 pub mod synth;
 pub mod table;
+pub mod tag_cache;
 pub mod tls;
 pub mod wire;

@@ -16,6 +16,7 @@ use suyuan_node::psi_local::{self, PsiLocalConfig};
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::serve::Server;
 use suyuan_node::synth::{self, GenConfig};
+use suyuan_node::tag_cache::TagCache;
 use suyuan_node::{bench, bench_load, clock, import, report, store};
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
 use suyuan_protocol::psi::QueryMode;
@@ -77,6 +78,9 @@ enum Command {
         /// Load: querier identities the concurrent queries come from (default: up to 4).
         #[arg(long)]
         queriers: Option<usize>,
+        /// Run the query a second time, with the tag set kept from the first.
+        #[arg(long)]
+        repeat: bool,
     },
     /// Synthetic customer lists and a seized dump with ground truth (truth.json).
     Gen {
@@ -122,6 +126,9 @@ enum Command {
     Audit(AuditCommand),
     /// Show the node's identity, epoch, policy and recent queries.
     Status(NodeArg),
+    /// The tag sets this node keeps from earlier queries (`[query] tag_cache_mib`).
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Run holder and querier in one process on two files (no network).
     PsiLocal(PsiLocalArgs),
 }
@@ -231,6 +238,12 @@ struct QueryArgs {
     threshold: u64,
     #[command(flatten)]
     input_args: InputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Delete every kept tag set; the next query to each holder downloads its tags again.
+    Clear(NodeArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,6 +426,12 @@ fn status(node: &Path) -> Result<()> {
     }
     let cfg = config::load(node)?;
     println!("policy: {}", cfg.policy.summary());
+    let (sets, bytes) = TagCache::new(node, cfg.query.tag_cache_bytes()).usage();
+    println!(
+        "tag cache: {sets} kept set(s), {:.1} of {} MiB",
+        bytes as f64 / (1 << 20) as f64,
+        cfg.query.tag_cache_mib
+    );
     match AuditLog::new(node).verify() {
         Ok(entries) => {
             println!("audit log: {} entries, chain intact", entries.len());
@@ -481,6 +500,7 @@ fn run() -> Result<()> {
             dir,
             concurrent,
             queriers,
+            repeat,
         } => {
             if threads == Some(0) {
                 bail!("--threads must be at least 1");
@@ -506,6 +526,7 @@ fn run() -> Result<()> {
                 mode: mode(&m)?,
                 threads,
                 dir,
+                repeat,
             };
             let report = if concurrent > 1 {
                 let queriers = queriers.unwrap_or(concurrent.min(4));
@@ -618,6 +639,14 @@ fn run() -> Result<()> {
             if report.peers.iter().all(|p| p.error.is_some()) {
                 bail!("no peer answered");
             }
+        }
+        Command::Cache(CacheCommand::Clear(a)) => {
+            store::check_node_dir(&a.node)?;
+            let (sets, bytes) = TagCache::new(&a.node, 0).clear()?;
+            println!(
+                "removed {sets} kept tag set(s), {:.1} MiB",
+                bytes as f64 / (1 << 20) as f64
+            );
         }
         Command::Audit(AuditCommand::Verify(a)) => {
             let entries = AuditLog::new(&a.node)

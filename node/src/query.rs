@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::ident::{Field, KeyType, Rejection};
-use suyuan_protocol::psi::{HolderMessage, Query, QueryKeys, QueryMode, QueryResult};
+use suyuan_protocol::psi::{HolderMessage, Query, QueryKeys, QueryMode, QueryResult, TagSet};
 
 use crate::audit::{AuditLog, Outcome, Record, Side};
 use crate::clock;
@@ -19,9 +19,11 @@ use crate::input::{InputOptions, InputSummary, for_each_record};
 use crate::progress::Progress;
 use crate::serve::connection_identity;
 use crate::store;
+use crate::tag_cache::TagCache;
 use crate::tls;
 use crate::wire::{
-    ClientFrame, FrameError, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
+    ClientFrame, FrameError, Hello, KeptTags, NODE_WIRE_VERSION, ServerFrame, read_frame,
+    write_frame,
 };
 
 /// One peer to query: its node name (checked against its certificate) and address.
@@ -170,6 +172,9 @@ pub struct PeerStats {
     pub bytes_sent: u64,
     /// UDP payload bytes received from the peer.
     pub bytes_received: u64,
+    /// The holder's tags came from this node's tag cache, not the wire.
+    #[serde(default)]
+    pub tags_kept: bool,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -283,17 +288,30 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
     let dump_rows = summary.quality.rows;
 
     let client_cfg = tls::client_config(&id, timeout)?;
+    let cache = TagCache::new(&opts.node, cfg.query.tag_cache_bytes());
     let mut tasks = Vec::new();
     for peer in opts.peers.clone() {
         let query = Arc::clone(&query);
         let client_cfg = client_cfg.clone();
-        let hello = Hello {
-            version: NODE_WIRE_VERSION,
-            case: opts.case.clone(),
-            mode: opts.mode,
-        };
+        let cache = cache.clone();
+        let (case, mode) = (opts.case.clone(), opts.mode);
         tasks.push(tokio::spawn(async move {
-            let r = ask(&peer, client_cfg, hello, query, timeout).await;
+            let name = peer.name.clone();
+            let kept = tokio::task::spawn_blocking(move || cache.load(&name))
+                .await
+                .ok()
+                .flatten();
+            let hello = Hello {
+                version: NODE_WIRE_VERSION,
+                case,
+                mode,
+                kept: kept.as_ref().map(|s| KeptTags {
+                    epoch: s.epoch,
+                    tag_len: s.tag_len,
+                    digest: s.digest(),
+                }),
+            };
+            let r = ask(&peer, client_cfg, hello, query, kept, timeout).await;
             (peer, r)
         }));
     }
@@ -307,7 +325,14 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
             ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         match outcome {
-            Ok((result, holder, stats)) => {
+            Ok((result, holder, stats, fresh)) => {
+                if let Some(set) = fresh {
+                    let (cache, name) = (cache.clone(), peer.name.clone());
+                    let kept = tokio::task::spawn_blocking(move || cache.store(&name, &set)).await;
+                    if let Ok(Err(e)) = kept {
+                        eprintln!("suyuan: warning: keeping {}'s tags: {e:#}", peer.name);
+                    }
+                }
                 let mut report = PeerReport::from_result(&peer, &result, dump_rows);
                 report.stats = Some(stats);
                 rec.peer_role = Some(holder.role);
@@ -425,13 +450,23 @@ async fn resolve(address: &str) -> Result<SocketAddr> {
 }
 
 /// Asks one peer. Everything that can go wrong becomes a [`Failure`] naming the peer.
+/// What one peer answered: the result, who answered, the exchange's figures, and the tag set
+/// to keep when it was downloaded (not when a kept one was used).
+type Answer = (
+    QueryResult,
+    identity::PeerIdentity,
+    PeerStats,
+    Option<TagSet>,
+);
+
 async fn ask(
     peer: &PeerSpec,
     client_cfg: quinn::ClientConfig,
     hello: Hello,
     query: Arc<Query>,
+    kept: Option<TagSet>,
     timeout: Duration,
-) -> Result<(QueryResult, identity::PeerIdentity, PeerStats), Failure> {
+) -> Result<Answer, Failure> {
     let addr = resolve(&peer.address)
         .await
         .map_err(|e| failed(Outcome::Failed, None, format!("{}: {e:#}", peer.name)))?;
@@ -452,7 +487,7 @@ async fn ask(
         )
     })?;
     endpoint.set_default_client_config(client_cfg);
-    let result = ask_on(&endpoint, peer, addr, hello, query, timeout).await;
+    let result = ask_on(&endpoint, peer, addr, hello, query, kept, timeout).await;
     endpoint.close(0u32.into(), b"done");
     // Let the close reach the holder, so it does not wait for an idle timeout.
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
@@ -465,8 +500,9 @@ async fn ask_on(
     addr: SocketAddr,
     hello: Hello,
     query: Arc<Query>,
+    kept: Option<TagSet>,
     timeout: Duration,
-) -> Result<(QueryResult, identity::PeerIdentity, PeerStats), Failure> {
+) -> Result<Answer, Failure> {
     let started = std::time::Instant::now();
     let connecting = endpoint
         .connect(addr, &peer.name)
@@ -538,11 +574,13 @@ async fn ask_on(
         .map_err(f)?;
 
     // The holder's first answer says whether the query is admitted.
-    match read_frame::<ServerFrame>(&mut recv, timeout)
+    let tags_kept = match read_frame::<ServerFrame>(&mut recv, timeout)
         .await
         .map_err(f)?
     {
-        Some(ServerFrame::Welcome(w)) if w.version == NODE_WIRE_VERSION && w.node == peer.name => {}
+        Some(ServerFrame::Welcome(w)) if w.version == NODE_WIRE_VERSION && w.node == peer.name => {
+            w.tags_kept
+        }
         Some(ServerFrame::Welcome(w)) => {
             return Err(failed(
                 Outcome::Aborted,
@@ -584,7 +622,7 @@ async fn ask_on(
                 format!("{} closed the query without an answer", peer.name),
             ));
         }
-    }
+    };
     let aborted = |m: String| failed(Outcome::Aborted, Some(&holder), m);
     let accept = match read_frame::<ServerFrame>(&mut recv, timeout).await {
         Ok(Some(ServerFrame::Psi(m @ HolderMessage::Accept(_)))) => m,
@@ -602,6 +640,18 @@ async fn ask_on(
     let mut session = awaiting
         .handle_accept(accept)
         .map_err(|e| aborted(format!("{}: {e}", peer.name)))?;
+    if tags_kept {
+        // The holder checked our kept set's digest against its current tags and sends none.
+        let set = kept.as_ref().ok_or_else(|| {
+            aborted(format!(
+                "{} said our kept tags are current, but we offered none",
+                peer.name
+            ))
+        })?;
+        session
+            .use_tag_set(set)
+            .map_err(|e| aborted(format!("{}: {e}", peer.name)))?;
+    }
 
     // Send every chunk from a task of its own while the answers stream back.
     let chunks = session.take_outgoing();
@@ -617,8 +667,10 @@ async fn ask_on(
     let mut unblind = Duration::ZERO;
     let result = loop {
         if session.is_complete() {
+            let fresh = if tags_kept { None } else { session.tag_set() };
             break session
                 .finish()
+                .map(|r| (r, fresh))
                 .map_err(|e| aborted(format!("{}: {e}", peer.name)));
         }
         // In count mode the holder answers only once it has every element: the first answer
@@ -660,9 +712,10 @@ async fn ask_on(
         unblind_ms: unblind.as_millis() as u64,
         bytes_sent: udp,
         bytes_received: conn.stats().udp_rx.bytes,
+        tags_kept,
     };
     conn.close(0u32.into(), b"done");
-    result.map(|r| (r, holder, stats))
+    result.map(|(r, fresh)| (r, holder, stats, fresh))
 }
 
 /// The report as aligned text: one row per peer.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use suyuan_protocol::psi::{Epoch, Holder, HolderLimits, PsiError, QuerierMessage};
+use suyuan_protocol::psi::{Epoch, Holder, HolderLimits, PsiError, QuerierMessage, TAG_STORED_LEN};
 use tokio::sync::{Mutex, Semaphore, watch};
 
 use crate::audit::{AuditLog, Outcome, Record, Side};
@@ -18,8 +18,8 @@ use crate::identity::{self, PeerIdentity};
 use crate::store::{self, EpochMeta};
 use crate::tls;
 use crate::wire::{
-    ClientFrame, FrameError, Hello, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal, ServerFrame,
-    Welcome, read_frame, read_frame_limited, write_frame,
+    ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal,
+    ServerFrame, Welcome, read_frame, read_frame_limited, write_frame,
 };
 
 /// Failed handshakes audited one by one per minute; beyond that they are counted, and the
@@ -549,7 +549,8 @@ async fn handle_stream(
     );
     tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
     let started = std::time::Instant::now();
-    let outcome = serve_query(&state, &holder, start, &mut send, &mut recv).await;
+    let kept = hello.kept.clone();
+    let outcome = serve_query(&state, &holder, start, kept, &mut send, &mut recv).await;
     match &outcome {
         Ok(_) => {
             tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed")
@@ -600,17 +601,42 @@ async fn serve_query(
     state: &State,
     holder: &Holder,
     start: QuerierMessage,
+    kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Duration, String> {
     let mut evaluating = Duration::ZERO;
     let mut session = holder.handle_start(start).map_err(|e| e.to_string())?;
+    let tags_kept = match kept {
+        Some(k) => {
+            let epoch = Arc::clone(holder.epoch());
+            let types: Vec<_> = session
+                .query_sections()
+                .iter()
+                .map(|s| s.key_type)
+                .collect();
+            let fits = k.epoch == epoch.id()
+                && k.tag_len >= session.tag_len()
+                && usize::from(k.tag_len) <= TAG_STORED_LEN;
+            // Hashing the set is a pass over its tags: off the async threads.
+            fits && tokio::task::spawn_blocking(move || {
+                epoch.tag_set_digest(&types, k.tag_len) == k.digest
+            })
+            .await
+            .unwrap_or(false)
+        }
+        None => false,
+    };
+    if tags_kept {
+        session.skip_tags().map_err(|e| e.to_string())?;
+    }
     write_frame(
         send,
         &ServerFrame::Welcome(Welcome {
             version: NODE_WIRE_VERSION,
             node: state.name.clone(),
             epoch: holder.epoch().id(),
+            tags_kept,
         }),
         state.timeout,
     )

@@ -29,6 +29,20 @@ pub struct Hello {
     pub case: Option<String>,
     /// The mode asked for; must equal the mode of the query start that follows.
     pub mode: QueryMode,
+    /// The holder's tags as this querier kept them from an earlier query, if any: the holder
+    /// sends none when they are still its current tags.
+    pub kept: Option<KeptTags>,
+}
+
+/// What a querier says of a tag set it kept ([`suyuan_protocol::psi::TagSet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptTags {
+    /// The epoch they belong to.
+    pub epoch: EpochId,
+    /// Bytes per kept tag.
+    pub tag_len: u8,
+    /// [`suyuan_protocol::psi::TagSet::digest`] of the kept set.
+    pub digest: [u8; 32],
 }
 
 /// Holder → querier when the query is admitted.
@@ -40,6 +54,8 @@ pub struct Welcome {
     pub node: String,
     /// The epoch that will answer.
     pub epoch: EpochId,
+    /// The querier's kept tags are this epoch's current ones: no tag will be sent.
+    pub tags_kept: bool,
 }
 
 /// Why a holder refused a query. Sent to the querier, written to both audit logs.

@@ -355,6 +355,17 @@ fn serve_query_audit_status_through_the_binary() {
         status.contains("audit log: 3 entries, chain intact"),
         "{status}"
     );
+    assert!(
+        status.contains("tag cache: 0 kept set(s), 0.0 of 1024 MiB"),
+        "{status}"
+    );
+    // The police node kept the bank's tags from the one query that completed.
+    let status = ok(d, &["status", "--node", "police"]);
+    assert!(status.contains("tag cache: 1 kept set(s)"), "{status}");
+    let out = ok(d, &["cache", "clear", "--node", "police"]);
+    assert!(out.starts_with("removed 1 kept tag set(s), "), "{out}");
+    let status = ok(d, &["status", "--node", "police"]);
+    assert!(status.contains("tag cache: 0 kept set(s)"), "{status}");
 
     // Editing an entry is detected, and the node refuses to serve on a broken log.
     let log = std::fs::read_to_string(d.join("bank/audit.log")).unwrap();
@@ -444,6 +455,7 @@ fn bench_runs_the_whole_path_and_reports_its_figures() {
             "w",
             "--json",
             "b.json",
+            "--repeat",
         ],
     );
     assert!(out.starts_with("suyuan bench: holder 3000 rows, dump 2000 rows, overlap 0.25, mode matches, 1 thread(s) per process"), "{out}");
@@ -468,6 +480,11 @@ fn bench_runs_the_whole_path_and_reports_its_figures() {
     assert!(r["holder_peak_rss"].as_u64().unwrap() > 0);
     assert!(r["querier_peak_rss"].as_u64().unwrap() > 0);
     assert!(r["evaluate_ms"].as_u64().is_some());
+    // The repeated query used the kept tags: same answer, fewer bytes down.
+    assert!(out.contains("repeat query"), "{out}");
+    assert_eq!(r["repeat"]["tags_kept"], true);
+    assert_eq!(r["repeat"]["matched"], 500);
+    assert!(r["repeat"]["bytes_down"].as_u64().unwrap() < r["bytes_down"].as_u64().unwrap());
 }
 
 #[test]

@@ -100,6 +100,7 @@ async fn admitted_query(
         version: NODE_WIRE_VERSION,
         case: Some("2026-001".into()),
         mode: QueryMode::Count,
+        kept: None,
     };
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await

@@ -259,6 +259,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         version: wire::NODE_WIRE_VERSION,
         case: Some("2026-刑-001".to_string()),
         mode: QueryMode::Count,
+        kept: None,
     });
     out.push((
         "frames",

@@ -108,6 +108,7 @@ async fn querier_until(police: &Path, addr: std::net::SocketAddr, step: QuerierS
         version: NODE_WIRE_VERSION,
         case: None,
         mode: QueryMode::Matches,
+        kept: None,
     };
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
@@ -270,6 +271,7 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
             version: NODE_WIRE_VERSION,
             node: "bank".into(),
             epoch: holder.epoch().id(),
+            tags_kept: false,
         });
         write_frame(&mut send, &welcome, t).await.unwrap();
         if step == HolderStep::Welcome {

@@ -178,6 +178,7 @@ async fn raw_query(
         version: NODE_WIRE_VERSION,
         case: Some("c".into()),
         mode: hello_mode,
+        kept: None,
     };
     let t = Duration::from_secs(5);
     write_frame(&mut send, &ClientFrame::Hello(hello), t)

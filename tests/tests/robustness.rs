@@ -80,6 +80,7 @@ async fn hostile_frames_do_not_crash_the_node() {
             version: NODE_WIRE_VERSION,
             case: None,
             mode: QueryMode::Matches,
+            kept: None,
         })
     };
     let mut attacks: Vec<Vec<u8>> = vec![
@@ -178,6 +179,7 @@ async fn fake_holder(
                 version: NODE_WIRE_VERSION,
                 node: "bank".into(),
                 epoch: suyuan_protocol::psi::EpochId([0; 16]),
+                tags_kept: false,
             }),
             t,
         )

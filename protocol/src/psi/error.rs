@@ -147,4 +147,8 @@ pub enum Misuse {
     /// Epoch tags that are not strictly ascending.
     #[error("epoch tags for {0} are not strictly ascending")]
     UnsortedEpochTags(KeyType),
+    /// A kept tag set that does not fit this session (another epoch, other key types or
+    /// counts, shorter tags), or offered after tags began to arrive.
+    #[error("the kept tag set does not fit this query")]
+    TagSetMismatch,
 }

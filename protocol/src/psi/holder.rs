@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::messages::{sections_valid, total};
 use super::{
     BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
-    MAX_SET_SIZE, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
+    MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
     QueryMode, Section, TagChunk, chunk_len, tag_len,
 };
 use crate::oprf::{self, Element};
@@ -302,6 +302,21 @@ impl HolderSession {
                 tags: bytes,
             }));
         }
+    }
+
+    /// ℓ, the tag length of this session.
+    pub fn tag_len(&self) -> u8 {
+        self.tag_len as u8
+    }
+
+    /// The querier already holds this epoch's tags (it proved so with their digest, see
+    /// [`crate::psi::TagSet`]): send none. Only before the first tag chunk was handed out.
+    pub fn skip_tags(&mut self) -> Result<(), PsiError> {
+        if self.tag_cursor != (0, 0) {
+            return Err(Misuse::TagSetMismatch.into());
+        }
+        self.tag_cursor = (self.holder_sections.len(), 0);
+        Ok(())
     }
 
     /// Every chunk received and every message handed out.

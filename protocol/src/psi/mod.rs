@@ -25,6 +25,7 @@ mod local;
 mod messages;
 mod querier;
 mod tag;
+mod tag_set;
 
 pub use epoch::{Epoch, EpochBuilder, EpochId};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
@@ -37,6 +38,7 @@ pub use messages::{
 };
 pub use querier::{AwaitingAccept, BlindedChunks, Exchanging, QuerierLimits, Query, QueryResult};
 pub use tag::{TAG_DST, TAG_STORED_LEN, Tag, tag_len};
+pub use tag_set::{TAG_SET_DST, TagSet};
 
 use serde::{Deserialize, Serialize};
 

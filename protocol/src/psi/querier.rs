@@ -14,7 +14,7 @@ use super::tag::tag_of;
 use super::{
     BlindedChunk, EpochId, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse,
     PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept, QueryMode, QueryStart,
-    Section, TagChunk, chunk_len, oprf_prefix, tag_len,
+    Section, TagChunk, TagSet, chunk_len, oprf_prefix, tag_len,
 };
 use crate::ident::KeyType;
 use crate::oprf::{self, Element, Mode};
@@ -502,6 +502,45 @@ impl Exchanging {
         self.evaluated = pos;
         self.next_eval_seq += 1;
         Ok(())
+    }
+
+    /// Takes the holder's tags from a set kept from an earlier query instead of the stream
+    /// (the holder was told, and sends none). The set must be of this epoch, for exactly the
+    /// holder sections of the accept, with tags at least ℓ long (they are truncated to ℓ,
+    /// which keeps them sorted); it must be offered before any tag arrived.
+    pub fn use_tag_set(&mut self, set: &TagSet) -> Result<(), PsiError> {
+        let fits = set.is_well_formed()
+            && set.epoch == self.epoch
+            && set.sections == self.holder_sections
+            && set.tag_len as usize >= self.tag_len
+            && self.tags.iter().all(Vec::is_empty);
+        if !fits {
+            return Err(Misuse::TagSetMismatch.into());
+        }
+        let (from, to) = (set.tag_len as usize, self.tag_len);
+        for (dst, src) in self.tags.iter_mut().zip(&set.tags) {
+            *dst = if from == to {
+                src.clone()
+            } else {
+                src.chunks_exact(from)
+                    .flat_map(|t| &t[..to])
+                    .copied()
+                    .collect()
+            };
+        }
+        self.tag_section = self.holder_sections.len();
+        Ok(())
+    }
+
+    /// The holder's tags as received (or taken from a kept set), to keep for the next query.
+    /// Only once every tag has arrived.
+    pub fn tag_set(&self) -> Option<TagSet> {
+        self.tags_complete().then(|| TagSet {
+            epoch: self.epoch,
+            tag_len: self.tag_len as u8,
+            sections: self.holder_sections.clone(),
+            tags: self.tags.clone(),
+        })
     }
 
     /// Whether every tag has arrived (evaluations come next).
