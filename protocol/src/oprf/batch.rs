@@ -57,19 +57,32 @@ pub(crate) fn hash_mul_compress_batch<I: AsRef<[u8]> + Sync>(
     prefix: &[u8],
     inputs: &[I],
 ) -> Vec<[u8; ELEMENT_LEN]> {
+    let mut out = vec![[0u8; ELEMENT_LEN]; inputs.len()];
+    hash_mul_compress_into(mode, k, prefix, |i| inputs[i].as_ref(), &mut out);
+    out
+}
+
+/// [`hash_mul_compress_batch`] of `input(0), input(1), …` written into `out` (one result per
+/// slot): callers with their inputs in an arena need no slice of references, and no second
+/// buffer for the results.
+pub(crate) fn hash_mul_compress_into<'a>(
+    mode: Mode,
+    k: &Scalar,
+    prefix: &[u8],
+    input: impl Fn(usize) -> &'a [u8] + Sync,
+    out: &mut [[u8; ELEMENT_LEN]],
+) {
     // k/2 is as secret as k.
     let half = Zeroizing::new(k.div_by_2());
-    let mut out = vec![[0u8; ELEMENT_LEN]; inputs.len()];
     out.par_chunks_mut(par_chunk_len())
-        .zip(inputs.par_chunks(par_chunk_len()))
-        .for_each(|(out, inputs)| {
-            let points: Vec<RistrettoPoint> = inputs
-                .iter()
-                .map(|x| hash_to_group(mode, &[prefix, x.as_ref()]))
+        .enumerate()
+        .for_each(|(c, out)| {
+            let base = c * par_chunk_len();
+            let points: Vec<RistrettoPoint> = (0..out.len())
+                .map(|i| hash_to_group(mode, &[prefix, input(base + i)]))
                 .collect();
             halved_mul_compress(std::iter::repeat(&*half), &points, out)
         });
-    out
 }
 
 /// `compress(k·DeserializeElement(e))` for every received element. On an invalid element,

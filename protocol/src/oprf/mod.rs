@@ -20,7 +20,9 @@ pub use key::{PublicKey, SecretKey, derive_key_pair};
 pub use proof::{Proof, generate_proof, verify_proof};
 pub use server::{OprfServer, VoprfServer};
 
-pub(crate) use batch::{evaluate_batch, hash_mul_compress_batch, par_chunk_len};
+pub(crate) use batch::{
+    evaluate_batch, hash_mul_compress_batch, hash_mul_compress_into, par_chunk_len,
+};
 pub(crate) use group::random_scalar;
 
 /// The suite identifier of RFC 9497 section 4.1.

@@ -30,19 +30,20 @@ impl TypeKeys {
         &self.arena[start..self.ends[i]]
     }
 
-    /// Distinct values in ascending byte order, and for each raw key its index among them.
-    pub(crate) fn dedup(&self) -> (Vec<&[u8]>, Vec<u32>) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.par_sort_unstable_by(|&a, &b| self.value(a).cmp(self.value(b)));
-        let mut distinct: Vec<&[u8]> = Vec::new();
+    /// Distinct values in ascending byte order (as indices of their first raw key), and for
+    /// each raw key its index among them. Indices are `u32` (the query caps keys per type at
+    /// `u32::MAX` before this runs): 8 bytes per key in all, no reference per key.
+    pub(crate) fn dedup(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| self.value(a as usize).cmp(self.value(b as usize)));
+        let mut distinct: Vec<u32> = Vec::new();
         let mut raw_to_distinct = vec![0u32; self.len()];
         for i in order {
-            let v = self.value(i);
-            if distinct.last() != Some(&v) {
-                distinct.push(v);
+            let v = self.value(i as usize);
+            if distinct.last().map(|&d| self.value(d as usize)) != Some(v) {
+                distinct.push(i);
             }
-            // The query caps distinct keys at u32::MAX before this runs.
-            raw_to_distinct[i] = (distinct.len() - 1) as u32;
+            raw_to_distinct[i as usize] = (distinct.len() - 1) as u32;
         }
         (distinct, raw_to_distinct)
     }

@@ -24,7 +24,8 @@ use crate::oprf::{self, Element, Mode};
 pub struct Query {
     unblind: Scalar,
     sections: Vec<Section>,
-    blinded: Vec<Element>,
+    /// Encoded blinded elements, in section order.
+    blinded: Vec<[u8; 32]>,
     rows: u64,
     /// Position in `blinded` of each row's keys; rows delimited by `row_ends`.
     row_positions: Vec<u32>,
@@ -51,9 +52,10 @@ impl Query {
     /// in parallel. Only `a⁻¹` is kept.
     pub fn blind(rng: &mut (impl CryptoRng + ?Sized), keys: QueryKeys) -> Result<Self, PsiError> {
         let mut a = oprf::random_scalar(rng);
-        let mut sections = Vec::new();
-        let mut blinded = Vec::new();
-        let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
+        // Distinct keys of every type first (sorted indices, 8 bytes per key), so that the
+        // blinded elements are written straight into one allocation of 32 bytes per key.
+        let mut plans = Vec::new();
+        let mut total = 0u64;
         for (kt, tk) in &keys.types {
             if tk.len() as u64 > u64::from(u32::MAX) {
                 a.zeroize();
@@ -64,23 +66,36 @@ impl Query {
                 .into());
             }
             let (distinct, raw_to_distinct) = tk.dedup();
-            let start = blinded.len() as u64;
-            let end = start + distinct.len() as u64;
-            if end > u64::from(u32::MAX) {
+            total += distinct.len() as u64;
+            if total > u64::from(u32::MAX) {
                 a.zeroize();
                 return Err(LimitExceeded::QueryTooLarge {
-                    keys: end,
+                    keys: total,
                     max: u64::from(u32::MAX),
                 }
                 .into());
             }
-            let out = oprf::hash_mul_compress_batch(Mode::Oprf, &a, &oprf_prefix(*kt), &distinct);
-            blinded.extend(out.into_iter().map(Element));
+            plans.push((*kt, tk, distinct, raw_to_distinct));
+        }
+        let mut blinded = vec![[0u8; 32]; total as usize];
+        let mut sections = Vec::new();
+        let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
+        let mut start = 0usize;
+        for (kt, tk, distinct, raw_to_distinct) in plans {
+            let end = start + distinct.len();
+            oprf::hash_mul_compress_into(
+                Mode::Oprf,
+                &a,
+                &oprf_prefix(kt),
+                |i| tk.value(distinct[i] as usize),
+                &mut blinded[start..end],
+            );
             sections.push(Section {
-                key_type: *kt,
+                key_type: kt,
                 count: distinct.len() as u64,
             });
-            offsets.insert(*kt, (start as u32, raw_to_distinct));
+            offsets.insert(kt, (start as u32, raw_to_distinct));
+            start = end;
         }
         let unblind = a.invert();
         a.zeroize();
@@ -294,7 +309,11 @@ impl Exchanging {
         let start = self.next_send as usize * MAX_CHUNK_ELEMENTS;
         let msg = QuerierMessage::Blinded(BlindedChunk {
             seq: self.next_send,
-            elements: self.query.blinded[start..start + len].to_vec(),
+            elements: self.query.blinded[start..start + len]
+                .iter()
+                .copied()
+                .map(Element)
+                .collect(),
         });
         self.next_send += 1;
         Some(msg)
@@ -623,7 +642,11 @@ impl Iterator for BlindedChunks {
         let start = self.next as usize * MAX_CHUNK_ELEMENTS;
         let msg = QuerierMessage::Blinded(BlindedChunk {
             seq: self.next,
-            elements: self.query.blinded[start..start + len].to_vec(),
+            elements: self.query.blinded[start..start + len]
+                .iter()
+                .copied()
+                .map(Element)
+                .collect(),
         });
         self.next += 1;
         Some(msg)
