@@ -253,7 +253,10 @@ impl AuditLog {
             None => (0, GENESIS.to_string()),
             Some(h) => (h.count, h.hash),
         };
-        if complete != committed {
+        // The same rule as `append`: the head may lag the log by the entries whose head update
+        // a crash cut off, but may not be ahead of it or disagree with it.
+        let lags = committed.0 < complete.0;
+        if !(lags || complete == committed) {
             // Not an uncommitted write: this is not ours to repair.
             return Err(damaged(&self.log));
         }
@@ -584,5 +587,24 @@ mod tests {
             "left as it was"
         );
         assert!(!log.log.with_extension("torn").exists());
+    }
+
+    #[test]
+    fn a_torn_append_after_a_lagging_head_is_set_aside_too() {
+        // A crash between a log fsync and the head update leaves the head one entry behind;
+        // a later crash mid-append then tears the tail. Both were never committed past entry 3.
+        let (_d, log) = log_with(3);
+        let l = lines(&log);
+        let head = Head {
+            count: 2,
+            hash: hash_line(&l[1]),
+        };
+        fs::write(&log.head, serde_json::to_string(&head).unwrap()).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&log.log).unwrap();
+        f.write_all(br#"{"seq":4,"ti"#).unwrap();
+        drop(f);
+        assert_eq!(log.verify().unwrap().len(), 3);
+        assert_eq!(log.append(record("q", Outcome::Refused)).unwrap().seq, 4);
+        assert_eq!(log.verify().unwrap().len(), 4);
     }
 }

@@ -642,7 +642,7 @@ async fn ask_on(
         .map_err(|e| aborted(format!("{}: {e}", peer.name)))?;
     if tags_kept {
         // The holder checked our kept set's digest against its current tags and sends none.
-        let set = kept.as_ref().ok_or_else(|| {
+        let set = kept.ok_or_else(|| {
             aborted(format!(
                 "{} said our kept tags are current, but we offered none",
                 peer.name
@@ -667,11 +667,12 @@ async fn ask_on(
     let mut unblind = Duration::ZERO;
     let result = loop {
         if session.is_complete() {
-            let fresh = if tags_kept { None } else { session.tag_set() };
-            break session
-                .finish()
-                .map(|r| (r, fresh))
-                .map_err(|e| aborted(format!("{}: {e}", peer.name)));
+            let done = if tags_kept {
+                session.finish().map(|r| (r, None))
+            } else {
+                session.finish_keeping_tags().map(|(r, t)| (r, Some(t)))
+            };
+            break done.map_err(|e| aborted(format!("{}: {e}", peer.name)));
         }
         // In count mode the holder answers only once it has every element: the first answer
         // after the tags may take the whole evaluation, so that wait scales with the query.

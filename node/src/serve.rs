@@ -296,7 +296,7 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            // Not a member of the federation (or not speaking suyuan/1): nothing is served.
+            // Not a member of the federation (or not speaking suyuan/2): nothing is served.
             tracing::warn!(%remote, error = %e, "TLS handshake failed");
             state
                 .audit_outsider(remote, format!("TLS handshake failed: {e}"))
@@ -437,7 +437,7 @@ async fn handle_stream(
     {
         return refuse(&state, &mut send, &peer, Some(&hello), r).await;
     }
-    let Ok(_slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+    let Ok(slot) = Arc::clone(&state.slots).try_acquire_owned() else {
         let max = state.policy.max_concurrent_queries;
         return refuse(
             &state,
@@ -572,6 +572,8 @@ async fn handle_stream(
             rec.detail = Some(why);
         }
     }
+    // The slot is free once the query is over; whoever reads the audit entry may use it.
+    drop(slot);
     state.audit(rec).await;
 }
 

@@ -252,11 +252,17 @@ fn read_epoch_unguarded(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
         .open_table(META)
         .map_err(|_| corrupt(dir, "no meta table"))?
         .get(DIGEST)?
-        .ok_or_else(|| corrupt(dir, "no digest"))?
-        .value()
-        .to_string();
-    if hex::encode(digest(&epoch)) != recorded {
-        return Err(corrupt(dir, "its content no longer matches its digest"));
+        .map(|v| v.value().to_string());
+    match recorded {
+        Some(d) if hex::encode(digest(&epoch)) != d => {
+            return Err(corrupt(dir, "its content no longer matches its digest"));
+        }
+        Some(_) => {}
+        // Imported by a version without digests: every other check above still ran.
+        None => tracing::warn!(
+            store = %path(dir).display(),
+            "the store has no digest (imported by an older suyuan); re-import to protect it"
+        ),
     }
     Ok(Some((epoch, meta)))
 }

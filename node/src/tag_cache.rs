@@ -7,9 +7,10 @@
 //! whose digest does not match its content is deleted, not used.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -70,8 +71,7 @@ impl TagCache {
         let Some(path) = self.path(peer) else {
             return Ok(());
         };
-        let bytes = encode(set);
-        if bytes.len() as u64 > self.limit {
+        if encoded_len(set) > self.limit {
             let _ = fs::remove_file(&path);
             return Ok(());
         }
@@ -82,17 +82,29 @@ impl TagCache {
                 .create(&self.dir)
                 .with_context(|| format!("cannot create {}", self.dir.display()))?;
         }
-        let tmp = path.with_extension("tmp");
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        // A temporary name of its own: two queries of this node may keep sets at once.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            "{peer}.{}.{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut w = BufWriter::new(f);
+            write_set(&mut w, set)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
         self.evict(&path)
     }
 
@@ -118,8 +130,7 @@ impl TagCache {
                 break;
             }
             if path != keep {
-                fs::remove_file(&path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                remove(&path)?;
                 total -= len;
             }
         }
@@ -136,30 +147,52 @@ impl TagCache {
     pub fn clear(&self) -> Result<(usize, u64)> {
         let entries = self.entries();
         for (path, _, _) in &entries {
-            fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+            remove(path)?;
         }
         Ok((entries.len(), entries.iter().map(|e| e.1).sum()))
     }
 }
 
-fn encode(set: &TagSet) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + set.byte_len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&set.epoch.0);
-    out.push(set.tag_len);
-    out.push(set.sections.len() as u8);
+/// Removes a file another query of this node may have removed first.
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn encoded_len(set: &TagSet) -> u64 {
+    (MAGIC.len() + 16 + 2 + 9 * set.sections.len() + set.byte_len() + 32) as u64
+}
+
+/// Writes the file format of this module (streamed: no second copy of the tags).
+fn write_set(w: &mut impl Write, set: &TagSet) -> std::io::Result<()> {
+    w.write_all(MAGIC)?;
+    w.write_all(&set.epoch.0)?;
+    w.write_all(&[set.tag_len, set.sections.len() as u8])?;
     for s in &set.sections {
-        out.push(s.key_type.code());
-        out.extend_from_slice(&s.count.to_be_bytes());
+        w.write_all(&[s.key_type.code()])?;
+        w.write_all(&s.count.to_be_bytes())?;
     }
     for t in &set.tags {
-        out.extend_from_slice(t);
+        w.write_all(t)?;
     }
-    out.extend_from_slice(&set.digest());
+    w.write_all(&set.digest())
+}
+
+/// The file format of this module, as bytes.
+pub fn encode(set: &TagSet) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(set) as usize);
+    // Writing to a Vec cannot fail.
+    let _ = write_set(&mut out, set);
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<TagSet> {
+/// Reads the file format of this module; `None` for anything malformed, incoherent, or whose
+/// digest does not match its content. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Option<TagSet> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let (epoch, rest) = rest.split_first_chunk::<16>()?;
     let (&[tag_len, n], mut rest) = rest.split_first_chunk::<2>()?;

@@ -1,5 +1,5 @@
 //! TLS 1.3 for QUIC, mutual authentication against the federation CA, ring as the only
-//! provider, ALPN `suyuan/1`.
+//! provider, ALPN `suyuan/2`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use rustls::server::WebPkiClientVerifier;
 use crate::identity::NodeIdentity;
 
 /// ALPN of protocol version 1.
-pub const ALPN: &[u8] = b"suyuan/1";
+/// Version 2: the hello and welcome carry kept tag sets (`docs/protocol.md` §9). A node of
+/// another version fails the TLS handshake with `no_application_protocol`, cleanly.
+pub const ALPN: &[u8] = b"suyuan/2";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::identity::Role;
 
 /// Version of the node's framing, in every [`Hello`] and [`Welcome`].
-pub const NODE_WIRE_VERSION: u16 = 1;
+pub const NODE_WIRE_VERSION: u16 = 2;
 
 /// Longest case number accepted.
 pub const MAX_CASE_LEN: usize = 128;
@@ -62,7 +62,7 @@ pub struct Welcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum Refusal {
     /// A node wire version this node does not speak.
-    #[error("node wire version {0} is not supported (this node speaks 1)")]
+    #[error("node wire version {0} is not supported (this node speaks 2)")]
     UnsupportedVersion(u16),
     /// The querier's role may not query this node at all.
     #[error("role {0} may not query this node")]

@@ -55,7 +55,7 @@ fn run(
     let accept = session.poll_message().unwrap();
     let mut ex = awaiting.handle_accept(accept)?;
     if let Some(set) = kept {
-        ex.use_tag_set(set)?;
+        ex.use_tag_set(set.clone())?;
     }
     let mut tag_chunks = 0;
     loop {
@@ -73,8 +73,10 @@ fn run(
             break;
         }
     }
-    let set = ex.tag_set().unwrap();
-    Ok((ex.finish()?, set, tag_chunks))
+    let copied = ex.tag_set().unwrap();
+    let (result, set) = ex.finish_keeping_tags()?;
+    assert_eq!(copied, set);
+    Ok((result, set, tag_chunks))
 }
 
 #[test]
@@ -142,7 +144,7 @@ fn a_stale_or_altered_set_is_never_used() {
         .handle_accept(session.poll_message().unwrap())
         .unwrap();
     assert!(matches!(
-        ex.use_tag_set(&set),
+        ex.use_tag_set(set.clone()),
         Err(PsiError::Misuse(Misuse::TagSetMismatch))
     ));
     // Once tags have begun to arrive, no set can be swapped in, and no skip either.
@@ -150,7 +152,7 @@ fn a_stale_or_altered_set_is_never_used() {
     ex.handle(first_tags).unwrap();
     let (_, h2set, _) = run(&h2, &q, QueryMode::Count, None).unwrap();
     assert!(matches!(
-        ex.use_tag_set(&h2set),
+        ex.use_tag_set(h2set.clone()),
         Err(PsiError::Misuse(Misuse::TagSetMismatch))
     ));
     assert!(matches!(
@@ -169,7 +171,7 @@ fn a_stale_or_altered_set_is_never_used() {
     let mut s3 = h2.handle_start(start).unwrap();
     let mut ex3 = awaiting.handle_accept(s3.poll_message().unwrap()).unwrap();
     assert!(matches!(
-        ex3.use_tag_set(&short),
+        ex3.use_tag_set(short),
         Err(PsiError::Misuse(Misuse::TagSetMismatch))
     ));
 }

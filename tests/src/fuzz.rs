@@ -8,13 +8,13 @@ use std::sync::{Arc, OnceLock};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use suyuan_node::{config, identity, input, wire};
+use suyuan_node::{config, identity, input, tag_cache, wire};
 use suyuan_protocol::codec;
 use suyuan_protocol::ident::{Key, KeySelection, KeyType};
 use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::{
     Epoch, EpochBuilder, EpochId, Holder, HolderLimits, HolderMessage, HolderSession,
-    QuerierMessage, Query, QueryKeys, QueryMode,
+    QuerierMessage, Query, QueryKeys, QueryMode, Section, TagSet,
 };
 
 /// Splits fuzz input into frames: a big-endian `u16` length, then that many bytes (a short
@@ -229,6 +229,19 @@ pub fn node_toml(data: &[u8]) {
     }
 }
 
+/// A kept tag-set file (`tag-cache/*.tags`): whatever is accepted is coherent and is the one
+/// encoding of its content.
+pub fn kept_tags(data: &[u8]) {
+    if let Some(set) = tag_cache::decode(data) {
+        assert!(set.is_well_formed(), "{set:?}");
+        assert_eq!(
+            tag_cache::encode(&set),
+            data,
+            "a non-canonical file was accepted"
+        );
+    }
+}
+
 /// A peer certificate's identity: a name that is a valid node name and exactly one role.
 pub fn certificate(data: &[u8]) {
     if let Ok(id) = identity::peer_identity(data) {
@@ -314,6 +327,22 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     identity::ca_issue(&ca, "police-1", identity::Role::Police, &node).expect("ca issue");
     let id = identity::load_node(&node).expect("load");
     out.push(("certificate", "police".into(), id.cert.to_vec()));
+    let epoch = fuzz_epoch();
+    let tags: Vec<u8> = epoch
+        .tags(KeyType::Mobile)
+        .iter()
+        .flat_map(|t| t[..8].iter().copied())
+        .collect();
+    let kept = TagSet {
+        epoch: epoch.id(),
+        tag_len: 8,
+        sections: vec![Section {
+            key_type: KeyType::Mobile,
+            count: epoch.tags(KeyType::Mobile).len() as u64,
+        }],
+        tags: vec![tags],
+    };
+    out.push(("kept_tags", "mobile-64".into(), tag_cache::encode(&kept)));
     out
 }
 

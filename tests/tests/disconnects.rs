@@ -21,7 +21,7 @@ use suyuan_protocol::psi::{Holder, Query, QueryKeys, QueryMode};
 use suyuan_tests::fed::{Federation, start};
 use suyuan_tests::write_text;
 
-const POLICY: &str = "[network]\ntimeout_secs = 5\n[policy]\nmin_query_rows = 1\nrequire_case = false\nmax_concurrent_queries = 1\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
+const POLICY: &str = "[network]\ntimeout_secs = 30\n[policy]\nmin_query_rows = 1\nrequire_case = false\nmax_concurrent_queries = 1\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
 
 /// Keys in the dump: three blinded chunks, so that "midway" exists.
 const DUMP_KEYS: u64 = 10_000;
@@ -33,7 +33,7 @@ fn mobile(i: u64) -> String {
 fn setup() -> (Federation, PathBuf, PathBuf) {
     let fed = Federation::new();
     let bank = fed.node("bank", Role::Institution, POLICY);
-    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 5\n");
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 30\n");
     let list: String = std::iter::once("mobile\n".to_string())
         .chain((0..2000).map(|i| format!("{}\n", mobile(i * 3))))
         .collect();
@@ -88,7 +88,7 @@ enum QuerierStep {
 }
 
 /// Drives a real query by hand up to `step`, then closes the connection without a word.
-async fn querier_until(police: &Path, addr: std::net::SocketAddr, step: QuerierStep) {
+async fn querier_until(police: &Path, bank: &Path, addr: std::net::SocketAddr, step: QuerierStep) {
     let ep = client(police);
     let conn = ep.connect(addr, "bank").unwrap().await.unwrap();
     let t = Duration::from_secs(5);
@@ -123,11 +123,24 @@ async fn querier_until(police: &Path, addr: std::net::SocketAddr, step: QuerierS
     }
     let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
     let (start, awaiting) = q.start(QueryMode::Matches);
+    let admitted = |b: &Path| {
+        AuditLog::new(b)
+            .verify()
+            .unwrap()
+            .iter()
+            .filter(|e| e.record.outcome == Outcome::Admitted)
+            .count()
+    };
+    let before = admitted(bank);
     write_frame(&mut send, &ClientFrame::Psi(start), t)
         .await
         .unwrap();
     if step == QuerierStep::Start {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Hang up once the holder has admitted the start (not before it has read it).
+        let waited = Instant::now();
+        while admitted(bank) == before && waited.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         return hang_up(conn);
     }
     let welcome: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
@@ -200,18 +213,20 @@ async fn a_querier_hanging_up_at_each_step_is_audited_and_frees_the_slot() {
         (AllChunks, &[Outcome::Admitted, Outcome::Aborted][..]),
     ] {
         let started = Instant::now();
-        querier_until(&police, srv.addr, step).await;
+        querier_until(&police, &bank, srv.addr, step).await;
         let all = entries(&bank, seen + audited.len()).await;
         let new: Vec<Outcome> = all[seen..].iter().map(|e| e.0).collect();
-        assert_eq!(new, audited, "{step:?}: {all:?}");
+        // Hanging up after the last chunk races the holder's last evaluation: it may finish.
+        let finished = step == AllChunks && new == [Outcome::Admitted, Outcome::Completed];
+        assert!(new == audited || finished, "{step:?}: {all:?}");
         if let Some((_, why)) = all[seen..].iter().find(|e| e.0 == Outcome::Aborted) {
             assert!(
                 why.contains("connection lost") || why.contains("closed"),
                 "{step:?}: {why}"
             );
         }
-        // Noticed at once, not at the timeout.
-        assert!(started.elapsed() < Duration::from_secs(4), "{step:?}");
+        // Noticed at once, not at the 30 s timeout.
+        assert!(started.elapsed() < Duration::from_secs(15), "{step:?}");
         seen += audited.len();
         // The holder's only slot is free again: an honest query goes through.
         let r = query(&fed, &police, &srv.peer("bank")).await;
@@ -327,7 +342,7 @@ async fn a_holder_hanging_up_at_each_step_gives_a_clear_error_at_once() {
             "{step:?}: {err}"
         );
         assert!(
-            started.elapsed() < Duration::from_secs(4),
+            started.elapsed() < Duration::from_secs(15),
             "{step:?}: {:?}",
             started.elapsed()
         );
@@ -335,11 +350,13 @@ async fn a_holder_hanging_up_at_each_step_gives_a_clear_error_at_once() {
         // The police log records every attempt, and still verifies.
         let log = AuditLog::new(&police).verify().unwrap();
         assert_eq!(log.len(), i + 1, "{step:?}");
-        // Before the welcome the query never started; after it, it was cut short.
-        let expected = match step {
-            Connected | Hello | Start => Outcome::Failed,
-            _ => Outcome::Aborted,
+        // Before the welcome the query never started; after it, it was cut short (unless the
+        // hang-up overtook the welcome itself, which QUIC may discard unsent).
+        let outcome = log[i].record.outcome;
+        let ok = match step {
+            Connected | Hello | Start => outcome == Outcome::Failed,
+            _ => outcome == Outcome::Aborted || outcome == Outcome::Failed,
         };
-        assert_eq!(log[i].record.outcome, expected, "{step:?}: {err}");
+        assert!(ok, "{step:?}: {outcome:?}: {err}");
     }
 }

@@ -145,6 +145,9 @@ fn the_seeds_reach_the_end_of_every_format() {
     }
     assert!(seeds("frames").len() >= 6);
     assert!(!seeds("identifiers").is_empty() && !seeds("certificate").is_empty());
+    for s in seeds("kept_tags") {
+        assert!(suyuan_node::tag_cache::decode(&s).is_some());
+    }
 }
 
 /// Every input a coverage-guided run found crashing, replayed: `tests/fuzz-regressions/TARGET/`.
@@ -164,6 +167,7 @@ fn inputs_that_once_crashed_a_target() {
                 "identifiers" => fuzz::identifiers(&data),
                 "node_toml" => fuzz::node_toml(&data),
                 "certificate" => fuzz::certificate(&data),
+                "kept_tags" => fuzz::kept_tags(&data),
                 other => panic!("unknown target {other}"),
             }
             replayed += 1;
@@ -219,6 +223,16 @@ proptest! {
     #[test]
     fn certificates_from_mutated_certificates(data in mutated("certificate")) {
         fuzz::certificate(&data);
+    }
+
+    #[test]
+    fn kept_tag_files_from_mutated_files(data in mutated("kept_tags")) {
+        fuzz::kept_tags(&data);
+    }
+
+    #[test]
+    fn kept_tag_files_from_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        fuzz::kept_tags(&data);
     }
 
     #[test]

@@ -28,7 +28,7 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
     let bank = fed.node(
         "bank",
         Role::Institution,
-        "[network]\ntimeout_secs = 30\n[policy]\nmin_query_rows = 1000\nmax_concurrent_queries = 32\n[policy.allow]\npolice = [\"count\", \"matches\"]\n",
+        "[network]\ntimeout_secs = 120\n[policy]\nmin_query_rows = 1000\nmax_concurrent_queries = 32\n[policy.allow]\npolice = [\"count\", \"matches\"]\n",
     );
     // Customers: every multiple of 3 below 12000.
     let customers: HashSet<u64> = (0..4000).map(|i| i * 3).collect();
@@ -48,7 +48,7 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
             fed.node(
                 &format!("police-{p}"),
                 Role::Police,
-                "[network]\ntimeout_secs = 30\n",
+                "[network]\ntimeout_secs = 120\n",
             )
         })
         .collect();

@@ -42,8 +42,8 @@ pub use tag_set::{TAG_SET_DST, TagSet};
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol version carried in the first message of each direction; also `suyuan/1` in ALPN
-/// and `-v1` in every domain-separation tag.
+/// The protocol version carried in the first message of each direction, and `-v1` in every
+/// domain-separation tag. (The node's transport is versioned apart, by its ALPN.)
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// Most elements in one chunk, in either direction.

@@ -527,7 +527,7 @@ impl Exchanging {
     /// (the holder was told, and sends none). The set must be of this epoch, for exactly the
     /// holder sections of the accept, with tags at least ℓ long (they are truncated to ℓ,
     /// which keeps them sorted); it must be offered before any tag arrived.
-    pub fn use_tag_set(&mut self, set: &TagSet) -> Result<(), PsiError> {
+    pub fn use_tag_set(&mut self, set: TagSet) -> Result<(), PsiError> {
         let fits = set.is_well_formed()
             && set.epoch == self.epoch
             && set.sections == self.holder_sections
@@ -537,9 +537,9 @@ impl Exchanging {
             return Err(Misuse::TagSetMismatch.into());
         }
         let (from, to) = (set.tag_len as usize, self.tag_len);
-        for (dst, src) in self.tags.iter_mut().zip(&set.tags) {
+        for (dst, src) in self.tags.iter_mut().zip(set.tags) {
             *dst = if from == to {
-                src.clone()
+                src
             } else {
                 src.chunks_exact(from)
                     .flat_map(|t| &t[..to])
@@ -551,8 +551,8 @@ impl Exchanging {
         Ok(())
     }
 
-    /// The holder's tags as received (or taken from a kept set), to keep for the next query.
-    /// Only once every tag has arrived.
+    /// The holder's tags as received (or taken from a kept set), copied; only once every tag
+    /// has arrived. [`Exchanging::finish_keeping_tags`] moves them instead.
     pub fn tag_set(&self) -> Option<TagSet> {
         self.tags_complete().then(|| TagSet {
             epoch: self.epoch,
@@ -579,6 +579,23 @@ impl Exchanging {
 
     /// The result; fails with [`Misuse::Incomplete`] before [`Exchanging::is_complete`].
     pub fn finish(self) -> Result<QueryResult, PsiError> {
+        self.result()
+    }
+
+    /// [`Exchanging::finish`], also handing back the holder's tags (moved, not copied) to keep
+    /// for the next query.
+    pub fn finish_keeping_tags(self) -> Result<(QueryResult, TagSet), PsiError> {
+        let result = self.result()?;
+        let set = TagSet {
+            epoch: self.epoch,
+            tag_len: self.tag_len as u8,
+            sections: self.holder_sections,
+            tags: self.tags,
+        };
+        Ok((result, set))
+    }
+
+    fn result(&self) -> Result<QueryResult, PsiError> {
         if !self.tags_complete() {
             return Err(Misuse::Incomplete("tags missing").into());
         }
