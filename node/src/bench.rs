@@ -199,6 +199,43 @@ pub(crate) fn suyuan(threads: usize) -> Result<Command> {
     Ok(c)
 }
 
+/// `suyuan import` of `list` into `node`, as a process of its own.
+pub(crate) fn import_list(threads: usize, node: &Path, list: &Path) -> Result<()> {
+    let status = suyuan(threads)?
+        .args(["--quiet", "import", "--node"])
+        .arg(node)
+        .arg("--input")
+        .arg(list)
+        .stdout(Stdio::null())
+        .status()
+        .context("running the import")?;
+    if !status.success() {
+        bail!("the import failed");
+    }
+    Ok(())
+}
+
+/// `suyuan serve` of `node` on an ephemeral loopback port, as a process of its own (killed
+/// when the returned guard drops), and the address it listens on.
+pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, String)> {
+    let mut child = suyuan(threads)?
+        .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
+        .arg(node)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the holder")?;
+    let stdout = child.stdout.take().context("holder stdout")?;
+    let holder = Holder(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    let addr = first
+        .split_whitespace()
+        .nth(2)
+        .with_context(|| format!("unexpected holder output {first:?}"))?
+        .to_string();
+    Ok((holder, addr))
+}
+
 /// Runs the benchmark. Must run inside a tokio runtime, with rayon's global pool already sized.
 pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     if !(0.0..=1.0).contains(&o.overlap) {
@@ -239,35 +276,11 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
 
     // Import in a process of its own.
     let t = Instant::now();
-    let status = suyuan(threads)?
-        .args(["--quiet", "import", "--node"])
-        .arg(&holder_dir)
-        .arg("--input")
-        .arg(dir.join("holder.csv"))
-        .stdout(Stdio::null())
-        .status()
-        .context("running the import")?;
-    if !status.success() {
-        bail!("the import failed");
-    }
+    import_list(threads, &holder_dir, &dir.join("holder.csv"))?;
     let import = t.elapsed();
 
     // The holder in a process of its own.
-    let mut child = suyuan(threads)?
-        .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
-        .arg(&holder_dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the holder")?;
-    let stdout = child.stdout.take().context("holder stdout")?;
-    let holder = Holder(child);
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first)?;
-    let addr = first
-        .split_whitespace()
-        .nth(2)
-        .with_context(|| format!("unexpected holder output {first:?}"))?
-        .to_string();
+    let (holder, addr) = start_holder(threads, &holder_dir)?;
 
     let query_opts = QueryOptions {
         node: querier_dir.clone(),

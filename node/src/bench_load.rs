@@ -3,7 +3,6 @@
 //! the whole run's wall time and throughput, each query's wall time (slowest over median shows
 //! starvation), refusals, and the holder's peak memory.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use suyuan_protocol::psi::QueryMode;
 
 use crate::audit::{AuditLog, Outcome};
-use crate::bench::{BenchOptions, Holder, peak_rss, suyuan, write_lists};
+use crate::bench::{
+    BenchOptions, Holder, import_list, peak_rss, start_holder, suyuan, write_lists,
+};
 use crate::config::NODE_TOML;
 use crate::identity::{self, Role};
 use crate::query;
@@ -92,32 +93,8 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
         identity::ca_issue(&ca, &format!("researcher-{i}"), Role::Researcher, d)?;
         std::fs::write(d.join(NODE_TOML), "[network]\ntimeout_secs = 600\n")?;
     }
-    let status = suyuan(threads)?
-        .args(["--quiet", "import", "--node"])
-        .arg(&holder_dir)
-        .arg("--input")
-        .arg(dir.join("holder.csv"))
-        .stdout(Stdio::null())
-        .status()
-        .context("running the import")?;
-    if !status.success() {
-        bail!("the import failed");
-    }
-    let mut child = suyuan(threads)?
-        .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
-        .arg(&holder_dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the holder")?;
-    let stdout = child.stdout.take().context("holder stdout")?;
-    let holder = Holder(child);
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first)?;
-    let addr = first
-        .split_whitespace()
-        .nth(2)
-        .with_context(|| format!("unexpected holder output {first:?}"))?
-        .to_string();
+    import_list(threads, &holder_dir, &dir.join("holder.csv"))?;
+    let (holder, addr) = start_holder(threads, &holder_dir)?;
 
     let started = Instant::now();
     let mut running = Vec::new();

@@ -47,6 +47,17 @@ impl Default for Federation {
     }
 }
 
+/// Imports `list` as `node`'s new epoch, quietly.
+pub fn import(node: &Path, list: &Path) {
+    suyuan_node::import::run(
+        node,
+        list,
+        &suyuan_node::input::InputOptions::default(),
+        &mut suyuan_node::progress::Progress::silent(),
+    )
+    .expect("import");
+}
+
 /// A server running in this process.
 pub struct Running {
     /// Where it listens.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::{self, Role};
-use suyuan_node::import;
 use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::store;
@@ -42,13 +41,7 @@ fn setup() -> (Federation, PathBuf, PathBuf) {
         .chain((0..DUMP_KEYS).map(|i| format!("{}\n", mobile(i))))
         .collect();
     write_text(&fed.path("dump.csv"), &dump, false);
-    import::run(
-        &bank,
-        &fed.path("list.csv"),
-        &InputOptions::default(),
-        &mut suyuan_node::progress::Progress::silent(),
-    )
-    .unwrap();
+    suyuan_tests::fed::import(&bank, &fed.path("list.csv"));
     (fed, bank, police)
 }
 

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::Role;
-use suyuan_node::import;
 use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_protocol::ident::KeyType;
@@ -36,13 +35,7 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
         .chain(customers.iter().map(|&i| format!("{}\n", mobile(i))))
         .collect();
     write_text(&fed.path("list.csv"), &list, false);
-    import::run(
-        &bank,
-        &fed.path("list.csv"),
-        &InputOptions::default(),
-        &mut suyuan_node::progress::Progress::silent(),
-    )
-    .unwrap();
+    suyuan_tests::fed::import(&bank, &fed.path("list.csv"));
     let police: Vec<_> = (0..POLICE)
         .map(|p| {
             fed.node(

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use rand::RngExt;
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::Role;
-use suyuan_node::import;
 use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_protocol::psi::QueryMode;
@@ -29,13 +28,7 @@ fn setup() -> (Federation, PathBuf, PathBuf) {
         list.push_str(&format!("1380000{i:04}\n"));
     }
     write_text(&fed.path("list.csv"), &list, false);
-    import::run(
-        &bank,
-        &fed.path("list.csv"),
-        &InputOptions::default(),
-        &mut suyuan_node::progress::Progress::silent(),
-    )
-    .unwrap();
+    suyuan_tests::fed::import(&bank, &fed.path("list.csv"));
     (fed, bank, police)
 }
 

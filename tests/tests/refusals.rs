@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::{self, Role};
-use suyuan_node::import;
 use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::tls;
@@ -65,13 +64,7 @@ fn setup(policy: &str) -> (Federation, PathBuf) {
     let fed = Federation::new();
     let bank = fed.node("bank", Role::Institution, policy);
     write_text(&fed.path("customers.csv"), &mobiles(50), false);
-    import::run(
-        &bank,
-        &fed.path("customers.csv"),
-        &InputOptions::default(),
-        &mut suyuan_node::progress::Progress::silent(),
-    )
-    .unwrap();
+    suyuan_tests::fed::import(&bank, &fed.path("customers.csv"));
     write_text(&fed.path("dump10.csv"), &mobiles(10), false);
     write_text(&fed.path("dump5.csv"), &mobiles(5), false);
     (fed, bank)

@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use suyuan_node::identity::Role;
-use suyuan_node::import;
 use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::tag_cache::{CACHE_DIR, TagCache};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::QueryMode;
-use suyuan_tests::fed::{Federation, Running, start};
+use suyuan_tests::fed::{Federation, Running, import, start};
 use suyuan_tests::write_text;
 
 const HOLDER_KEYS: u64 = 20_000;
@@ -24,16 +23,6 @@ fn list(fed: &Federation, name: &str, ids: impl Iterator<Item = u64>) -> PathBuf
     let path = fed.path(name);
     write_text(&path, &text, false);
     path
-}
-
-fn import(bank: &Path, file: &Path) {
-    import::run(
-        bank,
-        file,
-        &InputOptions::default(),
-        &mut suyuan_node::progress::Progress::silent(),
-    )
-    .unwrap();
 }
 
 async fn ask(fed: &Federation, police: &Path, srv: &Running) -> query::PeerReport {
