@@ -385,19 +385,7 @@ fn audit_line(e: &Entry) -> String {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
         // A peer's words (an abort reason) never reach the terminal as control sequences.
-        r.detail
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() || config::is_bidi_control(c) {
-                    c.escape_default().collect()
-                } else {
-                    vec![c]
-                };
-                escaped
-            })
-            .collect::<String>()
+        query::printable(r.detail.as_deref().unwrap_or(""))
     )
 }
 

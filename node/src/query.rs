@@ -22,8 +22,8 @@ use crate::store;
 use crate::tag_cache::TagCache;
 use crate::tls;
 use crate::wire::{
-    ClientFrame, FrameError, Hello, KeptTags, NODE_WIRE_VERSION, ServerFrame, read_frame,
-    write_frame,
+    ClientFrame, FrameError, Hello, KeptTags, NODE_WIRE_VERSION, ServerFrame, query_deadline,
+    read_frame, write_frame,
 };
 
 /// One peer to query: its node name (checked against its certificate) and address.
@@ -44,17 +44,17 @@ fn count_mode_allowance(keys: u64) -> Duration {
     Duration::from_micros(keys.saturating_mul(50))
 }
 
-/// Peer-supplied text made safe for a terminal: control characters shown as escapes.
+/// Peer-supplied text made safe for a terminal: control and bidi characters shown as escapes.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() || config::is_bidi_control(c) {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || config::is_bidi_control(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses `NAME=HOST:PORT`.
@@ -305,12 +305,13 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
                 version: NODE_WIRE_VERSION,
                 case,
                 mode,
-                kept: kept.as_ref().map(|s| KeptTags {
+                kept: kept.as_ref().map(|(s, digest)| KeptTags {
                     epoch: s.epoch,
                     tag_len: s.tag_len,
-                    digest: s.digest(),
+                    digest: *digest,
                 }),
             };
+            let kept = kept.map(|(set, _)| set);
             let r = ask(&peer, client_cfg, hello, query, kept, timeout).await;
             (peer, r)
         }));
@@ -419,9 +420,12 @@ fn describe_connection_error(peer: &PeerSpec, e: &quinn::ConnectionError) -> Str
                 let reason: String = String::from_utf8_lossy(&c.reason)
                     .chars()
                     .take(200)
-                    .flat_map(char::escape_default)
                     .collect();
-                format!("{} closed the connection: {reason}", peer.name)
+                format!(
+                    "{} closed the connection: {}",
+                    peer.name,
+                    printable(&reason)
+                )
             }
             other => format!("{}: connection lost: {other}", peer.name),
         }
@@ -586,9 +590,9 @@ async fn ask_on(
                 Outcome::Aborted,
                 Some(&holder),
                 format!(
-                    "{} sent a welcome for node {:?} in wire version {} (expected {} in version {NODE_WIRE_VERSION})",
+                    "{} sent a welcome for node \"{}\" in wire version {} (expected {} in version {NODE_WIRE_VERSION})",
                     peer.name,
-                    w.node.escape_default().to_string(),
+                    printable(&w.node),
                     w.version,
                     peer.name
                 ),
@@ -637,6 +641,14 @@ async fn ask_on(
         }
         Err(e) => return Err(aborted(describe_frame_error(peer, e))),
     };
+    // The whole exchange has a deadline, known once the holder's size is.
+    let tags: u64 = match &accept {
+        HolderMessage::Accept(a) => a.holder_sections.iter().map(|s| s.count).sum(),
+        _ => 0,
+    };
+    let keys: u64 = query.sections().iter().map(|s| s.count).sum();
+    let deadline = query_deadline(timeout, keys.saturating_add(tags));
+    let deadline_at = std::time::Instant::now() + deadline;
     let mut session = awaiting
         .handle_accept(accept)
         .map_err(|e| aborted(format!("{}: {e}", peer.name)))?;
@@ -681,13 +693,24 @@ async fn ask_on(
         } else {
             timeout
         };
-        let msg = match read_frame::<ServerFrame>(&mut recv, wait).await {
+        let left = deadline_at.saturating_duration_since(std::time::Instant::now());
+        let past = || {
+            format!(
+                "{} ran past the query's deadline of {deadline:?}",
+                peer.name
+            )
+        };
+        if left.is_zero() {
+            break Err(aborted(past()));
+        }
+        let msg = match read_frame::<ServerFrame>(&mut recv, wait.min(left)).await {
             Ok(Some(ServerFrame::Psi(m))) => m,
             Ok(Some(ServerFrame::Abort(why))) => {
                 break Err(aborted(format!("{} aborted the query: {why}", peer.name)));
             }
             Ok(Some(_)) => break Err(aborted(format!("{} sent an unexpected frame", peer.name))),
             Ok(None) => break Err(aborted(format!("{} closed the query midway", peer.name))),
+            Err(FrameError::Timeout(_)) if wait > left => break Err(aborted(past())),
             Err(e) => break Err(aborted(describe_frame_error(peer, e))),
         };
         let handled = tokio::task::spawn_blocking(move || {

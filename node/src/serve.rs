@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use suyuan_protocol::psi::{Epoch, Holder, HolderLimits, PsiError, QuerierMessage, TAG_STORED_LEN};
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::{
+    Epoch, EpochId, Holder, HolderLimits, PsiError, QuerierMessage, TAG_STORED_LEN,
+};
 use tokio::sync::{Mutex, Semaphore, watch};
 
 use crate::audit::{AuditLog, Outcome, Record, Side};
@@ -19,7 +22,7 @@ use crate::store::{self, EpochMeta};
 use crate::tls;
 use crate::wire::{
     ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal,
-    ServerFrame, Welcome, read_frame, read_frame_limited, write_frame,
+    ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
 };
 
 /// Failed handshakes audited one by one per minute; beyond that they are counted, and the
@@ -59,7 +62,11 @@ struct State {
     /// Set when a stop is requested: new queries are refused, running ones may finish.
     draining: std::sync::atomic::AtomicBool,
     outsiders: std::sync::Mutex<OutsiderBudget>,
+    tag_set_digests: std::sync::Mutex<DigestMemo>,
 }
+
+/// Remembered [`Epoch::tag_set_digest`]s, by (epoch, key types, ℓ).
+type DigestMemo = HashMap<(EpochId, Vec<KeyType>, u8), [u8; 32]>;
 
 /// A bound, ready node.
 pub struct Server {
@@ -119,6 +126,7 @@ impl Server {
                 written: 0,
                 suppressed: 0,
             }),
+            tag_set_digests: std::sync::Mutex::new(HashMap::new()),
         });
         Ok(Server {
             endpoint,
@@ -232,6 +240,41 @@ impl State {
 
     fn outsider_budget(&self) -> std::sync::MutexGuard<'_, OutsiderBudget> {
         self.outsiders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The digest of the current epoch's tags for these key types at this length, computed
+    /// once (a pass over every tag, off the async threads) and then remembered: every repeated
+    /// query of a querier that kept the set asks for the same one.
+    async fn tag_set_digest(
+        &self,
+        epoch: Arc<Epoch>,
+        types: Vec<KeyType>,
+        tag_len: u8,
+    ) -> Option<[u8; 32]> {
+        let key = (epoch.id(), types, tag_len);
+        if let Some(d) = self.digests().get(&key) {
+            return Some(*d);
+        }
+        let (id, types, l) = key;
+        let (types, d) = tokio::task::spawn_blocking(move || {
+            let d = epoch.tag_set_digest(&types, l);
+            (types, d)
+        })
+        .await
+        .ok()?;
+        let mut memo = self.digests();
+        if memo.len() >= 64 {
+            // Old epochs' entries; cheap to recompute the few that are still asked for.
+            memo.clear();
+        }
+        memo.insert((id, types, l), d);
+        Some(d)
+    }
+
+    fn digests(&self) -> std::sync::MutexGuard<'_, DigestMemo> {
+        self.tag_set_digests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -503,6 +546,7 @@ async fn handle_stream(
         .sections
         .iter()
         .fold(0u64, |a, s| a.saturating_add(s.count));
+    let s_types: Vec<KeyType> = s.sections.iter().map(|s| s.key_type).collect();
     if let Err(r) = state.policy.check_size(keys) {
         return refuse(&state, &mut send, &peer, Some(&hello), r).await;
     }
@@ -550,7 +594,13 @@ async fn handle_stream(
     tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
     let started = std::time::Instant::now();
     let kept = hello.kept.clone();
-    let outcome = serve_query(&state, &holder, start, kept, &mut send, &mut recv).await;
+    let tags: u64 = s_types.iter().map(|kt| epoch.tags(*kt).len() as u64).sum();
+    let deadline = query_deadline(state.timeout, keys.saturating_add(tags));
+    let serving = serve_query(&state, &holder, start, kept, &mut send, &mut recv);
+    let outcome = match tokio::time::timeout(deadline, serving).await {
+        Ok(o) => o,
+        Err(_) => Err(format!("the query ran past its deadline of {deadline:?}")),
+    };
     match &outcome {
         Ok(_) => {
             tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed")
@@ -620,12 +670,7 @@ async fn serve_query(
             let fits = k.epoch == epoch.id()
                 && k.tag_len >= session.tag_len()
                 && usize::from(k.tag_len) <= TAG_STORED_LEN;
-            // Hashing the set is a pass over its tags: off the async threads.
-            fits && tokio::task::spawn_blocking(move || {
-                epoch.tag_set_digest(&types, k.tag_len) == k.digest
-            })
-            .await
-            .unwrap_or(false)
+            fits && state.tag_set_digest(epoch, types, k.tag_len).await == Some(k.digest)
         }
         None => false,
     };

@@ -142,17 +142,6 @@ fn corrupt(dir: &Path, what: &str) -> anyhow::Error {
     )
 }
 
-/// The current epoch's description, without loading its tags.
-pub fn read_meta(dir: &Path) -> Result<Option<EpochMeta>> {
-    guarded(dir, || {
-        let Some(db) = open(dir)? else {
-            return Ok(None);
-        };
-        let txn = db.begin_read()?;
-        meta_of(dir, &txn).map(Some)
-    })
-}
-
 fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
     let t = txn
         .open_table(META)

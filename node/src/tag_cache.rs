@@ -45,8 +45,9 @@ impl TagCache {
         Some(self.dir.join(format!("{peer}.tags")))
     }
 
-    /// The set kept for `peer`, if there is one and it is intact. Marks it recently used.
-    pub fn load(&self, peer: &str) -> Option<TagSet> {
+    /// The set kept for `peer`, if there is one and it is intact, with its digest (checked
+    /// while reading, so the caller need not hash the set again). Marks it recently used.
+    pub fn load(&self, peer: &str) -> Option<(TagSet, [u8; 32])> {
         let path = self.path(peer)?;
         let bytes = fs::read(&path).ok()?;
         match decode(&bytes) {
@@ -55,7 +56,8 @@ impl TagCache {
                     .write(true)
                     .open(&path)
                     .and_then(|f| f.set_modified(SystemTime::now()));
-                Some(set)
+                let (_, digest) = bytes.split_last_chunk::<32>()?;
+                Some((set, *digest))
             }
             None => {
                 tracing::warn!(file = %path.display(), "kept tag set damaged; removed");
@@ -247,7 +249,7 @@ mod tests {
         let c = TagCache::new(dir.path(), 1 << 20);
         assert_eq!(c.load("bank"), None);
         c.store("bank", &set(1, 100)).unwrap();
-        assert_eq!(c.load("bank"), Some(set(1, 100)));
+        assert_eq!(c.load("bank").map(|k| k.0), Some(set(1, 100)));
         let file = dir.path().join(CACHE_DIR).join("bank.tags");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(

@@ -20,6 +20,20 @@ pub const MAX_CASE_LEN: usize = 128;
 /// Largest first frame (the hello) a holder reads before admission.
 pub const MAX_HELLO_LEN: usize = 4096;
 
+/// Allowance per element (blinded key or holder tag) in [`query_deadline`]: several times what
+/// the whole exchange costs per key on a 2-core machine (`docs/benchmarks.md`).
+pub const DEADLINE_PER_ELEMENT: Duration = Duration::from_micros(200);
+
+/// The longest a whole query may run on either side, once its sizes are known: the timeout
+/// plus [`DEADLINE_PER_ELEMENT`] per query key and holder tag. Per-frame timeouts catch a
+/// stalled peer; this catches one that trickles a frame just inside each timeout.
+pub fn query_deadline(timeout: Duration, elements: u64) -> Duration {
+    let per = DEADLINE_PER_ELEMENT
+        .checked_mul(u32::try_from(elements).unwrap_or(u32::MAX))
+        .unwrap_or(Duration::MAX);
+    timeout.saturating_add(per)
+}
+
 /// Querier → holder, the first frame of a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

@@ -58,6 +58,38 @@ pub fn import(node: &Path, list: &Path) {
     .expect("import");
 }
 
+/// Runs a query from `police` against one peer (`NAME=HOST:PORT`); that peer's report.
+pub async fn ask_one(
+    police: &Path,
+    input: &Path,
+    peer: &str,
+    mode: suyuan_protocol::psi::QueryMode,
+    case: Option<&str>,
+) -> suyuan_node::query::PeerReport {
+    let report = suyuan_node::query::run(&suyuan_node::query::QueryOptions {
+        node: police.to_path_buf(),
+        input: input.to_path_buf(),
+        input_options: suyuan_node::input::InputOptions::default(),
+        peers: vec![suyuan_node::query::parse_peer(peer).expect("a peer")],
+        mode,
+        case: case.map(str::to_string),
+        quiet: true,
+    })
+    .await
+    .expect("the query runs");
+    report.peers.into_iter().next().expect("one peer")
+}
+
+/// A QUIC client with `node`'s identity, for speaking the wire by hand.
+pub fn client(node: &Path, idle: std::time::Duration) -> quinn::Endpoint {
+    let id = identity::load_node(node).expect("a node identity");
+    let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a socket");
+    ep.set_default_client_config(
+        suyuan_node::tls::client_config(&id, idle).expect("a client configuration"),
+    );
+    ep
+}
+
 /// A server running in this process.
 pub struct Running {
     /// Where it listens.

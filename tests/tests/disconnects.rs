@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::{self, Role};
-use suyuan_node::input::InputOptions;
-use suyuan_node::query::{self, QueryOptions, parse_peer};
+use suyuan_node::query;
 use suyuan_node::store;
 use suyuan_node::tls;
 use suyuan_node::wire::{
@@ -17,7 +16,7 @@ use suyuan_node::wire::{
 };
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{Holder, Query, QueryKeys, QueryMode};
-use suyuan_tests::fed::{Federation, start};
+use suyuan_tests::fed::{Federation, ask_one, start};
 use suyuan_tests::write_text;
 
 const POLICY: &str = "[network]\ntimeout_secs = 30\n[policy]\nmin_query_rows = 1\nrequire_case = false\nmax_concurrent_queries = 1\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
@@ -46,25 +45,18 @@ fn setup() -> (Federation, PathBuf, PathBuf) {
 }
 
 async fn query(fed: &Federation, police: &Path, peer: &str) -> query::PeerReport {
-    let report = query::run(&QueryOptions {
-        node: police.to_path_buf(),
-        input: fed.path("dump.csv"),
-        input_options: InputOptions::default(),
-        peers: vec![parse_peer(peer).unwrap()],
-        mode: QueryMode::Matches,
-        case: None,
-        quiet: true,
-    })
+    ask_one(
+        police,
+        &fed.path("dump.csv"),
+        peer,
+        QueryMode::Matches,
+        None,
+    )
     .await
-    .unwrap();
-    report.peers.into_iter().next().unwrap()
 }
 
 fn client(police: &Path) -> quinn::Endpoint {
-    let id = identity::load_node(police).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(5)).unwrap());
-    ep
+    suyuan_tests::fed::client(police, Duration::from_secs(5))
 }
 
 /// Where a hand-driven querier hangs up.

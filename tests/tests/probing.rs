@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use rand::RngExt;
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::Role;
-use suyuan_node::input::InputOptions;
-use suyuan_node::query::{self, QueryOptions, parse_peer};
+use suyuan_node::query;
 use suyuan_protocol::psi::QueryMode;
-use suyuan_tests::fed::{Federation, Running, start};
+use suyuan_tests::fed::{Federation, Running, ask_one, start};
 use suyuan_tests::write_text;
 
 const POLICY: &str = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_rows = 100\nrows_per_peer_per_day = 1000\n[policy.allow]\npolice = [\"count\"]\n";
@@ -55,18 +54,7 @@ async fn ask(
     input: PathBuf,
     mode: QueryMode,
 ) -> Result<query::PeerReport, String> {
-    let report = query::run(&QueryOptions {
-        node: police.to_path_buf(),
-        input,
-        input_options: InputOptions::default(),
-        peers: vec![parse_peer(&srv.peer("bank")).unwrap()],
-        mode,
-        case: Some("2026-刑-042".into()),
-        quiet: true,
-    })
-    .await
-    .unwrap();
-    let peer = report.peers.into_iter().next().unwrap();
+    let peer = ask_one(police, &input, &srv.peer("bank"), mode, Some("2026-刑-042")).await;
     match peer.error.clone() {
         None => Ok(peer),
         Some(e) => Err(e),

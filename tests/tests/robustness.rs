@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use suyuan_node::audit::{AuditLog, Outcome};
 use suyuan_node::identity::{self, Role};
-use suyuan_node::input::InputOptions;
-use suyuan_node::query::{self, QueryOptions, parse_peer};
+use suyuan_node::query;
 use suyuan_node::tls;
 use suyuan_node::wire::{
     ClientFrame, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
@@ -15,7 +14,7 @@ use suyuan_node::wire::{
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::oprf::Element;
 use suyuan_protocol::psi::{BlindedChunk, QuerierMessage, QueryMode, QueryStart, Section};
-use suyuan_tests::fed::{Federation, start};
+use suyuan_tests::fed::{Federation, ask_one, start};
 use suyuan_tests::write_text;
 
 const POLICY: &str = "[network]\ntimeout_secs = 2\n[policy]\nmin_query_rows = 1\nrequire_case = false\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
@@ -34,25 +33,18 @@ fn setup() -> (Federation, PathBuf, PathBuf) {
 }
 
 async fn query(fed: &Federation, police: &Path, peer: &str) -> query::PeerReport {
-    let report = query::run(&QueryOptions {
-        node: police.to_path_buf(),
-        input: fed.path("list.csv"),
-        input_options: InputOptions::default(),
-        peers: vec![parse_peer(peer).unwrap()],
-        mode: QueryMode::Matches,
-        case: None,
-        quiet: true,
-    })
+    ask_one(
+        police,
+        &fed.path("list.csv"),
+        peer,
+        QueryMode::Matches,
+        None,
+    )
     .await
-    .unwrap();
-    report.peers.into_iter().next().unwrap()
 }
 
 fn client(police: &Path) -> quinn::Endpoint {
-    let id = identity::load_node(police).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(5)).unwrap());
-    ep
+    suyuan_tests::fed::client(police, Duration::from_secs(5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,4 +219,81 @@ async fn a_holder_that_vanishes_mid_query_gives_a_clear_error() {
         started.elapsed()
     );
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_querier_that_trickles_chunks_hits_the_query_deadline() {
+    use std::sync::Arc;
+    use suyuan_protocol::ident::Key;
+    use suyuan_protocol::psi::{Query, QueryKeys};
+    let (_fed, bank, police) = setup();
+    let srv = start(&bank);
+    // Five chunks of blinded keys, one every 1.8 s: each inside the 2 s timeout, but the whole
+    // is slower than the deadline of 2 s + 200 µs × (20 480 keys + 100 tags) ≈ 6.1 s.
+    let mut keys = QueryKeys::new();
+    for i in 0..20_480u64 {
+        keys.add_row(&[Key::parse(KeyType::Mobile, &format!("137{i:08}")).unwrap()]);
+    }
+    let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
+    let (start_msg, awaiting) = q.start(QueryMode::Matches);
+    let ep = client(&police);
+    let conn = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let t = Duration::from_secs(5);
+    let hello = Hello {
+        version: NODE_WIRE_VERSION,
+        case: None,
+        mode: QueryMode::Matches,
+        kept: None,
+    };
+    write_frame(&mut send, &ClientFrame::Hello(hello), t)
+        .await
+        .unwrap();
+    write_frame(&mut send, &ClientFrame::Psi(start_msg), t)
+        .await
+        .unwrap();
+    let welcome: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
+    assert!(matches!(welcome, ServerFrame::Welcome(_)), "{welcome:?}");
+    let Some(ServerFrame::Psi(accept)) = read_frame(&mut recv, t).await.unwrap() else {
+        panic!("no accept");
+    };
+    let chunks: Vec<_> = awaiting
+        .handle_accept(accept)
+        .unwrap()
+        .take_outgoing()
+        .collect();
+    assert_eq!(chunks.len(), 5);
+    let started = Instant::now();
+    // Read whatever the holder sends, so that only the trickle slows the query down.
+    let reader = tokio::spawn(async move {
+        loop {
+            match read_frame::<ServerFrame>(&mut recv, Duration::from_secs(20)).await {
+                Ok(Some(ServerFrame::Abort(why))) => return Some(why),
+                Ok(Some(_)) => {}
+                _ => return None,
+            }
+        }
+    });
+    for (i, c) in chunks.into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(1800)).await;
+        }
+        if write_frame(&mut send, &ClientFrame::Psi(c), t)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let why = reader.await.unwrap().expect("the holder aborts the query");
+    assert!(
+        why.starts_with("the query ran past its deadline of 6.1"),
+        "{why}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    srv.stop().await;
+    let log = AuditLog::new(&bank).verify().unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.record.outcome, Outcome::Aborted);
+    assert_eq!(last.record.detail.as_deref(), Some(why.as_str()));
 }

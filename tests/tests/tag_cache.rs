@@ -6,12 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use suyuan_node::identity::Role;
-use suyuan_node::input::InputOptions;
-use suyuan_node::query::{self, QueryOptions, parse_peer};
+use suyuan_node::query;
 use suyuan_node::tag_cache::{CACHE_DIR, TagCache};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::QueryMode;
-use suyuan_tests::fed::{Federation, Running, import, start};
+use suyuan_tests::fed::{Federation, Running, ask_one, import, start};
 use suyuan_tests::write_text;
 
 const HOLDER_KEYS: u64 = 20_000;
@@ -26,18 +25,14 @@ fn list(fed: &Federation, name: &str, ids: impl Iterator<Item = u64>) -> PathBuf
 }
 
 async fn ask(fed: &Federation, police: &Path, srv: &Running) -> query::PeerReport {
-    let report = query::run(&QueryOptions {
-        node: police.to_path_buf(),
-        input: fed.path("dump.csv"),
-        input_options: InputOptions::default(),
-        peers: vec![parse_peer(&srv.peer("bank")).unwrap()],
-        mode: QueryMode::Matches,
-        case: None,
-        quiet: true,
-    })
-    .await
-    .unwrap();
-    let peer = report.peers.into_iter().next().unwrap();
+    let peer = ask_one(
+        police,
+        &fed.path("dump.csv"),
+        &srv.peer("bank"),
+        QueryMode::Matches,
+        None,
+    )
+    .await;
     assert_eq!(peer.error, None);
     peer
 }
@@ -94,7 +89,7 @@ async fn a_repeated_query_uses_the_kept_tags_and_never_a_stale_set() {
     // A kept set altered consistently (its own digest redone): the holder's digest differs,
     // so it sends its tags, and the answer is still right.
     let cache = TagCache::new(&police, 1 << 30);
-    let mut set = cache.load("bank").unwrap();
+    let (mut set, _) = cache.load("bank").unwrap();
     set.tags[0][5] ^= 0x40;
     cache.store("bank", &set).unwrap();
     let fourth = ask(&fed, &police, &srv).await;
