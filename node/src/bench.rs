@@ -94,6 +94,9 @@ pub struct BenchReport {
     pub bytes_down: u64,
     /// The protocol's payload floor: 32 bytes up and down per dump key, ℓ per holder tag.
     pub payload_floor_bytes: u64,
+    /// Datagrams querier → holder that were lost and sent again.
+    #[serde(default)]
+    pub datagrams_lost_up: u64,
     /// Peak resident memory of the querier process, bytes.
     pub querier_peak_rss: u64,
     /// Peak resident memory of the holder process, bytes.
@@ -357,6 +360,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         bytes_up: stats.bytes_sent,
         bytes_down: stats.bytes_received,
         payload_floor_bytes: 64 * o.dump_rows + tag_len * o.holder_rows,
+        datagrams_lost_up: stats.datagrams_lost,
         querier_peak_rss: peak_rss("self"),
         holder_peak_rss: holder_rss,
         floor_hash_to_group_us: h,
@@ -380,7 +384,7 @@ pub fn render(r: &BenchReport) -> String {
          \x20 read+canonicalise {:>8} ms\n\
          \x20 blind            {:>9} ms\n\
          \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n\
-         wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB)\n\
+         wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB; {} datagrams up lost and resent)\n\
          peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
          floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
          matched keys      {}\n{}",
@@ -407,6 +411,7 @@ pub fn render(r: &BenchReport) -> String {
         mib(r.bytes_down),
         (r.bytes_up + r.bytes_down) as f64 / r.payload_floor_bytes.max(1) as f64,
         mib(r.payload_floor_bytes),
+        r.datagrams_lost_up,
         mib(r.querier_peak_rss),
         mib(r.holder_peak_rss),
         r.floor_hash_to_group_us,

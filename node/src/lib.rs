@@ -20,4 +20,5 @@ pub mod synth;
 pub mod table;
 pub mod tag_cache;
 pub mod tls;
+pub mod udp;
 pub mod wire;

@@ -175,6 +175,9 @@ pub struct PeerStats {
     /// The holder's tags came from this node's tag cache, not the wire.
     #[serde(default)]
     pub tags_kept: bool,
+    /// Datagrams sent to the peer that were lost and had to be sent again.
+    #[serde(default)]
+    pub datagrams_lost: u64,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -483,7 +486,7 @@ async fn ask(
             .parse()
             .map_err(|_| failed(Outcome::Failed, None, "bad bind address".into()))?
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| {
+    let mut endpoint = crate::udp::endpoint(bind, None).map_err(|e| {
         failed(
             Outcome::Failed,
             None,
@@ -730,13 +733,14 @@ async fn ask_on(
     };
     sender.abort();
     let _ = sender.await;
-    let udp = conn.stats().udp_tx.bytes;
+    let connection = conn.stats();
     let stats = PeerStats {
         wall_ms: started.elapsed().as_millis() as u64,
         unblind_ms: unblind.as_millis() as u64,
-        bytes_sent: udp,
-        bytes_received: conn.stats().udp_rx.bytes,
+        bytes_sent: connection.udp_tx.bytes,
+        bytes_received: connection.udp_rx.bytes,
         tags_kept,
+        datagrams_lost: connection.path.lost_packets,
     };
     conn.close(0u32.into(), b"done");
     result.map(|(r, fresh)| (r, holder, stats, fresh))

@@ -106,7 +106,7 @@ impl Server {
         };
         let streams = u32::try_from(cfg.policy.max_concurrent_queries + 1).unwrap_or(u32::MAX);
         let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
-        let endpoint = quinn::Endpoint::server(server_cfg, listen)
+        let endpoint = crate::udp::endpoint(listen, Some(server_cfg))
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(State {
