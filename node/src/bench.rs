@@ -133,35 +133,53 @@ pub(crate) fn peak_rss(pid: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// The curve primitives on one thread, µs each (median of five runs of 512).
-fn floor() -> (f64, f64) {
-    let mut h = Vec::new();
-    let mut m = Vec::new();
-    let k = Scalar::from(0x1234_5678_9abc_def1u64);
-    for run in 0..5u64 {
-        let t = Instant::now();
-        let points: Vec<RistrettoPoint> = (0..512u64)
-            .map(|i| {
-                hash_to_group(
-                    Mode::Oprf,
-                    &[
-                        b"mobile\x00",
-                        format!("{}", 13_000_000_000 + run * 512 + i).as_bytes(),
-                    ],
-                )
-            })
-            .collect();
-        h.push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
-        let t = Instant::now();
-        let acc = points
-            .iter()
-            .fold(RistrettoPoint::default(), |a, p| a + k * p);
-        std::hint::black_box(acc);
-        m.push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+/// Timings of the curve primitives on one thread, µs each: nine runs of 512 of each.
+#[derive(Default)]
+struct FloorSamples {
+    hash_to_group: Vec<f64>,
+    scalar_mul: Vec<f64>,
+}
+
+impl FloorSamples {
+    fn sample(&mut self) {
+        let k = Scalar::from(0x1234_5678_9abc_def1u64);
+        for run in 0..9u64 {
+            let t = Instant::now();
+            let points: Vec<RistrettoPoint> = (0..512u64)
+                .map(|i| {
+                    hash_to_group(
+                        Mode::Oprf,
+                        &[
+                            b"mobile\x00",
+                            format!("{}", 13_000_000_000 + run * 512 + i).as_bytes(),
+                        ],
+                    )
+                })
+                .collect();
+            self.hash_to_group
+                .push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+            let t = Instant::now();
+            let acc = points
+                .iter()
+                .fold(RistrettoPoint::default(), |a, p| a + k * p);
+            std::hint::black_box(acc);
+            self.scalar_mul
+                .push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+        }
     }
-    h.sort_by(f64::total_cmp);
-    m.sort_by(f64::total_cmp);
-    (h[2], m[2])
+
+    /// Medians over every sample: taken before and after the runs, so a slow spell of this
+    /// shared machine during either moves the floor less.
+    fn medians(mut self) -> (f64, f64) {
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        (
+            median(&mut self.hash_to_group),
+            median(&mut self.scalar_mul),
+        )
+    }
 }
 
 pub(crate) fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
@@ -254,6 +272,8 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     };
     std::fs::create_dir_all(&dir)?;
     write_lists(&dir, o)?;
+    let mut floor = FloorSamples::default();
+    floor.sample();
     let ca = dir.join("ca");
     let holder_dir = dir.join("holder");
     let querier_dir = dir.join("researcher");
@@ -331,7 +351,8 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         .and_then(|e| e.record.evaluate_ms)
         .unwrap_or(0);
 
-    let (h, m) = floor();
+    floor.sample();
+    let (h, m) = floor.medians();
     let query_ms = timing.read_ms + timing.blind_ms + stats.wall_ms;
     let keys = o.dump_rows as f64;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);

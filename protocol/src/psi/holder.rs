@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
+use rayon::slice::ParallelSliceMut;
+
 use super::messages::{sections_valid, total};
 use super::{
     BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
@@ -241,7 +243,7 @@ impl HolderSession {
         let mut start = 0usize;
         for s in &self.query_sections {
             let end = start + s.count as usize;
-            self.count_buffer[start..end].sort_unstable();
+            self.count_buffer[start..end].par_sort_unstable();
             start = end;
         }
         self.count_cursor = Some(0);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
+use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::keys::QueryKeys;
@@ -496,25 +497,28 @@ impl Exchanging {
                 index: self.evaluated + i as u64,
             }
         })?;
-        let mut pos = self.evaluated;
-        let mut section = self.section_ends.partition_point(|&end| end <= pos);
-        for u in &unblinded {
-            while self
-                .section_ends
-                .get(section)
-                .is_some_and(|&end| pos >= end)
-            {
-                section += 1;
-            }
-            let tag = tag_of(u);
-            if contains(&self.tags[section], self.tag_len, &tag[..self.tag_len]) {
+        // Tag and look up in parallel too: done serially, this was the one core's work while
+        // the other waited (7% of the unblinding phase at 10^6 holder tags).
+        let start = self.evaluated;
+        let (ends, tags, l) = (&self.section_ends, &self.tags, self.tag_len);
+        let found: Vec<(usize, bool)> = unblinded
+            .par_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let section = ends.partition_point(|&end| end <= start + i as u64);
+                let tag = tag_of(u);
+                (section, contains(&tags[section], l, &tag[..l]))
+            })
+            .collect();
+        for (i, (section, hit)) in found.into_iter().enumerate() {
+            if hit {
                 self.matched_per_section[section] += 1;
-                if let Some(m) = self.matched.get_mut(pos as usize) {
+                if let Some(m) = self.matched.get_mut(start as usize + i) {
                     *m = true;
                 }
             }
-            pos += 1;
         }
+        let pos = start + unblinded.len() as u64;
         if self.mode == QueryMode::Count {
             self.last_count_element = elements.last().map(|e| e.0);
         }
