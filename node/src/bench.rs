@@ -36,7 +36,12 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Run the query a second time, which uses the tag set kept from the first.
     pub repeat: bool,
+    /// Holders queried at once (each a process with its own key and the same list).
+    pub holders: usize,
 }
+
+/// Most holders `--holders` starts.
+pub const MAX_HOLDERS: usize = 8;
 
 /// The second run of the same query (`--repeat`): the holder's tags come from the cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,13 +104,25 @@ pub struct BenchReport {
     pub datagrams_lost_up: u64,
     /// Peak resident memory of the querier process, bytes.
     pub querier_peak_rss: u64,
-    /// Peak resident memory of the holder process, bytes.
+    /// Peak resident memory of the holder process (the largest, with several), bytes.
     pub holder_peak_rss: u64,
+    /// Holders queried at once.
+    #[serde(default = "one")]
+    pub holders: usize,
+    /// Exchange wall time with each holder, ms.
+    #[serde(default)]
+    pub exchange_ms_per_holder: Vec<u64>,
+    /// Querier CPU time (user + system) from reading the dump to the last answer, ms.
+    #[serde(default)]
+    pub querier_cpu_ms: u64,
+    /// The querier's own floor per dump key, one thread: H + (1 + holders) multiplications, µs.
+    #[serde(default)]
+    pub querier_cpu_floor_us_per_key: f64,
     /// One thread: hash-to-group, µs.
     pub floor_hash_to_group_us: f64,
     /// One thread: variable-base scalar multiplication, µs.
     pub floor_scalar_mul_us: f64,
-    /// Query floor per dump key: (H + 3 multiplications) / cores in use, µs.
+    /// Query floor per dump key: (H + (1 + 2 × holders) multiplications) / cores in use, µs.
     pub query_floor_us_per_key: f64,
     /// Import floor per key: (H + 1 multiplication) / threads (one process), µs.
     pub import_floor_us_per_key: f64,
@@ -118,6 +135,25 @@ pub struct BenchReport {
     /// `--repeat`: the same query again, with the kept tag set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<RepeatReport>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// CPU time (user + system) this process has used, from /proc (Linux; 0 elsewhere).
+fn cpu_time() -> std::time::Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces:
+            // utime and stime are the 12th and 13th of them, in USER_HZ (100 on Linux).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 10)
 }
 
 /// Peak resident set size of a process, from /proc (Linux).
@@ -182,6 +218,11 @@ impl FloorSamples {
     }
 }
 
+/// Dump rows that are holder customers, as [`write_lists`] writes them.
+fn shared_rows(o: &BenchOptions) -> u64 {
+    ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows)
+}
+
 pub(crate) fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
     let mut w = BufWriter::new(std::fs::File::create(dir.join("holder.csv"))?);
     writeln!(w, "mobile")?;
@@ -189,7 +230,7 @@ pub(crate) fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
         writeln!(w, "{}", 13_000_000_000 + i)?;
     }
     w.flush()?;
-    let shared = ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows);
+    let shared = shared_rows(o);
     let mut w = BufWriter::new(std::fs::File::create(dir.join("dump.csv"))?);
     writeln!(w, "mobile")?;
     for j in 0..o.dump_rows {
@@ -265,6 +306,9 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     if o.holder_rows == 0 || o.dump_rows == 0 {
         bail!("--holder-rows and --dump-rows must be at least 1");
     }
+    if !(1..=MAX_HOLDERS).contains(&o.holders) {
+        bail!("--holders must be between 1 and {MAX_HOLDERS}");
+    }
     let threads = o.threads.unwrap_or_else(rayon::current_num_threads);
     let dir = match &o.dir {
         Some(d) => d.clone(),
@@ -275,49 +319,70 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     let mut floor = FloorSamples::default();
     floor.sample();
     let ca = dir.join("ca");
-    let holder_dir = dir.join("holder");
+    let holder_names: Vec<String> = (1..=o.holders)
+        .map(|i| match i {
+            1 => "holder".to_string(),
+            _ => format!("holder{i}"),
+        })
+        .collect();
+    let holder_dirs: Vec<PathBuf> = holder_names.iter().map(|n| dir.join(n)).collect();
     let querier_dir = dir.join("researcher");
-    for d in [&ca, &holder_dir, &querier_dir] {
+    for d in [&ca, &querier_dir].into_iter().chain(&holder_dirs) {
         if d.exists() {
             std::fs::remove_dir_all(d)?;
         }
     }
     identity::ca_init(&ca, "bench CA")?;
-    identity::ca_issue(&ca, "holder", Role::Institution, &holder_dir)?;
     identity::ca_issue(&ca, "researcher", Role::Researcher, &querier_dir)?;
     let big = o.holder_rows.max(o.dump_rows) * 2;
-    std::fs::write(
-        holder_dir.join(NODE_TOML),
-        format!(
-            "[network]\ntimeout_secs = 120\n[policy]\nmin_query_rows = 1\nmax_query_rows = {big}\nrows_per_peer_per_day = {big}\nrequire_case = false\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
-        ),
-    )?;
+    for (name, d) in holder_names.iter().zip(&holder_dirs) {
+        identity::ca_issue(&ca, name, Role::Institution, d)?;
+        std::fs::write(
+            d.join(NODE_TOML),
+            format!(
+                "[network]\ntimeout_secs = 120\n[policy]\nmin_query_rows = 1\nmax_query_rows = {big}\nrows_per_peer_per_day = {big}\nrequire_case = false\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
+            ),
+        )?;
+    }
     std::fs::write(
         querier_dir.join(NODE_TOML),
         "[network]\ntimeout_secs = 120\n",
     )?;
 
-    // Import in a process of its own.
-    let t = Instant::now();
-    import_list(threads, &holder_dir, &dir.join("holder.csv"))?;
-    let import = t.elapsed();
+    // Each import in a process of its own; the first is timed (the others are the same work).
+    let mut import = std::time::Duration::ZERO;
+    for (i, d) in holder_dirs.iter().enumerate() {
+        let t = Instant::now();
+        import_list(threads, d, &dir.join("holder.csv"))?;
+        if i == 0 {
+            import = t.elapsed();
+        }
+    }
 
-    // The holder in a process of its own.
-    let (holder, addr) = start_holder(threads, &holder_dir)?;
+    // Each holder in a process of its own.
+    let mut holders = Vec::new();
+    let mut peers = Vec::new();
+    for (name, d) in holder_names.iter().zip(&holder_dirs) {
+        let (holder, addr) = start_holder(threads, d)?;
+        holders.push(holder);
+        peers.push(PeerSpec {
+            name: name.clone(),
+            address: addr,
+        });
+    }
 
     let query_opts = QueryOptions {
         node: querier_dir.clone(),
         input: dir.join("dump.csv"),
         input_options: InputOptions::default(),
-        peers: vec![PeerSpec {
-            name: "holder".into(),
-            address: addr,
-        }],
+        peers,
         mode: o.mode,
         case: None,
         quiet: true,
     };
+    let cpu_before = cpu_time();
     let report = query::run(&query_opts).await?;
+    let querier_cpu = cpu_time().saturating_sub(cpu_before);
     let repeat = if o.repeat {
         let again = query::run(&query_opts).await?;
         let peer = &again.peers[0];
@@ -337,15 +402,32 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     } else {
         None
     };
-    let holder_rss = peak_rss(&holder.0.id().to_string());
-    drop(holder);
-    let peer = &report.peers[0];
-    if let Some(e) = &peer.error {
-        bail!("the query failed: {e}");
+    let holder_rss = holders
+        .iter()
+        .map(|h| peak_rss(&h.0.id().to_string()))
+        .max()
+        .unwrap_or(0);
+    drop(holders);
+    // Every holder has the same list: every answer must be the constructed overlap.
+    let expected = shared_rows(o);
+    let mut exchange_ms_per_holder = Vec::new();
+    for peer in &report.peers {
+        if let Some(e) = &peer.error {
+            bail!("the query failed: {e}");
+        }
+        let matched: u64 = peer.matched_keys.values().sum();
+        if matched != expected {
+            bail!(
+                "{} reported {matched} matched keys; the lists share {expected}",
+                peer.name
+            );
+        }
+        exchange_ms_per_holder.push(peer.stats.map_or(0, |s| s.wall_ms));
     }
+    let peer = &report.peers[0];
     let stats = peer.stats.context("no exchange statistics")?;
     let timing = report.timing.context("no query timing")?;
-    let evaluate_ms = AuditLog::new(&holder_dir)
+    let evaluate_ms = AuditLog::new(&holder_dirs[0])
         .verify()?
         .last()
         .and_then(|e| e.record.evaluate_ms)
@@ -353,11 +435,14 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
 
     floor.sample();
     let (h, m) = floor.medians();
-    let query_ms = timing.read_ms + timing.blind_ms + stats.wall_ms;
+    // The exchanges run at once: the query ends with the slowest.
+    let exchange_ms = exchange_ms_per_holder.iter().copied().max().unwrap_or(0);
+    let query_ms = timing.read_ms + timing.blind_ms + exchange_ms;
     let keys = o.dump_rows as f64;
+    let n = o.holders as f64;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let cores_in_use = (2 * threads).min(cores).max(1);
-    let query_floor = (h + 3.0 * m) / cores_in_use as f64;
+    let cores_in_use = ((1 + o.holders) * threads).min(cores).max(1);
+    let query_floor = (h + (1.0 + 2.0 * n) * m) / cores_in_use as f64;
     let import_floor = (h + m) / threads as f64;
     let query_us = query_ms as f64 * 1000.0 / keys;
     let import_us = import.as_secs_f64() * 1e6 / o.holder_rows as f64;
@@ -373,7 +458,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         import_keys_per_s: o.holder_rows as f64 / import.as_secs_f64().max(1e-9),
         read_ms: timing.read_ms,
         blind_ms: timing.blind_ms,
-        exchange_ms: stats.wall_ms,
+        exchange_ms,
         evaluate_ms,
         unblind_ms: stats.unblind_ms,
         query_ms,
@@ -384,6 +469,10 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         datagrams_lost_up: stats.datagrams_lost,
         querier_peak_rss: peak_rss("self"),
         holder_peak_rss: holder_rss,
+        holders: o.holders,
+        exchange_ms_per_holder,
+        querier_cpu_ms: querier_cpu.as_millis() as u64,
+        querier_cpu_floor_us_per_key: h + (1.0 + n) * m,
         floor_hash_to_group_us: h,
         floor_scalar_mul_us: m,
         query_floor_us_per_key: query_floor,
@@ -398,6 +487,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
 /// The report as lines for a terminal.
 pub fn render(r: &BenchReport) -> String {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let querier_cpu_us = r.querier_cpu_ms as f64 * 1000.0 / r.dump_rows.max(1) as f64;
     format!(
         "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use\n\
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
@@ -406,6 +496,8 @@ pub fn render(r: &BenchReport) -> String {
          \x20 blind            {:>9} ms\n\
          \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n\
          wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB; {} datagrams up lost and resent)\n\
+         querier CPU       {:>10} ms  {:>10.2} µs/key   {:.2}x its floor (hash-to-group + {} multiplications: {:.2} µs/key)\n\
+         {}\
          peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
          floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
          matched keys      {}\n{}",
@@ -433,6 +525,24 @@ pub fn render(r: &BenchReport) -> String {
         (r.bytes_up + r.bytes_down) as f64 / r.payload_floor_bytes.max(1) as f64,
         mib(r.payload_floor_bytes),
         r.datagrams_lost_up,
+        r.querier_cpu_ms,
+        querier_cpu_us,
+        querier_cpu_us / r.querier_cpu_floor_us_per_key.max(1e-9),
+        1 + r.holders,
+        r.querier_cpu_floor_us_per_key,
+        if r.holders > 1 {
+            format!(
+                "holders           {} at once, exchanges {} ms\n",
+                r.holders,
+                r.exchange_ms_per_holder
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )
+        } else {
+            String::new()
+        },
         mib(r.querier_peak_rss),
         mib(r.holder_peak_rss),
         r.floor_hash_to_group_us,

@@ -81,6 +81,10 @@ enum Command {
         /// Run the query a second time, with the tag set kept from the first.
         #[arg(long)]
         repeat: bool,
+        /// Query this many holders at once (each its own process and key, the same list): the
+        /// dump is read and blinded once for all of them.
+        #[arg(long, default_value_t = 1)]
+        holders: usize,
     },
     /// Synthetic customer lists and a seized dump with ground truth (truth.json).
     Gen {
@@ -489,6 +493,7 @@ fn run() -> Result<()> {
             concurrent,
             queriers,
             repeat,
+            holders,
         } => {
             if threads == Some(0) {
                 bail!("--threads must be at least 1");
@@ -515,7 +520,11 @@ fn run() -> Result<()> {
                 threads,
                 dir,
                 repeat,
+                holders,
             };
+            if concurrent > 1 && holders > 1 {
+                bail!("--concurrent and --holders cannot be combined");
+            }
             let report = if concurrent > 1 {
                 let queriers = queriers.unwrap_or(concurrent.min(4));
                 let report = bench_load::run(&opts, concurrent, queriers)?;

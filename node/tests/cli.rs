@@ -540,3 +540,62 @@ fn bench_under_load_runs_concurrent_queries_and_checks_every_answer() {
         "suyuan: --concurrent must be at least 1 and --queriers between 1 and --concurrent\n"
     );
 }
+
+#[test]
+fn bench_queries_several_holders_at_once_and_checks_each_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "--holder-rows",
+            "1500",
+            "--dump-rows",
+            "1000",
+            "--holders",
+            "3",
+            "--threads",
+            "1",
+            "--dir",
+            "w",
+            "--json",
+            "h.json",
+        ],
+    );
+    assert!(
+        out.contains("\nholders           3 at once, exchanges "),
+        "{out}"
+    );
+    assert!(out.contains("\nquerier CPU "), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("h.json")).unwrap()).unwrap();
+    assert_eq!(r["holders"], 3);
+    assert_eq!(r["exchange_ms_per_holder"].as_array().unwrap().len(), 3);
+    // The bench fails unless every holder's answer is the overlap; the first one's is here.
+    assert_eq!(r["matched"], 500);
+    // Three separate holders, each with its own key, answered over QUIC.
+    for h in ["holder", "holder2", "holder3"] {
+        assert!(d.join("w").join(h).join("epoch.redb").exists(), "{h}");
+    }
+    for (args, err) in [
+        (
+            &["bench", "--dump-rows", "10", "--holders", "0"][..],
+            "suyuan: --holders must be between 1 and 8\n",
+        ),
+        (
+            &[
+                "bench",
+                "--dump-rows",
+                "10",
+                "--holders",
+                "2",
+                "--concurrent",
+                "2",
+            ][..],
+            "suyuan: --concurrent and --holders cannot be combined\n",
+        ),
+    ] {
+        assert_eq!(fails(d, args), err);
+    }
+}
