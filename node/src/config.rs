@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use suyuan_protocol::psi::QueryMode;
+use suyuan_protocol::psi::{MAX_SET_SIZE, QuerierLimits, QueryMode};
 
 use crate::identity::Role;
 use crate::wire::{MAX_CASE_LEN, Refusal};
@@ -36,6 +36,7 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 
 [query]
 # tag_cache_mib = 1024          # holders' tag sets kept for repeated queries (0: keep none)
+# max_holder_keys = 536870912   # a holder announcing more is refused (we keep 8-16 bytes per key)
 "#;
 
 /// The whole file.
@@ -56,17 +57,28 @@ pub struct NodeConfig {
 pub struct QueryConfig {
     /// Most MiB of holders' tag sets kept in `tag-cache/` for repeated queries.
     pub tag_cache_mib: u64,
+    /// Most keys a holder may announce: its tags are held in memory during the query, ℓ bytes
+    /// (8 to 16) each, so this bounds what a hostile or huge holder can make us allocate.
+    pub max_holder_keys: u64,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             tag_cache_mib: 1024,
+            max_holder_keys: QuerierLimits::default().max_holder_keys,
         }
     }
 }
 
 impl QueryConfig {
+    /// What the protocol session accepts from holders.
+    pub fn limits(&self) -> QuerierLimits {
+        QuerierLimits {
+            max_holder_keys: self.max_holder_keys,
+        }
+    }
+
     /// The cache limit in bytes.
     pub fn tag_cache_bytes(&self) -> u64 {
         self.tag_cache_mib.saturating_mul(1 << 20)
@@ -240,6 +252,12 @@ pub fn parse(text: &str, path: &Path) -> Result<NodeConfig> {
             path.display()
         );
     }
+    if !(1..=MAX_SET_SIZE).contains(&cfg.query.max_holder_keys) {
+        bail!(
+            "{}: query.max_holder_keys must be between 1 and {MAX_SET_SIZE}",
+            path.display()
+        );
+    }
     if cfg.network.timeout_secs == 0 || cfg.network.timeout_secs > 3600 {
         bail!(
             "{}: network.timeout_secs must be between 1 and 3600",
@@ -315,5 +333,26 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<NodeConfig>("[policy]\nmin_rows = 3\n").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused_with_the_key_named() {
+        let path = Path::new("node.toml");
+        for (text, what) in [
+            ("[query]\nmax_holder_keys = 0\n", "query.max_holder_keys"),
+            (
+                "[policy]\nmax_concurrent_queries = 0\n",
+                "policy.max_concurrent_queries",
+            ),
+            ("[network]\ntimeout_secs = 0\n", "network.timeout_secs"),
+        ] {
+            let err = parse(text, path).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("node.toml: {what} must be between")),
+                "{err}"
+            );
+        }
+        let cfg = parse("[query]\nmax_holder_keys = 1000\n", path).unwrap();
+        assert_eq!(cfg.query.limits().max_holder_keys, 1000);
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::ident::{Field, KeyType, Rejection};
-use suyuan_protocol::psi::{HolderMessage, Query, QueryKeys, QueryMode, QueryResult, TagSet};
+use suyuan_protocol::psi::{
+    HolderMessage, LimitExceeded, PsiError, QuerierLimits, Query, QueryKeys, QueryMode,
+    QueryResult, TagSet,
+};
 
 use crate::audit::{AuditLog, Outcome, Record, Side};
 use crate::clock;
@@ -292,6 +295,10 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
 
     let client_cfg = tls::client_config(&id, timeout)?;
     let cache = TagCache::new(&opts.node, cfg.query.tag_cache_bytes());
+    let bounds = Bounds {
+        timeout,
+        limits: cfg.query.limits(),
+    };
     let mut tasks = Vec::new();
     for peer in opts.peers.clone() {
         let query = Arc::clone(&query);
@@ -315,7 +322,7 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
                 }),
             };
             let kept = kept.map(|(set, _)| set);
-            let r = ask(&peer, client_cfg, hello, query, kept, timeout).await;
+            let r = ask(&peer, client_cfg, hello, query, kept, bounds).await;
             (peer, r)
         }));
     }
@@ -466,13 +473,20 @@ type Answer = (
     Option<TagSet>,
 );
 
+/// How long to wait for one holder, and how much to accept from it.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    timeout: Duration,
+    limits: QuerierLimits,
+}
+
 async fn ask(
     peer: &PeerSpec,
     client_cfg: quinn::ClientConfig,
     hello: Hello,
     query: Arc<Query>,
     kept: Option<TagSet>,
-    timeout: Duration,
+    bounds: Bounds,
 ) -> Result<Answer, Failure> {
     let addr = resolve(&peer.address)
         .await
@@ -494,7 +508,7 @@ async fn ask(
         )
     })?;
     endpoint.set_default_client_config(client_cfg);
-    let result = ask_on(&endpoint, peer, addr, hello, query, kept, timeout).await;
+    let result = ask_on(&endpoint, peer, addr, hello, query, kept, bounds).await;
     endpoint.close(0u32.into(), b"done");
     // Let the close reach the holder, so it does not wait for an idle timeout.
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
@@ -508,8 +522,9 @@ async fn ask_on(
     hello: Hello,
     query: Arc<Query>,
     kept: Option<TagSet>,
-    timeout: Duration,
+    bounds: Bounds,
 ) -> Result<Answer, Failure> {
+    let Bounds { timeout, limits } = bounds;
     let started = std::time::Instant::now();
     let connecting = endpoint
         .connect(addr, &peer.name)
@@ -565,7 +580,7 @@ async fn ask_on(
             return Err(failed(Outcome::Failed, Some(&holder), msg));
         }
     };
-    let (start, awaiting) = query.start(mode);
+    let (start, awaiting) = query.start_with(mode, limits);
     let f = |e: FrameError| {
         failed(
             Outcome::Failed,
@@ -581,12 +596,12 @@ async fn ask_on(
         .map_err(f)?;
 
     // The holder's first answer says whether the query is admitted.
-    let tags_kept = match read_frame::<ServerFrame>(&mut recv, timeout)
+    let (tags_kept, welcome_epoch) = match read_frame::<ServerFrame>(&mut recv, timeout)
         .await
         .map_err(f)?
     {
         Some(ServerFrame::Welcome(w)) if w.version == NODE_WIRE_VERSION && w.node == peer.name => {
-            w.tags_kept
+            (w.tags_kept, w.epoch)
         }
         Some(ServerFrame::Welcome(w)) => {
             return Err(failed(
@@ -646,15 +661,30 @@ async fn ask_on(
     };
     // The whole exchange has a deadline, known once the holder's size is.
     let tags: u64 = match &accept {
-        HolderMessage::Accept(a) => a.holder_sections.iter().map(|s| s.count).sum(),
+        HolderMessage::Accept(a) => {
+            // The kept tags were judged against the welcome's epoch: the answer must be of it.
+            if a.epoch != welcome_epoch {
+                return Err(aborted(format!(
+                    "{} welcomed the query with epoch {welcome_epoch} but answered with epoch {}",
+                    peer.name, a.epoch
+                )));
+            }
+            a.holder_sections.iter().map(|s| s.count).sum()
+        }
         _ => 0,
     };
     let keys: u64 = query.sections().iter().map(|s| s.count).sum();
     let deadline = query_deadline(timeout, keys.saturating_add(tags));
     let deadline_at = std::time::Instant::now() + deadline;
-    let mut session = awaiting
-        .handle_accept(accept)
-        .map_err(|e| aborted(format!("{}: {e}", peer.name)))?;
+    let mut session = awaiting.handle_accept(accept).map_err(|e| {
+        let hint = match e {
+            PsiError::Limit(LimitExceeded::HolderSetTooLarge { .. }) => {
+                " ([query] max_holder_keys in node.toml)"
+            }
+            _ => "",
+        };
+        aborted(format!("{}: {e}{hint}", peer.name))
+    })?;
     if tags_kept {
         // The holder checked our kept set's digest against its current tags and sends none.
         let set = kept.ok_or_else(|| {

@@ -25,12 +25,20 @@ use crate::wire::{
     ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
 };
 
-/// Failed handshakes audited one by one per minute; beyond that they are counted, and the
-/// count is written with the next one audited (or at shutdown). Anyone who can reach the port
-/// can fail a handshake: without this they could grow the audit log without bound.
+/// Connections refused before any query (failed handshakes, a member over its connection
+/// cap) audited one by one per minute; beyond that they are counted, and the count is written
+/// with the next one audited (or at shutdown). Anyone who can reach the port can fail a
+/// handshake: without this they could grow the audit log without bound.
 pub const OUTSIDER_ENTRIES_PER_MINUTE: u32 = 30;
 
-/// The rate limit on audit entries for failed handshakes.
+/// Connections one member may hold open at once, beyond `max_concurrent_queries` (one
+/// closing while the next opens). More could not run queries, only hold buffers.
+pub const EXTRA_CONNECTIONS_PER_MEMBER: usize = 1;
+
+/// The close reason a member over its connection cap is given.
+pub const TOO_MANY_CONNECTIONS: &str = "too many connections from this member";
+
+/// The rate limit on audit entries for refused connections.
 struct OutsiderBudget {
     window: std::time::Instant,
     written: u32,
@@ -63,6 +71,26 @@ struct State {
     draining: std::sync::atomic::AtomicBool,
     outsiders: std::sync::Mutex<OutsiderBudget>,
     tag_set_digests: std::sync::Mutex<DigestMemo>,
+    /// Open connections per member (by certificate fingerprint).
+    connections: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// One member's open connection, counted while it lives.
+struct ConnectionCount {
+    state: Arc<State>,
+    fingerprint: String,
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        let mut open = self.state.open_connections();
+        if let Some(n) = open.get_mut(&self.fingerprint) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.fingerprint);
+            }
+        }
+    }
 }
 
 /// Remembered [`Epoch::tag_set_digest`]s, by (epoch, key types, ℓ).
@@ -127,6 +155,7 @@ impl Server {
                 suppressed: 0,
             }),
             tag_set_digests: std::sync::Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
         });
         Ok(Server {
             endpoint,
@@ -195,7 +224,7 @@ impl Server {
         if suppressed > 0 {
             let mut r = Record::new(Side::Holder, "(outsiders)", Outcome::Refused);
             r.detail = Some(format!(
-                "{suppressed} more failed handshakes in the last minute, not recorded one by one"
+                "{suppressed} more refused connections in the last minute, not recorded one by one"
             ));
             self.state.audit(r).await;
         }
@@ -236,6 +265,28 @@ impl State {
             *e = tokio::task::spawn_blocking(move || load_epoch(&dir)).await??;
         }
         Ok(e.epoch.clone())
+    }
+
+    fn open_connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a member's new connection, or says how many it already holds when that is its
+    /// cap.
+    fn count_connection(self: &Arc<Self>, peer: &PeerIdentity) -> Result<ConnectionCount, usize> {
+        let cap = self.policy.max_concurrent_queries + EXTRA_CONNECTIONS_PER_MEMBER;
+        let mut open = self.open_connections();
+        let n = open.entry(peer.fingerprint.clone()).or_insert(0);
+        if *n >= cap {
+            return Err(*n);
+        }
+        *n += 1;
+        Ok(ConnectionCount {
+            state: Arc::clone(self),
+            fingerprint: peer.fingerprint.clone(),
+        })
     }
 
     fn outsider_budget(&self) -> std::sync::MutexGuard<'_, OutsiderBudget> {
@@ -279,8 +330,8 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Audits a failed handshake, within [`OUTSIDER_ENTRIES_PER_MINUTE`].
-    async fn audit_outsider(&self, remote: SocketAddr, detail: String) {
+    /// Audits a refused connection, within [`OUTSIDER_ENTRIES_PER_MINUTE`].
+    async fn audit_refused_connection(&self, mut r: Record, detail: String) {
         let carried = {
             let mut b = self.outsider_budget();
             let mut carried = 0;
@@ -296,10 +347,9 @@ impl State {
             b.written += 1;
             carried
         };
-        let mut r = unknown_peer(remote);
         r.detail = Some(if carried > 0 {
             format!(
-                "{detail} (and {carried} more failed handshakes in the minute before, not recorded one by one)"
+                "{detail} (and {carried} more refused connections in the minute before, not recorded one by one)"
             )
         } else {
             detail
@@ -342,7 +392,10 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
             // Not a member of the federation (or not speaking suyuan/2): nothing is served.
             tracing::warn!(%remote, error = %e, "TLS handshake failed");
             state
-                .audit_outsider(remote, format!("TLS handshake failed: {e}"))
+                .audit_refused_connection(
+                    unknown_peer(remote),
+                    format!("TLS handshake failed: {e}"),
+                )
                 .await;
             return;
         }
@@ -353,7 +406,24 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
             conn.close(1u32.into(), b"unusable certificate");
             tracing::warn!(%remote, error = %e, "certificate refused");
             state
-                .audit_outsider(remote, format!("certificate refused: {e:#}"))
+                .audit_refused_connection(
+                    unknown_peer(remote),
+                    format!("certificate refused: {e:#}"),
+                )
+                .await;
+            return;
+        }
+    };
+    let _counted = match state.count_connection(&peer) {
+        Ok(c) => c,
+        Err(open) => {
+            conn.close(2u32.into(), TOO_MANY_CONNECTIONS.as_bytes());
+            let r = state.record(&peer, None, Outcome::Refused);
+            state
+                .audit_refused_connection(
+                    r,
+                    format!("{TOO_MANY_CONNECTIONS}: {open} already open, the limit per member"),
+                )
                 .await;
             return;
         }

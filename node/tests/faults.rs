@@ -124,6 +124,7 @@ fn outcomes(node: &Path) -> Vec<Outcome> {
 
 #[test]
 fn a_holder_killed_mid_query_restarts_on_its_epoch_with_budgets_intact() {
+    common::clear_of_midnight(std::time::Duration::from_secs(600));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let epoch = setup(

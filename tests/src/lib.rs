@@ -89,3 +89,15 @@ pub fn write_text(path: &std::path::Path, text: &str, gb18030: bool) {
     };
     std::fs::write(path, bytes).expect("writing a test file");
 }
+
+/// Waits, if needed, until the next UTC midnight is at least `room` away: daily budgets reset
+/// at midnight, and a test that counts a budget must not straddle it.
+pub fn clear_of_midnight(room: std::time::Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    let left = 86_400 - now.as_secs() % 86_400;
+    if left < room.as_secs() {
+        std::thread::sleep(std::time::Duration::from_secs(left + 1));
+    }
+}

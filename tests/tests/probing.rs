@@ -63,6 +63,7 @@ async fn ask(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_person_cannot_be_looked_up_beyond_the_budget() {
+    suyuan_tests::clear_of_midnight(std::time::Duration::from_secs(600));
     let (fed, bank, police) = setup();
     let srv = start(&bank);
 

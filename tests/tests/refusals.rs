@@ -74,6 +74,7 @@ const POLICY: &str = "[network]\ntimeout_secs = 3\n[policy]\nmin_query_rows = 10
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_refusals_with_exact_errors_and_audit() {
+    suyuan_tests::clear_of_midnight(Duration::from_secs(600));
     let (fed, bank) = setup(POLICY);
     let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
     let shop = fed.node("shop", Role::Institution, "");
@@ -391,7 +392,109 @@ async fn a_flood_of_failed_handshakes_cannot_grow_the_audit_log_without_bound() 
         entries.last().unwrap(),
         &(
             Outcome::Refused,
-            "12 more failed handshakes in the last minute, not recorded one by one".to_string()
+            "12 more refused connections in the last minute, not recorded one by one".to_string()
         )
+    );
+}
+
+/// A querier refuses a holder announcing more keys than its `[query] max_holder_keys`, before
+/// any tag arrives, and says which setting to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_larger_than_the_querier_accepts_is_refused() {
+    let (fed, bank) = setup(POLICY);
+    let srv = start(&bank);
+    let small = fed.node(
+        "police",
+        Role::Police,
+        "[network]\ntimeout_secs = 3\n[query]\nmax_holder_keys = 49\n",
+    );
+    assert_eq!(
+        ask(
+            &fed,
+            &small,
+            &srv,
+            "dump10.csv",
+            QueryMode::Count,
+            Some("C-1")
+        )
+        .await,
+        Err(
+            "bank: limit exceeded: holder set of 50 keys exceeds the limit of 49 \
+             ([query] max_holder_keys in node.toml)"
+                .to_string()
+        )
+    );
+    // Exactly at the limit is accepted.
+    let enough = fed.node(
+        "police2",
+        Role::Police,
+        "[network]\ntimeout_secs = 3\n[query]\nmax_holder_keys = 50\n",
+    );
+    assert_eq!(
+        ask(
+            &fed,
+            &enough,
+            &srv,
+            "dump10.csv",
+            QueryMode::Count,
+            Some("C-2")
+        )
+        .await,
+        Ok(())
+    );
+    srv.stop().await;
+}
+
+/// A member may hold at most `max_concurrent_queries` + 1 connections: the next is closed with
+/// the reason and audited, other members are not affected, and a closed one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_over_its_connection_cap_is_refused() {
+    use suyuan_node::serve::TOO_MANY_CONNECTIONS;
+    let (fed, bank) = setup(
+        "[network]\ntimeout_secs = 5\n[policy]\nmin_query_rows = 10\nmax_concurrent_queries = 2\nrequire_case = false\n[policy.allow]\npolice = [\"count\"]\n",
+    );
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 5\n");
+    let other = fed.node("police2", Role::Police, "[network]\ntimeout_secs = 5\n");
+    let srv = start(&bank);
+    let ep = suyuan_tests::fed::client(&police, Duration::from_secs(5));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(ep.connect(srv.addr, "bank").unwrap().await.unwrap());
+    }
+    let fourth = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), fourth.closed())
+        .await
+        .expect("the fourth connection is closed by the holder");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.reason.as_ref(), TOO_MANY_CONNECTIONS.as_bytes());
+        }
+        other => panic!("closed otherwise: {other}"),
+    }
+    // Held connections stay usable, and another member is not affected.
+    assert!(held.iter().all(|c| c.close_reason().is_none()));
+    assert_eq!(
+        ask(&fed, &other, &srv, "dump10.csv", QueryMode::Count, None).await,
+        Ok(())
+    );
+    // Closing one frees its place for a real query.
+    held.pop().unwrap().close(0u32.into(), b"done");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, None).await,
+        Ok(())
+    );
+    drop(held);
+    srv.stop().await;
+    let refused: Vec<_> = holder_entries(&bank)
+        .into_iter()
+        .filter(|(o, d)| *o == Outcome::Refused && d.starts_with(TOO_MANY_CONNECTIONS))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![(
+            Outcome::Refused,
+            format!("{TOO_MANY_CONNECTIONS}: 3 already open, the limit per member")
+        )]
     );
 }

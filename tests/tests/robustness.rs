@@ -140,10 +140,19 @@ async fn hostile_frames_do_not_crash_the_node() {
         == Some("query of 18446744073709551615 keys is above the maximum of 50000000")));
 }
 
-/// A fake holder with a real identity that admits the query and then stalls or vanishes.
+/// What the fake holder does after its welcome.
+#[derive(Clone, Copy, PartialEq)]
+enum Fake {
+    Stall,
+    Vanish,
+    /// Accepts with an epoch other than the welcome's.
+    SwitchEpoch,
+}
+
+/// A fake holder with a real identity that admits the query and then misbehaves.
 async fn fake_holder(
     bank: &Path,
-    vanish: bool,
+    fake: Fake,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let id = identity::load_node(bank).unwrap();
     let ep = quinn::Endpoint::server(
@@ -170,12 +179,24 @@ async fn fake_holder(
         )
         .await
         .unwrap();
-        if vanish {
-            // As if the process died: the connection goes away without a word.
-            conn.close(0u32.into(), b"");
-            ep.close(0u32.into(), b"");
-        } else {
-            tokio::time::sleep(Duration::from_secs(20)).await;
+        match fake {
+            Fake::Vanish => {
+                // As if the process died: the connection goes away without a word.
+                conn.close(0u32.into(), b"");
+                ep.close(0u32.into(), b"");
+            }
+            Fake::Stall => tokio::time::sleep(Duration::from_secs(20)).await,
+            Fake::SwitchEpoch => {
+                let accept = suyuan_protocol::psi::QueryAccept {
+                    version: suyuan_protocol::psi::PROTOCOL_VERSION,
+                    epoch: suyuan_protocol::psi::EpochId([1; 16]),
+                    tag_len: 8,
+                    holder_sections: Vec::new(),
+                };
+                let frame = ServerFrame::Psi(suyuan_protocol::psi::HolderMessage::Accept(accept));
+                write_frame(&mut send, &frame, t).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
         }
         drop(conn);
     });
@@ -185,7 +206,7 @@ async fn fake_holder(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_stalls_gives_a_clear_error_within_the_timeout() {
     let (fed, bank, police) = setup();
-    let (addr, task) = fake_holder(&bank, false).await;
+    let (addr, task) = fake_holder(&bank, Fake::Stall).await;
     let started = Instant::now();
     let r = query(&fed, &police, &format!("bank={addr}")).await;
     assert_eq!(
@@ -205,7 +226,7 @@ async fn a_holder_that_stalls_gives_a_clear_error_within_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_vanishes_mid_query_gives_a_clear_error() {
     let (fed, bank, police) = setup();
-    let (addr, task) = fake_holder(&bank, true).await;
+    let (addr, task) = fake_holder(&bank, Fake::Vanish).await;
     let started = Instant::now();
     let r = query(&fed, &police, &format!("bank={addr}")).await;
     let err = r.error.unwrap();
@@ -219,6 +240,21 @@ async fn a_holder_that_vanishes_mid_query_gives_a_clear_error() {
         started.elapsed()
     );
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_accept_names_another_epoch_than_its_welcome_is_aborted() {
+    let (fed, bank, police) = setup();
+    let (addr, task) = fake_holder(&bank, Fake::SwitchEpoch).await;
+    let r = query(&fed, &police, &format!("bank={addr}")).await;
+    assert_eq!(
+        r.error.as_deref(),
+        Some(
+            "bank welcomed the query with epoch 00000000000000000000000000000000 \
+             but answered with epoch 01010101010101010101010101010101"
+        )
+    );
+    task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
