@@ -119,7 +119,7 @@ enum Command {
     /// The federation's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
-    /// Import a customer list as the node's new epoch (fresh key; the old epoch is removed).
+    /// Import a customer list as the node's new epoch (fresh key; the old epoch is overwritten).
     Import(ImportArgs),
     /// Answer queries from the federation until SIGINT or SIGTERM.
     Serve(ServeArgs),
@@ -522,6 +522,9 @@ fn run() -> Result<()> {
                 repeat,
                 holders,
             };
+            if !(1..=bench::MAX_HOLDERS).contains(&holders) {
+                bail!("--holders must be between 1 and {}", bench::MAX_HOLDERS);
+            }
             if concurrent > 1 && holders > 1 {
                 bail!("--concurrent and --holders cannot be combined");
             }
@@ -586,7 +589,7 @@ fn run() -> Result<()> {
             print_quality(&summary.quality);
             let sizes: Vec<String> = meta.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
             println!(
-                "new epoch {}: distinct keys {}; the previous epoch and its key are removed",
+                "new epoch {}: distinct keys {}; the previous epoch and its key are overwritten",
                 meta.id,
                 sizes.join(", ")
             );

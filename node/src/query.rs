@@ -669,7 +669,10 @@ async fn ask_on(
                     peer.name, a.epoch
                 )));
             }
-            a.holder_sections.iter().map(|s| s.count).sum()
+            // Saturating: these counts are the holder's word, checked only below.
+            a.holder_sections
+                .iter()
+                .fold(0u64, |t, s| t.saturating_add(s.count))
         }
         _ => 0,
     };

@@ -1,7 +1,9 @@
 //! The epoch store: one redb file per epoch, `epoch.redb` in the node directory, holding the
 //! epoch's key, its sorted tags and its description. An import writes `epoch.redb.tmp` and
-//! renames it over the old file: the switch is atomic, a crash midway leaves the old epoch in
-//! place, and the old key goes with the old file.
+//! renames it over the old file: the switch is atomic, and a crash midway leaves the old epoch
+//! in place. The old file is then overwritten with zeros through a handle opened before the
+//! switch, so its key (and any copy of it redb kept in an older page) does not stay on disk
+//! in the freed blocks.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -48,24 +50,64 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(EPOCH_FILE)
 }
 
-/// Writes `epoch` as the node's current epoch, atomically replacing the previous one.
+/// Writes `epoch` as the node's current epoch, atomically replacing the previous one, whose
+/// file is then overwritten (see the module comment).
 pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
     let tmp = dir.join(EPOCH_TMP);
-    // A previous import that died leaves its file here; it was never the current epoch.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", tmp.display())),
-    }
+    // A previous import that died leaves its file here (perhaps with its key); it was never
+    // the current epoch.
+    discard(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
     let written = write_tmp(&tmp, epoch, meta);
     if written.is_err() {
         // A full disk is the usual cause: give the space back. The old epoch is untouched.
-        let _ = fs::remove_file(&tmp);
+        let _ = discard(&tmp);
     }
     written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
+    // Opened before the switch: afterwards the old file has no name left to open it by.
+    let old = match OpenOptions::new().write(true).open(path(dir)) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!("cannot open the old epoch to overwrite it after the switch: {e}");
+            None
+        }
+    };
     fs::rename(&tmp, path(dir)).context("switching to the new epoch")?;
     File::open(dir)?.sync_all()?;
+    if let Some(old) = old
+        && let Err(e) = overwrite(&old)
+    {
+        // The new epoch is in place either way; only the old file's residue is at stake.
+        tracing::warn!("the old epoch's file was not fully overwritten: {e}");
+    }
     Ok(())
+}
+
+/// Overwrites a file (best effort) and removes it; a missing file is not an error.
+fn discard(path: &Path) -> std::io::Result<()> {
+    if let Ok(f) = OpenOptions::new().write(true).open(path) {
+        let _ = overwrite(&f);
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Overwrites a whole file with zeros and flushes it to the device. Best effort against
+/// recovery: journaling, copy-on-write filesystems and flash may keep older copies, which is
+/// why the key directory belongs on an encrypted volume (`operations.md`).
+fn overwrite(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
 }
 
 fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
@@ -302,4 +344,57 @@ pub fn check_node_dir(dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use suyuan_protocol::ident::Key;
+    use suyuan_protocol::psi::EpochBuilder;
+
+    fn epoch(n: u64) -> (Epoch, EpochMeta) {
+        let mut b = EpochBuilder::new(&mut rand::rng());
+        let keys: Vec<Key> = (0..n)
+            .map(|i| Key::parse(KeyType::Mobile, &format!("{}", 13_800_000_000 + i)).unwrap())
+            .collect();
+        b.add(&keys);
+        let e = b.finish();
+        let meta = EpochMeta {
+            id: e.id().to_string(),
+            created: 0,
+            sizes: e.sizes(),
+            rows: n,
+            source: "test.csv".into(),
+        };
+        (e, meta)
+    }
+
+    #[test]
+    fn a_new_epoch_overwrites_the_old_file_key_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, meta) = epoch(3000);
+        write_epoch(dir.path(), &first, &meta).unwrap();
+        let key = first.key().to_bytes();
+        // A reader that had the old file open (as a process restoring freed blocks would).
+        let mut old = File::open(dir.path().join(EPOCH_FILE)).unwrap();
+        let mut before = Vec::new();
+        old.read_to_end(&mut before).unwrap();
+        assert!(before.windows(32).any(|w| w == key.as_slice()));
+
+        let (second, meta) = epoch(10);
+        write_epoch(dir.path(), &second, &meta).unwrap();
+        let mut after = Vec::new();
+        std::io::Seek::rewind(&mut old).unwrap();
+        old.read_to_end(&mut after).unwrap();
+        assert_eq!(after.len(), before.len());
+        assert!(
+            after.iter().all(|&b| b == 0),
+            "the old file still holds data"
+        );
+        // The new epoch is the one that loads.
+        let (loaded, _) = read_epoch(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.id(), second.id());
+        assert_eq!(loaded.key().to_bytes(), second.key().to_bytes());
+    }
 }

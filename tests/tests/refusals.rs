@@ -461,6 +461,8 @@ async fn a_member_over_its_connection_cap_is_refused() {
     for _ in 0..3 {
         held.push(ep.connect(srv.addr, "bank").unwrap().await.unwrap());
     }
+    // The holder counts a connection when its side of the handshake ends, a moment after ours.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let fourth = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(5), fourth.closed())
         .await
@@ -479,22 +481,26 @@ async fn a_member_over_its_connection_cap_is_refused() {
     );
     // Closing one frees its place for a real query.
     held.pop().unwrap().close(0u32.into(), b"done");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, None).await,
-        Ok(())
-    );
+    // The holder frees the place once the close reaches it; until then a query is refused
+    // the same way (and audited), so ask again for a while.
+    let mut late = 0;
+    let answered = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, None).await {
+            Err(e) if e.contains(TOO_MANY_CONNECTIONS) && late < 25 => late += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(answered, Ok(()));
     drop(held);
     srv.stop().await;
     let refused: Vec<_> = holder_entries(&bank)
         .into_iter()
         .filter(|(o, d)| *o == Outcome::Refused && d.starts_with(TOO_MANY_CONNECTIONS))
         .collect();
-    assert_eq!(
-        refused,
-        vec![(
-            Outcome::Refused,
-            format!("{TOO_MANY_CONNECTIONS}: 3 already open, the limit per member")
-        )]
+    let expected = (
+        Outcome::Refused,
+        format!("{TOO_MANY_CONNECTIONS}: 3 already open, the limit per member"),
     );
+    assert_eq!(refused, vec![expected; 1 + late]);
 }

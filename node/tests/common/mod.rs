@@ -131,6 +131,7 @@ pub fn clear_of_midnight(room: std::time::Duration) {
         .expect("a clock after 1970");
     let left = 86_400 - now.as_secs() % 86_400;
     if left < room.as_secs() {
+        eprintln!("waiting {left} s for UTC midnight: this test counts a daily budget");
         std::thread::sleep(std::time::Duration::from_secs(left + 1));
     }
 }
