@@ -599,6 +599,9 @@ fn run() -> Result<()> {
             rt.block_on(async {
                 let stop = stop_signal()?;
                 let server = Server::bind(&a.node, a.listen)?;
+                if let Some(w) = server.buffer_warning() {
+                    tracing::warn!("{w}");
+                }
                 // A closed standard output (a detached operator) must not stop the node.
                 let line = format!(
                     "listening on {} ({})",

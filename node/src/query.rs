@@ -500,7 +500,7 @@ async fn ask(
             .parse()
             .map_err(|_| failed(Outcome::Failed, None, "bad bind address".into()))?
     };
-    let mut endpoint = crate::udp::endpoint(bind, None).map_err(|e| {
+    let (mut endpoint, _) = crate::udp::endpoint(bind, None).map_err(|e| {
         failed(
             Outcome::Failed,
             None,

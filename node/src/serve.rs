@@ -101,6 +101,7 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     state: Arc<State>,
     shutdown_tx: watch::Sender<bool>,
+    buffer_warning: Option<String>,
 }
 
 impl Server {
@@ -134,7 +135,7 @@ impl Server {
         };
         let streams = u32::try_from(cfg.policy.max_concurrent_queries + 1).unwrap_or(u32::MAX);
         let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
-        let endpoint = crate::udp::endpoint(listen, Some(server_cfg))
+        let (endpoint, buffer_warning) = crate::udp::endpoint(listen, Some(server_cfg))
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(State {
@@ -161,7 +162,14 @@ impl Server {
             endpoint,
             state,
             shutdown_tx,
+            buffer_warning,
         })
+    }
+
+    /// Set when the kernel granted too small a UDP receive buffer for a holder under load
+    /// ([`crate::udp::small_buffer_warning`]): for an operator, not for a demo's tiny lists.
+    pub fn buffer_warning(&self) -> Option<&str> {
+        self.buffer_warning.as_deref()
     }
 
     /// The address actually bound (useful with port 0).

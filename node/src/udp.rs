@@ -49,22 +49,21 @@ pub fn small_buffer_warning(reported: usize) -> Option<String> {
     })
 }
 
-/// A QUIC endpoint on [`bind`]'s socket: a server when given its configuration (a server whose
-/// kernel grants too small a receive buffer logs a warning).
+/// A QUIC endpoint on [`bind`]'s socket (a server when given its configuration), and
+/// [`small_buffer_warning`] for its receive buffer.
 pub fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
-) -> io::Result<quinn::Endpoint> {
+) -> io::Result<(quinn::Endpoint, Option<String>)> {
     let runtime =
         quinn::default_runtime().ok_or_else(|| io::Error::other("no async runtime is running"))?;
     let socket = bind(addr)?;
-    if server.is_some()
-        && let Ok(reported) = socket2::SockRef::from(&socket).recv_buffer_size()
-        && let Some(warning) = small_buffer_warning(reported)
-    {
-        tracing::warn!("{warning}");
-    }
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+    let warning = socket2::SockRef::from(&socket)
+        .recv_buffer_size()
+        .ok()
+        .and_then(small_buffer_warning);
+    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
+    Ok((endpoint, warning))
 }
 
 #[cfg(test)]
