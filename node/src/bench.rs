@@ -488,6 +488,19 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
 pub fn render(r: &BenchReport) -> String {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let querier_cpu_us = r.querier_cpu_ms as f64 * 1000.0 / r.dump_rows.max(1) as f64;
+    // In count mode evaluation and unblinding follow each other, so what is left of the
+    // exchange is transfer and waiting; in matches mode they overlap and the difference means
+    // nothing.
+    let transfer = if r.mode == QueryMode::Count && r.holders == 1 {
+        format!(
+            "  transfer+waiting {:>9} ms  (the exchange minus both sides' computing)\n",
+            r.exchange_ms
+                .saturating_sub(r.evaluate_ms)
+                .saturating_sub(r.unblind_ms)
+        )
+    } else {
+        String::new()
+    };
     format!(
         "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use\n\
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
@@ -495,6 +508,7 @@ pub fn render(r: &BenchReport) -> String {
          \x20 read+canonicalise {:>8} ms\n\
          \x20 blind            {:>9} ms\n\
          \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n\
+         {}\
          wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB; {} datagrams up lost and resent)\n\
          querier CPU       {:>10} ms  {:>10.2} µs/key   {:.2}x its floor (hash-to-group + {} multiplications: {:.2} µs/key)\n\
          {}\
@@ -520,6 +534,7 @@ pub fn render(r: &BenchReport) -> String {
         r.exchange_ms,
         r.evaluate_ms,
         r.unblind_ms,
+        transfer,
         mib(r.bytes_up),
         mib(r.bytes_down),
         (r.bytes_up + r.bytes_down) as f64 / r.payload_floor_bytes.max(1) as f64,
