@@ -25,6 +25,7 @@ mod local;
 mod messages;
 mod querier;
 mod tag;
+mod tag_index;
 mod tag_set;
 
 pub use epoch::{Epoch, EpochBuilder, EpochId};

@@ -12,6 +12,7 @@ use zeroize::Zeroize;
 use super::keys::QueryKeys;
 use super::messages::{sections_valid, total};
 use super::tag::tag_of;
+use super::tag_index::TagIndex;
 use super::{
     BlindedChunk, EpochId, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse,
     PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept, QueryMode, QueryStart,
@@ -237,6 +238,7 @@ impl AwaitingAccept {
         Ok(Exchanging {
             // Grown as tags arrive, never reserved from what the peer announced.
             tags: vec![Vec::new(); accept.holder_sections.len()],
+            index: Vec::new(),
             tag_section: 0,
             next_send: 0,
             next_eval_seq: 0,
@@ -277,6 +279,8 @@ pub struct Exchanging {
     total: u64,
     /// Received tags per section, flat, ℓ bytes each.
     tags: Vec<Vec<u8>>,
+    /// Per section, built once every tag is in (at the first evaluation).
+    index: Vec<TagIndex>,
     tag_section: usize,
     next_send: u32,
     next_eval_seq: u32,
@@ -499,15 +503,25 @@ impl Exchanging {
         })?;
         // Tag and look up in parallel too: done serially, this was the one core's work while
         // the other waited (7% of the unblinding phase at 10^6 holder tags).
+        if self.index.len() != self.tags.len() {
+            self.index = self
+                .tags
+                .iter()
+                .map(|t| TagIndex::build(t, self.tag_len))
+                .collect();
+        }
         let start = self.evaluated;
-        let (ends, tags, l) = (&self.section_ends, &self.tags, self.tag_len);
+        let (ends, tags, index, l) = (&self.section_ends, &self.tags, &self.index, self.tag_len);
         let found: Vec<(usize, bool)> = unblinded
             .par_iter()
             .enumerate()
             .map(|(i, u)| {
                 let section = ends.partition_point(|&end| end <= start + i as u64);
                 let tag = tag_of(u);
-                (section, contains(&tags[section], l, &tag[..l]))
+                (
+                    section,
+                    index[section].contains(&tags[section], l, &tag[..l]),
+                )
             })
             .collect();
         for (i, (section, hit)) in found.into_iter().enumerate() {
@@ -672,20 +686,6 @@ impl Iterator for BlindedChunks {
         self.next += 1;
         Some(msg)
     }
-}
-
-/// Binary search for an ℓ-byte tag in a sorted flat list.
-fn contains(flat: &[u8], l: usize, needle: &[u8]) -> bool {
-    let (mut lo, mut hi) = (0usize, flat.len() / l);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match flat[mid * l..mid * l + l].cmp(needle) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
 }
 
 /// What a querier learns from one holder.
