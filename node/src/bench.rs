@@ -429,8 +429,9 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     let timing = report.timing.context("no query timing")?;
     let evaluate_ms = AuditLog::new(&holder_dirs[0])
         .verify()?
-        .last()
-        .and_then(|e| e.record.evaluate_ms)
+        .iter()
+        // The first query's (with --repeat, the second one's entry comes after it).
+        .find_map(|e| e.record.evaluate_ms)
         .unwrap_or(0);
 
     floor.sample();

@@ -589,7 +589,7 @@ fn run() -> Result<()> {
             print_quality(&summary.quality);
             let sizes: Vec<String> = meta.sizes.iter().map(|(k, n)| format!("{k} {n}")).collect();
             println!(
-                "new epoch {}: distinct keys {}; the previous epoch and its key are overwritten",
+                "new epoch {}: distinct keys {}; it replaces the previous epoch",
                 meta.id,
                 sizes.join(", ")
             );

@@ -64,7 +64,7 @@ pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
     }
     written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
     // Opened before the switch: afterwards the old file has no name left to open it by.
-    let old = match OpenOptions::new().write(true).open(path(dir)) {
+    let old = match open_to_overwrite(&path(dir)) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
@@ -83,9 +83,25 @@ pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
     Ok(())
 }
 
+/// Opens a regular file of ours for overwriting: not through a symbolic link, not a FIFO or
+/// device, and not one with other names (a hard-linked backup would be erased with it).
+fn open_to_overwrite(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let m = f.metadata()?;
+    if !m.is_file() || m.nlink() != 1 {
+        return Err(std::io::Error::other(
+            "not a regular file with a single name; left as it is",
+        ));
+    }
+    Ok(f)
+}
+
 /// Overwrites a file (best effort) and removes it; a missing file is not an error.
 fn discard(path: &Path) -> std::io::Result<()> {
-    if let Ok(f) = OpenOptions::new().write(true).open(path) {
+    if let Ok(f) = open_to_overwrite(path) {
         let _ = overwrite(&f);
     }
     match fs::remove_file(path) {
@@ -196,7 +212,13 @@ fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
 
 /// The current epoch, fully loaded and checked (tags sorted, sizes as recorded, digest).
 pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
-    guarded(dir, || read_epoch_unguarded(dir))
+    let before = stamp(dir);
+    match guarded(dir, || read_epoch_unguarded(dir)) {
+        // An import switched files while we read the old one, and is overwriting it: what we
+        // read was being erased, not damaged. The new file is the current epoch.
+        Err(_) if stamp(dir) != before => guarded(dir, || read_epoch_unguarded(dir)),
+        r => r,
+    }
 }
 
 thread_local! {
@@ -231,7 +253,8 @@ fn guarded<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 fn read_epoch_unguarded(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
     // One open, one transaction: the description, key and tags come from the same file even if
-    // an import renames a new one into place meanwhile.
+    // an import renames a new one into place meanwhile (and if it then erases the old one under
+    // us, `read_epoch` reads again).
     let Some(db) = open(dir)? else {
         return Ok(None);
     };
@@ -396,5 +419,48 @@ mod tests {
         let (loaded, _) = read_epoch(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.id(), second.id());
         assert_eq!(loaded.key().to_bytes(), second.key().to_bytes());
+    }
+
+    #[test]
+    fn a_hard_linked_backup_of_the_old_epoch_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, meta) = epoch(500);
+        write_epoch(dir.path(), &first, &meta).unwrap();
+        let backup = dir.path().join("backup.redb");
+        fs::hard_link(dir.path().join(EPOCH_FILE), &backup).unwrap();
+        let before = fs::read(&backup).unwrap();
+        let (second, meta) = epoch(10);
+        write_epoch(dir.path(), &second, &meta).unwrap();
+        assert_eq!(fs::read(&backup).unwrap(), before, "the backup was erased");
+        assert_eq!(read_epoch(dir.path()).unwrap().unwrap().0.id(), second.id());
+    }
+
+    #[test]
+    fn a_stale_tmp_that_is_a_link_or_a_fifo_is_removed_without_touching_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(EPOCH_TMP);
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"not ours to erase").unwrap();
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let (e, meta) = epoch(10);
+        write_epoch(dir.path(), &e, &meta).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"not ours to erase");
+        assert!(!tmp.exists());
+
+        // A FIFO must not block the import (opening it for writing would wait for a reader).
+        let made = std::process::Command::new("mkfifo").arg(&tmp).status();
+        if made.is_ok_and(|s| s.success()) {
+            let d = dir.path().to_path_buf();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let (e, meta) = epoch(10);
+                let _ = tx.send(write_epoch(&d, &e, &meta).map(|()| e.id()));
+            });
+            let id = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the import does not hang on a FIFO")
+                .unwrap();
+            assert_eq!(read_epoch(dir.path()).unwrap().unwrap().0.id(), id);
+        }
     }
 }
