@@ -218,8 +218,50 @@ impl FloorSamples {
     }
 }
 
+/// A fresh CA under `dir` with holder nodes (admitting researchers' queries of up to
+/// `max_rows` keys, `concurrent` at once) and researcher nodes, replacing any earlier ones.
+pub(crate) fn fresh_federation(
+    dir: &Path,
+    holders: &[String],
+    researchers: &[String],
+    timeout_secs: u64,
+    max_rows: u64,
+    concurrent: usize,
+) -> Result<()> {
+    let ca = dir.join("ca");
+    for name in std::iter::once(&"ca".to_string())
+        .chain(holders)
+        .chain(researchers)
+    {
+        let d = dir.join(name);
+        if d.exists() {
+            std::fs::remove_dir_all(&d)?;
+        }
+    }
+    identity::ca_init(&ca, "bench CA")?;
+    for name in holders {
+        let d = dir.join(name);
+        identity::ca_issue(&ca, name, Role::Institution, &d)?;
+        std::fs::write(
+            d.join(NODE_TOML),
+            format!(
+                "[network]\ntimeout_secs = {timeout_secs}\n[policy]\nmin_query_rows = 1\nmax_query_rows = {max_rows}\nrows_per_peer_per_day = {max_rows}\nrequire_case = false\nmax_concurrent_queries = {concurrent}\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
+            ),
+        )?;
+    }
+    for name in researchers {
+        let d = dir.join(name);
+        identity::ca_issue(&ca, name, Role::Researcher, &d)?;
+        std::fs::write(
+            d.join(NODE_TOML),
+            format!("[network]\ntimeout_secs = {timeout_secs}\n"),
+        )?;
+    }
+    Ok(())
+}
+
 /// Dump rows that are holder customers, as [`write_lists`] writes them.
-fn shared_rows(o: &BenchOptions) -> u64 {
+pub(crate) fn shared_rows(o: &BenchOptions) -> u64 {
     ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows)
 }
 
@@ -318,7 +360,6 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     write_lists(&dir, o)?;
     let mut floor = FloorSamples::default();
     floor.sample();
-    let ca = dir.join("ca");
     let holder_names: Vec<String> = (1..=o.holders)
         .map(|i| match i {
             1 => "holder".to_string(),
@@ -327,26 +368,14 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         .collect();
     let holder_dirs: Vec<PathBuf> = holder_names.iter().map(|n| dir.join(n)).collect();
     let querier_dir = dir.join("researcher");
-    for d in [&ca, &querier_dir].into_iter().chain(&holder_dirs) {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
-    identity::ca_init(&ca, "bench CA")?;
-    identity::ca_issue(&ca, "researcher", Role::Researcher, &querier_dir)?;
     let big = o.holder_rows.max(o.dump_rows) * 2;
-    for (name, d) in holder_names.iter().zip(&holder_dirs) {
-        identity::ca_issue(&ca, name, Role::Institution, d)?;
-        std::fs::write(
-            d.join(NODE_TOML),
-            format!(
-                "[network]\ntimeout_secs = 120\n[policy]\nmin_query_rows = 1\nmax_query_rows = {big}\nrows_per_peer_per_day = {big}\nrequire_case = false\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
-            ),
-        )?;
-    }
-    std::fs::write(
-        querier_dir.join(NODE_TOML),
-        "[network]\ntimeout_secs = 120\n",
+    fresh_federation(
+        &dir,
+        &holder_names,
+        &["researcher".to_string()],
+        120,
+        big,
+        4,
     )?;
 
     // Each import in a process of its own; the first is timed (the others are the same work).

@@ -13,10 +13,9 @@ use suyuan_protocol::psi::QueryMode;
 
 use crate::audit::{AuditLog, Outcome};
 use crate::bench::{
-    BenchOptions, Holder, import_list, peak_rss, start_holder, suyuan, write_lists,
+    BenchOptions, Holder, fresh_federation, import_list, peak_rss, shared_rows, start_holder,
+    suyuan, write_lists,
 };
-use crate::config::NODE_TOML;
-use crate::identity::{self, Role};
 use crate::query;
 
 /// What a load run measured.
@@ -66,33 +65,19 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
     };
     std::fs::create_dir_all(&dir)?;
     write_lists(&dir, o)?;
-    let shared = ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows);
-    let ca = dir.join("ca");
+    let shared = shared_rows(o);
     let holder_dir = dir.join("holder");
-    let querier_dirs: Vec<PathBuf> = (0..queriers)
-        .map(|i| dir.join(format!("researcher-{i}")))
-        .collect();
-    for d in std::iter::once(&ca)
-        .chain(std::iter::once(&holder_dir))
-        .chain(&querier_dirs)
-    {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
-    identity::ca_init(&ca, "bench CA")?;
-    identity::ca_issue(&ca, "holder", Role::Institution, &holder_dir)?;
+    let querier_names: Vec<String> = (0..queriers).map(|i| format!("researcher-{i}")).collect();
+    let querier_dirs: Vec<PathBuf> = querier_names.iter().map(|n| dir.join(n)).collect();
     let big = (o.holder_rows.max(o.dump_rows) * 2).saturating_mul(concurrent as u64);
-    std::fs::write(
-        holder_dir.join(NODE_TOML),
-        format!(
-            "[network]\ntimeout_secs = 600\n[policy]\nmin_query_rows = 1\nmax_query_rows = {big}\nrows_per_peer_per_day = {big}\nrequire_case = false\nmax_concurrent_queries = {concurrent}\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
-        ),
+    fresh_federation(
+        &dir,
+        &["holder".to_string()],
+        &querier_names,
+        600,
+        big,
+        concurrent,
     )?;
-    for (i, d) in querier_dirs.iter().enumerate() {
-        identity::ca_issue(&ca, &format!("researcher-{i}"), Role::Researcher, d)?;
-        std::fs::write(d.join(NODE_TOML), "[network]\ntimeout_secs = 600\n")?;
-    }
     import_list(threads, &holder_dir, &dir.join("holder.csv"))?;
     let (holder, addr) = start_holder(threads, &holder_dir)?;
 

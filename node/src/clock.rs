@@ -14,6 +14,11 @@ pub fn day_of(unix: u64) -> u64 {
     unix / 86_400
 }
 
+/// Seconds from a Unix time to the next UTC midnight, when daily budgets start afresh.
+pub fn seconds_to_next_day(unix: u64) -> u64 {
+    86_400 - unix % 86_400
+}
+
 /// Proleptic Gregorian (year, month, day) of a day number (Howard Hinnant's algorithm).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -51,5 +56,12 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_822_282), "2026-11-27T23:31:22Z");
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn seconds_to_the_next_budget_day() {
+        assert_eq!(seconds_to_next_day(0), 86_400);
+        assert_eq!(seconds_to_next_day(1_795_822_282), 1_718); // 23:31:22 -> midnight
+        assert_eq!(day_of(1_795_822_282 + 1_718), day_of(1_795_822_282) + 1);
     }
 }

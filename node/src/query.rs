@@ -312,14 +312,12 @@ pub async fn run(opts: &QueryOptions) -> Result<Report> {
                 .ok()
                 .flatten();
             let hello = Hello {
-                version: NODE_WIRE_VERSION,
-                case,
-                mode,
                 kept: kept.as_ref().map(|(s, digest)| KeptTags {
                     epoch: s.epoch,
                     tag_len: s.tag_len,
                     digest: *digest,
                 }),
+                ..Hello::new(mode, case)
             };
             let kept = kept.map(|(set, _)| set);
             let r = ask(&peer, client_cfg, hello, query, kept, bounds).await;

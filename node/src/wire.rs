@@ -48,6 +48,18 @@ pub struct Hello {
     pub kept: Option<KeptTags>,
 }
 
+impl Hello {
+    /// A hello of this wire version, offering no kept tags.
+    pub fn new(mode: QueryMode, case: Option<String>) -> Self {
+        Hello {
+            version: NODE_WIRE_VERSION,
+            case,
+            mode,
+            kept: None,
+        }
+    }
+}
+
 /// What a querier says of a tag set it kept ([`suyuan_protocol::psi::TagSet`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptTags {

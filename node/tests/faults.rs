@@ -16,9 +16,7 @@ use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::store;
 use suyuan_node::tls;
-use suyuan_node::wire::{
-    ClientFrame, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
-};
+use suyuan_node::wire::{ClientFrame, Hello, ServerFrame, read_frame, write_frame};
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 
@@ -96,12 +94,7 @@ async fn admitted_query(
     let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
     let (start, _) = q.start(QueryMode::Count);
     let t = Duration::from_secs(10);
-    let hello = Hello {
-        version: NODE_WIRE_VERSION,
-        case: Some("2026-001".into()),
-        mode: QueryMode::Count,
-        kept: None,
-    };
+    let hello = Hello::new(QueryMode::Count, Some("2026-001".into()));
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();

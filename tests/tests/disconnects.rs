@@ -89,12 +89,7 @@ async fn querier_until(police: &Path, bank: &Path, addr: std::net::SocketAddr, s
         tokio::time::sleep(Duration::from_millis(100)).await;
         return hang_up(conn);
     }
-    let hello = Hello {
-        version: NODE_WIRE_VERSION,
-        case: None,
-        mode: QueryMode::Matches,
-        kept: None,
-    };
+    let hello = Hello::new(QueryMode::Matches, None);
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();

@@ -10,9 +10,7 @@ use suyuan_node::identity::{self, Role};
 use suyuan_node::input::InputOptions;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_node::tls;
-use suyuan_node::wire::{
-    ClientFrame, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
-};
+use suyuan_node::wire::{ClientFrame, Hello, ServerFrame, read_frame, write_frame};
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 use suyuan_tests::fed::{Federation, Running, start};
@@ -168,12 +166,7 @@ async fn raw_query(
     }
     let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
     let (start, _) = q.start(start_mode);
-    let hello = Hello {
-        version: NODE_WIRE_VERSION,
-        case: Some("c".into()),
-        mode: hello_mode,
-        kept: None,
-    };
+    let hello = Hello::new(hello_mode, Some("c".into()));
     let t = Duration::from_secs(5);
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await

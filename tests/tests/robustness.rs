@@ -60,14 +60,7 @@ async fn hostile_frames_do_not_crash_the_node() {
 
     let ep = client(&police);
     let conn = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
-    let hello = || {
-        ClientFrame::Hello(Hello {
-            version: NODE_WIRE_VERSION,
-            case: None,
-            mode: QueryMode::Matches,
-            kept: None,
-        })
-    };
+    let hello = || ClientFrame::Hello(Hello::new(QueryMode::Matches, None));
     let mut attacks: Vec<Vec<u8>> = vec![
         (0..300).map(|i| (i * 7) as u8).collect(),        // noise
         vec![0xff, 0xff, 0xff, 0xff, 0, 1, 2],            // a 4 GiB frame announced
@@ -276,12 +269,7 @@ async fn a_querier_that_trickles_chunks_hits_the_query_deadline() {
     let conn = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let t = Duration::from_secs(5);
-    let hello = Hello {
-        version: NODE_WIRE_VERSION,
-        case: None,
-        mode: QueryMode::Matches,
-        kept: None,
-    };
+    let hello = Hello::new(QueryMode::Matches, None);
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();

@@ -126,10 +126,7 @@ pub fn wait_for(child: &mut Child, limit: std::time::Duration) -> std::process::
 /// Waits, if needed, until the next UTC midnight is at least `room` away: daily budgets reset
 /// at midnight, and a test that counts a budget must not straddle it.
 pub fn clear_of_midnight(room: std::time::Duration) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970");
-    let left = 86_400 - now.as_secs() % 86_400;
+    let left = suyuan_node::clock::seconds_to_next_day(suyuan_node::clock::now_unix());
     if left < room.as_secs() {
         eprintln!("waiting {left} s for UTC midnight: this test counts a daily budget");
         std::thread::sleep(std::time::Duration::from_secs(left + 1));
