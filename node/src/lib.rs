@@ -1,24 +1,48 @@
 //! suyuan-node: the driver around `suyuan-protocol`. It owns what the protocol crate must not:
-//! files, sockets, threads, clocks. The `suyuan` binary is a thin CLI over it.
+//! files, sockets, threads, clocks. The `suyuan` binary is a thin CLI over it; only the CLI
+//! prints, everything here returns values or logs through `tracing`.
+//!
+//! The layers, from the bottom (`docs/architecture.md`):
+//! - [`clock`], [`text`]: wall-clock and display helpers every layer may use;
+//! - [`node_dir`]: a node's directory: identity, `node.toml`, the epoch store, the audit log,
+//!   the tag cache;
+//! - [`lists`]: reading customer lists and dumps, and importing a list as a new epoch;
+//! - [`net`]: the only users of quinn, rustls and sockets: frames, TLS, the handshakes, the
+//!   server and the querier's connection;
+//! - [`query`]: the querier's job and its report;
+//! - [`tools`]: what is not the node itself: the demo, psi-local, synthetic data, benchmarks.
 
-pub mod audit;
-pub mod bench;
-pub mod bench_load;
 pub mod clock;
-pub mod config;
-pub mod demo;
-pub mod identity;
-pub mod import;
-pub mod input;
-pub mod progress;
-pub mod psi_local;
+pub mod lists;
+pub mod net;
+pub mod node_dir;
 pub mod query;
-pub mod report;
-pub mod serve;
-pub mod store;
-pub mod synth;
-pub mod table;
-pub mod tag_cache;
-pub mod tls;
-pub mod udp;
-pub mod wire;
+pub mod text;
+pub mod tools;
+
+/// Where a long job reports how far it has got. The CLI draws it; library callers and tests
+/// pass [`Silent`].
+pub trait Progress: Send {
+    /// Begins a step of `total` units, if known.
+    fn start(&mut self, label: &str, total: Option<u64>);
+    /// Names the unit counted from now on (default "rows").
+    fn unit(&mut self, unit: &'static str);
+    /// Sets the units done in this step.
+    fn set(&mut self, done: u64);
+    /// Ends the step.
+    fn finish(&mut self);
+    /// A line of narration between steps (the demo's "1/6 ..." lines).
+    fn say(&mut self, line: &str);
+}
+
+/// Progress that shows nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &str, _: Option<u64>) {}
+    fn unit(&mut self, _: &'static str) {}
+    fn set(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+    fn say(&mut self, _: &str) {}
+}

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use suyuan_node::config::NODE_TOML;
-use suyuan_node::identity::{self, Role};
-use suyuan_node::serve::Server;
+use suyuan_node::net::server::Server;
+use suyuan_node::node_dir::config::NODE_TOML;
+use suyuan_node::node_dir::identity::{self, Role};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -49,11 +49,11 @@ impl Default for Federation {
 
 /// Imports `list` as `node`'s new epoch, quietly.
 pub fn import(node: &Path, list: &Path) {
-    suyuan_node::import::run(
+    suyuan_node::lists::import::run(
         node,
         list,
-        &suyuan_node::input::InputOptions::default(),
-        &mut suyuan_node::progress::Progress::silent(),
+        &suyuan_node::lists::InputOptions::default(),
+        &mut suyuan_node::Silent,
     )
     .expect("import");
 }
@@ -66,15 +66,17 @@ pub async fn ask_one(
     mode: suyuan_protocol::psi::QueryMode,
     case: Option<&str>,
 ) -> suyuan_node::query::PeerReport {
-    let report = suyuan_node::query::run(&suyuan_node::query::QueryOptions {
-        node: police.to_path_buf(),
-        input: input.to_path_buf(),
-        input_options: suyuan_node::input::InputOptions::default(),
-        peers: vec![suyuan_node::query::parse_peer(peer).expect("a peer")],
-        mode,
-        case: case.map(str::to_string),
-        quiet: true,
-    })
+    let report = suyuan_node::query::run(
+        &suyuan_node::query::QueryOptions {
+            node: police.to_path_buf(),
+            input: input.to_path_buf(),
+            input_options: suyuan_node::lists::InputOptions::default(),
+            peers: vec![suyuan_node::query::parse_peer(peer).expect("a peer")],
+            mode,
+            case: case.map(str::to_string),
+        },
+        suyuan_node::Silent,
+    )
     .await
     .expect("the query runs");
     report.peers.into_iter().next().expect("one peer")
@@ -85,7 +87,7 @@ pub fn client(node: &Path, idle: std::time::Duration) -> quinn::Endpoint {
     let id = identity::load_node(node).expect("a node identity");
     let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a socket");
     ep.set_default_client_config(
-        suyuan_node::tls::client_config(&id, idle).expect("a client configuration"),
+        suyuan_node::net::tls::client_config(&id, idle).expect("a client configuration"),
     );
     ep
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use suyuan_node::{config, identity, input, tag_cache, wire};
+use suyuan_node::lists as input;
+use suyuan_node::net::frame as wire;
+use suyuan_node::node_dir::{config, identity, tag_cache};
 use suyuan_protocol::codec;
 use suyuan_protocol::ident::{Key, KeySelection, KeyType};
 use suyuan_protocol::oprf::SecretKey;

@@ -1,0 +1,248 @@
+//! Frames on a query stream: a 4-byte big-endian length, then one message encoded with the
+//! protocol's codec. The node wraps the PSI messages with its own hello and refusals.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::codec::{self, MAX_FRAME_LEN};
+use suyuan_protocol::psi::{EpochId, HolderMessage, QuerierMessage, QueryMode};
+use thiserror::Error;
+
+use crate::node_dir::identity::Role;
+
+/// Version of the node's framing, in every [`Hello`] and [`Welcome`].
+pub const NODE_WIRE_VERSION: u16 = 2;
+
+/// Longest case number accepted.
+pub const MAX_CASE_LEN: usize = 128;
+
+/// Largest first frame (the hello) a holder reads before admission.
+pub const MAX_HELLO_LEN: usize = 4096;
+
+/// Allowance per element (blinded key or holder tag) in [`query_deadline`]: several times what
+/// the whole exchange costs per key on a 2-core machine (`docs/benchmarks.md`).
+pub const DEADLINE_PER_ELEMENT: Duration = Duration::from_micros(200);
+
+/// The longest a whole query may run on either side, once its sizes are known: the timeout
+/// plus [`DEADLINE_PER_ELEMENT`] per query key and holder tag. Per-frame timeouts catch a
+/// stalled peer; this catches one that trickles a frame just inside each timeout.
+pub fn query_deadline(timeout: Duration, elements: u64) -> Duration {
+    let per = DEADLINE_PER_ELEMENT
+        .checked_mul(u32::try_from(elements).unwrap_or(u32::MAX))
+        .unwrap_or(Duration::MAX);
+    timeout.saturating_add(per)
+}
+
+/// Querier → holder, the first frame of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`NODE_WIRE_VERSION`].
+    pub version: u16,
+    /// The case this query belongs to.
+    pub case: Option<String>,
+    /// The mode asked for; must equal the mode of the query start that follows.
+    pub mode: QueryMode,
+    /// The holder's tags as this querier kept them from an earlier query, if any: the holder
+    /// sends none when they are still its current tags.
+    pub kept: Option<KeptTags>,
+}
+
+impl Hello {
+    /// A hello of this wire version, offering no kept tags.
+    pub fn new(mode: QueryMode, case: Option<String>) -> Self {
+        Hello {
+            version: NODE_WIRE_VERSION,
+            case,
+            mode,
+            kept: None,
+        }
+    }
+}
+
+/// What a querier says of a tag set it kept ([`suyuan_protocol::psi::TagSet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptTags {
+    /// The epoch they belong to.
+    pub epoch: EpochId,
+    /// Bytes per kept tag.
+    pub tag_len: u8,
+    /// [`suyuan_protocol::psi::TagSet::digest`] of the kept set.
+    pub digest: [u8; 32],
+}
+
+/// Holder → querier when the query is admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// [`NODE_WIRE_VERSION`].
+    pub version: u16,
+    /// The holder's node name.
+    pub node: String,
+    /// The epoch that will answer.
+    pub epoch: EpochId,
+    /// The querier's kept tags are this epoch's current ones: no tag will be sent.
+    pub tags_kept: bool,
+}
+
+/// Why a holder refused a query. Sent to the querier, written to both audit logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum Refusal {
+    /// A node wire version this node does not speak.
+    #[error("node wire version {0} is not supported (this node speaks 2)")]
+    UnsupportedVersion(u16),
+    /// The querier's role may not query this node at all.
+    #[error("role {0} may not query this node")]
+    RoleNotAllowed(Role),
+    /// The querier's role may not use this mode here.
+    #[error("mode {mode} is not allowed for role {role}")]
+    ModeNotAllowed {
+        /// The mode asked for.
+        mode: QueryMode,
+        /// The querier's role from its certificate.
+        role: Role,
+    },
+    /// The policy requires a case number and none was given.
+    #[error("a case number is required")]
+    CaseRequired,
+    /// A case number that is empty, too long or not printable.
+    #[error("invalid case number (1 to 128 printable characters)")]
+    InvalidCase,
+    /// Fewer keys than the policy's minimum.
+    #[error("query of {keys} keys is below the minimum of {min}")]
+    TooSmall {
+        /// Distinct keys in the query.
+        keys: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// More keys than the policy's maximum.
+    #[error("query of {keys} keys is above the maximum of {max}")]
+    TooLarge {
+        /// Distinct keys in the query.
+        keys: u64,
+        /// The maximum.
+        max: u64,
+    },
+    /// The daily budget for this peer would be exceeded.
+    #[error("daily budget exhausted: {used} of {limit} keys used today, this query needs {keys}")]
+    BudgetExhausted {
+        /// Keys already used today.
+        used: u64,
+        /// The daily limit.
+        limit: u64,
+        /// Keys in this query.
+        keys: u64,
+    },
+    /// Too many queries in progress.
+    #[error("busy: {max} queries already in progress, retry later")]
+    Busy {
+        /// The concurrency limit.
+        max: usize,
+    },
+    /// The node has no imported list.
+    #[error("no customer list has been imported")]
+    NoEpoch,
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// Every frame a querier sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// First frame.
+    Hello(Hello),
+    /// A PSI message.
+    Psi(QuerierMessage),
+}
+
+/// Every frame a holder sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The query is admitted.
+    Welcome(Welcome),
+    /// The query is refused; the stream ends.
+    Refused(Refusal),
+    /// A PSI message.
+    Psi(HolderMessage),
+    /// The holder gave up on the query (peer misbehaviour, shutdown); the stream ends.
+    Abort(String),
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    /// The peer took longer than the timeout.
+    #[error("timed out after {0:?} waiting for the peer")]
+    Timeout(Duration),
+    /// A length prefix above the limit.
+    #[error("frame of {0} bytes announced, above the limit")]
+    TooLarge(u32),
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
+    /// Bytes that are not a message.
+    #[error(transparent)]
+    Decode(#[from] codec::DecodeError),
+    /// A message that cannot be encoded.
+    #[error(transparent)]
+    Encode(#[from] codec::EncodeError),
+    /// The stream or connection failed.
+    #[error("{0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// The stream or connection failed while sending.
+    #[error("{0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+/// Writes one frame; a peer that stops reading (its flow-control window stays shut) times out.
+pub async fn write_frame<T: Serialize>(
+    send: &mut quinn::SendStream,
+    msg: &T,
+    timeout: Duration,
+) -> Result<(), FrameError> {
+    let body = codec::encode(msg)?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    // The codec's limit keeps every body under u32::MAX.
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    match tokio::time::timeout(timeout, send.write_all(&buf)).await {
+        Err(_) => Err(FrameError::Timeout(timeout)),
+        Ok(r) => Ok(r?),
+    }
+}
+
+/// Reads one frame, or `None` at a clean end of stream before any byte of a frame.
+pub async fn read_frame<T: DeserializeOwned + Serialize>(
+    recv: &mut quinn::RecvStream,
+    timeout: Duration,
+) -> Result<Option<T>, FrameError> {
+    read_frame_limited(recv, timeout, MAX_FRAME_LEN).await
+}
+
+/// [`read_frame`] with a smaller size limit (for frames read before a peer is admitted).
+pub async fn read_frame_limited<T: DeserializeOwned + Serialize>(
+    recv: &mut quinn::RecvStream,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Option<T>, FrameError> {
+    let mut len = [0u8; 4];
+    match tokio::time::timeout(timeout, recv.read_exact(&mut len)).await {
+        Err(_) => return Err(FrameError::Timeout(timeout)),
+        Ok(Err(quinn::ReadExactError::FinishedEarly(0))) => return Ok(None),
+        Ok(Err(quinn::ReadExactError::FinishedEarly(_))) => return Err(FrameError::Truncated),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(())) => {}
+    }
+    let n = u32::from_be_bytes(len);
+    if n as usize > limit.min(MAX_FRAME_LEN) {
+        return Err(FrameError::TooLarge(n));
+    }
+    let mut body = vec![0u8; n as usize];
+    match tokio::time::timeout(timeout, recv.read_exact(&mut body)).await {
+        Err(_) => Err(FrameError::Timeout(timeout)),
+        Ok(Err(quinn::ReadExactError::FinishedEarly(_))) => Err(FrameError::Truncated),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(())) => Ok(Some(codec::decode(&body)?)),
+    }
+}

@@ -1,0 +1,9 @@
+//! The network: the only module that uses quinn, rustls and sockets. Frames on a query stream,
+//! TLS identities against the federation CA, UDP sockets, the holder's server and the
+//! querier's connection.
+
+pub mod frame;
+pub(crate) mod querier;
+pub mod server;
+pub mod tls;
+pub mod udp;

@@ -1,0 +1,803 @@
+//! `suyuan serve`: answer queries over QUIC per policy, audit every one, stop cleanly.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::{
+    Epoch, EpochId, Holder, HolderLimits, PsiError, QuerierMessage, TAG_STORED_LEN,
+};
+use tokio::sync::{Mutex, Semaphore, watch};
+
+use crate::clock;
+use crate::net::frame::{
+    ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal,
+    ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
+};
+use crate::net::tls;
+use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
+use crate::node_dir::config::{self, Policy};
+use crate::node_dir::identity::{self, PeerIdentity};
+use crate::node_dir::store::{self, EpochMeta};
+
+/// Connections refused before any query (failed handshakes, a member over its connection
+/// cap) audited one by one per minute; beyond that they are counted, and the count is written
+/// with the next one audited (or at shutdown). Anyone who can reach the port can fail a
+/// handshake: without this they could grow the audit log without bound.
+pub const OUTSIDER_ENTRIES_PER_MINUTE: u32 = 30;
+
+/// Connections one member may hold open at once, beyond `max_concurrent_queries` (one
+/// closing while the next opens). More could not run queries, only hold buffers.
+pub const EXTRA_CONNECTIONS_PER_MEMBER: usize = 1;
+
+/// The close reason a member over its connection cap is given.
+pub const TOO_MANY_CONNECTIONS: &str = "too many connections from this member";
+
+/// The rate limit on audit entries for refused connections.
+struct OutsiderBudget {
+    window: std::time::Instant,
+    written: u32,
+    suppressed: u64,
+}
+
+/// How long in-flight queries may run on after a shutdown request before they are aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+struct LoadedEpoch {
+    stamp: Option<(u64, u64, i64)>,
+    epoch: Option<Arc<Epoch>>,
+    meta: Option<EpochMeta>,
+}
+
+struct State {
+    dir: PathBuf,
+    name: String,
+    policy: Policy,
+    timeout: Duration,
+    audit: AuditLog,
+    epoch: Mutex<LoadedEpoch>,
+    /// Keys charged per (peer, UTC day), seeded from the audit log.
+    budgets: Mutex<HashMap<(String, u64), u64>>,
+    slots: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    /// Held while serving: budgets are counted in this process alone.
+    _lock: std::fs::File,
+    /// Set when a stop is requested: new queries are refused, running ones may finish.
+    draining: std::sync::atomic::AtomicBool,
+    outsiders: std::sync::Mutex<OutsiderBudget>,
+    tag_set_digests: std::sync::Mutex<DigestMemo>,
+    /// Open connections per member (by certificate fingerprint).
+    connections: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// One member's open connection, counted while it lives.
+struct ConnectionCount {
+    state: Arc<State>,
+    fingerprint: String,
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        let mut open = self.state.open_connections();
+        if let Some(n) = open.get_mut(&self.fingerprint) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.fingerprint);
+            }
+        }
+    }
+}
+
+/// Remembered [`Epoch::tag_set_digest`]s, by (epoch, key types, ℓ).
+type DigestMemo = HashMap<(EpochId, Vec<KeyType>, u8), [u8; 32]>;
+
+/// A bound, ready node.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    state: Arc<State>,
+    shutdown_tx: watch::Sender<bool>,
+    buffer_warning: Option<String>,
+}
+
+impl Server {
+    /// Loads the node in `dir` (identity, policy, audit log, epoch) and binds `listen` (or the
+    /// configured address). Must run inside a tokio runtime.
+    pub fn bind(dir: &Path, listen: Option<SocketAddr>) -> Result<Server> {
+        store::check_node_dir(dir)?;
+        let lock = store::lock(dir, "serve")?;
+        let id = identity::load_node(dir)?;
+        let cfg = config::load(dir)?;
+        let audit = AuditLog::new(dir);
+        let entries = audit
+            .verify()
+            .context("the audit log does not verify; refusing to serve")?;
+        let mut budgets = HashMap::new();
+        for e in &entries {
+            if e.record.outcome == Outcome::Admitted && e.record.side == Side::Holder {
+                *budgets
+                    .entry((e.record.peer.clone(), clock::day_of(e.unix)))
+                    .or_insert(0) += e.record.charged.unwrap_or(0);
+            }
+        }
+        let loaded = load_epoch(dir)?;
+        let listen = match listen {
+            Some(a) => a,
+            None => cfg
+                .network
+                .listen
+                .parse()
+                .with_context(|| format!("invalid listen address {:?}", cfg.network.listen))?,
+        };
+        let streams = u32::try_from(cfg.policy.max_concurrent_queries + 1).unwrap_or(u32::MAX);
+        let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
+        let (endpoint, buffer_warning) = crate::net::udp::endpoint(listen, Some(server_cfg))
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = Arc::new(State {
+            dir: dir.to_path_buf(),
+            name: id.me.name.clone(),
+            slots: Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries)),
+            policy: cfg.policy,
+            timeout: cfg.network.timeout(),
+            audit,
+            epoch: Mutex::new(loaded),
+            budgets: Mutex::new(budgets),
+            shutdown,
+            _lock: lock,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            outsiders: std::sync::Mutex::new(OutsiderBudget {
+                window: std::time::Instant::now(),
+                written: 0,
+                suppressed: 0,
+            }),
+            tag_set_digests: std::sync::Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
+        });
+        Ok(Server {
+            endpoint,
+            state,
+            shutdown_tx,
+            buffer_warning,
+        })
+    }
+
+    /// Set when the kernel granted too small a UDP receive buffer for a holder under load
+    /// ([`crate::net::udp::small_buffer_warning`]): for an operator, not for a demo's tiny lists.
+    pub fn buffer_warning(&self) -> Option<&str> {
+        self.buffer_warning.as_deref()
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// The node's name and current epoch, for the start-up line.
+    pub async fn describe(&self) -> String {
+        let e = self.state.epoch.lock().await;
+        match &e.meta {
+            Some(m) => format!(
+                "node {} serving epoch {} ({} keys)",
+                self.state.name,
+                m.id,
+                m.sizes.values().sum::<u64>()
+            ),
+            None => format!("node {} (no customer list imported yet)", self.state.name),
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight queries finish for a grace period,
+    /// aborts the rest (audited), and closes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    if !incoming.remote_address_validated() {
+                        // Make the client prove its address first: spoofed packets then cost
+                        // nothing, and cannot fill the audit log with failed handshakes.
+                        let _ = incoming.retry();
+                        continue;
+                    }
+                    let state = Arc::clone(&self.state);
+                    tasks.spawn(handle_connection(state, incoming));
+                }
+                () = &mut shutdown => break,
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        // No new connections or queries; queries already running get a grace period.
+        self.endpoint.set_server_config(None);
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let max = self.state.policy.max_concurrent_queries as u32;
+        let drained =
+            tokio::time::timeout(SHUTDOWN_GRACE, self.state.slots.acquire_many(max)).await;
+        drop(drained);
+        let _ = self.shutdown_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.endpoint.close(0u32.into(), b"node shutting down");
+        let suppressed = std::mem::take(&mut self.state.outsider_budget().suppressed);
+        if suppressed > 0 {
+            let mut r = Record::new(Side::Holder, "(outsiders)", Outcome::Refused);
+            r.detail = Some(format!(
+                "{suppressed} more refused connections in the last minute, not recorded one by one"
+            ));
+            self.state.audit(r).await;
+        }
+        // Tasks still running now fail fast on the closed connections and write their aborts.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        Ok(())
+    }
+}
+
+fn load_epoch(dir: &Path) -> Result<LoadedEpoch> {
+    let stamp = store::stamp(dir);
+    let loaded = store::read_epoch(dir)?;
+    Ok(match loaded {
+        Some((epoch, meta)) => LoadedEpoch {
+            stamp,
+            epoch: Some(Arc::new(epoch)),
+            meta: Some(meta),
+        },
+        None => LoadedEpoch {
+            stamp,
+            epoch: None,
+            meta: None,
+        },
+    })
+}
+
+impl State {
+    /// The current epoch, reloaded if an import replaced it since it was loaded.
+    async fn current_epoch(&self) -> Result<Option<Arc<Epoch>>> {
+        let mut e = self.epoch.lock().await;
+        let now = store::stamp(&self.dir);
+        if now != e.stamp {
+            let dir = self.dir.clone();
+            *e = tokio::task::spawn_blocking(move || load_epoch(&dir)).await??;
+        }
+        Ok(e.epoch.clone())
+    }
+
+    fn open_connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a member's new connection, or says how many it already holds when that is its
+    /// cap.
+    fn count_connection(self: &Arc<Self>, peer: &PeerIdentity) -> Result<ConnectionCount, usize> {
+        let cap = self.policy.max_concurrent_queries + EXTRA_CONNECTIONS_PER_MEMBER;
+        let mut open = self.open_connections();
+        let n = open.entry(peer.fingerprint.clone()).or_insert(0);
+        if *n >= cap {
+            return Err(*n);
+        }
+        *n += 1;
+        Ok(ConnectionCount {
+            state: Arc::clone(self),
+            fingerprint: peer.fingerprint.clone(),
+        })
+    }
+
+    fn outsider_budget(&self) -> std::sync::MutexGuard<'_, OutsiderBudget> {
+        self.outsiders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The digest of the current epoch's tags for these key types at this length, computed
+    /// once (a pass over every tag, off the async threads) and then remembered: every repeated
+    /// query of a querier that kept the set asks for the same one.
+    async fn tag_set_digest(
+        &self,
+        epoch: Arc<Epoch>,
+        types: Vec<KeyType>,
+        tag_len: u8,
+    ) -> Option<[u8; 32]> {
+        let key = (epoch.id(), types, tag_len);
+        if let Some(d) = self.digests().get(&key) {
+            return Some(*d);
+        }
+        let (id, types, l) = key;
+        let (types, d) = tokio::task::spawn_blocking(move || {
+            let d = epoch.tag_set_digest(&types, l);
+            (types, d)
+        })
+        .await
+        .ok()?;
+        let mut memo = self.digests();
+        if memo.len() >= 64 {
+            // Old epochs' entries; cheap to recompute the few that are still asked for.
+            memo.clear();
+        }
+        memo.insert((id, types, l), d);
+        Some(d)
+    }
+
+    fn digests(&self) -> std::sync::MutexGuard<'_, DigestMemo> {
+        self.tag_set_digests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Audits a refused connection, within [`OUTSIDER_ENTRIES_PER_MINUTE`].
+    async fn audit_refused_connection(&self, mut r: Record, detail: String) {
+        let carried = {
+            let mut b = self.outsider_budget();
+            let mut carried = 0;
+            if b.window.elapsed() >= Duration::from_secs(60) {
+                carried = std::mem::take(&mut b.suppressed);
+                b.window = std::time::Instant::now();
+                b.written = 0;
+            }
+            if b.written >= OUTSIDER_ENTRIES_PER_MINUTE {
+                b.suppressed += 1;
+                return;
+            }
+            b.written += 1;
+            carried
+        };
+        r.detail = Some(if carried > 0 {
+            format!(
+                "{detail} (and {carried} more refused connections in the minute before, not recorded one by one)"
+            )
+        } else {
+            detail
+        });
+        self.audit(r).await;
+    }
+
+    /// Appends off the async threads (the append fsyncs).
+    async fn audit(&self, record: Record) {
+        if let Err(e) = self.append(record).await {
+            tracing::error!("{e:#}");
+        }
+    }
+
+    async fn append(&self, record: Record) -> Result<()> {
+        let log = self.audit.clone();
+        tokio::task::spawn_blocking(move || log.append(record)).await??;
+        Ok(())
+    }
+
+    fn record(&self, peer: &PeerIdentity, hello: Option<&Hello>, outcome: Outcome) -> Record {
+        Record {
+            peer_role: Some(peer.role),
+            fingerprint: Some(peer.fingerprint.clone()),
+            // Only a valid case number is written; anything else could bloat or garble the log.
+            case: hello
+                .and_then(|h| h.case.clone())
+                .filter(|c| crate::node_dir::config::valid_case(c)),
+            mode: hello.map(|h| h.mode),
+            ..Record::new(Side::Holder, peer.name.clone(), outcome)
+        }
+    }
+}
+
+async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // Not a member of the federation (or not speaking suyuan/2): nothing is served.
+            tracing::warn!(%remote, error = %e, "TLS handshake failed");
+            state
+                .audit_refused_connection(
+                    unknown_peer(remote),
+                    format!("TLS handshake failed: {e}"),
+                )
+                .await;
+            return;
+        }
+    };
+    let peer = match connection_identity(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            conn.close(1u32.into(), b"unusable certificate");
+            tracing::warn!(%remote, error = %e, "certificate refused");
+            state
+                .audit_refused_connection(
+                    unknown_peer(remote),
+                    format!("certificate refused: {e:#}"),
+                )
+                .await;
+            return;
+        }
+    };
+    let _counted = match state.count_connection(&peer) {
+        Ok(c) => c,
+        Err(open) => {
+            conn.close(2u32.into(), TOO_MANY_CONNECTIONS.as_bytes());
+            let r = state.record(&peer, None, Outcome::Refused);
+            state
+                .audit_refused_connection(
+                    r,
+                    format!("{TOO_MANY_CONNECTIONS}: {open} already open, the limit per member"),
+                )
+                .await;
+            return;
+        }
+    };
+    let mut streams = tokio::task::JoinSet::new();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = conn.accept_bi() => a,
+            // Once shutting down, no new query starts on this connection.
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((send, recv)) => {
+                streams.spawn(handle_stream(Arc::clone(&state), peer.clone(), send, recv));
+            }
+            Err(_) => break,
+        }
+        while streams.try_join_next().is_some() {}
+    }
+    while streams.join_next().await.is_some() {}
+}
+
+fn unknown_peer(remote: SocketAddr) -> Record {
+    Record::new(Side::Holder, remote.to_string(), Outcome::Refused)
+}
+
+/// The peer's identity from its verified certificate chain.
+pub fn connection_identity(conn: &quinn::Connection) -> Result<PeerIdentity> {
+    let any = conn
+        .peer_identity()
+        .context("the peer presented no certificate")?;
+    let chain = any
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .map_err(|_| anyhow::anyhow!("unexpected peer identity type"))?;
+    let leaf = chain.first().context("empty certificate chain")?;
+    identity::peer_identity(leaf)
+}
+
+/// Ends a stream with a final frame (a refusal or an abort) and audits it.
+async fn end_stream(
+    state: &State,
+    send: &mut quinn::SendStream,
+    peer: &PeerIdentity,
+    hello: Option<&Hello>,
+    outcome: Outcome,
+    frame: ServerFrame,
+    detail: String,
+) {
+    let _ = write_frame(send, &frame, state.timeout).await;
+    let _ = send.finish();
+    let mut r = state.record(peer, hello, outcome);
+    r.detail = Some(detail);
+    state.audit(r).await;
+}
+
+async fn refuse(
+    state: &State,
+    send: &mut quinn::SendStream,
+    peer: &PeerIdentity,
+    hello: Option<&Hello>,
+    refusal: Refusal,
+) {
+    tracing::info!(peer = %peer.name, role = %peer.role, reason = %refusal, "query refused");
+    let detail = refusal.to_string();
+    let frame = ServerFrame::Refused(refusal);
+    end_stream(state, send, peer, hello, Outcome::Refused, frame, detail).await;
+}
+
+async fn handle_stream(
+    state: Arc<State>,
+    peer: PeerIdentity,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let hello =
+        match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
+            Ok(Some(ClientFrame::Hello(h))) => h,
+            Ok(Some(ClientFrame::Psi(_))) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    None,
+                    "the first frame was not a hello",
+                )
+                .await;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    None,
+                    &format!("reading the hello: {e}"),
+                )
+                .await;
+            }
+        };
+    if hello.version != NODE_WIRE_VERSION {
+        return refuse(
+            &state,
+            &mut send,
+            &peer,
+            Some(&hello),
+            Refusal::UnsupportedVersion(hello.version),
+        )
+        .await;
+    }
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) || *state.shutdown.borrow() {
+        return refuse(
+            &state,
+            &mut send,
+            &peer,
+            Some(&hello),
+            Refusal::ShuttingDown,
+        )
+        .await;
+    }
+    if let Err(r) = state
+        .policy
+        .admit(peer.role, hello.mode, hello.case.as_deref())
+    {
+        return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+    }
+    let Ok(slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+        let max = state.policy.max_concurrent_queries;
+        return refuse(
+            &state,
+            &mut send,
+            &peer,
+            Some(&hello),
+            Refusal::Busy { max },
+        )
+        .await;
+    };
+    let epoch = match state.current_epoch().await {
+        Ok(Some(e)) => e,
+        Ok(None) => return refuse(&state, &mut send, &peer, Some(&hello), Refusal::NoEpoch).await,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                Some(&hello),
+                "the store cannot be read",
+            )
+            .await;
+        }
+    };
+    // A start carries only its sections: a few bytes, so a hello-sized limit.
+    let start =
+        match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
+            Ok(Some(ClientFrame::Psi(m @ QuerierMessage::Start(_)))) => m,
+            Ok(_) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    Some(&hello),
+                    "expected the query start",
+                )
+                .await;
+            }
+            Err(e) => {
+                return abort(
+                    &state,
+                    &mut send,
+                    &peer,
+                    Some(&hello),
+                    &format!("reading the query start: {e}"),
+                )
+                .await;
+            }
+        };
+    let QuerierMessage::Start(s) = &start else {
+        return;
+    };
+    if s.mode != hello.mode {
+        // Admission was for the hello's mode; a start asking for another is a lie.
+        let why = format!(
+            "the query start asks for mode {} after a hello for mode {}",
+            s.mode, hello.mode
+        );
+        return abort(&state, &mut send, &peer, Some(&hello), &why).await;
+    }
+    let keys = s
+        .sections
+        .iter()
+        .fold(0u64, |a, s| a.saturating_add(s.count));
+    let s_types: Vec<KeyType> = s.sections.iter().map(|s| s.key_type).collect();
+    if let Err(r) = state.policy.check_size(keys) {
+        return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+    }
+    // Charge the budget before any work, and record the charge so it survives a restart.
+    {
+        let mut budgets = state.budgets.lock().await;
+        let day = clock::day_of(clock::now_unix());
+        let used = budgets.entry((peer.name.clone(), day)).or_insert(0);
+        let limit = state.policy.rows_per_peer_per_day;
+        if used.saturating_add(keys) > limit {
+            let r = Refusal::BudgetExhausted {
+                used: *used,
+                limit,
+                keys,
+            };
+            drop(budgets);
+            return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+        }
+        let mut rec = state.record(&peer, Some(&hello), Outcome::Admitted);
+        rec.query_keys = Some(keys);
+        rec.charged = Some(keys);
+        rec.epoch = Some(epoch.id().to_string());
+        if let Err(e) = state.append(rec).await {
+            // No query runs unaudited.
+            tracing::error!("{e:#}");
+            drop(budgets);
+            return abort(
+                &state,
+                &mut send,
+                &peer,
+                Some(&hello),
+                "the audit log cannot be written",
+            )
+            .await;
+        }
+        *used += keys;
+    }
+
+    let holder = Holder::with_limits(
+        Arc::clone(&epoch),
+        HolderLimits {
+            max_query_keys: state.policy.max_query_rows,
+        },
+    );
+    tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
+    let started = std::time::Instant::now();
+    let kept = hello.kept.clone();
+    let tags: u64 = s_types.iter().map(|kt| epoch.tags(*kt).len() as u64).sum();
+    let deadline = query_deadline(state.timeout, keys.saturating_add(tags));
+    let serving = serve_query(&state, &holder, start, kept, &mut send, &mut recv);
+    let outcome = match tokio::time::timeout(deadline, serving).await {
+        Ok(o) => o,
+        Err(_) => Err(format!("the query ran past its deadline of {deadline:?}")),
+    };
+    match &outcome {
+        Ok(_) => {
+            tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed")
+        }
+        Err(why) => tracing::warn!(peer = %peer.name, reason = %why, "query aborted"),
+    }
+    let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
+    rec.query_keys = Some(keys);
+    rec.epoch = Some(epoch.id().to_string());
+    match outcome {
+        Ok(evaluating) => {
+            let _ = send.finish();
+            rec.evaluate_ms = Some(evaluating.as_millis() as u64);
+        }
+        Err(why) => {
+            let _ = write_frame(&mut send, &ServerFrame::Abort(why.clone()), state.timeout).await;
+            let _ = send.finish();
+            rec.outcome = Outcome::Aborted;
+            rec.detail = Some(why);
+        }
+    }
+    // The slot is free once the query is over; whoever reads the audit entry may use it.
+    drop(slot);
+    state.audit(rec).await;
+}
+
+async fn abort(
+    state: &State,
+    send: &mut quinn::SendStream,
+    peer: &PeerIdentity,
+    hello: Option<&Hello>,
+    why: &str,
+) {
+    tracing::warn!(peer = %peer.name, reason = why, "query aborted");
+    let frame = ServerFrame::Abort(why.to_string());
+    end_stream(
+        state,
+        send,
+        peer,
+        hello,
+        Outcome::Aborted,
+        frame,
+        why.to_string(),
+    )
+    .await;
+}
+
+/// Runs an admitted query to the end; `Err` says why it was aborted.
+async fn serve_query(
+    state: &State,
+    holder: &Holder,
+    start: QuerierMessage,
+    kept: Option<KeptTags>,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<Duration, String> {
+    let mut evaluating = Duration::ZERO;
+    let mut session = holder.handle_start(start).map_err(|e| e.to_string())?;
+    let tags_kept = match kept {
+        Some(k) => {
+            let epoch = Arc::clone(holder.epoch());
+            let types: Vec<_> = session
+                .query_sections()
+                .iter()
+                .map(|s| s.key_type)
+                .collect();
+            let fits = k.epoch == epoch.id()
+                && k.tag_len >= session.tag_len()
+                && usize::from(k.tag_len) <= TAG_STORED_LEN;
+            fits && state.tag_set_digest(epoch, types, k.tag_len).await == Some(k.digest)
+        }
+        None => false,
+    };
+    if tags_kept {
+        session.skip_tags().map_err(|e| e.to_string())?;
+    }
+    write_frame(
+        send,
+        &ServerFrame::Welcome(Welcome {
+            version: NODE_WIRE_VERSION,
+            node: state.name.clone(),
+            epoch: holder.epoch().id(),
+            tags_kept,
+        }),
+        state.timeout,
+    )
+    .await
+    .map_err(|e| format!("sending: {e}"))?;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        while let Some(m) = session.poll_message() {
+            write_frame(send, &ServerFrame::Psi(m), state.timeout)
+                .await
+                .map_err(|e| format!("sending: {e}"))?;
+        }
+        if session.is_finished() {
+            return Ok(evaluating);
+        }
+        let frame = tokio::select! {
+            f = read_frame::<ClientFrame>(recv, state.timeout) => f,
+            _ = shutdown.wait_for(|s| *s) => return Err("the node is shutting down".to_string()),
+        };
+        let msg = match frame {
+            Ok(Some(ClientFrame::Psi(m))) => m,
+            Ok(Some(ClientFrame::Hello(_))) => return Err("a second hello".to_string()),
+            Ok(None) => return Err("the querier closed the stream midway".to_string()),
+            Err(FrameError::Timeout(t)) => return Err(format!("the querier stalled for {t:?}")),
+            Err(e) => return Err(format!("reading: {e}")),
+        };
+        // Curve work runs off the async threads (rayon inside); the next chunk keeps arriving.
+        let (s, result, spent) = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let r: Result<(), PsiError> = session.handle(msg);
+            (session, r, t.elapsed())
+        })
+        .await
+        .map_err(|e| format!("evaluation task failed: {e}"))?;
+        session = s;
+        evaluating += spent;
+        result.map_err(|e| e.to_string())?;
+    }
+}

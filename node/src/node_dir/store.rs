@@ -1,0 +1,466 @@
+//! The epoch store: one redb file per epoch, `epoch.redb` in the node directory, holding the
+//! epoch's key, its sorted tags and its description. An import writes `epoch.redb.tmp` and
+//! renames it over the old file: the switch is atomic, and a crash midway leaves the old epoch
+//! in place. The old file is then overwritten with zeros through a handle opened before the
+//! switch, so its key (and any copy of it redb kept in an older page) does not stay on disk
+//! in the freed blocks.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::oprf::SecretKey;
+use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
+use zeroize::Zeroizing;
+
+/// The current epoch's file.
+pub const EPOCH_FILE: &str = "epoch.redb";
+const EPOCH_TMP: &str = "epoch.redb.tmp";
+
+const META: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
+const SECRET: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secret");
+/// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] stored tags, concatenated.
+const TAGS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("tags");
+const TAGS_PER_CHUNK: usize = 1 << 16;
+/// The `META` entry holding [`digest`] in hex.
+const DIGEST: &str = "digest";
+
+/// What `status` and reports say about an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochMeta {
+    /// Hex epoch id.
+    pub id: String,
+    /// Unix time of the import.
+    pub created: u64,
+    /// Distinct keys per type.
+    pub sizes: BTreeMap<KeyType, u64>,
+    /// Rows of the imported file.
+    pub rows: u64,
+    /// The imported file's name.
+    pub source: String,
+}
+
+fn path(dir: &Path) -> PathBuf {
+    dir.join(EPOCH_FILE)
+}
+
+/// Writes `epoch` as the node's current epoch, atomically replacing the previous one, whose
+/// file is then overwritten (see the module comment).
+pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+    let tmp = dir.join(EPOCH_TMP);
+    // A previous import that died leaves its file here (perhaps with its key); it was never
+    // the current epoch.
+    discard(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    let written = write_tmp(&tmp, epoch, meta);
+    if written.is_err() {
+        // A full disk is the usual cause: give the space back. The old epoch is untouched.
+        let _ = discard(&tmp);
+    }
+    written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
+    // Opened before the switch: afterwards the old file has no name left to open it by.
+    let old = match open_to_overwrite(&path(dir)) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!("cannot open the old epoch to overwrite it after the switch: {e}");
+            None
+        }
+    };
+    fs::rename(&tmp, path(dir)).context("switching to the new epoch")?;
+    File::open(dir)?.sync_all()?;
+    if let Some(old) = old
+        && let Err(e) = overwrite(&old)
+    {
+        // The new epoch is in place either way; only the old file's residue is at stake.
+        tracing::warn!("the old epoch's file was not fully overwritten: {e}");
+    }
+    Ok(())
+}
+
+/// Opens a regular file of ours for overwriting: not through a symbolic link, not a FIFO or
+/// device, and not one with other names (a hard-linked backup would be erased with it).
+fn open_to_overwrite(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let m = f.metadata()?;
+    if !m.is_file() || m.nlink() != 1 {
+        return Err(std::io::Error::other(
+            "not a regular file with a single name; left as it is",
+        ));
+    }
+    Ok(f)
+}
+
+/// Overwrites a file (best effort) and removes it; a missing file is not an error.
+fn discard(path: &Path) -> std::io::Result<()> {
+    if let Ok(f) = open_to_overwrite(path) {
+        let _ = overwrite(&f);
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Overwrites a whole file with zeros and flushes it to the device. Best effort against
+/// recovery: journaling, copy-on-write filesystems and flash may keep older copies, which is
+/// why the key directory belongs on an encrypted volume (`operations.md`).
+fn overwrite(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
+fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let db = redb::Builder::new()
+        .create_with_backend(redb::backends::FileBackend::new(file)?)
+        .with_context(|| format!("cannot create the store {}", tmp.display()))?;
+    let txn = db.begin_write()?;
+    {
+        let mut meta_t = txn.open_table(META)?;
+        meta_t.insert("epoch", serde_json::to_string(meta)?.as_str())?;
+        let mut secret = txn.open_table(SECRET)?;
+        let key = epoch.key().to_bytes();
+        secret.insert("key", key.as_slice())?;
+        let mut tags = txn.open_table(TAGS)?;
+        for kt in KeyType::ALL {
+            for (i, chunk) in epoch.tags(kt).chunks(TAGS_PER_CHUNK).enumerate() {
+                let bytes: Vec<u8> = chunk.concat();
+                tags.insert((kt.code(), i as u32), bytes.as_slice())?;
+            }
+        }
+        meta_t.insert(DIGEST, hex::encode(digest(epoch)).as_str())?;
+    }
+    txn.commit().context("committing the new epoch")?;
+    drop(db);
+    File::open(tmp)?.sync_all()?;
+    Ok(())
+}
+
+/// SHA-256 over the key and every tag, recorded at import and checked at every load: a store
+/// damaged on disk is refused instead of answering queries wrongly.
+pub fn digest(epoch: &Epoch) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"suyuan epoch v1");
+    h.update(epoch.id().0);
+    h.update(epoch.key().to_bytes());
+    for kt in KeyType::ALL {
+        let tags = epoch.tags(kt);
+        h.update([kt.code()]);
+        h.update((tags.len() as u64).to_le_bytes());
+        for t in tags {
+            h.update(t);
+        }
+    }
+    h.finalize().into()
+}
+
+fn open(dir: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
+    let p = path(dir);
+    if !p.exists() {
+        return Ok(None);
+    }
+    // The store holds the epoch's OPRF key.
+    crate::node_dir::identity::check_private(&p)?;
+    let db = redb::ReadOnlyDatabase::open(&p).map_err(|e| {
+        anyhow::anyhow!(
+            "the store {} cannot be read ({e}); refusing to serve from it. Re-import the customer list.",
+            p.display()
+        )
+    })?;
+    Ok(Some(db))
+}
+
+fn corrupt(dir: &Path, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the store {} is corrupt ({what}); refusing to serve from it. Re-import the customer list.",
+        path(dir).display()
+    )
+}
+
+fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
+    let t = txn
+        .open_table(META)
+        .map_err(|_| corrupt(dir, "no meta table"))?;
+    let raw = t
+        .get("epoch")?
+        .ok_or_else(|| corrupt(dir, "no epoch record"))?;
+    serde_json::from_str(raw.value()).map_err(|_| corrupt(dir, "unreadable epoch record"))
+}
+
+/// The current epoch, fully loaded and checked (tags sorted, sizes as recorded, digest).
+pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
+    let before = stamp(dir);
+    match guarded(dir, || read_epoch_unguarded(dir)) {
+        // An import switched files while we read the old one, and is overwriting it: what we
+        // read was being erased, not damaged. The new file is the current epoch.
+        Err(_) if stamp(dir) != before => guarded(dir, || read_epoch_unguarded(dir)),
+        r => r,
+    }
+}
+
+thread_local! {
+    static IN_STORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside the database library into a refusal. redb panics on some
+/// damaged files ("malformed allocator state"); a damaged store must be an error, not a crash,
+/// and the panic message is kept off the terminal.
+fn guarded<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_STORE.with(std::cell::Cell::get) {
+                default(info);
+            }
+        }));
+    });
+    IN_STORE.with(|c| c.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_STORE.with(|c| c.set(false));
+    r.unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the database library failed".to_string());
+        Err(corrupt(dir, &why))
+    })
+}
+
+fn read_epoch_unguarded(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
+    // One open, one transaction: the description, key and tags come from the same file even if
+    // an import renames a new one into place meanwhile (and if it then erases the old one under
+    // us, `read_epoch` reads again).
+    let Some(db) = open(dir)? else {
+        return Ok(None);
+    };
+    let txn = db.begin_read()?;
+    let meta = meta_of(dir, &txn)?;
+    let secret = txn
+        .open_table(SECRET)
+        .map_err(|_| corrupt(dir, "no key table"))?;
+    let raw = secret.get("key")?.ok_or_else(|| corrupt(dir, "no key"))?;
+    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
+        raw.value()
+            .try_into()
+            .map_err(|_| corrupt(dir, "key of the wrong length"))?,
+    );
+    let key = SecretKey::from_bytes(&bytes).map_err(|_| corrupt(dir, "invalid key"))?;
+    let tags_t = txn
+        .open_table(TAGS)
+        .map_err(|_| corrupt(dir, "no tag table"))?;
+    let mut tags: BTreeMap<KeyType, Vec<Tag>> = BTreeMap::new();
+    let mut expected_chunk: BTreeMap<u8, u32> = BTreeMap::new();
+    for entry in tags_t.iter()? {
+        let (k, v) = entry?;
+        let (code, chunk) = k.value();
+        let kt = KeyType::from_code(code).ok_or_else(|| corrupt(dir, "unknown key type"))?;
+        let next = expected_chunk.entry(code).or_insert(0);
+        if chunk != *next {
+            return Err(corrupt(dir, "a tag chunk is missing"));
+        }
+        *next += 1;
+        let v = v.value();
+        if v.len() % TAG_STORED_LEN != 0 {
+            return Err(corrupt(dir, "a tag chunk has a ragged length"));
+        }
+        let list = tags.entry(kt).or_default();
+        list.extend(v.chunks_exact(TAG_STORED_LEN).map(|t| {
+            let mut tag = [0u8; TAG_STORED_LEN];
+            tag.copy_from_slice(t);
+            tag
+        }));
+    }
+    for (kt, n) in &meta.sizes {
+        if tags.get(kt).map_or(0, Vec::len) as u64 != *n {
+            return Err(corrupt(dir, "tag counts differ from the epoch record"));
+        }
+    }
+    let id = parse_epoch_id(&meta.id).ok_or_else(|| corrupt(dir, "invalid epoch id"))?;
+    let epoch = Epoch::from_parts(id, key, tags).map_err(|_| corrupt(dir, "tags out of order"))?;
+    let recorded = txn
+        .open_table(META)
+        .map_err(|_| corrupt(dir, "no meta table"))?
+        .get(DIGEST)?
+        .map(|v| v.value().to_string());
+    match recorded {
+        Some(d) if hex::encode(digest(&epoch)) != d => {
+            return Err(corrupt(dir, "its content no longer matches its digest"));
+        }
+        Some(_) => {}
+        // Imported by a version without digests: every other check above still ran.
+        None => tracing::warn!(
+            store = %path(dir).display(),
+            "the store has no digest (imported by an older suyuan); re-import to protect it"
+        ),
+    }
+    Ok(Some((epoch, meta)))
+}
+
+/// Identifies the current epoch file, to notice an import while serving.
+pub fn stamp(dir: &Path) -> Option<(u64, u64, i64)> {
+    fs::metadata(path(dir))
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime()))
+}
+
+fn parse_epoch_id(s: &str) -> Option<EpochId> {
+    let b = hex::decode(s).ok()?;
+    Some(EpochId(b.try_into().ok()?))
+}
+
+/// Takes an exclusive lock on `NODE_DIR/<what>.lock` for as long as the returned file lives,
+/// so two `serve` (or two `import`) processes never work on one node at once.
+pub fn lock(dir: &Path, what: &str) -> Result<File> {
+    let path = dir.join(format!("{what}.lock"));
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!(
+                "another `suyuan {what}` is already running on {}",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Fails unless `dir` looks like a node directory.
+pub fn check_node_dir(dir: &Path) -> Result<()> {
+    if !dir.join(crate::node_dir::identity::NODE_CERT).exists() {
+        bail!(
+            "{} is not a node directory (create one with `suyuan ca issue`)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use suyuan_protocol::ident::Key;
+    use suyuan_protocol::psi::EpochBuilder;
+
+    fn epoch(n: u64) -> (Epoch, EpochMeta) {
+        let mut b = EpochBuilder::new(&mut rand::rng());
+        let keys: Vec<Key> = (0..n)
+            .map(|i| Key::parse(KeyType::Mobile, &format!("{}", 13_800_000_000 + i)).unwrap())
+            .collect();
+        b.add(&keys);
+        let e = b.finish();
+        let meta = EpochMeta {
+            id: e.id().to_string(),
+            created: 0,
+            sizes: e.sizes(),
+            rows: n,
+            source: "test.csv".into(),
+        };
+        (e, meta)
+    }
+
+    #[test]
+    fn a_new_epoch_overwrites_the_old_file_key_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, meta) = epoch(3000);
+        write_epoch(dir.path(), &first, &meta).unwrap();
+        let key = first.key().to_bytes();
+        // A reader that had the old file open (as a process restoring freed blocks would).
+        let mut old = File::open(dir.path().join(EPOCH_FILE)).unwrap();
+        let mut before = Vec::new();
+        old.read_to_end(&mut before).unwrap();
+        assert!(before.windows(32).any(|w| w == key.as_slice()));
+
+        let (second, meta) = epoch(10);
+        write_epoch(dir.path(), &second, &meta).unwrap();
+        let mut after = Vec::new();
+        std::io::Seek::rewind(&mut old).unwrap();
+        old.read_to_end(&mut after).unwrap();
+        assert_eq!(after.len(), before.len());
+        assert!(
+            after.iter().all(|&b| b == 0),
+            "the old file still holds data"
+        );
+        // The new epoch is the one that loads.
+        let (loaded, _) = read_epoch(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.id(), second.id());
+        assert_eq!(loaded.key().to_bytes(), second.key().to_bytes());
+    }
+
+    #[test]
+    fn a_hard_linked_backup_of_the_old_epoch_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, meta) = epoch(500);
+        write_epoch(dir.path(), &first, &meta).unwrap();
+        let backup = dir.path().join("backup.redb");
+        fs::hard_link(dir.path().join(EPOCH_FILE), &backup).unwrap();
+        let before = fs::read(&backup).unwrap();
+        let (second, meta) = epoch(10);
+        write_epoch(dir.path(), &second, &meta).unwrap();
+        assert_eq!(fs::read(&backup).unwrap(), before, "the backup was erased");
+        assert_eq!(read_epoch(dir.path()).unwrap().unwrap().0.id(), second.id());
+    }
+
+    #[test]
+    fn a_stale_tmp_that_is_a_link_or_a_fifo_is_removed_without_touching_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(EPOCH_TMP);
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"not ours to erase").unwrap();
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let (e, meta) = epoch(10);
+        write_epoch(dir.path(), &e, &meta).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"not ours to erase");
+        assert!(!tmp.exists());
+
+        // A FIFO must not block the import (opening it for writing would wait for a reader).
+        let made = std::process::Command::new("mkfifo").arg(&tmp).status();
+        if made.is_ok_and(|s| s.success()) {
+            let d = dir.path().to_path_buf();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let (e, meta) = epoch(10);
+                let _ = tx.send(write_epoch(&d, &e, &meta).map(|()| e.id()));
+            });
+            let id = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the import does not hang on a FIFO")
+                .unwrap();
+            assert_eq!(read_epoch(dir.path()).unwrap().unwrap().0.id(), id);
+        }
+    }
+}

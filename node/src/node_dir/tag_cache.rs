@@ -1,0 +1,294 @@
+//! The querier's kept tag sets, one file per holder in `NODE_DIR/tag-cache/`: a repeated query
+//! to the same epoch offers the kept set (by epoch id and digest) instead of downloading it
+//! again. Bounded in bytes, least recently used first out; `suyuan cache clear` empties it.
+//!
+//! File format: `SYTS1` · epoch id (16) · ℓ (1) · sections (1) · per section: key type code
+//! (1), count (u64 BE) · the tags of every section concatenated · the set's digest (32). A file
+//! whose digest does not match its content is deleted, not used.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::{EpochId, Section, TagSet};
+
+use crate::node_dir::identity::check_node_name;
+
+/// The directory inside a node directory.
+pub const CACHE_DIR: &str = "tag-cache";
+const MAGIC: &[u8; 5] = b"SYTS1";
+
+/// One node's cache of kept tag sets.
+#[derive(Debug, Clone)]
+pub struct TagCache {
+    dir: PathBuf,
+    limit: u64,
+}
+
+impl TagCache {
+    /// The cache of the node in `node_dir`, holding at most `limit` bytes (0: keep nothing).
+    pub fn new(node_dir: &Path, limit: u64) -> Self {
+        TagCache {
+            dir: node_dir.join(CACHE_DIR),
+            limit,
+        }
+    }
+
+    fn path(&self, peer: &str) -> Option<PathBuf> {
+        // Node names are DNS labels, so a name is a safe file name; anything else is not kept.
+        check_node_name(peer).ok()?;
+        Some(self.dir.join(format!("{peer}.tags")))
+    }
+
+    /// The set kept for `peer`, if there is one and it is intact, with its digest (checked
+    /// while reading, so the caller need not hash the set again). Marks it recently used.
+    pub fn load(&self, peer: &str) -> Option<(TagSet, [u8; 32])> {
+        let path = self.path(peer)?;
+        let bytes = fs::read(&path).ok()?;
+        match decode(&bytes) {
+            Some(set) => {
+                let _ = File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+                let (_, digest) = bytes.split_last_chunk::<32>()?;
+                Some((set, *digest))
+            }
+            None => {
+                tracing::warn!(file = %path.display(), "kept tag set damaged; removed");
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Keeps `set` for `peer` (replacing what was kept), then drops the least recently used
+    /// sets until the cache fits its limit. A set larger than the whole limit is not kept.
+    pub fn store(&self, peer: &str, set: &TagSet) -> Result<()> {
+        let Some(path) = self.path(peer) else {
+            return Ok(());
+        };
+        if encoded_len(set) > self.limit {
+            let _ = fs::remove_file(&path);
+            return Ok(());
+        }
+        if !self.dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.dir)
+                .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        }
+        // A temporary name of its own: two queries of this node may keep sets at once.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            "{peer}.{}.{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut w = BufWriter::new(f);
+            write_set(&mut w, set)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        self.evict(&path)
+    }
+
+    fn entries(&self) -> Vec<(PathBuf, u64, SystemTime)> {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        dir.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "tags"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((e.path(), m.len(), m.modified().ok()?))
+            })
+            .collect()
+    }
+
+    fn evict(&self, keep: &Path) -> Result<()> {
+        let mut entries = self.entries();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort_by_key(|e| e.2);
+        for (path, len, _) in entries {
+            if total <= self.limit {
+                break;
+            }
+            if path != keep {
+                remove(&path)?;
+                total -= len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets kept and their bytes.
+    pub fn usage(&self) -> (usize, u64) {
+        let e = self.entries();
+        (e.len(), e.iter().map(|e| e.1).sum())
+    }
+
+    /// Removes every kept set; returns how many there were and their bytes.
+    pub fn clear(&self) -> Result<(usize, u64)> {
+        let entries = self.entries();
+        for (path, _, _) in &entries {
+            remove(path)?;
+        }
+        Ok((entries.len(), entries.iter().map(|e| e.1).sum()))
+    }
+}
+
+/// Removes a file another query of this node may have removed first.
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn encoded_len(set: &TagSet) -> u64 {
+    (MAGIC.len() + 16 + 2 + 9 * set.sections.len() + set.byte_len() + 32) as u64
+}
+
+/// Writes the file format of this module (streamed: no second copy of the tags).
+fn write_set(w: &mut impl Write, set: &TagSet) -> std::io::Result<()> {
+    w.write_all(MAGIC)?;
+    w.write_all(&set.epoch.0)?;
+    w.write_all(&[set.tag_len, set.sections.len() as u8])?;
+    for s in &set.sections {
+        w.write_all(&[s.key_type.code()])?;
+        w.write_all(&s.count.to_be_bytes())?;
+    }
+    for t in &set.tags {
+        w.write_all(t)?;
+    }
+    w.write_all(&set.digest())
+}
+
+/// The file format of this module, as bytes.
+pub fn encode(set: &TagSet) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(set) as usize);
+    // Writing to a Vec cannot fail.
+    let _ = write_set(&mut out, set);
+    out
+}
+
+/// Reads the file format of this module; `None` for anything malformed, incoherent, or whose
+/// digest does not match its content. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Option<TagSet> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let (epoch, rest) = rest.split_first_chunk::<16>()?;
+    let (&[tag_len, n], mut rest) = rest.split_first_chunk::<2>()?;
+    let mut sections = Vec::new();
+    for _ in 0..n {
+        let (&[code], r) = rest.split_first_chunk::<1>()?;
+        let (count, r) = r.split_first_chunk::<8>()?;
+        sections.push(Section {
+            key_type: KeyType::from_code(code)?,
+            count: u64::from_be_bytes(*count),
+        });
+        rest = r;
+    }
+    let (body, digest) = rest.split_last_chunk::<32>()?;
+    let mut tags = Vec::new();
+    let mut body = body;
+    for s in &sections {
+        let len = usize::try_from(s.count.checked_mul(u64::from(tag_len))?).ok()?;
+        let (t, r) = body.split_at_checked(len)?;
+        tags.push(t.to_vec());
+        body = r;
+    }
+    let set = TagSet {
+        epoch: EpochId(*epoch),
+        tag_len,
+        sections,
+        tags,
+    };
+    (body.is_empty() && set.is_well_formed() && set.digest() == *digest).then_some(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(epoch: u8, n: u64) -> TagSet {
+        let tags: Vec<u8> = (0..n).flat_map(|i| (i * 7919).to_be_bytes()).collect();
+        TagSet {
+            epoch: EpochId([epoch; 16]),
+            tag_len: 8,
+            sections: vec![Section {
+                key_type: KeyType::Mobile,
+                count: n,
+            }],
+            tags: vec![tags],
+        }
+    }
+
+    #[test]
+    fn kept_sets_round_trip_and_damage_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = TagCache::new(dir.path(), 1 << 20);
+        assert_eq!(c.load("bank"), None);
+        c.store("bank", &set(1, 100)).unwrap();
+        assert_eq!(c.load("bank").map(|k| k.0), Some(set(1, 100)));
+        let file = dir.path().join(CACHE_DIR).join("bank.tags");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let mut bytes = fs::read(&file).unwrap();
+        bytes[60] ^= 1;
+        fs::write(&file, &bytes).unwrap();
+        assert_eq!(c.load("bank"), None, "a damaged set is not used");
+        assert!(!file.exists(), "and is removed");
+        // Names that are not node names are never turned into paths.
+        c.store("../x", &set(1, 1)).unwrap();
+        assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[test]
+    fn the_least_recently_used_sets_go_first_and_clear_empties_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = encode(&set(1, 100)).len() as u64;
+        let c = TagCache::new(dir.path(), 2 * one + 10);
+        c.store("a", &set(1, 100)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        c.store("b", &set(2, 100)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(c.load("a").is_some()); // a is now the most recently used
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        c.store("c", &set(3, 100)).unwrap();
+        assert!(c.load("b").is_none(), "b was least recently used");
+        assert!(c.load("a").is_some() && c.load("c").is_some());
+        assert_eq!(c.usage(), (2, 2 * one));
+        // Larger than the whole limit: not kept.
+        c.store("d", &set(4, 1000)).unwrap();
+        assert!(c.load("d").is_none());
+        assert_eq!(c.clear().unwrap(), (2, 2 * one));
+        assert_eq!(c.usage(), (0, 0));
+        // Limit 0: nothing is ever kept.
+        let off = TagCache::new(dir.path(), 0);
+        off.store("a", &set(1, 1)).unwrap();
+        assert_eq!(off.usage(), (0, 0));
+    }
+}

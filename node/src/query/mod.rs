@@ -1,0 +1,270 @@
+//! The querier's job (`suyuan query`): read and blind a dump once, ask every peer at once,
+//! audit each answer, and report per peer ([`report`], [`html`]).
+
+pub mod html;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
+
+use crate::Progress;
+use crate::clock;
+use crate::lists::{InputOptions, InputSummary, for_each_record};
+use crate::net::frame::{Hello, KeptTags};
+use crate::net::querier::{self, Bounds};
+use crate::net::tls;
+use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
+use crate::node_dir::config::{self, NodeConfig};
+use crate::node_dir::identity::{self, NodeIdentity};
+use crate::node_dir::store;
+use crate::node_dir::tag_cache::TagCache;
+
+pub use report::{DumpSummary, PeerReport, PeerStats, QueryTiming, Report, containment};
+
+/// One peer to query: its node name (checked against its certificate) and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Node name.
+    pub name: String,
+    /// `HOST:PORT`.
+    pub address: String,
+}
+
+/// Parses `NAME=HOST:PORT`.
+pub fn parse_peer(s: &str) -> Result<PeerSpec> {
+    let (name, address) = s.split_once('=').with_context(|| {
+        format!("--peer {s:?}: expected NAME=HOST:PORT, e.g. bank=10.0.0.5:7788")
+    })?;
+    identity::check_node_name(name).with_context(|| format!("--peer {s:?}"))?;
+    if !address.contains(':') {
+        bail!("--peer {s:?}: the address needs a port (HOST:PORT)");
+    }
+    Ok(PeerSpec {
+        name: name.to_string(),
+        address: address.to_string(),
+    })
+}
+
+/// A query run, validated.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// The police node's directory.
+    pub node: PathBuf,
+    /// The dump.
+    pub input: PathBuf,
+    /// How to read it.
+    pub input_options: InputOptions,
+    /// Whom to ask.
+    pub peers: Vec<PeerSpec>,
+    /// What to learn.
+    pub mode: QueryMode,
+    /// The case number.
+    pub case: Option<String>,
+}
+
+/// A dump read and blinded, ready to be sent to every peer.
+#[derive(Debug)]
+pub struct BlindedDump {
+    summary: InputSummary,
+    query: Arc<Query>,
+    timing: QueryTiming,
+}
+
+/// Runs a query against every peer concurrently. Fails only if nothing could be asked (bad
+/// node directory, unreadable dump); a failed peer is reported in its entry.
+pub async fn run(opts: &QueryOptions, mut progress: impl Progress + 'static) -> Result<Report> {
+    let job = QueryJob::open(opts)?;
+    let input = opts.input.clone();
+    let input_options = opts.input_options.clone();
+    let dump =
+        tokio::task::spawn_blocking(move || blind_dump(&input, &input_options, &mut progress))
+            .await??;
+    job.ask(dump).await
+}
+
+/// Reads the dump and blinds every distinct key under a fresh blind (blocking; curve work on
+/// the rayon pool).
+pub fn blind_dump(
+    input: &Path,
+    options: &InputOptions,
+    progress: &mut dyn Progress,
+) -> Result<BlindedDump> {
+    let t0 = std::time::Instant::now();
+    progress.start("read dump", None);
+    let mut keys = QueryKeys::new();
+    let summary = for_each_record(input, options, |row, rk| {
+        keys.add_row(&rk.keys);
+        if row % 4096 == 0 {
+            progress.set(row);
+        }
+        Ok(())
+    })?;
+    progress.set(summary.quality.rows);
+    progress.finish();
+    progress.unit("keys");
+    let n: u64 = keys.raw_counts().values().sum();
+    let read = t0.elapsed();
+    progress.start("blind", Some(n));
+    let t1 = std::time::Instant::now();
+    let query = Query::blind(&mut rand::rng(), keys).context("blinding the dump")?;
+    let timing = QueryTiming {
+        read_ms: read.as_millis() as u64,
+        blind_ms: t1.elapsed().as_millis() as u64,
+    };
+    progress.set(n);
+    progress.finish();
+    Ok(BlindedDump {
+        summary,
+        query: Arc::new(query),
+        timing,
+    })
+}
+
+/// A querier node ready to ask: its identity, configuration and verified audit log.
+pub struct QueryJob {
+    opts: QueryOptions,
+    id: NodeIdentity,
+    cfg: NodeConfig,
+    audit: AuditLog,
+}
+
+impl QueryJob {
+    /// Checks everything that does not need the dump: the node directory, the case number,
+    /// the peers, the audit log.
+    pub fn open(opts: &QueryOptions) -> Result<Self> {
+        store::check_node_dir(&opts.node)?;
+        let id = identity::load_node(&opts.node)?;
+        let cfg = config::load(&opts.node)?;
+        if let Some(c) = &opts.case
+            && !config::valid_case(c)
+        {
+            bail!("--case {c:?}: use 1 to 128 printable characters");
+        }
+        if opts.peers.is_empty() {
+            bail!("no peer given: add --peer NAME=HOST:PORT");
+        }
+        let audit = AuditLog::new(&opts.node);
+        audit
+            .verify()
+            .context("the audit log does not verify; refusing to query")?;
+        Ok(QueryJob {
+            opts: opts.clone(),
+            id,
+            cfg,
+            audit,
+        })
+    }
+
+    /// Asks every peer at once; audits and reports each answer in the order given.
+    pub async fn ask(&self, dump: BlindedDump) -> Result<Report> {
+        let opts = &self.opts;
+        let timeout = self.cfg.network.timeout();
+        let client_cfg = tls::client_config(&self.id, timeout)?;
+        let cache = TagCache::new(&opts.node, self.cfg.query.tag_cache_bytes());
+        let bounds = Bounds {
+            timeout,
+            limits: self.cfg.query.limits(),
+        };
+        let mut tasks = Vec::new();
+        for peer in opts.peers.clone() {
+            let query = Arc::clone(&dump.query);
+            let client_cfg = client_cfg.clone();
+            let cache = cache.clone();
+            let (case, mode) = (opts.case.clone(), opts.mode);
+            tasks.push(tokio::spawn(async move {
+                let name = peer.name.clone();
+                let kept = tokio::task::spawn_blocking(move || cache.load(&name))
+                    .await
+                    .ok()
+                    .flatten();
+                let hello = Hello {
+                    kept: kept.as_ref().map(|(s, digest)| KeptTags {
+                        epoch: s.epoch,
+                        tag_len: s.tag_len,
+                        digest: *digest,
+                    }),
+                    ..Hello::new(mode, case)
+                };
+                let kept = kept.map(|(set, _)| set);
+                let r = querier::ask(&peer, client_cfg, hello, query, kept, bounds).await;
+                (peer, r)
+            }));
+        }
+        let mut peers = Vec::new();
+        for t in tasks {
+            let (peer, outcome) = t.await.context("a peer task failed")?;
+            let report = self.record(&peer, outcome, &cache, &dump).await;
+            peers.push(report);
+        }
+        let summary = &dump.summary;
+        Ok(Report {
+            case: opts.case.clone(),
+            mode: opts.mode,
+            created: clock::rfc3339(clock::now_unix()),
+            dump: DumpSummary {
+                rows: summary.quality.rows,
+                rows_without_key: summary.quality.rows_without_key,
+                keys: dump
+                    .query
+                    .sections()
+                    .iter()
+                    .map(|s| (s.key_type, s.count))
+                    .collect(),
+                rejected: summary.quality.rejected.clone(),
+            },
+            peers,
+            timing: Some(dump.timing),
+        })
+    }
+
+    /// One peer's answer as a report entry, audited; a downloaded tag set is kept.
+    async fn record(
+        &self,
+        peer: &PeerSpec,
+        outcome: Result<querier::Answer, querier::Failure>,
+        cache: &TagCache,
+        dump: &BlindedDump,
+    ) -> PeerReport {
+        let opts = &self.opts;
+        let mut rec = Record {
+            case: opts.case.clone(),
+            mode: Some(opts.mode),
+            query_keys: Some(dump.query.sections().iter().map(|s| s.count).sum()),
+            ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
+        };
+        let report = match outcome {
+            Ok((result, holder, stats, fresh)) => {
+                if let Some(set) = fresh {
+                    let (cache, name) = (cache.clone(), peer.name.clone());
+                    let kept = tokio::task::spawn_blocking(move || cache.store(&name, &set)).await;
+                    if let Ok(Err(e)) = kept {
+                        tracing::warn!("keeping {}'s tags: {e:#}", peer.name);
+                    }
+                }
+                let mut report = PeerReport::from_result(peer, &result, dump.summary.quality.rows);
+                report.stats = Some(stats);
+                rec.peer_role = Some(holder.role);
+                rec.fingerprint = Some(holder.fingerprint);
+                rec.epoch = report.epoch.clone();
+                rec.matched_keys = Some(report.matched_keys.values().sum());
+                rec.matched_rows = report.matched_rows;
+                report
+            }
+            Err(failure) => {
+                rec.outcome = failure.outcome;
+                rec.peer_role = failure.holder.as_ref().map(|h| h.role);
+                rec.fingerprint = failure.holder.map(|h| h.fingerprint);
+                rec.detail = Some(failure.message.clone());
+                PeerReport::failed(peer, failure.message)
+            }
+        };
+        // A failed append must not throw away answers already obtained; say so and go on.
+        if let Err(e) = self.audit.append(rec) {
+            tracing::warn!("{e:#}");
+        }
+        report
+    }
+}

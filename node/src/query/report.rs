@@ -1,0 +1,225 @@
+//! The query report: its JSON schema (stable, documented in docs/operations.md) and its text
+//! table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::ident::{Field, KeyType, Rejection};
+use suyuan_protocol::psi::{QueryMode, QueryResult};
+
+use super::PeerSpec;
+use crate::text::printable;
+
+/// The JSON report (schema in docs/operations.md; stable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Case number.
+    pub case: Option<String>,
+    /// Mode.
+    pub mode: QueryMode,
+    /// RFC 3339 UTC.
+    pub created: String,
+    /// The dump's data quality.
+    pub dump: DumpSummary,
+    /// One entry per peer, in the order given.
+    pub peers: Vec<PeerReport>,
+    /// How long reading and blinding the dump took (diagnostics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<QueryTiming>,
+}
+
+/// Where the querier's own time went, before any peer was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryTiming {
+    /// Reading, decoding and canonicalising the dump, in milliseconds.
+    pub read_ms: u64,
+    /// Blinding every distinct key (hash to the curve, multiply, compress), in milliseconds.
+    pub blind_ms: u64,
+}
+
+/// The dump's data quality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpSummary {
+    /// Data rows (header excluded).
+    pub rows: u64,
+    /// Rows that yielded no usable key.
+    pub rows_without_key: u64,
+    /// Distinct keys per type.
+    pub keys: BTreeMap<KeyType, u64>,
+    /// Rejected values per field and reason.
+    pub rejected: BTreeMap<Field, BTreeMap<Rejection, u64>>,
+}
+
+/// One peer's answer, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Node name.
+    pub name: String,
+    /// Address dialled.
+    pub address: String,
+    /// The epoch that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The holder's distinct keys per queried type.
+    pub holder_keys: BTreeMap<KeyType, u64>,
+    /// Matched distinct keys per type.
+    pub matched_keys: BTreeMap<KeyType, u64>,
+    /// `matches` mode: how many dump rows matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_rows: Option<u64>,
+    /// `matches` mode: 1-based data-row numbers of the dump that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<u64>>,
+    /// Matched rows / dump rows (`matches`); max over types of matched / dump keys (`count`).
+    pub containment: f64,
+    /// Why this peer gave no answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Diagnostics of the exchange (absent on error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PeerStats>,
+}
+
+/// What an exchange with one peer cost this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// Wall time from connecting to the result, in milliseconds.
+    pub wall_ms: u64,
+    /// CPU time spent unblinding, tagging and looking up, in milliseconds.
+    pub unblind_ms: u64,
+    /// UDP payload bytes sent to the peer.
+    pub bytes_sent: u64,
+    /// UDP payload bytes received from the peer.
+    pub bytes_received: u64,
+    /// The holder's tags came from this node's tag cache, not the wire.
+    #[serde(default)]
+    pub tags_kept: bool,
+    /// Datagrams sent to the peer that were lost and had to be sent again.
+    #[serde(default)]
+    pub datagrams_lost: u64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Matched rows / dump rows in `matches` mode; in `count` mode, where rows are unknown, the
+/// largest share over key types of the dump's keys found at the holder.
+pub fn containment(r: &QueryResult, dump_rows: u64) -> f64 {
+    match &r.matched_rows {
+        Some(rows) => ratio(rows.len() as u64, dump_rows),
+        None => r
+            .query_keys
+            .iter()
+            .map(|(kt, n)| ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n))
+            .fold(0.0, f64::max),
+    }
+}
+
+impl PeerReport {
+    pub(crate) fn from_result(peer: &PeerSpec, r: &QueryResult, dump_rows: u64) -> Self {
+        let rows: Option<Vec<u64>> = r
+            .matched_rows
+            .as_ref()
+            .map(|rows| rows.iter().map(|i| i + 1).collect());
+        let containment = containment(r, dump_rows);
+        PeerReport {
+            name: peer.name.clone(),
+            address: peer.address.clone(),
+            epoch: Some(r.epoch.to_string()),
+            holder_keys: r.holder_keys.clone(),
+            matched_keys: r.matched_keys.clone(),
+            matched_rows: rows.as_ref().map(|r| r.len() as u64),
+            rows,
+            containment,
+            error: None,
+            stats: None,
+        }
+    }
+
+    pub(crate) fn failed(peer: &PeerSpec, error: String) -> Self {
+        PeerReport {
+            name: peer.name.clone(),
+            address: peer.address.clone(),
+            epoch: None,
+            holder_keys: BTreeMap::new(),
+            matched_keys: BTreeMap::new(),
+            matched_rows: None,
+            rows: None,
+            containment: 0.0,
+            error: Some(printable(&error)),
+            stats: None,
+        }
+    }
+}
+
+/// The report as aligned text: one row per peer.
+pub fn render(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let keys: Vec<String> = report
+        .dump
+        .keys
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "dump: {} rows, {} without a usable key; distinct keys: {}",
+        report.dump.rows,
+        report.dump.rows_without_key,
+        if keys.is_empty() {
+            "none".to_string()
+        } else {
+            keys.join(", ")
+        }
+    );
+    for (field, reasons) in &report.dump.rejected {
+        for (reason, n) in reasons {
+            let _ = writeln!(out, "  rejected {field}: {reason} ({n})");
+        }
+    }
+    let _ = writeln!(out);
+    let per_type = |m: &BTreeMap<KeyType, u64>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut rows = vec![vec![
+        "peer".to_string(),
+        "holder keys".to_string(),
+        "matched keys".to_string(),
+        "matched rows".to_string(),
+        "containment".to_string(),
+    ]];
+    for p in &report.peers {
+        rows.push(match &p.error {
+            Some(e) => vec![p.name.clone(), format!("error: {e}")],
+            None => vec![
+                p.name.clone(),
+                per_type(&p.holder_keys),
+                per_type(&p.matched_keys),
+                p.matched_rows.map_or("-".to_string(), |n| n.to_string()),
+                format!("{:.1}%", 100.0 * p.containment),
+            ],
+        });
+    }
+    out.push_str(&crate::text::aligned(
+        &rows,
+        &[false, false, false, true, true],
+    ));
+    out
+}
+
+/// Writes the JSON report.
+pub fn write_json(report: &Report, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}

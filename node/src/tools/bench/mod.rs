@@ -1,0 +1,607 @@
+//! `suyuan bench`: the whole path, holder and querier as separate processes over QUIC on
+//! 127.0.0.1, against the curve's floor measured in the same run.
+
+pub mod load;
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::oprf::{Mode, hash_to_group};
+use suyuan_protocol::psi::QueryMode;
+
+use crate::lists::InputOptions;
+use crate::node_dir::audit::AuditLog;
+use crate::node_dir::config::NODE_TOML;
+use crate::node_dir::identity::{self, Role};
+use crate::query::{self, PeerSpec, QueryOptions};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Rows (one mobile number each) of the holder's list.
+    pub holder_rows: u64,
+    /// Rows (one mobile number each) of the dump.
+    pub dump_rows: u64,
+    /// Share of dump rows that are holder customers.
+    pub overlap: f64,
+    /// The mode to run.
+    pub mode: QueryMode,
+    /// Threads for each process (rayon and tokio); all cores if `None`.
+    pub threads: Option<usize>,
+    /// Working directory (default: a new one under the temp directory).
+    pub dir: Option<PathBuf>,
+    /// Run the query a second time, which uses the tag set kept from the first.
+    pub repeat: bool,
+    /// Holders queried at once (each a process with its own key and the same list).
+    pub holders: usize,
+}
+
+/// Most holders `--holders` starts.
+pub const MAX_HOLDERS: usize = 8;
+
+/// The second run of the same query (`--repeat`): the holder's tags come from the cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatReport {
+    /// Query wall time: read + blind + exchange, ms.
+    pub query_ms: u64,
+    /// Connect to result, ms.
+    pub exchange_ms: u64,
+    /// UDP bytes querier → holder.
+    pub bytes_up: u64,
+    /// UDP bytes holder → querier.
+    pub bytes_down: u64,
+    /// Whether the kept tags were used (they must be).
+    pub tags_kept: bool,
+    /// Matched keys reported (must equal the first run's).
+    pub matched: u64,
+}
+
+/// Everything measured, for `--json` and docs/benchmarks.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// Holder rows (= keys).
+    pub holder_rows: u64,
+    /// Dump rows (= keys).
+    pub dump_rows: u64,
+    /// Overlap asked for.
+    pub overlap: f64,
+    /// Mode run.
+    pub mode: QueryMode,
+    /// Threads per process.
+    pub threads: usize,
+    /// Cores the two processes can use together: min(2 × threads, cores of the machine).
+    pub cores_in_use: usize,
+    /// Import wall time (a separate process), ms.
+    pub import_ms: u64,
+    /// Import keys per second.
+    pub import_keys_per_s: f64,
+    /// Querier: reading and canonicalising the dump, ms.
+    pub read_ms: u64,
+    /// Querier: blinding, ms.
+    pub blind_ms: u64,
+    /// Querier: connect to result (transfer, holder evaluation, unblinding overlap), ms.
+    pub exchange_ms: u64,
+    /// Holder: time inside its evaluation calls (from its audit log), ms.
+    pub evaluate_ms: u64,
+    /// Querier: time inside its unblinding, tagging and intersecting calls, ms.
+    pub unblind_ms: u64,
+    /// Query wall time: read + blind + exchange, ms.
+    pub query_ms: u64,
+    /// Query wall time per dump key, µs.
+    pub query_us_per_key: f64,
+    /// UDP bytes querier → holder.
+    pub bytes_up: u64,
+    /// UDP bytes holder → querier.
+    pub bytes_down: u64,
+    /// The protocol's payload floor: 32 bytes up and down per dump key, ℓ per holder tag.
+    pub payload_floor_bytes: u64,
+    /// Datagrams querier → holder that were lost and sent again.
+    #[serde(default)]
+    pub datagrams_lost_up: u64,
+    /// Peak resident memory of the querier process, bytes.
+    pub querier_peak_rss: u64,
+    /// Peak resident memory of the holder process (the largest, with several), bytes.
+    pub holder_peak_rss: u64,
+    /// Holders queried at once.
+    #[serde(default = "one")]
+    pub holders: usize,
+    /// Exchange wall time with each holder, ms.
+    #[serde(default)]
+    pub exchange_ms_per_holder: Vec<u64>,
+    /// Querier CPU time (user + system) from reading the dump to the last answer, ms.
+    #[serde(default)]
+    pub querier_cpu_ms: u64,
+    /// The querier's own floor per dump key, one thread: H + (1 + holders) multiplications, µs.
+    #[serde(default)]
+    pub querier_cpu_floor_us_per_key: f64,
+    /// One thread: hash-to-group, µs.
+    pub floor_hash_to_group_us: f64,
+    /// One thread: variable-base scalar multiplication, µs.
+    pub floor_scalar_mul_us: f64,
+    /// Query floor per dump key: (H + (1 + 2 × holders) multiplications) / cores in use, µs.
+    pub query_floor_us_per_key: f64,
+    /// Import floor per key: (H + 1 multiplication) / threads (one process), µs.
+    pub import_floor_us_per_key: f64,
+    /// Query wall time over its floor.
+    pub query_ratio: f64,
+    /// Import wall time over its floor.
+    pub import_ratio: f64,
+    /// Matched keys reported (checked against the overlap).
+    pub matched: u64,
+    /// `--repeat`: the same query again, with the kept tag set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<RepeatReport>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// CPU time (user + system) this process has used, from /proc (Linux; 0 elsewhere).
+fn cpu_time() -> std::time::Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces:
+            // utime and stime are the 12th and 13th of them, in USER_HZ (100 on Linux).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 10)
+}
+
+/// Peak resident set size of a process, from /proc (Linux).
+pub(crate) fn peak_rss(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Timings of the curve primitives on one thread, µs each: nine runs of 512 of each.
+#[derive(Default)]
+struct FloorSamples {
+    hash_to_group: Vec<f64>,
+    scalar_mul: Vec<f64>,
+}
+
+impl FloorSamples {
+    fn sample(&mut self) {
+        let k = Scalar::from(0x1234_5678_9abc_def1u64);
+        for run in 0..9u64 {
+            let t = Instant::now();
+            let points: Vec<RistrettoPoint> = (0..512u64)
+                .map(|i| {
+                    hash_to_group(
+                        Mode::Oprf,
+                        &[
+                            b"mobile\x00",
+                            format!("{}", 13_000_000_000 + run * 512 + i).as_bytes(),
+                        ],
+                    )
+                })
+                .collect();
+            self.hash_to_group
+                .push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+            let t = Instant::now();
+            let acc = points
+                .iter()
+                .fold(RistrettoPoint::default(), |a, p| a + k * p);
+            std::hint::black_box(acc);
+            self.scalar_mul
+                .push(t.elapsed().as_secs_f64() * 1e6 / 512.0);
+        }
+    }
+
+    /// Medians over every sample: taken before and after the runs, so a slow spell of this
+    /// shared machine during either moves the floor less.
+    fn medians(mut self) -> (f64, f64) {
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        (
+            median(&mut self.hash_to_group),
+            median(&mut self.scalar_mul),
+        )
+    }
+}
+
+/// A fresh CA under `dir` with holder nodes (admitting researchers' queries of up to
+/// `max_rows` keys, `concurrent` at once) and researcher nodes, replacing any earlier ones.
+pub(crate) fn fresh_federation(
+    dir: &Path,
+    holders: &[String],
+    researchers: &[String],
+    timeout_secs: u64,
+    max_rows: u64,
+    concurrent: usize,
+) -> Result<()> {
+    let ca = dir.join("ca");
+    for name in std::iter::once(&"ca".to_string())
+        .chain(holders)
+        .chain(researchers)
+    {
+        let d = dir.join(name);
+        if d.exists() {
+            std::fs::remove_dir_all(&d)?;
+        }
+    }
+    identity::ca_init(&ca, "bench CA")?;
+    for name in holders {
+        let d = dir.join(name);
+        identity::ca_issue(&ca, name, Role::Institution, &d)?;
+        std::fs::write(
+            d.join(NODE_TOML),
+            format!(
+                "[network]\ntimeout_secs = {timeout_secs}\n[policy]\nmin_query_rows = 1\nmax_query_rows = {max_rows}\nrows_per_peer_per_day = {max_rows}\nrequire_case = false\nmax_concurrent_queries = {concurrent}\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
+            ),
+        )?;
+    }
+    for name in researchers {
+        let d = dir.join(name);
+        identity::ca_issue(&ca, name, Role::Researcher, &d)?;
+        std::fs::write(
+            d.join(NODE_TOML),
+            format!("[network]\ntimeout_secs = {timeout_secs}\n"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Dump rows that are holder customers, as [`write_lists`] writes them.
+pub(crate) fn shared_rows(o: &BenchOptions) -> u64 {
+    ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows)
+}
+
+pub(crate) fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
+    let mut w = BufWriter::new(std::fs::File::create(dir.join("holder.csv"))?);
+    writeln!(w, "mobile")?;
+    for i in 0..o.holder_rows {
+        writeln!(w, "{}", 13_000_000_000 + i)?;
+    }
+    w.flush()?;
+    let shared = shared_rows(o);
+    let mut w = BufWriter::new(std::fs::File::create(dir.join("dump.csv"))?);
+    writeln!(w, "mobile")?;
+    for j in 0..o.dump_rows {
+        let m = if j < shared {
+            13_000_000_000 + j
+        } else {
+            15_000_000_000 + j
+        };
+        writeln!(w, "{m}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Kills the holder process when dropped, so nothing is left running.
+pub(crate) struct Holder(pub(crate) Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn suyuan(threads: usize) -> Result<Command> {
+    let mut c = Command::new(std::env::current_exe().context("locating the suyuan binary")?);
+    c.env("RAYON_NUM_THREADS", threads.to_string());
+    Ok(c)
+}
+
+/// `suyuan import` of `list` into `node`, as a process of its own.
+pub(crate) fn import_list(threads: usize, node: &Path, list: &Path) -> Result<()> {
+    let status = suyuan(threads)?
+        .args(["--quiet", "import", "--node"])
+        .arg(node)
+        .arg("--input")
+        .arg(list)
+        .stdout(Stdio::null())
+        .status()
+        .context("running the import")?;
+    if !status.success() {
+        bail!("the import failed");
+    }
+    Ok(())
+}
+
+/// `suyuan serve` of `node` on an ephemeral loopback port, as a process of its own (killed
+/// when the returned guard drops), and the address it listens on.
+pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, String)> {
+    let mut child = suyuan(threads)?
+        .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
+        .arg(node)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the holder")?;
+    let stdout = child.stdout.take().context("holder stdout")?;
+    let holder = Holder(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    let addr = first
+        .split_whitespace()
+        .nth(2)
+        .with_context(|| format!("unexpected holder output {first:?}"))?
+        .to_string();
+    Ok((holder, addr))
+}
+
+/// Runs the benchmark. Must run inside a tokio runtime, with rayon's global pool already sized.
+pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
+    if !(0.0..=1.0).contains(&o.overlap) {
+        bail!("--overlap must be between 0 and 1");
+    }
+    if o.holder_rows == 0 || o.dump_rows == 0 {
+        bail!("--holder-rows and --dump-rows must be at least 1");
+    }
+    if !(1..=MAX_HOLDERS).contains(&o.holders) {
+        bail!("--holders must be between 1 and {MAX_HOLDERS}");
+    }
+    let threads = o.threads.unwrap_or_else(rayon::current_num_threads);
+    let dir = match &o.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("suyuan-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    write_lists(&dir, o)?;
+    let mut floor = FloorSamples::default();
+    floor.sample();
+    let holder_names: Vec<String> = (1..=o.holders)
+        .map(|i| match i {
+            1 => "holder".to_string(),
+            _ => format!("holder{i}"),
+        })
+        .collect();
+    let holder_dirs: Vec<PathBuf> = holder_names.iter().map(|n| dir.join(n)).collect();
+    let querier_dir = dir.join("researcher");
+    let big = o.holder_rows.max(o.dump_rows) * 2;
+    fresh_federation(
+        &dir,
+        &holder_names,
+        &["researcher".to_string()],
+        120,
+        big,
+        4,
+    )?;
+
+    // Each import in a process of its own; the first is timed (the others are the same work).
+    let mut import = std::time::Duration::ZERO;
+    for (i, d) in holder_dirs.iter().enumerate() {
+        let t = Instant::now();
+        import_list(threads, d, &dir.join("holder.csv"))?;
+        if i == 0 {
+            import = t.elapsed();
+        }
+    }
+
+    // Each holder in a process of its own.
+    let mut holders = Vec::new();
+    let mut peers = Vec::new();
+    for (name, d) in holder_names.iter().zip(&holder_dirs) {
+        let (holder, addr) = start_holder(threads, d)?;
+        holders.push(holder);
+        peers.push(PeerSpec {
+            name: name.clone(),
+            address: addr,
+        });
+    }
+
+    let query_opts = QueryOptions {
+        node: querier_dir.clone(),
+        input: dir.join("dump.csv"),
+        input_options: InputOptions::default(),
+        peers,
+        mode: o.mode,
+        case: None,
+    };
+    let cpu_before = cpu_time();
+    let report = query::run(&query_opts, crate::Silent).await?;
+    let querier_cpu = cpu_time().saturating_sub(cpu_before);
+    let repeat = if o.repeat {
+        let again = query::run(&query_opts, crate::Silent).await?;
+        let peer = &again.peers[0];
+        if let Some(e) = &peer.error {
+            bail!("the repeated query failed: {e}");
+        }
+        let stats = peer.stats.context("no exchange statistics")?;
+        let timing = again.timing.context("no query timing")?;
+        Some(RepeatReport {
+            query_ms: timing.read_ms + timing.blind_ms + stats.wall_ms,
+            exchange_ms: stats.wall_ms,
+            bytes_up: stats.bytes_sent,
+            bytes_down: stats.bytes_received,
+            tags_kept: stats.tags_kept,
+            matched: peer.matched_keys.values().sum(),
+        })
+    } else {
+        None
+    };
+    let holder_rss = holders
+        .iter()
+        .map(|h| peak_rss(&h.0.id().to_string()))
+        .max()
+        .unwrap_or(0);
+    drop(holders);
+    // Every holder has the same list: every answer must be the constructed overlap.
+    let expected = shared_rows(o);
+    let mut exchange_ms_per_holder = Vec::new();
+    for peer in &report.peers {
+        if let Some(e) = &peer.error {
+            bail!("the query failed: {e}");
+        }
+        let matched: u64 = peer.matched_keys.values().sum();
+        if matched != expected {
+            bail!(
+                "{} reported {matched} matched keys; the lists share {expected}",
+                peer.name
+            );
+        }
+        exchange_ms_per_holder.push(peer.stats.map_or(0, |s| s.wall_ms));
+    }
+    let peer = &report.peers[0];
+    let stats = peer.stats.context("no exchange statistics")?;
+    let timing = report.timing.context("no query timing")?;
+    let evaluate_ms = AuditLog::new(&holder_dirs[0])
+        .verify()?
+        .iter()
+        // The first query's (with --repeat, the second one's entry comes after it).
+        .find_map(|e| e.record.evaluate_ms)
+        .unwrap_or(0);
+
+    floor.sample();
+    let (h, m) = floor.medians();
+    // The exchanges run at once: the query ends with the slowest.
+    let exchange_ms = exchange_ms_per_holder.iter().copied().max().unwrap_or(0);
+    let query_ms = timing.read_ms + timing.blind_ms + exchange_ms;
+    let keys = o.dump_rows as f64;
+    let n = o.holders as f64;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores_in_use = ((1 + o.holders) * threads).min(cores).max(1);
+    let query_floor = (h + (1.0 + 2.0 * n) * m) / cores_in_use as f64;
+    let import_floor = (h + m) / threads as f64;
+    let query_us = query_ms as f64 * 1000.0 / keys;
+    let import_us = import.as_secs_f64() * 1e6 / o.holder_rows as f64;
+    let tag_len = suyuan_protocol::psi::tag_len(o.dump_rows, o.holder_rows) as u64;
+    Ok(BenchReport {
+        holder_rows: o.holder_rows,
+        dump_rows: o.dump_rows,
+        overlap: o.overlap,
+        mode: o.mode,
+        threads,
+        cores_in_use,
+        import_ms: import.as_millis() as u64,
+        import_keys_per_s: o.holder_rows as f64 / import.as_secs_f64().max(1e-9),
+        read_ms: timing.read_ms,
+        blind_ms: timing.blind_ms,
+        exchange_ms,
+        evaluate_ms,
+        unblind_ms: stats.unblind_ms,
+        query_ms,
+        query_us_per_key: query_us,
+        bytes_up: stats.bytes_sent,
+        bytes_down: stats.bytes_received,
+        payload_floor_bytes: 64 * o.dump_rows + tag_len * o.holder_rows,
+        datagrams_lost_up: stats.datagrams_lost,
+        querier_peak_rss: peak_rss("self"),
+        holder_peak_rss: holder_rss,
+        holders: o.holders,
+        exchange_ms_per_holder,
+        querier_cpu_ms: querier_cpu.as_millis() as u64,
+        querier_cpu_floor_us_per_key: h + (1.0 + n) * m,
+        floor_hash_to_group_us: h,
+        floor_scalar_mul_us: m,
+        query_floor_us_per_key: query_floor,
+        import_floor_us_per_key: import_floor,
+        query_ratio: query_us / query_floor,
+        import_ratio: import_us / import_floor,
+        matched: peer.matched_keys.values().sum(),
+        repeat,
+    })
+}
+
+/// The report as lines for a terminal.
+pub fn render(r: &BenchReport) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let querier_cpu_us = r.querier_cpu_ms as f64 * 1000.0 / r.dump_rows.max(1) as f64;
+    // In count mode evaluation and unblinding follow each other, so what is left of the
+    // exchange is transfer and waiting; in matches mode they overlap and the difference means
+    // nothing.
+    let transfer = if r.mode == QueryMode::Count && r.holders == 1 {
+        format!(
+            "  transfer+waiting {:>9} ms  (the exchange minus both sides' computing)\n",
+            r.exchange_ms
+                .saturating_sub(r.evaluate_ms)
+                .saturating_sub(r.unblind_ms)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use\n\
+         import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
+         query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
+         \x20 read+canonicalise {:>8} ms\n\
+         \x20 blind            {:>9} ms\n\
+         \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n\
+         {}\
+         wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB; {} datagrams up lost and resent)\n\
+         querier CPU       {:>10} ms  {:>10.2} µs/key   {:.2}x its floor (hash-to-group + {} multiplications: {:.2} µs/key)\n\
+         {}\
+         peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
+         floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
+         matched keys      {}\n{}",
+        r.holder_rows,
+        r.dump_rows,
+        r.overlap,
+        r.mode,
+        r.threads,
+        r.cores_in_use,
+        r.import_ms,
+        r.import_keys_per_s,
+        r.import_ratio,
+        r.import_floor_us_per_key,
+        r.query_ms,
+        r.query_us_per_key,
+        r.query_ratio,
+        r.query_floor_us_per_key,
+        r.read_ms,
+        r.blind_ms,
+        r.exchange_ms,
+        r.evaluate_ms,
+        r.unblind_ms,
+        transfer,
+        mib(r.bytes_up),
+        mib(r.bytes_down),
+        (r.bytes_up + r.bytes_down) as f64 / r.payload_floor_bytes.max(1) as f64,
+        mib(r.payload_floor_bytes),
+        r.datagrams_lost_up,
+        r.querier_cpu_ms,
+        querier_cpu_us,
+        querier_cpu_us / r.querier_cpu_floor_us_per_key.max(1e-9),
+        1 + r.holders,
+        r.querier_cpu_floor_us_per_key,
+        if r.holders > 1 {
+            format!(
+                "holders           {} at once, exchanges {} ms\n",
+                r.holders,
+                r.exchange_ms_per_holder
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )
+        } else {
+            String::new()
+        },
+        mib(r.querier_peak_rss),
+        mib(r.holder_peak_rss),
+        r.floor_hash_to_group_us,
+        r.floor_scalar_mul_us,
+        r.matched,
+        r.repeat.as_ref().map_or(String::new(), |x| format!(
+            "repeat query      {:>10} ms  (exchange {} ms), {:.1} MiB up, {:.1} MiB down, tags {}; matched keys {}\n",
+            x.query_ms,
+            x.exchange_ms,
+            mib(x.bytes_up),
+            mib(x.bytes_down),
+            if x.tags_kept { "kept" } else { "downloaded" },
+            x.matched
+        ))
+    )
+}

@@ -1,0 +1,268 @@
+//! `suyuan demo`: a whole federation on loopback in one command, checked against the truth.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::QueryMode;
+
+use crate::Progress;
+use crate::lists::InputOptions;
+use crate::lists::import;
+use crate::net::server::Server;
+use crate::node_dir::config::NODE_TOML;
+use crate::node_dir::identity::{self, Role};
+use crate::query::html::{self, DEFAULT_THRESHOLD};
+use crate::query::{self, PeerSpec, QueryOptions, Report};
+use crate::tools::synth::{self, GenConfig, Truth};
+
+/// The demo's own policy: it lets the police see rows, to show both modes.
+const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_rows = 100\nrequire_case = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where everything goes (default: a new directory under the system's temp directory).
+    pub dir: Option<PathBuf>,
+    /// Rows of the dump (the population is five times as many).
+    pub rows: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            dir: None,
+            rows: 20_000,
+        }
+    }
+}
+
+/// Where the demo left its files, and whether the results agreed with the truth.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    /// The demo directory.
+    pub dir: PathBuf,
+    /// Disagreements with truth.json (empty: all agree).
+    pub disagreements: Vec<String>,
+    /// The matches-mode report.
+    pub report: Report,
+}
+
+fn fresh_dir(dir: Option<&Path>) -> Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!(
+            "suyuan-demo-{}-{}",
+            std::process::id(),
+            crate::clock::now_unix()
+        )),
+    };
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        bail!(
+            "{} exists and is not empty; give --dir a new directory",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Compares one mode's report with the truth; returns the differences.
+pub fn compare(report: &Report, truth: &Truth) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &truth.institutions {
+        let Some(p) = report.peers.iter().find(|p| p.name == t.name) else {
+            out.push(format!("{}: missing from the report", t.name));
+            continue;
+        };
+        if let Some(e) = &p.error {
+            out.push(format!("{}: {e}", t.name));
+            continue;
+        }
+        let want: BTreeMap<KeyType, u64> = report
+            .dump
+            .keys
+            .keys()
+            .map(|k| (*k, t.matched_keys.get(k).copied().unwrap_or(0)))
+            .collect();
+        if p.matched_keys != want {
+            out.push(format!(
+                "{}: matched keys {:?}, truth {:?}",
+                t.name, p.matched_keys, want
+            ));
+        }
+        let holder: BTreeMap<KeyType, u64> = report
+            .dump
+            .keys
+            .keys()
+            .map(|k| (*k, t.keys.get(k).copied().unwrap_or(0)))
+            .collect();
+        if p.holder_keys != holder {
+            out.push(format!(
+                "{}: holder keys {:?}, truth {:?}",
+                t.name, p.holder_keys, holder
+            ));
+        }
+        if report.mode == QueryMode::Matches && p.rows.as_deref() != Some(t.matched_rows.as_slice())
+        {
+            out.push(format!(
+                "{}: {} matched rows, truth {}",
+                t.name,
+                p.rows.as_ref().map_or(0, Vec::len),
+                t.matched_rows.len()
+            ));
+        }
+    }
+    out
+}
+
+/// Runs the whole demo: data, CA, nodes, imports, servers, a count and a matches query, the
+/// check against the truth, the HTML report; then stops the servers.
+pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<DemoOutcome> {
+    let dir = fresh_dir(opts.dir.as_deref())?;
+    let rows = opts.rows.max(100);
+    let cfg = GenConfig {
+        seed: 2019,
+        population: rows * 5,
+        dump_rows: rows,
+    };
+    progress.say(&format!("suyuan demo in {}", dir.display()));
+    progress.say(&format!(
+            "1/6 synthetic data (seed {}): {} people; bank, telecom, courier and hospital lists; a seized dump of {} rows",
+            cfg.seed, cfg.population, cfg.dump_rows
+        ),
+    );
+    let data = dir.join("data");
+    let truth = tokio::task::block_in_place(|| synth::generate(&data, &cfg, progress))?;
+
+    let names: Vec<String> = truth.institutions.iter().map(|t| t.name.clone()).collect();
+    progress.say(&format!(
+        "2/6 a federation CA and nodes: police, {}",
+        names.join(", ")
+    ));
+    let ca = dir.join("ca");
+    identity::ca_init(&ca, "suyuan demo federation")?;
+    let nodes = dir.join("nodes");
+    let police = nodes.join("police");
+    identity::ca_issue(&ca, "police", Role::Police, &police)?;
+    std::fs::write(
+        police.join(NODE_TOML),
+        crate::node_dir::config::DEFAULT_NODE_TOML,
+    )?;
+    for name in &names {
+        let node = nodes.join(name);
+        identity::ca_issue(&ca, name, Role::Institution, &node)?;
+        std::fs::write(node.join(NODE_TOML), INSTITUTION_TOML)?;
+    }
+
+    progress.say("3/6 each institution imports its list under a fresh key");
+    for t in &truth.institutions {
+        let node = nodes.join(&t.name);
+        tokio::task::block_in_place(|| {
+            import::run(
+                &node,
+                &data.join(&t.file),
+                &InputOptions::default(),
+                progress,
+            )
+        })
+        .with_context(|| format!("importing {}", t.file))?;
+    }
+
+    let mut servers = Vec::new();
+    let mut peers = Vec::new();
+    for name in &names {
+        let server = Server::bind(
+            &nodes.join(name),
+            Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        )?;
+        let addr = server.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        servers.push((tx, task));
+        peers.push(PeerSpec {
+            name: name.clone(),
+            address: addr.to_string(),
+        });
+    }
+    let addrs: Vec<String> = peers
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.address))
+        .collect();
+    progress.say(&format!(
+        "4/6 institutions serving on loopback: {}",
+        addrs.join(" ")
+    ));
+
+    let case = "DEMO-2019-001".to_string();
+    let mut disagreements = Vec::new();
+    let mut last = None;
+    for (step, mode) in [(5, QueryMode::Count), (6, QueryMode::Matches)] {
+        progress.say(&format!(
+            "{step}/6 the police query every institution, mode {mode}, case {case}"
+        ));
+        let opts = QueryOptions {
+            node: police.clone(),
+            input: data.join(synth::DUMP_FILE),
+            input_options: InputOptions::default(),
+            peers: peers.clone(),
+            mode,
+            case: Some(case.clone()),
+        };
+        let job = query::QueryJob::open(&opts)?;
+        let dump = tokio::task::block_in_place(|| {
+            query::blind_dump(&opts.input, &opts.input_options, progress)
+        })?;
+        let report = job.ask(dump).await?;
+        progress.say(query::report::render(&report).trim_end());
+        disagreements.extend(
+            compare(&report, &truth)
+                .into_iter()
+                .map(|d| format!("{mode}: {d}")),
+        );
+        query::report::write_json(&report, &dir.join(format!("report-{mode}.json")))?;
+        last = Some(report);
+    }
+    for (tx, task) in servers {
+        let _ = tx.send(());
+        task.await.context("a server task failed")??;
+    }
+    let report = last.context("no query ran")?;
+    let html = dir.join("report.html");
+    std::fs::write(&html, html::render_html(&report, DEFAULT_THRESHOLD))?;
+
+    let source = truth
+        .dump
+        .sources
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    progress.say(&format!(
+        "\nThe dump was built from: {source} rows (plus {} duplicates, {} junk).",
+        truth.dump.duplicate_rows, truth.dump.junk_rows
+    ));
+    if disagreements.is_empty() {
+        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth.",
+        );
+    } else {
+        progress.say("Check against truth.json: DISAGREEMENT:");
+        for d in &disagreements {
+            progress.say(&format!("  {d}"));
+        }
+    }
+    progress.say(&format!(
+        "Report: {} (JSON: report-count.json, report-matches.json). Nodes, CA and data are in {}.",
+        html.display(),
+        dir.display()
+    ));
+    Ok(DemoOutcome {
+        dir,
+        disagreements,
+        report,
+    })
+}

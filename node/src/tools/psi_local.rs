@@ -1,0 +1,165 @@
+//! `suyuan psi-local`: both roles in one process, through the real sessions and the real wire
+//! encoding ([`run_local`]), so the library can be exercised from the command line.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rand_core::CryptoRng;
+use suyuan_protocol::ident::{Key, KeyType};
+use suyuan_protocol::psi::{
+    EpochBuilder, Holder, Query, QueryKeys, QueryMode, QueryResult, run_local,
+};
+
+use crate::lists::{InputOptions, InputSummary, for_each_record};
+
+/// Keys per holder batch: large enough to keep both cores busy, small enough to stream.
+const HOLDER_BATCH: usize = 1 << 16;
+
+/// A psi-local run, validated.
+#[derive(Debug, Clone)]
+pub struct PsiLocalConfig {
+    /// The holder's customer list.
+    pub holder: PathBuf,
+    /// How to read it.
+    pub holder_input: InputOptions,
+    /// The querier's dump.
+    pub querier: PathBuf,
+    /// How to read it.
+    pub querier_input: InputOptions,
+    /// `count` or `matches`.
+    pub mode: QueryMode,
+}
+
+/// What psi-local found.
+#[derive(Debug, Clone)]
+pub struct PsiLocalReport {
+    /// The holder file's summary.
+    pub holder: InputSummary,
+    /// The dump's summary.
+    pub querier: InputSummary,
+    /// The querier's result.
+    pub result: QueryResult,
+    /// `matches` mode: 1-based data-row numbers of the dump (header excluded) that matched.
+    pub matched_rows: Option<Vec<u64>>,
+}
+
+impl PsiLocalReport {
+    /// Matched rows over dump rows in `matches` mode; in `count` mode the largest, over key
+    /// types, of matched keys over the dump's keys of that type.
+    pub fn containment(&self) -> f64 {
+        crate::query::containment(&self.result, self.querier.quality.rows)
+    }
+}
+
+/// Runs holder and querier in this process.
+pub fn run(cfg: &PsiLocalConfig, rng: &mut (impl CryptoRng + ?Sized)) -> Result<PsiLocalReport> {
+    // Holder: tag the customer list in batches as it streams in.
+    let mut builder = EpochBuilder::new(rng);
+    let mut batch: Vec<Key> = Vec::with_capacity(HOLDER_BATCH);
+    let holder_summary = for_each_record(&cfg.holder, &cfg.holder_input, |_, rk| {
+        batch.extend(rk.keys);
+        if batch.len() >= HOLDER_BATCH {
+            builder.add(&batch);
+            batch.clear();
+        }
+        Ok(())
+    })?;
+    builder.add(&batch);
+    let holder = Holder::new(Arc::new(builder.finish()));
+
+    // Querier: one row per data row, so result indices map back to file rows.
+    let mut keys = QueryKeys::new();
+    let querier_summary = for_each_record(&cfg.querier, &cfg.querier_input, |_, rk| {
+        keys.add_row(&rk.keys);
+        Ok(())
+    })?;
+    let query = Arc::new(Query::blind(rng, keys).context("blinding the query")?);
+
+    let result = run_local(&holder, &query, cfg.mode).context("running the exchange")?;
+    let matched_rows = result
+        .matched_rows
+        .as_ref()
+        .map(|rows| rows.iter().map(|r| r + 1).collect());
+    Ok(PsiLocalReport {
+        holder: holder_summary,
+        querier: querier_summary,
+        result,
+        matched_rows,
+    })
+}
+
+/// The report as aligned text for a terminal or a log.
+pub fn render(cfg: &PsiLocalConfig, r: &PsiLocalReport) -> String {
+    let mut out = String::new();
+    for (role, path, s) in [
+        ("holder", &cfg.holder, &r.holder),
+        ("query", &cfg.querier, &r.querier),
+    ] {
+        let _ = writeln!(out, "{role:<7}{} ({s})", path.display());
+        let _ = writeln!(
+            out,
+            "       {} rows, {} without a usable key, {} values rejected",
+            s.quality.rows,
+            s.quality.rows_without_key,
+            s.quality.total_rejected()
+        );
+        for (field, reasons) in &s.quality.rejected {
+            for (reason, n) in reasons {
+                let _ = writeln!(out, "         rejected {field}: {reason} ({n})");
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let mut rows = vec![vec![
+        "key type".to_string(),
+        "query keys".to_string(),
+        "holder keys".to_string(),
+        "matched".to_string(),
+    ]];
+    rows.extend(r.result.query_keys.iter().map(|(kt, n)| {
+        vec![
+            kt.to_string(),
+            n.to_string(),
+            get(&r.result.holder_keys, *kt).to_string(),
+            get(&r.result.matched_keys, *kt).to_string(),
+        ]
+    }));
+    out.push_str(&crate::text::aligned(&rows, &[false, true, true, true]));
+    let _ = writeln!(out);
+    match &r.matched_rows {
+        Some(rows) => {
+            let _ = writeln!(
+                out,
+                "mode matches: {} of {} dump rows matched (containment {:.1}%)",
+                rows.len(),
+                r.querier.quality.rows,
+                100.0 * r.containment()
+            );
+            let shown: Vec<String> = rows.iter().take(20).map(u64::to_string).collect();
+            if !rows.is_empty() {
+                let more = if rows.len() > 20 { ", ..." } else { "" };
+                let _ = writeln!(out, "matched data rows: {}{more}", shown.join(", "));
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "mode count: containment {:.1}% (best key type); which rows matched is not revealed",
+                100.0 * r.containment()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "epoch {}, tag length {} bytes",
+        r.result.epoch, r.result.tag_len
+    );
+    out
+}
+
+fn get(m: &BTreeMap<KeyType, u64>, kt: KeyType) -> u64 {
+    m.get(&kt).copied().unwrap_or(0)
+}

@@ -1,0 +1,560 @@
+//! `suyuan gen`: synthetic customer lists and a seized dump with known ground truth.
+//!
+//! A population of persons (`0..population`) is drawn deterministically from the seed; each
+//! institution's customers are a deterministic subset of it, each holding some of the person's
+//! identifiers; strangers (`population..2·population`) belong to no list. The dump takes its rows
+//! from known sources (by default 60% the telecom, 25% the bank, the rest strangers), writes them
+//! the messy ways dumps write them, and `truth.json` says what a correct system must find.
+//! Everything streams: no list or dump is ever held in memory.
+
+mod person;
+mod rng;
+mod tables;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use suyuan_protocol::ident::KeyType;
+
+use crate::Progress;
+use person::{People, Person, id_check};
+use rng::Stream;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenConfig {
+    /// The seed: the same seed gives the same files, byte for byte.
+    pub seed: u64,
+    /// Persons who may be customers.
+    pub population: u64,
+    /// Rows of the dump.
+    pub dump_rows: u64,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            seed: 2019,
+            population: 100_000,
+            dump_rows: 20_000,
+        }
+    }
+}
+
+/// The identifier fields an institution may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ident {
+    Mobile,
+    ResidentId,
+    BankCard,
+}
+
+const IDS: [Ident; 3] = [Ident::Mobile, Ident::ResidentId, Ident::BankCard];
+
+impl Ident {
+    fn key_type(self) -> KeyType {
+        match self {
+            Ident::Mobile => KeyType::Mobile,
+            Ident::ResidentId => KeyType::ResidentId,
+            Ident::BankCard => KeyType::BankCard,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Utf8,
+    Utf8Bom,
+    Gb18030,
+}
+
+/// One institution: who its customers are and how it writes its list.
+#[derive(Debug)]
+struct Institution {
+    name: &'static str,
+    file: &'static str,
+    /// Share of the population that are customers.
+    share: f64,
+    /// Probability that it holds each identifier of a customer.
+    holds: [f64; 3],
+    encoding: Encoding,
+    delimiter: char,
+    headers: &'static [&'static str],
+}
+
+const INSTITUTIONS: [Institution; 4] = [
+    Institution {
+        name: "bank",
+        file: "bank.csv",
+        share: 0.30,
+        holds: [0.95, 1.0, 1.0],
+        encoding: Encoding::Utf8,
+        delimiter: ',',
+        headers: &["客户姓名", "手机号码", "证件号码", "银行卡号", "开户网点"],
+    },
+    Institution {
+        name: "telecom",
+        file: "telecom.tsv",
+        share: 0.50,
+        holds: [1.0, 0.6, 0.0],
+        encoding: Encoding::Gb18030,
+        delimiter: '\t',
+        headers: &["用户名", "联系电话", "证件号码", "套餐"],
+    },
+    Institution {
+        name: "courier",
+        file: "courier.csv",
+        share: 0.20,
+        holds: [1.0, 0.0, 0.0],
+        encoding: Encoding::Utf8Bom,
+        delimiter: ',',
+        headers: &["收件人", "收件人电话", "收货地址"],
+    },
+    Institution {
+        name: "hospital",
+        file: "hospital.csv",
+        share: 0.15,
+        holds: [0.8, 1.0, 0.0],
+        encoding: Encoding::Gb18030,
+        delimiter: ',',
+        headers: &["患者姓名", "身份证号", "联系电话", "就诊科室"],
+    },
+];
+
+/// Where dump rows come from: (institution index or none, share).
+const SOURCES: [(Option<usize>, f64); 3] = [(Some(1), 0.60), (Some(0), 0.25), (None, 0.15)];
+/// Share of dump rows that are junk (invalid identifiers only).
+const JUNK: f64 = 0.02;
+/// Share of dump rows that repeat a recent person.
+const DUPLICATES: f64 = 0.05;
+
+/// The ground truth for one institution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstitutionTruth {
+    /// Node name.
+    pub name: String,
+    /// Its customer list.
+    pub file: String,
+    /// Rows of the list.
+    pub rows: u64,
+    /// Distinct keys of the list per type.
+    pub keys: BTreeMap<KeyType, u64>,
+    /// Dump rows that share a key with this list (1-based data rows).
+    pub matched_rows: Vec<u64>,
+    /// Distinct dump keys per type that this list holds.
+    pub matched_keys: BTreeMap<KeyType, u64>,
+}
+
+/// What the dump is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpTruth {
+    /// The dump file.
+    pub file: String,
+    /// Data rows.
+    pub rows: u64,
+    /// Rows with no valid identifier at all.
+    pub junk_rows: u64,
+    /// Rows repeating an earlier person.
+    pub duplicate_rows: u64,
+    /// Rows by source ("telecom", "bank", "nobody").
+    pub sources: BTreeMap<String, u64>,
+    /// Distinct valid keys per type.
+    pub keys: BTreeMap<KeyType, u64>,
+}
+
+/// `truth.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truth {
+    /// The seed used.
+    pub seed: u64,
+    /// The population size.
+    pub population: u64,
+    /// The dump.
+    pub dump: DumpTruth,
+    /// Per institution, in the order of the files.
+    pub institutions: Vec<InstitutionTruth>,
+}
+
+/// File name of the dump.
+pub const DUMP_FILE: &str = "dump.csv";
+/// File name of the truth.
+pub const TRUTH_FILE: &str = "truth.json";
+
+struct World {
+    seed: u64,
+    population: u64,
+    people: People,
+}
+
+impl World {
+    fn member(&self, k: usize, i: u64) -> bool {
+        i < self.population
+            && Stream::new(self.seed, 100 + k as u64, i).chance(INSTITUTIONS[k].share)
+    }
+
+    fn holds(&self, k: usize, id: Ident, i: u64) -> bool {
+        let p = INSTITUTIONS[k].holds[id as usize];
+        self.member(k, i) && Stream::new(self.seed, 200 + 10 * k as u64 + id as u64, i).chance(p)
+    }
+
+    /// A random customer of institution `k` (by rejection; shares are large).
+    fn customer_of(&self, k: usize, s: &mut Stream) -> u64 {
+        loop {
+            let i = s.below(self.population);
+            if self.member(k, i) {
+                return i;
+            }
+        }
+    }
+}
+
+/// A set of person indices, one bit each.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: u64) -> Self {
+        Bits(vec![0; n.div_ceil(64) as usize])
+    }
+    fn insert(&mut self, i: u64) {
+        self.0[(i / 64) as usize] |= 1 << (i % 64);
+    }
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w as u64 * 64 + b)
+        })
+    }
+}
+
+fn open(path: &Path, encoding: Encoding) -> Result<Sink> {
+    let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    if encoding == Encoding::Utf8Bom {
+        w.write_all(b"\xEF\xBB\xBF")?;
+    }
+    Ok(Sink { w, encoding })
+}
+
+struct Sink {
+    w: BufWriter<File>,
+    encoding: Encoding,
+}
+
+impl Sink {
+    fn line(&mut self, cells: &[&str], delimiter: char) -> Result<()> {
+        let mut s = cells.join(&delimiter.to_string());
+        s.push('\n');
+        match self.encoding {
+            Encoding::Gb18030 => self.w.write_all(&encoding_rs::GB18030.encode(&s).0)?,
+            _ => self.w.write_all(s.as_bytes())?,
+        }
+        Ok(())
+    }
+    fn finish(mut self) -> Result<()> {
+        self.w.flush()?;
+        self.w.get_ref().sync_all()?;
+        Ok(())
+    }
+}
+
+fn pick<'a>(s: &mut Stream, items: &[&'a str]) -> &'a str {
+    items[s.below(items.len() as u64) as usize]
+}
+
+/// Writes the lists, the dump and `truth.json` into `out`; returns the truth.
+pub fn generate(out: &Path, cfg: &GenConfig, progress: &mut dyn Progress) -> Result<Truth> {
+    if cfg.population == 0 || cfg.dump_rows == 0 {
+        bail!("population and dump rows must be at least 1");
+    }
+    if 2 * cfg.population > People::max_capacity() {
+        bail!(
+            "population too large (at most {})",
+            People::max_capacity() / 2
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let world = World {
+        seed: cfg.seed,
+        population: cfg.population,
+        people: People::new(cfg.seed, 2 * cfg.population),
+    };
+    progress.start(
+        "gen",
+        Some(cfg.population * INSTITUTIONS.len() as u64 + cfg.dump_rows),
+    );
+
+    let mut truths = Vec::new();
+    for (k, inst) in INSTITUTIONS.iter().enumerate() {
+        let mut sink = open(&out.join(inst.file), inst.encoding)?;
+        sink.line(inst.headers, inst.delimiter)?;
+        let mut rows = 0u64;
+        let mut keys: BTreeMap<KeyType, u64> = BTreeMap::new();
+        for i in 0..cfg.population {
+            progress.set(k as u64 * cfg.population + i + 1);
+            if !world.member(k, i) {
+                continue;
+            }
+            let p = world.people.person(i);
+            let held = |id| world.holds(k, id, i);
+            for id in IDS {
+                if held(id) {
+                    *keys.entry(id.key_type()).or_insert(0) += 1;
+                }
+            }
+            let mut s = Stream::new(cfg.seed, 400 + k as u64, i);
+            let m = if held(Ident::Mobile) {
+                // Telecom systems often keep the country code.
+                if inst.name == "telecom" && s.chance(0.1) {
+                    format!("+86{}", p.mobile)
+                } else {
+                    p.mobile.clone()
+                }
+            } else {
+                String::new()
+            };
+            let id = if held(Ident::ResidentId) {
+                p.resident_id.clone()
+            } else {
+                String::new()
+            };
+            let card = if held(Ident::BankCard) {
+                p.bank_card.clone()
+            } else {
+                String::new()
+            };
+            let cells: Vec<&str> = match inst.name {
+                "bank" => vec![&p.name, &m, &id, &card, pick(&mut s, tables::BRANCHES)],
+                "telecom" => vec![&p.name, &m, &id, pick(&mut s, tables::PLANS)],
+                "courier" => vec![&p.name, &m, &p.address],
+                _ => vec![&p.name, &id, &m, pick(&mut s, tables::DEPARTMENTS)],
+            };
+            sink.line(&cells, inst.delimiter)?;
+            rows += 1;
+        }
+        sink.finish()?;
+        truths.push(InstitutionTruth {
+            name: inst.name.to_string(),
+            file: inst.file.to_string(),
+            rows,
+            keys,
+            matched_rows: Vec::new(),
+            matched_keys: BTreeMap::new(),
+        });
+    }
+
+    let dump = write_dump(out, &world, cfg, &mut truths, progress)?;
+    progress.finish();
+    let truth = Truth {
+        seed: cfg.seed,
+        population: cfg.population,
+        dump,
+        institutions: truths,
+    };
+    let f = File::create(out.join(TRUTH_FILE))?;
+    serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;
+    Ok(truth)
+}
+
+/// How a dump writes a mobile number.
+fn messy_mobile(s: &mut Stream, m: &str) -> String {
+    match s.below(8) {
+        0 => format!("+86 {}-{}-{}", &m[..3], &m[3..7], &m[7..]),
+        1 => format!("0086{m}"),
+        2 => format!("86{m}"),
+        3 => m
+            .chars()
+            .map(|c| char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap_or(c))
+            .collect(),
+        4 => format!("({}) {} {}", &m[..3], &m[3..7], &m[7..]),
+        5 => format!("{}.{}.{}", &m[..3], &m[3..7], &m[7..]),
+        _ => m.to_string(),
+    }
+}
+
+/// How a dump writes an ID number.
+fn messy_id(s: &mut Stream, p: &Person) -> String {
+    let id = &p.resident_id;
+    match s.below(6) {
+        0 => id.to_lowercase(),
+        1 => match &p.legacy_id {
+            Some(l) => l.clone(),
+            None => id.clone(),
+        },
+        2 => format!("{} {} {}", &id[..6], &id[6..14], &id[14..]),
+        _ => id.clone(),
+    }
+}
+
+fn messy_card(s: &mut Stream, c: &str) -> String {
+    if s.chance(0.5) {
+        c.as_bytes()
+            .chunks(4)
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        c.to_string()
+    }
+}
+
+fn messy_name(s: &mut Stream, n: &str) -> String {
+    if s.chance(0.2) {
+        n.chars().map(String::from).collect::<Vec<_>>().join(" ")
+    } else {
+        n.to_string()
+    }
+}
+
+/// An identifier that looks plausible and is invalid: a dump's junk.
+fn junk(s: &mut Stream) -> (String, String) {
+    let mobile = match s.below(3) {
+        0 => format!("1{:09}", s.below(1_000_000_000)), // 10 digits
+        1 => format!("12{:09}", s.below(1_000_000_000)), // no such prefix
+        _ => "无".to_string(),
+    };
+    // A valid-looking ID body with the wrong check character.
+    let body = format!("11010519{:02}0101{:03}", 50 + s.below(40), s.below(1000));
+    let right = id_check(&body);
+    let wrong = if right == '0' { '1' } else { '0' };
+    (mobile, format!("{body}{wrong}"))
+}
+
+fn write_dump(
+    out: &Path,
+    world: &World,
+    cfg: &GenConfig,
+    truths: &mut [InstitutionTruth],
+    progress: &mut dyn Progress,
+) -> Result<DumpTruth> {
+    let mut sink = open(&out.join(DUMP_FILE), Encoding::Utf8)?;
+    sink.line(
+        &["姓名", "手机", "身份证号", "银行卡号", "地址", "分类"],
+        ',',
+    )?;
+    let capacity = 2 * cfg.population;
+    let mut seen = [
+        Bits::new(capacity),
+        Bits::new(capacity),
+        Bits::new(capacity),
+    ];
+    let mut recent: Vec<u64> = Vec::new();
+    let mut sources: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut junk_rows, mut duplicate_rows) = (0u64, 0u64);
+    for row in 1..=cfg.dump_rows {
+        progress.set(cfg.population * INSTITUTIONS.len() as u64 + row);
+        let mut s = Stream::new(cfg.seed, 300, row);
+        if s.chance(JUNK) {
+            let (m, id) = junk(&mut s);
+            sink.line(&["无名", &m, &id, "", "", "坏数据"], ',')?;
+            junk_rows += 1;
+            *sources.entry("nobody".into()).or_insert(0) += 1;
+            continue;
+        }
+        let (person, source) = if !recent.is_empty() && s.chance(DUPLICATES) {
+            duplicate_rows += 1;
+            let i = recent[s.below(recent.len() as u64) as usize];
+            (i, "duplicate")
+        } else {
+            let x = s.unit();
+            let mut acc = 0.0;
+            let mut chosen = None;
+            for (src, share) in SOURCES {
+                acc += share;
+                if x < acc {
+                    chosen = Some(src);
+                    break;
+                }
+            }
+            match chosen.flatten() {
+                Some(k) => (world.customer_of(k, &mut s), INSTITUTIONS[k].name),
+                None => (cfg.population + s.below(cfg.population), "nobody"),
+            }
+        };
+        if source != "duplicate" {
+            *sources.entry(source.to_string()).or_insert(0) += 1;
+            if recent.len() < 1000 {
+                recent.push(person);
+            } else {
+                let slot = s.below(1000) as usize;
+                recent[slot] = person;
+            }
+        }
+        let p = world.people.person(person);
+        // Which identifiers the row carries: what its source knew, minus what got lost.
+        let source_k = INSTITUTIONS.iter().position(|i| i.name == source);
+        let mut carry = [false; 3];
+        for id in IDS {
+            let known = match source_k {
+                Some(k) => world.holds(k, id, person),
+                None => id != Ident::BankCard || s.chance(0.3),
+            };
+            carry[id as usize] = known && s.chance(if id == Ident::BankCard { 0.5 } else { 0.9 });
+        }
+        if !carry.iter().any(|c| *c) {
+            carry[Ident::Mobile as usize] = true;
+        }
+        let m = if carry[0] {
+            messy_mobile(&mut s, &p.mobile)
+        } else {
+            String::new()
+        };
+        let id = if carry[1] {
+            messy_id(&mut s, &p)
+        } else {
+            String::new()
+        };
+        let card = if carry[2] {
+            messy_card(&mut s, &p.bank_card)
+        } else {
+            String::new()
+        };
+        let addr = if s.chance(0.5) {
+            p.address.clone()
+        } else {
+            String::new()
+        };
+        let name = messy_name(&mut s, &p.name);
+        sink.line(
+            &[&name, &m, &id, &card, &addr, pick(&mut s, tables::SEGMENTS)],
+            ',',
+        )?;
+
+        for id in IDS {
+            if carry[id as usize] {
+                seen[id as usize].insert(person);
+            }
+        }
+        for (k, t) in truths.iter_mut().enumerate() {
+            if IDS
+                .iter()
+                .any(|&id| carry[id as usize] && world.holds(k, id, person))
+            {
+                t.matched_rows.push(row);
+            }
+        }
+    }
+    sink.finish()?;
+
+    let mut keys = BTreeMap::new();
+    for id in IDS {
+        let bits = &seen[id as usize];
+        keys.insert(id.key_type(), bits.iter().count() as u64);
+        for (k, t) in truths.iter_mut().enumerate() {
+            let n = bits.iter().filter(|&p| world.holds(k, id, p)).count() as u64;
+            t.matched_keys.insert(id.key_type(), n);
+        }
+    }
+    Ok(DumpTruth {
+        file: DUMP_FILE.to_string(),
+        rows: cfg.dump_rows,
+        junk_rows,
+        duplicate_rows,
+        sources,
+        keys,
+    })
+}

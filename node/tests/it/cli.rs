@@ -1,0 +1,598 @@
+//! The `suyuan` binary as a user meets it: output, exit status, one-line errors.
+
+use crate::common::*;
+
+#[test]
+fn version() {
+    let out = suyuan().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("suyuan {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn psi_local_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bank.csv"),
+        "姓名,手机号,身份证号\n张慧,13800138000,11010519491231002X\n李四,13912345678,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dump.csv"),
+        "name,phone,id_number\nA,+86 138-0013-8000,\nB,12345,\nC,,110105491231002\n",
+    )
+    .unwrap();
+    let out = suyuan()
+        .current_dir(dir.path())
+        .args([
+            "psi-local",
+            "--holder",
+            "bank.csv",
+            "--querier",
+            "dump.csv",
+            "--mode",
+            "matches",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("3 rows, 1 without a usable key, 1 values rejected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rejected mobile: wrong length (1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("key type     query keys  holder keys  matched\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mobile                1            2        1\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("resident_id           1            1        1\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mode matches: 2 of 3 dump rows matched (containment 66.7%)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("matched data rows: 1, 3\n"), "{stdout}");
+}
+
+#[test]
+fn errors_are_one_line_with_nonzero_status() {
+    let out = suyuan()
+        .args([
+            "psi-local",
+            "--holder",
+            "/nonexistent/a.csv",
+            "--querier",
+            "b.csv",
+            "--mode",
+            "count",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        "suyuan: cannot open /nonexistent/a.csv: No such file or directory (os error 2)\n"
+    );
+
+    let out = suyuan()
+        .args([
+            "psi-local",
+            "--holder",
+            "a",
+            "--querier",
+            "b",
+            "--mode",
+            "count",
+            "--keys",
+            "phone",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("suyuan: unknown key type"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+// ---- the node's commands, end to end through the binary ----
+
+#[test]
+fn ca_commands_and_their_refusals() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "ca",
+            "init",
+            "--dir",
+            "ca",
+            "--name",
+            "Beijing PSB federation",
+        ],
+    );
+    assert!(
+        out.starts_with("created CA \"Beijing PSB federation\" in ca (certificate sha256 "),
+        "{out}"
+    );
+    let mode = |p: &str| std::fs::metadata(d.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("ca/ca.key"), 0o600);
+    assert!(fails(d, &["ca", "init", "--dir", "ca"]).contains("already exists and is not empty"));
+
+    let out = ok(
+        d,
+        &[
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "bank-1",
+            "--role",
+            "institution",
+            "--out",
+            "bank",
+        ],
+    );
+    assert!(
+        out.starts_with("issued bank-1 (institution) into bank"),
+        "{out}"
+    );
+    assert_eq!(mode("bank/node.key"), 0o600);
+    for f in ["node.crt", "ca.crt", "node.toml"] {
+        assert!(d.join("bank").join(f).exists(), "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("bank/node.toml")).unwrap(),
+        suyuan_node::node_dir::config::DEFAULT_NODE_TOML
+    );
+    let err = fails(
+        d,
+        &[
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "Bank_1",
+            "--role",
+            "institution",
+            "--out",
+            "x",
+        ],
+    );
+    assert!(err.contains("invalid node name \"Bank_1\""), "{err}");
+    let err = fails(
+        d,
+        &[
+            "ca", "issue", "--ca", "ca", "--name", "x", "--role", "mayor", "--out", "x",
+        ],
+    );
+    assert!(err.contains("unknown role \"mayor\""), "{err}");
+    let err = fails(
+        d,
+        &[
+            "ca", "issue", "--ca", "nope", "--name", "x", "--role", "police", "--out", "y",
+        ],
+    );
+    assert!(err.contains("cannot read nope/ca.crt"), "{err}");
+
+    // A key readable by others is refused.
+    std::fs::set_permissions(
+        d.join("bank/node.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = fails(d, &["status", "--node", "bank"]);
+    assert!(
+        err.contains("bank/node.key is readable by others (mode 644)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_reports_bad_input_with_what_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    std::fs::write(d.join("none.csv"), "编号,备注\n1,x\n").unwrap();
+    let err = fails(d, &["import", "--node", "bank", "--input", "none.csv"]);
+    assert!(
+        err.contains("none.csv: no identifier column found among headers [编号, 备注]"),
+        "{err}"
+    );
+
+    std::fs::write(
+        d.join("ragged.csv"),
+        "姓名,手机\n张慧,13800138000\n李四,139,12345678\n",
+    )
+    .unwrap();
+    let err = fails(d, &["import", "--node", "bank", "--input", "ragged.csv"]);
+    assert!(
+        err.contains("ragged.csv: line 3 has 3 fields where the header has 2"),
+        "{err}"
+    );
+
+    let mut bytes = "手机\n13800138000\n".as_bytes().to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe, 0x81, b'\n']);
+    std::fs::write(d.join("binary.csv"), bytes).unwrap();
+    let err = fails(d, &["import", "--node", "bank", "--input", "binary.csv"]);
+    assert!(
+        err.contains("binary.csv") && err.contains("invalid gb18030 byte sequence"),
+        "{err}"
+    );
+
+    let err = fails(
+        d,
+        &[
+            "import",
+            "--node",
+            "bank",
+            "--input",
+            "x.csv",
+            "--column",
+            "phone=手机",
+        ],
+    );
+    assert!(err.contains("--column \"phone=手机\""), "{err}");
+    // Nothing was imported by any of these.
+    assert!(ok(d, &["status", "--node", "bank"]).contains("no customer list imported"));
+}
+
+#[test]
+fn serve_query_audit_status_through_the_binary() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    std::fs::write(
+        d.join("customers.csv"),
+        "姓名,手机号,身份证号\n张慧,13800138000,11010519491231002X\n李四,13912345678,\n王五,15000000001,\n",
+    )
+    .unwrap();
+    let out = ok(d, &["import", "--node", "bank", "--input", "customers.csv"]);
+    assert!(
+        out.contains("3 rows, 0 without a usable key; keys: mobile 3, resident_id 1"),
+        "{out}"
+    );
+    assert!(out.contains("new epoch "), "{out}");
+    std::fs::write(
+        d.join("dump.csv"),
+        "name,phone,id_number\nA,+86 138-0013-8000,\nB,12345,\nC,,110105491231002\nD,15000000009,\n",
+    )
+    .unwrap();
+
+    let mut server = Reaped(
+        suyuan()
+            .current_dir(d)
+            .args(["serve", "--node", "bank", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("listening on 127.0.0.1:"), "{first}");
+    assert!(first.contains("(node bank serving epoch "), "{first}");
+    let addr = first.split_whitespace().nth(2).unwrap().to_string();
+    let peer = format!("bank={addr}");
+
+    let out = ok(
+        d,
+        &[
+            "query", "--node", "police", "--input", "dump.csv", "--peer", &peer, "--mode",
+            "matches", "--case", "2026-001", "--json", "r.json",
+        ],
+    );
+    assert!(
+        out.contains(
+            "dump: 4 rows, 1 without a usable key; distinct keys: mobile 2, resident_id 1"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("rejected mobile: wrong length (1)"), "{out}");
+    assert!(
+        out.contains(
+            "peer  holder keys              matched keys             matched rows  containment"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "bank  mobile 3, resident_id 1  mobile 1, resident_id 1             2        50.0%"
+        ),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r.json")).unwrap()).unwrap();
+    assert_eq!(json["peers"][0]["rows"], serde_json::json!([1, 3]));
+    assert_eq!(json["dump"]["rejected"]["mobile"]["wrong_length"], 1);
+
+    let err = fails(
+        d,
+        &[
+            "query", "--node", "police", "--input", "dump.csv", "--peer", &peer, "--mode", "count",
+        ],
+    );
+    assert_eq!(err, "suyuan: no peer answered\n");
+
+    kill(&server.0, "-TERM");
+    let status = server.0.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(lines.next().unwrap().unwrap(), "stopped");
+
+    let out = ok(d, &["audit", "verify", "--node", "bank"]);
+    assert_eq!(out, "audit log intact: 3 entries\n");
+    let shown = ok(d, &["audit", "show", "--node", "bank", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(entries[2]["outcome"], "refused");
+    assert_eq!(entries[2]["detail"], "a case number is required");
+    let status = ok(d, &["status", "--node", "bank"]);
+    assert!(status.contains("node bank (institution)"), "{status}");
+    assert!(
+        status.contains("from customers.csv (3 rows); keys: mobile 3, resident_id 1"),
+        "{status}"
+    );
+    assert!(
+        status.contains("audit log: 3 entries, chain intact"),
+        "{status}"
+    );
+    assert!(
+        status.contains("tag cache: 0 kept set(s), 0.0 of 1024 MiB"),
+        "{status}"
+    );
+    // The police node kept the bank's tags from the one query that completed.
+    let status = ok(d, &["status", "--node", "police"]);
+    assert!(status.contains("tag cache: 1 kept set(s)"), "{status}");
+    let out = ok(d, &["cache", "clear", "--node", "police"]);
+    assert!(out.starts_with("removed 1 kept tag set(s), "), "{out}");
+    let status = ok(d, &["status", "--node", "police"]);
+    assert!(status.contains("tag cache: 0 kept set(s)"), "{status}");
+
+    // Editing an entry is detected, and the node refuses to serve on a broken log.
+    let log = std::fs::read_to_string(d.join("bank/audit.log")).unwrap();
+    std::fs::write(
+        d.join("bank/audit.log"),
+        log.replacen("\"police\"", "\"polize\"", 1),
+    )
+    .unwrap();
+    let err = fails(d, &["audit", "verify", "--node", "bank"]);
+    assert_eq!(
+        err,
+        "suyuan: audit log verification failed: entry 1 was edited (entry 2 no longer links to it)\n"
+    );
+    let err = fails(d, &["serve", "--node", "bank", "--listen", "127.0.0.1:0"]);
+    assert!(
+        err.contains("the audit log does not verify; refusing to serve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_interrupted_import_leaves_the_previous_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    std::fs::write(d.join("small.csv"), "手机\n13800138000\n13912345678\n").unwrap();
+    let out = ok(d, &["import", "--node", "bank", "--input", "small.csv"]);
+    let epoch = out
+        .split("new epoch ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A list large enough that the import is still running when it is killed.
+    let mut big = String::from("手机\n");
+    for i in 0..400_000u64 {
+        big.push_str(&format!("13{:09}\n", i * 7));
+    }
+    std::fs::write(d.join("big.csv"), big).unwrap();
+    let mut child = Reaped(
+        suyuan()
+            .current_dir(d)
+            .args(["import", "--node", "bank", "--input", "big.csv"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    kill(&child.0, "-KILL");
+    child.0.wait().unwrap();
+
+    let status = ok(d, &["status", "--node", "bank"]);
+    assert!(
+        status.contains(&format!("epoch {epoch} imported")),
+        "{status}"
+    );
+    assert!(status.contains("keys: mobile 2"), "{status}");
+    // The next import succeeds over whatever the killed one left.
+    let out = ok(d, &["import", "--node", "bank", "--input", "small.csv"]);
+    assert!(out.contains("new epoch "), "{out}");
+    assert!(!out.contains(&epoch));
+    assert!(!d.join("bank/epoch.redb.tmp").exists());
+}
+
+#[test]
+fn bench_runs_the_whole_path_and_reports_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "--holder-rows",
+            "3000",
+            "--dump-rows",
+            "2000",
+            "--overlap",
+            "0.25",
+            "--mode",
+            "matches",
+            "--threads",
+            "1",
+            "--dir",
+            "w",
+            "--json",
+            "b.json",
+            "--repeat",
+        ],
+    );
+    assert!(out.starts_with("suyuan bench: holder 3000 rows, dump 2000 rows, overlap 0.25, mode matches, 1 thread(s) per process"), "{out}");
+    for line in [
+        "import ",
+        "query (wall)",
+        "read+canonicalise",
+        "blind",
+        "exchange (wall)",
+        "wire ",
+        "peak RSS",
+        "floor (1 thread)",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("b.json")).unwrap()).unwrap();
+    // The answer is checked, not only timed: a quarter of the dump is the holder's.
+    assert_eq!(r["matched"], 500);
+    assert!(r["bytes_up"].as_u64().unwrap() >= 32 * 2000);
+    assert!(r["bytes_down"].as_u64().unwrap() >= 32 * 2000);
+    assert!(r["holder_peak_rss"].as_u64().unwrap() > 0);
+    assert!(r["querier_peak_rss"].as_u64().unwrap() > 0);
+    assert!(r["evaluate_ms"].as_u64().is_some());
+    // The repeated query used the kept tags: same answer, fewer bytes down.
+    assert!(out.contains("repeat query"), "{out}");
+    assert_eq!(r["repeat"]["tags_kept"], true);
+    assert_eq!(r["repeat"]["matched"], 500);
+    assert!(r["repeat"]["bytes_down"].as_u64().unwrap() < r["bytes_down"].as_u64().unwrap());
+}
+
+#[test]
+fn bench_under_load_runs_concurrent_queries_and_checks_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "--holder-rows",
+            "800",
+            "--dump-rows",
+            "400",
+            "--concurrent",
+            "6",
+            "--queriers",
+            "3",
+            "--threads",
+            "1",
+            "--dir",
+            "w",
+            "--json",
+            "l.json",
+        ],
+    );
+    assert!(
+        out.starts_with("suyuan bench (load): 6 queries at once from 3 queriers, each 400 keys (count), against a holder of 800 rows"),
+        "{out}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("l.json")).unwrap()).unwrap();
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["wrong"], 0, "{r}");
+    assert_eq!(r["refused"], 0, "{r}");
+    assert!(r["query_ms_max"].as_u64().unwrap() >= r["query_ms_min"].as_u64().unwrap());
+    assert!(r["holder_peak_rss"].as_u64().unwrap() > 0);
+    // Parameters that make no sense are refused with what is wrong.
+    let err = fails(
+        d,
+        &[
+            "bench",
+            "--dump-rows",
+            "10",
+            "--concurrent",
+            "2",
+            "--queriers",
+            "3",
+        ],
+    );
+    assert_eq!(
+        err,
+        "suyuan: --concurrent must be at least 1 and --queriers between 1 and --concurrent\n"
+    );
+}
+
+#[test]
+fn bench_queries_several_holders_at_once_and_checks_each_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "--holder-rows",
+            "1500",
+            "--dump-rows",
+            "1000",
+            "--holders",
+            "3",
+            "--threads",
+            "1",
+            "--dir",
+            "w",
+            "--json",
+            "h.json",
+        ],
+    );
+    assert!(
+        out.contains("\nholders           3 at once, exchanges "),
+        "{out}"
+    );
+    assert!(out.contains("\nquerier CPU "), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("h.json")).unwrap()).unwrap();
+    assert_eq!(r["holders"], 3);
+    assert_eq!(r["exchange_ms_per_holder"].as_array().unwrap().len(), 3);
+    // The bench fails unless every holder's answer is the overlap; the first one's is here.
+    assert_eq!(r["matched"], 500);
+    // Three separate holders, each with its own key, answered over QUIC.
+    for h in ["holder", "holder2", "holder3"] {
+        assert!(d.join("w").join(h).join("epoch.redb").exists(), "{h}");
+    }
+    for (args, err) in [
+        (
+            &["bench", "--dump-rows", "10", "--holders", "0"][..],
+            "suyuan: --holders must be between 1 and 8\n",
+        ),
+        (
+            &[
+                "bench",
+                "--dump-rows",
+                "10",
+                "--holders",
+                "2",
+                "--concurrent",
+                "2",
+            ][..],
+            "suyuan: --concurrent and --holders cannot be combined\n",
+        ),
+    ] {
+        assert_eq!(fails(d, args), err);
+    }
+}

@@ -1,0 +1,632 @@
+//! PSI sessions against a plain set computation, and every refusal a peer can provoke.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use suyuan_protocol::ident::{Key, KeyType};
+use suyuan_protocol::oprf::Element;
+use suyuan_protocol::psi::{
+    BlindedChunk, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage, LimitExceeded,
+    MAX_CHUNK_ELEMENTS, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, Query,
+    QueryKeys, QueryMode, QueryStart, Section, TagChunk, run_local,
+};
+
+/// A small universe of valid keys of three types, indexed by number.
+fn key(i: u32) -> Key {
+    match i % 3 {
+        0 => Key::parse(KeyType::Mobile, &format!("138{:08}", i)).unwrap(),
+        1 => Key::parse(KeyType::Email, &format!("user{i}@example.cn")).unwrap(),
+        _ => {
+            // A valid Luhn number built from i.
+            let body = format!("6222{:011}", i);
+            let sum: u32 = body
+                .chars()
+                .rev()
+                .enumerate()
+                .map(|(j, c)| {
+                    let d = c.to_digit(10).unwrap();
+                    if j % 2 == 0 {
+                        let x = d * 2;
+                        if x > 9 { x - 9 } else { x }
+                    } else {
+                        d
+                    }
+                })
+                .sum();
+            Key::parse(
+                KeyType::BankCard,
+                &format!("{body}{}", (10 - sum % 10) % 10),
+            )
+            .unwrap()
+        }
+    }
+}
+
+fn holder_of(rng: &mut StdRng, ids: &[u32]) -> Holder {
+    let mut b = EpochBuilder::new(rng);
+    let keys: Vec<Key> = ids.iter().map(|&i| key(i)).collect();
+    // Two batches, to exercise streaming.
+    let (a, c) = keys.split_at(keys.len() / 2);
+    b.add(a);
+    b.add(c);
+    Holder::new(Arc::new(b.finish()))
+}
+
+fn query_of(rng: &mut StdRng, rows: &[Vec<u32>]) -> Arc<Query> {
+    let mut q = QueryKeys::new();
+    for r in rows {
+        let keys: Vec<Key> = r.iter().map(|&i| key(i)).collect();
+        q.add_row(&keys);
+    }
+    Arc::new(Query::blind(rng, q).unwrap())
+}
+
+/// What a correct system must report, by plain set computation.
+fn expected(holder: &[u32], rows: &[Vec<u32>]) -> (BTreeMap<KeyType, u64>, Vec<u64>) {
+    let h: HashSet<Key> = holder.iter().map(|&i| key(i)).collect();
+    let q: HashSet<Key> = rows.iter().flatten().map(|&i| key(i)).collect();
+    let mut per_type = BTreeMap::new();
+    for k in q.iter() {
+        per_type.entry(k.key_type()).or_insert(0u64);
+        if h.contains(k) {
+            *per_type.get_mut(&k.key_type()).unwrap() += 1;
+        }
+    }
+    let rows = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.iter().any(|&i| h.contains(&key(i))))
+        .map(|(i, _)| i as u64)
+        .collect();
+    (per_type, rows)
+}
+
+fn check(seed: u64, holder_ids: &[u32], rows: &[Vec<u32>]) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let holder = holder_of(&mut rng, holder_ids);
+    let query = query_of(&mut rng, rows);
+    let (per_type, matched_rows) = expected(holder_ids, rows);
+    for mode in [QueryMode::Count, QueryMode::Matches] {
+        let r = run_local(&holder, &query, mode).unwrap();
+        assert_eq!(r.matched_keys, per_type, "{mode}");
+        assert_eq!(r.epoch, holder.epoch().id());
+        let distinct: BTreeSet<Key> = rows.iter().flatten().map(|&i| key(i)).collect();
+        assert_eq!(r.query_keys.values().sum::<u64>(), distinct.len() as u64);
+        match mode {
+            QueryMode::Matches => assert_eq!(r.matched_rows.as_deref(), Some(&matched_rows[..])),
+            QueryMode::Count => assert_eq!(r.matched_rows, None),
+        }
+    }
+}
+
+#[test]
+fn edge_sets_match_plain_intersection() {
+    let some: Vec<u32> = (0..50).collect();
+    check(1, &[], &[]); // both empty
+    check(2, &some, &[]); // empty query
+    check(3, &[], &[vec![1], vec![2, 3]]); // empty holder
+    check(4, &some, &[vec![100], vec![101, 102]]); // disjoint
+    check(5, &some, &some.iter().map(|&i| vec![i]).collect::<Vec<_>>()); // identical
+    check(
+        6,
+        &[1, 1, 2, 2, 3],
+        &[vec![1, 1], vec![1], vec![], vec![2, 7], vec![7]],
+    ); // duplicates, keyless row
+}
+
+#[test]
+fn sets_larger_than_a_chunk_match_plain_intersection() {
+    let holder: Vec<u32> = (0..9000).step_by(2).collect();
+    let rows: Vec<Vec<u32>> = (3000..13_000).map(|i| vec![i, i + 50_000]).collect();
+    assert!(rows.len() > 2 * MAX_CHUNK_ELEMENTS);
+    check(7, &holder, &rows);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_sets_match_plain_intersection(
+        seed in any::<u64>(),
+        holder in prop::collection::vec(0u32..300, 0..200),
+        rows in prop::collection::vec(prop::collection::vec(0u32..300, 0..4), 0..200),
+    ) {
+        check(seed, &holder, &rows);
+    }
+
+    #[test]
+    fn count_output_does_not_depend_on_input_order(
+        seed in any::<u64>(),
+        holder in prop::collection::vec(0u32..200, 1..100),
+        rows in prop::collection::vec(0u32..200, 1..150),
+        rotate in 0usize..150,
+    ) {
+        // Same blind (same seed) and same keys in another order: identical bytes on the wire.
+        let mut rng = StdRng::seed_from_u64(seed);
+        let h = holder_of(&mut rng, &holder);
+        let mut rotated = rows.clone();
+        let k = rotate % rotated.len();
+        rotated.rotate_left(k);
+        rotated.reverse();
+        let streams: Vec<Vec<HolderMessage>> = [rows, rotated].iter().map(|r| {
+            let mut rng = StdRng::seed_from_u64(seed ^ 0xabcd);
+            let rows: Vec<Vec<u32>> = r.iter().map(|&i| vec![i]).collect();
+            let q = query_of(&mut rng, &rows);
+            let (start, _) = q.start(QueryMode::Count);
+            let mut s = h.handle_start(start).unwrap();
+            let (_, awaiting) = q.start(QueryMode::Count);
+            let accept = s.poll_message().unwrap();
+            let mut ex = awaiting.handle_accept(accept).unwrap();
+            while let Some(m) = ex.poll_message() { s.handle(m).unwrap(); }
+            std::iter::from_fn(|| s.poll_message()).collect()
+        }).collect();
+        prop_assert_eq!(&streams[0], &streams[1]);
+    }
+}
+
+#[test]
+fn a_query_never_matches_tags_of_another_epoch() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let ids: Vec<u32> = (0..100).collect();
+    let old = holder_of(&mut rng, &ids);
+    let new = holder_of(&mut rng, &ids);
+    let query = query_of(&mut rng, &ids.iter().map(|&i| vec![i]).collect::<Vec<_>>());
+
+    // Evaluations from the new epoch's key, tags from the old epoch.
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let mut s_new = new.handle_start(start.clone()).unwrap();
+    let mut s_old = old.handle_start(start).unwrap();
+    let mut q = awaiting
+        .handle_accept(s_new.poll_message().unwrap())
+        .unwrap();
+    let _ = s_old.poll_message();
+    while let Some(HolderMessage::Tags(t)) = s_old.poll_message() {
+        q.handle(HolderMessage::Tags(t)).unwrap();
+    }
+    while let Some(m) = q.poll_message() {
+        s_new.handle(m).unwrap();
+    }
+    while let Some(m) = s_new.poll_message() {
+        if let HolderMessage::Evaluated(_) = m {
+            q.handle(m).unwrap();
+        }
+    }
+    let r = q.finish().unwrap();
+    assert_eq!(r.matched_keys.values().sum::<u64>(), 0);
+    assert_eq!(r.matched_rows, Some(vec![]));
+    // Same keys, same epoch: everything matches.
+    let r = run_local(&new, &query, QueryMode::Matches).unwrap();
+    assert_eq!(r.matched_keys.values().sum::<u64>(), 100);
+}
+
+// ---- refusals: nothing a peer sends makes a session panic ----
+
+fn setup(n_query: u32) -> (Holder, Arc<Query>) {
+    let mut rng = StdRng::seed_from_u64(42);
+    let holder = holder_of(&mut rng, &(0..30).collect::<Vec<_>>());
+    let rows: Vec<Vec<u32>> = (0..n_query).map(|i| vec![i * 3]).collect(); // mobiles only
+    (holder, query_of(&mut rng, &rows))
+}
+
+fn misbehaved(e: PsiError) -> PeerMisbehaved {
+    match e {
+        PsiError::PeerMisbehaved(m) => m,
+        other => panic!("expected PeerMisbehaved, got {other:?}"),
+    }
+}
+
+fn start_msg(sections: Vec<Section>) -> QuerierMessage {
+    QuerierMessage::Start(QueryStart {
+        version: PROTOCOL_VERSION,
+        mode: QueryMode::Matches,
+        sections,
+    })
+}
+
+#[test]
+fn holder_refuses_bad_starts() {
+    let (holder, query) = setup(10);
+    let mobile = |count| Section {
+        key_type: KeyType::Mobile,
+        count,
+    };
+    let email = |count| Section {
+        key_type: KeyType::Email,
+        count,
+    };
+    let (start, _) = query.start(QueryMode::Count);
+    let QuerierMessage::Start(mut s) = start else {
+        unreachable!()
+    };
+    s.version = 2;
+    assert_eq!(
+        misbehaved(holder.handle_start(QuerierMessage::Start(s)).unwrap_err()),
+        PeerMisbehaved::UnsupportedVersion {
+            got: 2,
+            supported: 1
+        }
+    );
+    for bad in [
+        vec![email(1), mobile(1)],
+        vec![mobile(1), mobile(1)],
+        vec![mobile(0)],
+    ] {
+        assert_eq!(
+            misbehaved(holder.handle_start(start_msg(bad)).unwrap_err()),
+            PeerMisbehaved::BadSections
+        );
+    }
+    // A declared size past any limit, without overflow.
+    let err = holder
+        .handle_start(start_msg(vec![mobile(u64::MAX), email(u64::MAX)]))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        PsiError::Limit(LimitExceeded::QueryTooLarge { .. })
+    ));
+    let small = Holder::with_limits(
+        Arc::clone(holder.epoch()),
+        HolderLimits { max_query_keys: 5 },
+    );
+    assert_eq!(
+        small
+            .handle_start(start_msg(vec![mobile(6)]))
+            .unwrap_err()
+            .to_string(),
+        "limit exceeded: query of 6 keys exceeds the limit of 5"
+    );
+    // A chunk before the start.
+    let chunk = QuerierMessage::Blinded(BlindedChunk {
+        seq: 0,
+        elements: vec![],
+    });
+    assert_eq!(
+        misbehaved(holder.handle_start(chunk).unwrap_err()),
+        PeerMisbehaved::UnexpectedMessage {
+            expected: "QueryStart",
+            got: "BlindedChunk"
+        }
+    );
+}
+
+/// A holder session past the accept, and the querier's chunks.
+fn open(
+    holder: &Holder,
+    query: &Arc<Query>,
+    mode: QueryMode,
+) -> (suyuan_protocol::psi::HolderSession, Vec<BlindedChunk>) {
+    let (start, awaiting) = query.start(mode);
+    let mut s = holder.handle_start(start).unwrap();
+    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+    let chunks = std::iter::from_fn(|| q.poll_message())
+        .map(|m| match m {
+            QuerierMessage::Blinded(c) => c,
+            _ => unreachable!(),
+        })
+        .collect();
+    (s, chunks)
+}
+
+#[test]
+fn holder_refuses_bad_chunks() {
+    let (holder, query) = setup(5000); // two chunks: 4096 + 904
+    let (mut s, chunks) = open(&holder, &query, QueryMode::Matches);
+    assert_eq!(chunks.len(), 2);
+
+    // Out of order.
+    let err = s
+        .handle(QuerierMessage::Blinded(chunks[1].clone()))
+        .unwrap_err();
+    assert_eq!(
+        misbehaved(err),
+        PeerMisbehaved::ChunkOutOfOrder {
+            expected: 0,
+            got: 1
+        }
+    );
+    // Oversize and empty.
+    let mut big = chunks[0].clone();
+    big.elements.push(big.elements[0]);
+    assert_eq!(
+        misbehaved(s.handle(QuerierMessage::Blinded(big)).unwrap_err()),
+        PeerMisbehaved::BadChunkSize {
+            len: MAX_CHUNK_ELEMENTS + 1,
+            max: MAX_CHUNK_ELEMENTS
+        }
+    );
+    let empty = BlindedChunk {
+        seq: 0,
+        elements: vec![],
+    };
+    assert!(matches!(
+        misbehaved(s.handle(QuerierMessage::Blinded(empty)).unwrap_err()),
+        PeerMisbehaved::BadChunkSize { len: 0, .. }
+    ));
+    // Short chunk.
+    let mut short = chunks[0].clone();
+    short.elements.pop();
+    assert_eq!(
+        misbehaved(s.handle(QuerierMessage::Blinded(short)).unwrap_err()),
+        PeerMisbehaved::WrongChunkLength {
+            seq: 0,
+            expected: 4096,
+            got: 4095
+        }
+    );
+    // Invalid points: the identity, a non-canonical encoding, a non-point.
+    for (bad, pos) in [([0u8; 32], 7usize), ([0xff; 32], 100), ([1u8; 32], 4000)] {
+        let mut c = chunks[0].clone();
+        c.elements[pos] = Element(bad);
+        assert_eq!(
+            misbehaved(s.handle(QuerierMessage::Blinded(c)).unwrap_err()),
+            PeerMisbehaved::InvalidElement { index: pos as u64 }
+        );
+    }
+    // The real chunks still work after the refusals, then nothing more is accepted.
+    s.handle(QuerierMessage::Blinded(chunks[0].clone()))
+        .unwrap();
+    s.handle(QuerierMessage::Blinded(chunks[1].clone()))
+        .unwrap();
+    assert!(matches!(
+        misbehaved(
+            s.handle(QuerierMessage::Blinded(chunks[1].clone()))
+                .unwrap_err()
+        ),
+        PeerMisbehaved::TooManyElements { declared: 5000 }
+    ));
+    let (start, _) = query.start(QueryMode::Matches);
+    assert!(matches!(
+        misbehaved(s.handle(start).unwrap_err()),
+        PeerMisbehaved::UnexpectedMessage {
+            got: "QueryStart",
+            ..
+        }
+    ));
+}
+
+/// The querier side after accept, with the holder's whole honest stream.
+fn querier_and_stream(
+    mode: QueryMode,
+) -> (
+    suyuan_protocol::psi::Exchanging,
+    Vec<HolderMessage>,
+    HolderMessage,
+) {
+    let (holder, query) = setup(5000);
+    let (start, awaiting) = query.start(mode);
+    let mut s = holder.handle_start(start).unwrap();
+    let accept = s.poll_message().unwrap();
+    let mut q = awaiting.handle_accept(accept.clone()).unwrap();
+    while let Some(m) = q.poll_message() {
+        s.handle(m).unwrap();
+    }
+    let stream = std::iter::from_fn(|| s.poll_message()).collect();
+    (q, stream, accept)
+}
+
+#[test]
+fn querier_refuses_bad_accepts() {
+    let (holder, query) = setup(10);
+    let (start, _) = query.start(QueryMode::Matches);
+    let mut s = holder.handle_start(start).unwrap();
+    let HolderMessage::Accept(good) = s.poll_message().unwrap() else {
+        unreachable!()
+    };
+    let try_accept = |a: HolderMessage| query.start(QueryMode::Matches).1.handle_accept(a);
+
+    let mut a = good.clone();
+    a.version = 9;
+    assert!(matches!(
+        misbehaved(try_accept(HolderMessage::Accept(a)).unwrap_err()),
+        PeerMisbehaved::UnsupportedVersion { got: 9, .. }
+    ));
+    let mut a = good.clone();
+    a.tag_len = 4; // a holder trying to raise the false-match rate
+    assert_eq!(
+        misbehaved(try_accept(HolderMessage::Accept(a)).unwrap_err()),
+        PeerMisbehaved::WrongTagLength {
+            got: 4,
+            expected: 8
+        }
+    );
+    let mut a = good.clone();
+    a.holder_sections[0].key_type = KeyType::Email;
+    assert_eq!(
+        misbehaved(try_accept(HolderMessage::Accept(a)).unwrap_err()),
+        PeerMisbehaved::SectionsMismatch
+    );
+    let mut a = good.clone();
+    a.holder_sections[0].count = u64::MAX;
+    assert!(matches!(
+        try_accept(HolderMessage::Accept(a)).unwrap_err(),
+        PsiError::Limit(LimitExceeded::HolderSetTooLarge { .. })
+    ));
+    let tags = HolderMessage::Tags(TagChunk {
+        key_type: KeyType::Mobile,
+        tags: vec![0; 8],
+    });
+    assert!(matches!(
+        misbehaved(try_accept(tags).unwrap_err()),
+        PeerMisbehaved::UnexpectedMessage {
+            expected: "QueryAccept",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn querier_refuses_bad_streams() {
+    for mode in [QueryMode::Matches, QueryMode::Count] {
+        let (_, stream, accept) = querier_and_stream(mode);
+        let tags: Vec<&HolderMessage> = stream
+            .iter()
+            .filter(|m| matches!(m, HolderMessage::Tags(_)))
+            .collect();
+        let evals: Vec<&HolderMessage> = stream
+            .iter()
+            .filter(|m| matches!(m, HolderMessage::Evaluated(_)))
+            .collect();
+        assert_eq!(tags.len(), 1);
+        assert_eq!(evals.len(), 2);
+        let HolderMessage::Tags(t) = tags[0].clone() else {
+            unreachable!()
+        };
+
+        // Evaluations before the tags.
+        let (mut q, ..) = querier_and_stream(mode);
+        assert!(matches!(
+            misbehaved(q.handle(evals[0].clone()).unwrap_err()),
+            PeerMisbehaved::UnexpectedMessage {
+                expected: "TagChunk",
+                got: "EvaluatedChunk"
+            }
+        ));
+        // A second accept.
+        assert!(matches!(
+            misbehaved(q.handle(accept.clone()).unwrap_err()),
+            PeerMisbehaved::UnexpectedMessage {
+                got: "QueryAccept",
+                ..
+            }
+        ));
+        // Ragged, unsorted, wrong-type and surplus tags.
+        let mut ragged = t.clone();
+        ragged.tags.pop();
+        assert!(matches!(
+            misbehaved(q.handle(HolderMessage::Tags(ragged)).unwrap_err()),
+            PeerMisbehaved::RaggedTagChunk { .. }
+        ));
+        let mut unsorted = t.clone();
+        unsorted.tags.reverse();
+        assert_eq!(
+            misbehaved(q.handle(HolderMessage::Tags(unsorted)).unwrap_err()),
+            PeerMisbehaved::TagsNotSorted(KeyType::Mobile)
+        );
+        let mut other = t.clone();
+        other.key_type = KeyType::Email;
+        assert_eq!(
+            misbehaved(q.handle(HolderMessage::Tags(other)).unwrap_err()),
+            PeerMisbehaved::UnexpectedTags(KeyType::Email)
+        );
+        q.handle(HolderMessage::Tags(t.clone())).unwrap();
+        assert!(matches!(
+            misbehaved(q.handle(HolderMessage::Tags(t.clone())).unwrap_err()),
+            PeerMisbehaved::UnexpectedMessage {
+                got: "TagChunk",
+                ..
+            }
+        ));
+        // finish too early.
+        let (q2, ..) = querier_and_stream(mode);
+        assert_eq!(
+            q2.finish().unwrap_err().to_string(),
+            "misuse: the session is not complete: tags missing"
+        );
+
+        // Evaluations out of order, with an invalid point, then the honest ones, then a second reply.
+        let HolderMessage::Evaluated(e0) = evals[0].clone() else {
+            unreachable!()
+        };
+        let HolderMessage::Evaluated(e1) = evals[1].clone() else {
+            unreachable!()
+        };
+        assert_eq!(
+            misbehaved(q.handle(HolderMessage::Evaluated(e1.clone())).unwrap_err()),
+            PeerMisbehaved::ChunkOutOfOrder {
+                expected: 0,
+                got: 1
+            }
+        );
+        // The identity at position 0 (all zeros sorts first, so count mode's order check passes).
+        let mut bad = e0.clone();
+        bad.elements[0] = Element([0u8; 32]);
+        assert_eq!(
+            misbehaved(q.handle(HolderMessage::Evaluated(bad)).unwrap_err()),
+            PeerMisbehaved::InvalidElement { index: 0 }
+        );
+        if mode == QueryMode::Matches {
+            let mut short = e0.clone();
+            short.elements.pop();
+            assert!(matches!(
+                misbehaved(q.handle(HolderMessage::Evaluated(short)).unwrap_err()),
+                PeerMisbehaved::WrongChunkLength { seq: 0, .. }
+            ));
+        }
+        let empty = EvaluatedChunk {
+            seq: 0,
+            elements: vec![],
+        };
+        assert!(matches!(
+            misbehaved(q.handle(HolderMessage::Evaluated(empty)).unwrap_err()),
+            PeerMisbehaved::BadChunkSize { len: 0, .. }
+        ));
+        if mode == QueryMode::Count {
+            let mut reordered = e0.clone();
+            reordered.elements.reverse();
+            assert_eq!(
+                misbehaved(q.handle(HolderMessage::Evaluated(reordered)).unwrap_err()),
+                PeerMisbehaved::EvaluationsNotSorted
+            );
+            // One matching evaluation repeated to inflate the count: equal neighbours.
+            let mut repeated = e0.clone();
+            repeated.elements[1] = repeated.elements[0];
+            assert_eq!(
+                misbehaved(q.handle(HolderMessage::Evaluated(repeated)).unwrap_err()),
+                PeerMisbehaved::EvaluationsNotSorted
+            );
+        }
+        q.handle(HolderMessage::Evaluated(e0)).unwrap();
+        if mode == QueryMode::Count {
+            let mut long = e1.clone();
+            long.elements.extend(e1.elements.iter().take(10));
+            assert!(matches!(
+                misbehaved(q.handle(HolderMessage::Evaluated(long)).unwrap_err()),
+                PeerMisbehaved::TooManyElements { declared: 5000 }
+            ));
+        }
+        q.handle(HolderMessage::Evaluated(e1.clone())).unwrap();
+        assert!(q.is_complete());
+        let mut again = e1;
+        again.seq = 2;
+        assert!(matches!(
+            misbehaved(q.handle(HolderMessage::Evaluated(again)).unwrap_err()),
+            PeerMisbehaved::UnexpectedMessage {
+                expected: "end of stream",
+                ..
+            }
+        ));
+        let r = q.finish().unwrap();
+        assert_eq!(r.matched_keys[&KeyType::Mobile], 10); // ids 0,3,..,27 are the holder's mobiles
+    }
+}
+
+#[test]
+fn matches_answer_to_an_unsent_chunk_is_refused() {
+    let (holder, query) = setup(5000);
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let mut s = holder.handle_start(start).unwrap();
+    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+    // Drain tags into q; send nothing yet.
+    while let Some(m) = s.poll_message() {
+        q.handle(m).unwrap();
+    }
+    let forged = EvaluatedChunk {
+        seq: 0,
+        elements: vec![Element(query_any_point()); MAX_CHUNK_ELEMENTS],
+    };
+    assert!(matches!(
+        misbehaved(q.handle(HolderMessage::Evaluated(forged)).unwrap_err()),
+        PeerMisbehaved::UnexpectedMessage { .. }
+    ));
+}
+
+fn query_any_point() -> [u8; 32] {
+    // The ristretto255 base point's encoding: a valid element the querier never sent.
+    hex::decode("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+        .unwrap()
+        .try_into()
+        .unwrap()
+}

@@ -1,0 +1,221 @@
+//! Every ristretto255-SHA512 vector of RFC 9497 Appendix A.1 (modes 0 and 1), byte for byte.
+//! The RFC's blinds and proof nonces are replayed through an injected RNG.
+
+use std::convert::Infallible;
+
+use rand_core::{TryCryptoRng, TryRng};
+use serde::Deserialize;
+use suyuan_protocol::oprf::{
+    Element, Mode, OprfClient, OprfServer, Proof, PublicKey, VoprfClient, VoprfServer,
+    derive_key_pair,
+};
+
+#[derive(Deserialize)]
+struct File {
+    provenance: serde_json::Value,
+    suites: Vec<Suite>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Suite {
+    identifier: String,
+    mode: u8,
+    seed: String,
+    key_info: String,
+    sk_sm: String,
+    pk_sm: Option<String>,
+    vectors: Vec<Vector>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Vector {
+    batch: usize,
+    blind: String,
+    blinded_element: String,
+    evaluation_element: String,
+    input: String,
+    output: String,
+    proof: Option<ProofVector>,
+}
+
+#[derive(Deserialize)]
+struct ProofVector {
+    proof: String,
+    r: String,
+}
+
+/// Replays fixed bytes, then fails loudly: a test that draws more than the RFC gave is wrong.
+struct ReplayRng(Vec<u8>);
+
+impl TryRng for ReplayRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        assert!(dst.len() <= self.0.len(), "test RNG exhausted");
+        let rest = self.0.split_off(dst.len());
+        dst.copy_from_slice(&self.0);
+        self.0 = rest;
+        Ok(())
+    }
+}
+impl TryCryptoRng for ReplayRng {}
+
+fn list(s: &str) -> Vec<Vec<u8>> {
+    s.split(',').map(|x| hex::decode(x).unwrap()).collect()
+}
+
+fn elements(s: &str) -> Vec<Element> {
+    list(s)
+        .into_iter()
+        .map(|b| Element(b.try_into().unwrap()))
+        .collect()
+}
+
+fn load() -> Vec<Suite> {
+    let text = include_str!("../vectors/rfc9497-ristretto255-sha512.json");
+    let file: File = serde_json::from_str(text).unwrap();
+    assert!(
+        file.provenance["standard"]
+            .as_str()
+            .unwrap()
+            .contains("RFC 9497")
+    );
+    file.suites
+}
+
+fn suite(mode: u8) -> Suite {
+    let s = load().into_iter().find(|s| s.mode == mode).unwrap();
+    assert_eq!(s.identifier, "ristretto255-SHA512");
+    s
+}
+
+fn mode_of(m: u8) -> Mode {
+    match m {
+        0 => Mode::Oprf,
+        1 => Mode::Voprf,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn derive_key_pair_matches_rfc() {
+    for m in [0, 1] {
+        let s = suite(m);
+        let seed: [u8; 32] = hex::decode(&s.seed).unwrap().try_into().unwrap();
+        let info = hex::decode(&s.key_info).unwrap();
+        let (sk, pk) = derive_key_pair(mode_of(m), &seed, &info).unwrap();
+        assert_eq!(hex::encode(*sk.to_bytes()), s.sk_sm, "mode {m}");
+        if let Some(pk_sm) = &s.pk_sm {
+            assert_eq!(hex::encode(pk.to_element().0), *pk_sm, "mode {m}");
+        }
+    }
+}
+
+#[test]
+fn oprf_mode0_vectors() {
+    let s = suite(0);
+    let seed: [u8; 32] = hex::decode(&s.seed).unwrap().try_into().unwrap();
+    let (sk, _) = derive_key_pair(Mode::Oprf, &seed, &hex::decode(&s.key_info).unwrap()).unwrap();
+    let server = OprfServer::new(sk);
+    assert!(!s.vectors.is_empty());
+    for v in &s.vectors {
+        let inputs = list(&v.input);
+        let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        assert_eq!(inputs.len(), v.batch);
+        let mut rng = ReplayRng(list(&v.blind).concat());
+        let (blinds, blinded) = OprfClient::blind_batch(&mut rng, &inputs).unwrap();
+        assert!(rng.0.is_empty());
+        assert_eq!(blinded, elements(&v.blinded_element));
+        let evaluated = server.blind_evaluate_batch(&blinded).unwrap();
+        assert_eq!(evaluated, elements(&v.evaluation_element));
+        let out = OprfClient::finalize_batch(&inputs, &blinds, &evaluated).unwrap();
+        let expected = list(&v.output);
+        assert_eq!(out.iter().map(|o| o.to_vec()).collect::<Vec<_>>(), expected);
+
+        // The single-element API gives the same bytes.
+        let mut rng = ReplayRng(list(&v.blind).concat());
+        let (blind, b) = OprfClient::blind(&mut rng, inputs[0]).unwrap();
+        assert_eq!(b, blinded[0]);
+        let e = server.blind_evaluate(&b).unwrap();
+        assert_eq!(e, evaluated[0]);
+        assert_eq!(
+            OprfClient::finalize(inputs[0], &blind, &e)
+                .unwrap()
+                .to_vec(),
+            expected[0]
+        );
+    }
+}
+
+#[test]
+fn voprf_mode1_vectors_including_batches() {
+    let s = suite(1);
+    let seed: [u8; 32] = hex::decode(&s.seed).unwrap().try_into().unwrap();
+    let (sk, _) = derive_key_pair(Mode::Voprf, &seed, &hex::decode(&s.key_info).unwrap()).unwrap();
+    let server = VoprfServer::new(sk);
+    let pk_bytes: [u8; 32] = hex::decode(s.pk_sm.as_ref().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let pk = PublicKey::from_element(&Element(pk_bytes)).unwrap();
+    assert_eq!(server.public_key(), pk);
+    let client = VoprfClient::new(pk);
+    assert!(s.vectors.iter().any(|v| v.batch > 1));
+    for v in &s.vectors {
+        let inputs = list(&v.input);
+        let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut rng = ReplayRng(list(&v.blind).concat());
+        let (blinds, blinded) = VoprfClient::blind_batch(&mut rng, &inputs).unwrap();
+        assert_eq!(blinded, elements(&v.blinded_element));
+
+        let pv = v.proof.as_ref().unwrap();
+        let mut prover_rng = ReplayRng(hex::decode(&pv.r).unwrap());
+        let (evaluated, proof) = server
+            .blind_evaluate_batch(&mut prover_rng, &blinded)
+            .unwrap();
+        assert_eq!(evaluated, elements(&v.evaluation_element));
+        assert_eq!(hex::encode(proof.to_bytes()), pv.proof);
+
+        let out = client
+            .finalize_batch(&inputs, &blinds, &blinded, &evaluated, &proof)
+            .unwrap();
+        assert_eq!(
+            out.iter().map(|o| o.to_vec()).collect::<Vec<_>>(),
+            list(&v.output)
+        );
+
+        // A proof for other evaluations, or a tampered proof, is refused.
+        let mut bad = proof.to_bytes();
+        bad[5] ^= 1;
+        let err = client
+            .finalize_batch(
+                &inputs,
+                &blinds,
+                &blinded,
+                &evaluated,
+                &Proof::from_bytes(&bad),
+            )
+            .unwrap_err();
+        assert_eq!(err.to_string(), "verification failed");
+        let mut swapped = evaluated.clone();
+        swapped.reverse();
+        if swapped != evaluated {
+            assert!(
+                client
+                    .finalize_batch(&inputs, &blinds, &blinded, &swapped, &proof)
+                    .is_err()
+            );
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The demo end to end at a small size: its attribution equals the truth, and its HTML report is
+//! well-formed and carries the numbers of its JSON.
+
+use suyuan_node::query::Report;
+use suyuan_node::query::html::{DEFAULT_THRESHOLD, records, render_html};
+use suyuan_node::tools::demo::{DemoOptions, run};
+
+/// Checks that every non-void element is closed in order: enough to catch a broken template.
+fn well_formed(html: &str) -> Result<(), String> {
+    const VOID: [&str; 4] = ["meta", "br", "hr", "img"];
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let end = rest.find('>').ok_or("unclosed tag")?;
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') {
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if tag.starts_with('/') {
+            match stack.pop() {
+                Some(open) if open == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else if !self_closing && !VOID.contains(&name.as_str()) {
+            stack.push(name);
+        }
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed: {stack:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_agrees_with_its_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &DemoOptions {
+            dir: Some(dir.path().join("demo")),
+            rows: 1500,
+        },
+        &mut suyuan_node::Silent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.disagreements, Vec::<String>::new());
+    assert_eq!(out.report.peers.len(), 4);
+    assert!(out.report.peers.iter().all(|p| p.error.is_none()));
+
+    let json: Report = serde_json::from_str(
+        &std::fs::read_to_string(out.dir.join("report-matches.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json, out.report);
+    let html = std::fs::read_to_string(out.dir.join("report.html")).unwrap();
+    well_formed(&html).unwrap();
+    // Self-contained: nothing to fetch, nothing to run.
+    for needle in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(!html.contains(needle), "{needle}");
+    }
+    assert!(html.contains("DEMO-2019-001"));
+    for p in &json.peers {
+        assert!(html.contains(&format!("<td>{}</td>", p.name)), "{}", p.name);
+        assert!(
+            html.contains(&format!("{:.1}%", 100.0 * p.containment)),
+            "{}",
+            p.name
+        );
+        assert!(html.contains(&format!("<td class=\"n\">{}</td>", p.matched_rows.unwrap())));
+        for (k, n) in &p.matched_keys {
+            assert!(html.contains(&format!("{k} {n}")), "{} {k}", p.name);
+        }
+    }
+    assert!(html.contains(&format!("<td class=\"n\">{}</td>", json.dump.rows)));
+}
+
+#[test]
+fn the_html_flags_the_legal_threshold_and_escapes_what_it_shows() {
+    let mut report: Report = serde_json::from_value(serde_json::json!({
+        "case": "<script>alert(1)</script>",
+        "mode": "matches",
+        "created": "2026-11-28T00:00:00Z",
+        "dump": {"rows": 10000, "rows_without_key": 0, "keys": {"mobile": 10000}, "rejected": {}},
+        "peers": [
+            {"name": "bank", "address": "a", "epoch": "00", "holder_keys": {"mobile": 50000},
+             "matched_keys": {"mobile": 3000}, "matched_rows": 3000, "rows": [], "containment": 0.3},
+            {"name": "shop", "address": "b", "epoch": "00", "holder_keys": {"mobile": 50000},
+             "matched_keys": {"mobile": 2999}, "matched_rows": 2999, "rows": [], "containment": 0.2999},
+            {"name": "gone", "address": "c", "holder_keys": {}, "matched_keys": {},
+             "containment": 0.0, "error": "gone did not answer <in time>"}
+        ]
+    }))
+    .unwrap();
+    report.peers[0].rows = Some(vec![]);
+    assert_eq!(records(&report.peers[0]), 3000);
+    let html = render_html(&report, DEFAULT_THRESHOLD);
+    well_formed(&html).unwrap();
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("<span class=\"flag\">yes: 3000 records</span>"));
+    assert!(html.contains("no (2999 records)"));
+    assert!(html.contains("no answer: gone did not answer &lt;in time&gt;"));
+}

@@ -1,0 +1,15 @@
+//! Whole federations over real QUIC on 127.0.0.1, one binary: ground truth, refusals, hostile
+//! and vanishing peers, faults, load, probing, the demo, the generator and fuzzed inputs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod demo;
+mod disconnects;
+mod federation;
+mod fuzz_inputs;
+mod generator;
+mod load;
+mod probing;
+mod psi_local;
+mod refusals;
+mod robustness;
+mod tag_cache;

@@ -1,0 +1,112 @@
+//! A police node asking the same holder again within one epoch uses the tag set it kept, over
+//! real QUIC: the same answer, far fewer bytes; a new epoch, a damaged or an altered kept set
+//! is never used, and the answer stays right.
+
+use std::path::{Path, PathBuf};
+
+use suyuan_node::node_dir::identity::Role;
+use suyuan_node::node_dir::tag_cache::{CACHE_DIR, TagCache};
+use suyuan_node::query;
+use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::QueryMode;
+use suyuan_tests::fed::{Federation, Running, ask_one, import, start};
+use suyuan_tests::write_text;
+
+const HOLDER_KEYS: u64 = 20_000;
+
+fn list(fed: &Federation, name: &str, ids: impl Iterator<Item = u64>) -> PathBuf {
+    let text: String = std::iter::once("mobile\n".to_string())
+        .chain(ids.map(|i| format!("138{i:08}\n")))
+        .collect();
+    let path = fed.path(name);
+    write_text(&path, &text, false);
+    path
+}
+
+async fn ask(fed: &Federation, police: &Path, srv: &Running) -> query::PeerReport {
+    let peer = ask_one(
+        police,
+        &fed.path("dump.csv"),
+        &srv.peer("bank"),
+        QueryMode::Matches,
+        None,
+    )
+    .await;
+    assert_eq!(peer.error, None);
+    peer
+}
+
+fn matched(r: &query::PeerReport) -> u64 {
+    r.matched_keys[&KeyType::Mobile]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_query_uses_the_kept_tags_and_never_a_stale_set() {
+    let fed = Federation::new();
+    let policy = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_rows = 1\nrequire_case = false\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
+    let bank = fed.node("bank", Role::Institution, policy);
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 10\n");
+    import(&bank, &list(&fed, "a.csv", 0..HOLDER_KEYS));
+    // 1000 dump keys, 500 of them customers of list a.
+    list(&fed, "dump.csv", HOLDER_KEYS - 500..HOLDER_KEYS + 500);
+    let srv = start(&bank);
+
+    let first = ask(&fed, &police, &srv).await;
+    let s1 = first.stats.unwrap();
+    assert!(!s1.tags_kept);
+    assert_eq!(matched(&first), 500);
+    assert!(
+        fed.path("police")
+            .join(CACHE_DIR)
+            .join("bank.tags")
+            .exists()
+    );
+
+    // Again: the same answer, and the 20000 tags (8 bytes each) did not cross again.
+    let second = ask(&fed, &police, &srv).await;
+    let s2 = second.stats.unwrap();
+    assert!(s2.tags_kept);
+    assert_eq!(second.matched_keys, first.matched_keys);
+    assert_eq!(second.rows, first.rows);
+    assert!(
+        s2.bytes_received + HOLDER_KEYS * 8 * 9 / 10 < s1.bytes_received,
+        "{} then {}",
+        s1.bytes_received,
+        s2.bytes_received
+    );
+
+    // A new epoch: the kept set is not used, and the answer is the new list's.
+    srv.stop().await;
+    import(&bank, &list(&fed, "b.csv", HOLDER_KEYS..2 * HOLDER_KEYS));
+    let srv = start(&bank);
+    let third = ask(&fed, &police, &srv).await;
+    assert!(!third.stats.unwrap().tags_kept);
+    assert_eq!(matched(&third), 500);
+    assert_ne!(third.rows, first.rows);
+    assert!(ask(&fed, &police, &srv).await.stats.unwrap().tags_kept);
+
+    // A kept set altered consistently (its own digest redone): the holder's digest differs,
+    // so it sends its tags, and the answer is still right.
+    let cache = TagCache::new(&police, 1 << 30);
+    let (mut set, _) = cache.load("bank").unwrap();
+    set.tags[0][5] ^= 0x40;
+    cache.store("bank", &set).unwrap();
+    let fourth = ask(&fed, &police, &srv).await;
+    assert!(!fourth.stats.unwrap().tags_kept);
+    assert_eq!(fourth.rows, third.rows);
+
+    // A kept file damaged on disk: dropped by the querier, never offered.
+    let file = police.join(CACHE_DIR).join("bank.tags");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let fifth = ask(&fed, &police, &srv).await;
+    assert!(!fifth.stats.unwrap().tags_kept);
+    assert_eq!(fifth.rows, third.rows);
+
+    // Cleared: the next query downloads again.
+    assert_eq!(cache.clear().unwrap().0, 1);
+    assert!(!ask(&fed, &police, &srv).await.stats.unwrap().tags_kept);
+    srv.stop().await;
+}
