@@ -132,8 +132,8 @@ fn operations(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let (start, awaiting) = query.start(QueryMode::Matches);
-                    let mut s = holder.handle_start(start).unwrap();
-                    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+                    let (accept, s) = holder.handle_start(start).unwrap();
+                    let mut q = awaiting.handle_accept(accept).unwrap();
                     (s, q.poll_message().unwrap())
                 },
                 |(mut s, chunk)| pool.install(|| s.handle(chunk).unwrap()),
@@ -145,8 +145,8 @@ fn operations(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let (start, awaiting) = query.start(QueryMode::Matches);
-                    let mut s = holder.handle_start(start).unwrap();
-                    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+                    let (accept, mut s) = holder.handle_start(start).unwrap();
+                    let mut q = awaiting.handle_accept(accept).unwrap();
                     let QuerierMessage::Blinded(chunk) = q.poll_message().unwrap() else {
                         unreachable!()
                     };

@@ -20,7 +20,7 @@
 //! use std::sync::Arc;
 //! use suyuan_protocol::codec;
 //! use suyuan_protocol::ident::{Key, KeyType};
-//! use suyuan_protocol::psi::{EpochBuilder, Holder, HolderMessage, QuerierMessage, Query,
+//! use suyuan_protocol::psi::{EpochBuilder, Holder, QuerierMessage, Query,
 //!     QueryKeys, QueryMode};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,9 +40,8 @@
 //!
 //! // Every message crosses as bytes, as it would over the network.
 //! let (start, awaiting) = query.start(QueryMode::Matches);
-//! let mut session = holder.handle_start(codec::decode(&codec::encode(&start)?)?)?;
-//! let accept: HolderMessage = codec::decode(&codec::encode(&session.poll_message().unwrap())?)?;
-//! let mut querier = awaiting.handle_accept(accept)?;
+//! let (accept, mut session) = holder.handle_start(codec::decode(&codec::encode(&start)?)?)?;
+//! let mut querier = awaiting.handle_accept(codec::decode(&codec::encode(&accept)?)?)?;
 //! while let Some(m) = querier.poll_message() {
 //!     session.handle(codec::decode::<QuerierMessage>(&codec::encode(&m)?)?)?;
 //! }

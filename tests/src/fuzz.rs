@@ -108,10 +108,11 @@ pub fn holder_session(data: &[u8]) -> usize {
         },
     );
     let mut frames = split_frames(data).into_iter();
-    let Some(Ok(start)) = frames.next().map(codec::decode::<QuerierMessage>) else {
+    let Some(Ok(QuerierMessage::Start(start))) = frames.next().map(codec::decode::<QuerierMessage>)
+    else {
         return 0;
     };
-    let Ok(mut session) = holder.handle_start(start) else {
+    let Ok((_accept, mut session)) = holder.handle_start(start) else {
         return 0;
     };
     drain(&mut session);
@@ -144,7 +145,8 @@ pub fn querier_session(data: &[u8]) -> bool {
     let query = fuzz_query();
     let (_start, awaiting) = query.start(mode);
     let mut frames = split_frames(data).into_iter();
-    let Some(Ok(accept)) = frames.next().map(codec::decode::<HolderMessage>) else {
+    let Some(Ok(HolderMessage::Accept(accept))) = frames.next().map(codec::decode::<HolderMessage>)
+    else {
         return false;
     };
     let Ok(mut ex) = awaiting.handle_accept(accept) else {
@@ -352,16 +354,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 fn transcript(holder: &Holder, mode: QueryMode) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let query = fuzz_query();
     let (start, awaiting) = query.start(mode);
-    let mut up = vec![enc(&start)];
-    let mut down = Vec::new();
-    let mut session = holder.handle_start(start).expect("an honest start");
+    let mut up = vec![enc(&QuerierMessage::from(start.clone()))];
+    let (accept, mut session) = holder.handle_start(start).expect("an honest start");
+    let mut down = vec![enc(&HolderMessage::from(accept.clone()))];
     let mut pending = Vec::new();
     while let Some(m) = session.poll_message() {
         down.push(enc(&m));
         pending.push(m);
     }
-    let mut pending = pending.into_iter();
-    let accept = pending.next().expect("an accept");
     let mut ex = awaiting.handle_accept(accept).expect("an honest accept");
     for m in pending {
         ex.handle(m).expect("honest");

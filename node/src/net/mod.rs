@@ -2,6 +2,7 @@
 //! TLS identities against the federation CA, UDP sockets, the holder's server and the
 //! querier's connection.
 
+pub mod budget;
 pub mod frame;
 pub(crate) mod querier;
 pub mod server;

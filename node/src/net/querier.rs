@@ -235,7 +235,7 @@ async fn ask_on(
     write_frame(&mut send, &ClientFrame::Hello(hello), timeout)
         .await
         .map_err(f)?;
-    write_frame(&mut send, &ClientFrame::Psi(start), timeout)
+    write_frame(&mut send, &ClientFrame::Psi(start.into()), timeout)
         .await
         .map_err(f)?;
 
@@ -291,7 +291,7 @@ async fn ask_on(
     };
     let aborted = |m: String| failed(Outcome::Aborted, Some(&holder), m);
     let accept = match read_frame::<ServerFrame>(&mut recv, timeout).await {
-        Ok(Some(ServerFrame::Psi(m @ HolderMessage::Accept(_)))) => m,
+        Ok(Some(ServerFrame::Psi(HolderMessage::Accept(a)))) => a,
         Ok(Some(ServerFrame::Abort(why))) => {
             return Err(aborted(format!("{} aborted the query: {why}", peer.name)));
         }
@@ -304,23 +304,16 @@ async fn ask_on(
         Err(e) => return Err(aborted(describe_frame_error(peer, e))),
     };
     // The whole exchange has a deadline, known once the holder's size is.
-    let tags: u64 = match &accept {
-        HolderMessage::Accept(a) => {
-            // The kept tags were judged against the welcome's epoch: the answer must be of it.
-            if a.epoch != welcome_epoch {
-                return Err(aborted(format!(
-                    "{} welcomed the query with epoch {welcome_epoch} but answered with epoch {}",
-                    peer.name, a.epoch
-                )));
-            }
-            // Saturating: these counts are the holder's word, checked only below.
-            a.holder_sections
-                .iter()
-                .fold(0u64, |t, s| t.saturating_add(s.count))
-        }
-        _ => 0,
-    };
-    let keys: u64 = query.sections().iter().map(|s| s.count).sum();
+    // The kept tags were judged against the welcome's epoch: the answer must be of it.
+    if accept.epoch != welcome_epoch {
+        return Err(aborted(format!(
+            "{} welcomed the query with epoch {welcome_epoch} but answered with epoch {}",
+            peer.name, accept.epoch
+        )));
+    }
+    // Saturating: the holder's word, checked only below.
+    let tags = accept.total_keys();
+    let keys = query.total_keys();
     let deadline = query_deadline(timeout, keys.saturating_add(tags));
     let deadline_at = std::time::Instant::now() + deadline;
     let mut session = awaiting.handle_accept(accept).map_err(|e| {
@@ -369,7 +362,7 @@ async fn ask_on(
         // In count mode the holder answers only once it has every element: the first answer
         // after the tags may take the whole evaluation, so that wait scales with the query.
         let wait = if mode == QueryMode::Count && session.tags_done() && !session.any_evaluated() {
-            timeout + count_mode_allowance(query.sections().iter().map(|s| s.count).sum())
+            timeout + count_mode_allowance(query.total_keys())
         } else {
             timeout
         };

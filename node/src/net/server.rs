@@ -10,11 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
-    Epoch, EpochId, Holder, HolderLimits, PsiError, QuerierMessage, TAG_STORED_LEN,
+    Epoch, EpochId, Holder, HolderLimits, PsiError, QuerierMessage, QueryStart, TAG_STORED_LEN,
 };
 use tokio::sync::{Mutex, Semaphore, watch};
 
 use crate::clock;
+use crate::net::budget::DailyBudget;
 use crate::net::frame::{
     ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal,
     ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
@@ -62,7 +63,7 @@ struct State {
     audit: AuditLog,
     epoch: Mutex<LoadedEpoch>,
     /// Keys charged per (peer, UTC day), seeded from the audit log.
-    budgets: Mutex<HashMap<(String, u64), u64>>,
+    budget: Mutex<DailyBudget>,
     slots: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     /// Held while serving: budgets are counted in this process alone.
@@ -116,14 +117,19 @@ impl Server {
         let entries = audit
             .verify()
             .context("the audit log does not verify; refusing to serve")?;
-        let mut budgets = HashMap::new();
-        for e in &entries {
-            if e.record.outcome == Outcome::Admitted && e.record.side == Side::Holder {
-                *budgets
-                    .entry((e.record.peer.clone(), clock::day_of(e.unix)))
-                    .or_insert(0) += e.record.charged.unwrap_or(0);
-            }
-        }
+        let mut budget = DailyBudget::new(cfg.policy.rows_per_peer_per_day);
+        budget.seed(
+            entries
+                .iter()
+                .filter(|e| e.record.outcome == Outcome::Admitted && e.record.side == Side::Holder)
+                .map(|e| {
+                    (
+                        e.record.peer.as_str(),
+                        e.unix,
+                        e.record.charged.unwrap_or(0),
+                    )
+                }),
+        );
         let loaded = load_epoch(dir)?;
         let listen = match listen {
             Some(a) => a,
@@ -146,7 +152,7 @@ impl Server {
             timeout: cfg.network.timeout(),
             audit,
             epoch: Mutex::new(loaded),
-            budgets: Mutex::new(budgets),
+            budget: Mutex::new(budget),
             shutdown,
             _lock: lock,
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -587,7 +593,7 @@ async fn handle_stream(
     // A start carries only its sections: a few bytes, so a hello-sized limit.
     let start =
         match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
-            Ok(Some(ClientFrame::Psi(m @ QuerierMessage::Start(_)))) => m,
+            Ok(Some(ClientFrame::Psi(QuerierMessage::Start(s)))) => s,
             Ok(_) => {
                 return abort(
                     &state,
@@ -609,9 +615,7 @@ async fn handle_stream(
                 .await;
             }
         };
-    let QuerierMessage::Start(s) = &start else {
-        return;
-    };
+    let s = &start;
     if s.mode != hello.mode {
         // Admission was for the hello's mode; a start asking for another is a lie.
         let why = format!(
@@ -620,29 +624,21 @@ async fn handle_stream(
         );
         return abort(&state, &mut send, &peer, Some(&hello), &why).await;
     }
-    let keys = s
-        .sections
-        .iter()
-        .fold(0u64, |a, s| a.saturating_add(s.count));
+    let keys = s.total_keys();
     let s_types: Vec<KeyType> = s.sections.iter().map(|s| s.key_type).collect();
     if let Err(r) = state.policy.check_size(keys) {
         return refuse(&state, &mut send, &peer, Some(&hello), r).await;
     }
     // Charge the budget before any work, and record the charge so it survives a restart.
     {
-        let mut budgets = state.budgets.lock().await;
-        let day = clock::day_of(clock::now_unix());
-        let used = budgets.entry((peer.name.clone(), day)).or_insert(0);
-        let limit = state.policy.rows_per_peer_per_day;
-        if used.saturating_add(keys) > limit {
-            let r = Refusal::BudgetExhausted {
-                used: *used,
-                limit,
-                keys,
-            };
-            drop(budgets);
-            return refuse(&state, &mut send, &peer, Some(&hello), r).await;
-        }
+        let mut budget = state.budget.lock().await;
+        let charge = match budget.charge(&peer.name, keys, clock::now_unix()) {
+            Ok(c) => c,
+            Err(r) => {
+                drop(budget);
+                return refuse(&state, &mut send, &peer, Some(&hello), r).await;
+            }
+        };
         let mut rec = state.record(&peer, Some(&hello), Outcome::Admitted);
         rec.query_keys = Some(keys);
         rec.charged = Some(keys);
@@ -650,7 +646,8 @@ async fn handle_stream(
         if let Err(e) = state.append(rec).await {
             // No query runs unaudited.
             tracing::error!("{e:#}");
-            drop(budgets);
+            budget.refund(charge);
+            drop(budget);
             return abort(
                 &state,
                 &mut send,
@@ -660,7 +657,6 @@ async fn handle_stream(
             )
             .await;
         }
-        *used += keys;
     }
 
     let holder = Holder::with_limits(
@@ -730,13 +726,13 @@ async fn abort(
 async fn serve_query(
     state: &State,
     holder: &Holder,
-    start: QuerierMessage,
+    start: QueryStart,
     kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Duration, String> {
     let mut evaluating = Duration::ZERO;
-    let mut session = holder.handle_start(start).map_err(|e| e.to_string())?;
+    let (accept, mut session) = holder.handle_start(start).map_err(|e| e.to_string())?;
     let tags_kept = match kept {
         Some(k) => {
             let epoch = Arc::clone(holder.epoch());
@@ -767,6 +763,9 @@ async fn serve_query(
     )
     .await
     .map_err(|e| format!("sending: {e}"))?;
+    write_frame(send, &ServerFrame::Psi(accept.into()), state.timeout)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
     let mut shutdown = state.shutdown.clone();
     loop {
         while let Some(m) = session.poll_message() {

@@ -232,7 +232,7 @@ impl QueryJob {
         let mut rec = Record {
             case: opts.case.clone(),
             mode: Some(opts.mode),
-            query_keys: Some(dump.query.sections().iter().map(|s| s.count).sum()),
+            query_keys: Some(dump.query.total_keys()),
             ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         let report = match outcome {

@@ -97,7 +97,7 @@ async fn admitted_query(
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();
-    write_frame(&mut send, &ClientFrame::Psi(start), t)
+    write_frame(&mut send, &ClientFrame::Psi(start.into()), t)
         .await
         .unwrap();
     let first: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();

@@ -10,7 +10,7 @@ use super::messages::{sections_valid, total};
 use super::{
     BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
     MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
-    QueryMode, Section, TagChunk, chunk_len, tag_len,
+    QueryMode, QueryStart, Section, TagChunk, chunk_len, tag_len,
 };
 use crate::oprf::{self, Element};
 
@@ -53,19 +53,12 @@ impl Holder {
         &self.epoch
     }
 
-    /// Takes the querier's first message. On success the session's first outgoing message is
-    /// the [`QueryAccept`].
-    pub fn handle_start(&self, msg: QuerierMessage) -> Result<HolderSession, PsiError> {
-        let start = match msg {
-            QuerierMessage::Start(s) => s,
-            other => {
-                return Err(PeerMisbehaved::UnexpectedMessage {
-                    expected: "QueryStart",
-                    got: other.name(),
-                }
-                .into());
-            }
-        };
+    /// Takes the querier's [`QueryStart`]: checks its version, sections and size, and answers
+    /// with the [`QueryAccept`] to send first and the session that streams the rest.
+    pub fn handle_start(
+        &self,
+        start: QueryStart,
+    ) -> Result<(QueryAccept, HolderSession), PsiError> {
         if start.version != PROTOCOL_VERSION {
             return Err(PeerMisbehaved::UnsupportedVersion {
                 got: start.version,
@@ -76,7 +69,7 @@ impl Holder {
         if !sections_valid(&start.sections, true) {
             return Err(PeerMisbehaved::BadSections.into());
         }
-        let n = total(&start.sections);
+        let n = start.total_keys();
         let max = self.limits.max_query_keys.min(MAX_SET_SIZE);
         if n > max {
             return Err(LimitExceeded::QueryTooLarge { keys: n, max }.into());
@@ -90,19 +83,18 @@ impl Holder {
             })
             .collect();
         let l = tag_len(n, total(&holder_sections));
-        let accept = HolderMessage::Accept(QueryAccept {
+        let accept = QueryAccept {
             version: PROTOCOL_VERSION,
             epoch: self.epoch.id(),
             tag_len: l as u8,
             holder_sections: holder_sections.clone(),
-        });
-        Ok(HolderSession {
+        };
+        let session = HolderSession {
             epoch: Arc::clone(&self.epoch),
             mode: start.mode,
             query_sections: start.sections,
             holder_sections,
             tag_len: l,
-            accept: Some(accept),
             tag_cursor: (0, 0),
             next_seq: 0,
             received: 0,
@@ -111,11 +103,12 @@ impl Holder {
             count_buffer: Vec::new(),
             count_cursor: None,
             next_out_seq: 0,
-        })
+        };
+        Ok((accept, session))
     }
 }
 
-/// One query being answered: feed it [`QuerierMessage`]s with [`HolderSession::handle`], send
+/// One query being answered (its [`QueryAccept`] already handed out): feed it [`QuerierMessage`]s with [`HolderSession::handle`], send
 /// what [`HolderSession::poll_message`] returns, until [`HolderSession::is_finished`].
 pub struct HolderSession {
     epoch: Arc<Epoch>,
@@ -123,7 +116,6 @@ pub struct HolderSession {
     query_sections: Vec<Section>,
     holder_sections: Vec<Section>,
     tag_len: usize,
-    accept: Option<HolderMessage>,
     /// (section, tags already sent in it)
     tag_cursor: (usize, usize),
     next_seq: u32,
@@ -269,12 +261,9 @@ impl HolderSession {
         Some(chunk)
     }
 
-    /// The next message to send: the accept, then every tag chunk, then evaluations as they
+    /// The next message to send after the accept: every tag chunk, then evaluations as they
     /// become ready. `None` means nothing is ready now (or everything is sent).
     pub fn poll_message(&mut self) -> Option<HolderMessage> {
-        if let Some(a) = self.accept.take() {
-            return Some(a);
-        }
         if let Some(t) = self.next_tag_chunk() {
             return Some(t);
         }
@@ -323,8 +312,7 @@ impl HolderSession {
 
     /// Every chunk received and every message handed out.
     pub fn is_finished(&self) -> bool {
-        self.accept.is_none()
-            && self.tag_cursor.0 >= self.holder_sections.len()
+        self.tag_cursor.0 >= self.holder_sections.len()
             && self.received == self.total
             && self.outbox.is_empty()
             && self

@@ -21,20 +21,8 @@ pub fn run_local(
         Ok(codec::decode(&codec::encode(m)?)?)
     }
     let (start, awaiting) = query.start(mode);
-    let mut session = holder.handle_start(wire(&start)?)?;
-    let mut accept = None;
-    let mut early = Vec::new();
-    while let Some(m) = session.poll_message() {
-        match accept {
-            None => accept = Some(m),
-            Some(_) => early.push(m),
-        }
-    }
-    let accept = accept.ok_or(super::Misuse::Incomplete("the holder sent no accept"))?;
+    let (accept, mut session) = holder.handle_start(wire(&start)?)?;
     let mut querier = awaiting.handle_accept(wire(&accept)?)?;
-    for m in early {
-        querier.handle(wire(&m)?)?;
-    }
     loop {
         let mut progressed = false;
         if let Some(m) = querier.poll_message() {

@@ -88,6 +88,34 @@ pub enum HolderMessage {
     Evaluated(EvaluatedChunk),
 }
 
+impl QueryStart {
+    /// Blinded elements declared in all sections, saturating (a hostile querier can send
+    /// `u64::MAX` counts; [`super::Holder::handle_start`] refuses those).
+    pub fn total_keys(&self) -> u64 {
+        total(&self.sections)
+    }
+}
+
+impl QueryAccept {
+    /// The holder's keys over all sections, saturating (the holder's word, checked by
+    /// [`super::AwaitingAccept::handle_accept`]).
+    pub fn total_keys(&self) -> u64 {
+        total(&self.holder_sections)
+    }
+}
+
+impl From<QueryStart> for QuerierMessage {
+    fn from(s: QueryStart) -> Self {
+        QuerierMessage::Start(s)
+    }
+}
+
+impl From<QueryAccept> for HolderMessage {
+    fn from(a: QueryAccept) -> Self {
+        HolderMessage::Accept(a)
+    }
+}
+
 impl QuerierMessage {
     /// The message's name, for errors.
     pub fn name(&self) -> &'static str {

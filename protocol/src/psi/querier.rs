@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::keys::QueryKeys;
-use super::messages::{sections_valid, total};
+use super::messages::sections_valid;
 use super::tag::tag_of;
 use super::tag_index::TagIndex;
 use super::{
@@ -134,9 +134,14 @@ impl Query {
         self.rows
     }
 
+    /// Distinct keys over all sections: the blinded elements sent to each holder.
+    pub fn total_keys(&self) -> u64 {
+        self.blinded.len() as u64
+    }
+
     /// Opens a session with default limits: returns the first message and the state awaiting
     /// the holder's accept.
-    pub fn start(self: &Arc<Self>, mode: QueryMode) -> (QuerierMessage, AwaitingAccept) {
+    pub fn start(self: &Arc<Self>, mode: QueryMode) -> (QueryStart, AwaitingAccept) {
         self.start_with(mode, QuerierLimits::default())
     }
 
@@ -145,12 +150,12 @@ impl Query {
         self: &Arc<Self>,
         mode: QueryMode,
         limits: QuerierLimits,
-    ) -> (QuerierMessage, AwaitingAccept) {
-        let msg = QuerierMessage::Start(QueryStart {
+    ) -> (QueryStart, AwaitingAccept) {
+        let msg = QueryStart {
             version: PROTOCOL_VERSION,
             mode,
             sections: self.sections.clone(),
-        });
+        };
         (
             msg,
             AwaitingAccept {
@@ -189,52 +194,10 @@ pub struct AwaitingAccept {
 impl AwaitingAccept {
     /// Checks the holder's accept (version, key types, sizes, tag length) and moves to the
     /// exchange.
-    pub fn handle_accept(self, msg: HolderMessage) -> Result<Exchanging, PsiError> {
-        let accept: QueryAccept = match msg {
-            HolderMessage::Accept(a) => a,
-            other => {
-                return Err(PeerMisbehaved::UnexpectedMessage {
-                    expected: "QueryAccept",
-                    got: other.name(),
-                }
-                .into());
-            }
-        };
-        if accept.version != PROTOCOL_VERSION {
-            return Err(PeerMisbehaved::UnsupportedVersion {
-                got: accept.version,
-                supported: PROTOCOL_VERSION,
-            }
-            .into());
-        }
+    pub fn handle_accept(self, accept: QueryAccept) -> Result<Exchanging, PsiError> {
+        let tag_len = self.check_accept(&accept)?;
         let q = &self.query;
-        let same_types = accept.holder_sections.len() == q.sections.len()
-            && accept
-                .holder_sections
-                .iter()
-                .zip(&q.sections)
-                .all(|(h, s)| h.key_type == s.key_type);
-        if !same_types || !sections_valid(&accept.holder_sections, false) {
-            return Err(PeerMisbehaved::SectionsMismatch.into());
-        }
-        let holder_total = total(&accept.holder_sections);
-        let max = self.limits.max_holder_keys.min(MAX_SET_SIZE);
-        if holder_total > max {
-            return Err(LimitExceeded::HolderSetTooLarge {
-                keys: holder_total,
-                max,
-            }
-            .into());
-        }
-        let expected = tag_len(total(&q.sections), holder_total) as u8;
-        if accept.tag_len != expected {
-            return Err(PeerMisbehaved::WrongTagLength {
-                got: accept.tag_len,
-                expected,
-            }
-            .into());
-        }
-        let n = total(&q.sections);
+        let n = q.total_keys();
         Ok(Exchanging {
             // Grown as tags arrive, never reserved from what the peer announced.
             tags: vec![Vec::new(); accept.holder_sections.len()],
@@ -258,13 +221,52 @@ impl AwaitingAccept {
                     Some(*end)
                 })
                 .collect(),
-            tag_len: expected as usize,
+            tag_len: usize::from(tag_len),
             epoch: accept.epoch,
             holder_sections: accept.holder_sections,
             total: n,
             query: self.query,
             mode: self.mode,
         })
+    }
+
+    /// Every check of [`AwaitingAccept::handle_accept`]; returns ℓ.
+    fn check_accept(&self, accept: &QueryAccept) -> Result<u8, PsiError> {
+        if accept.version != PROTOCOL_VERSION {
+            return Err(PeerMisbehaved::UnsupportedVersion {
+                got: accept.version,
+                supported: PROTOCOL_VERSION,
+            }
+            .into());
+        }
+        let q = &self.query;
+        let same_types = accept.holder_sections.len() == q.sections.len()
+            && accept
+                .holder_sections
+                .iter()
+                .zip(&q.sections)
+                .all(|(h, s)| h.key_type == s.key_type);
+        if !same_types || !sections_valid(&accept.holder_sections, false) {
+            return Err(PeerMisbehaved::SectionsMismatch.into());
+        }
+        let holder_total = accept.total_keys();
+        let max = self.limits.max_holder_keys.min(MAX_SET_SIZE);
+        if holder_total > max {
+            return Err(LimitExceeded::HolderSetTooLarge {
+                keys: holder_total,
+                max,
+            }
+            .into());
+        }
+        let expected = tag_len(q.total_keys(), holder_total) as u8;
+        if accept.tag_len != expected {
+            return Err(PeerMisbehaved::WrongTagLength {
+                got: accept.tag_len,
+                expected,
+            }
+            .into());
+        }
+        Ok(expected)
     }
 }
 
@@ -426,6 +428,25 @@ impl Exchanging {
     }
 
     fn handle_evaluated(&mut self, seq: u32, elements: &[Element]) -> Result<(), PsiError> {
+        self.check_evaluated(seq, elements)?;
+        let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
+        let unblinded = oprf::evaluate_batch(&self.query.unblind, &raw).map_err(|i| {
+            PeerMisbehaved::InvalidElement {
+                index: self.evaluated + i as u64,
+            }
+        })?;
+        self.record_matches(&unblinded);
+        if self.mode == QueryMode::Count {
+            self.last_count_element = elements.last().map(|e| e.0);
+        }
+        self.evaluated += unblinded.len() as u64;
+        self.next_eval_seq += 1;
+        Ok(())
+    }
+
+    /// Checks a whole evaluated chunk before any state changes, so a refused chunk leaves none
+    /// behind.
+    fn check_evaluated(&self, seq: u32, elements: &[Element]) -> Result<(), PsiError> {
         if !self.tags_complete() || self.evaluated >= self.total {
             return Err(PeerMisbehaved::UnexpectedMessage {
                 expected: self.expecting(),
@@ -447,7 +468,6 @@ impl Exchanging {
             }
             .into());
         }
-        let remaining = self.total - self.evaluated;
         let len = elements.len() as u64;
         match self.mode {
             QueryMode::Matches => {
@@ -468,41 +488,40 @@ impl Exchanging {
                     }
                     .into());
                 }
+                Ok(())
             }
-            QueryMode::Count => {
-                if len > remaining {
-                    return Err(PeerMisbehaved::TooManyElements {
-                        declared: self.total,
-                    }
-                    .into());
+            QueryMode::Count if len > self.total - self.evaluated => {
+                Err(PeerMisbehaved::TooManyElements {
+                    declared: self.total,
                 }
+                .into())
             }
+            QueryMode::Count => self.check_sorted(elements),
         }
-        // Check the whole chunk before changing any state, so a refused chunk leaves none behind.
-        if self.mode == QueryMode::Count {
-            // Sorted order is what keeps positions from leaking; anything else is a holder
-            // telling the querier more than the mode allows (or a broken one).
-            let mut last = self.last_count_element;
-            for (i, e) in elements.iter().enumerate() {
-                if self.section_ends.contains(&(self.evaluated + i as u64)) {
-                    last = None;
-                }
-                // Strictly: distinct keys give distinct evaluations, so an equal neighbour is
-                // a holder repeating one evaluation to inflate the count.
-                if last.is_some_and(|l| l >= e.0) {
-                    return Err(PeerMisbehaved::EvaluationsNotSorted.into());
-                }
-                last = Some(e.0);
+    }
+
+    /// `count` mode: sorted order is what keeps positions from leaking; anything else is a
+    /// holder telling the querier more than the mode allows (or a broken one).
+    fn check_sorted(&self, elements: &[Element]) -> Result<(), PsiError> {
+        let mut last = self.last_count_element;
+        for (i, e) in elements.iter().enumerate() {
+            if self.section_ends.contains(&(self.evaluated + i as u64)) {
+                last = None;
             }
+            // Strictly: distinct keys give distinct evaluations, so an equal neighbour is a
+            // holder repeating one evaluation to inflate the count.
+            if last.is_some_and(|l| l >= e.0) {
+                return Err(PeerMisbehaved::EvaluationsNotSorted.into());
+            }
+            last = Some(e.0);
         }
-        let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
-        let unblinded = oprf::evaluate_batch(&self.query.unblind, &raw).map_err(|i| {
-            PeerMisbehaved::InvalidElement {
-                index: self.evaluated + i as u64,
-            }
-        })?;
-        // Tag and look up in parallel too: done serially, this was the one core's work while
-        // the other waited (7% of the unblinding phase at 10^6 holder tags).
+        Ok(())
+    }
+
+    /// Tags the unblinded elements and looks them up, in parallel too: done serially, this was
+    /// the one core's work while the other waited (7% of the unblinding phase at 10^6 holder
+    /// tags).
+    fn record_matches(&mut self, unblinded: &[[u8; 32]]) {
         if self.index.len() != self.tags.len() {
             self.index = self
                 .tags
@@ -532,13 +551,6 @@ impl Exchanging {
                 }
             }
         }
-        let pos = start + unblinded.len() as u64;
-        if self.mode == QueryMode::Count {
-            self.last_count_element = elements.last().map(|e| e.0);
-        }
-        self.evaluated = pos;
-        self.next_eval_seq += 1;
-        Ok(())
     }
 
     /// Takes the holder's tags from a set kept from an earlier query instead of the stream

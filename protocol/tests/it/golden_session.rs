@@ -9,7 +9,7 @@ use suyuan_protocol::codec;
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::{
-    EpochBuilder, EpochId, Holder, HolderMessage, Query, QueryKeys, QueryMode,
+    EpochBuilder, EpochId, Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode,
 };
 
 const K: &str = "5ebcea5ee37023ccb9fc2d2019f9d7737be85591ae8652ffa9ef0f4d37063b0e";
@@ -104,11 +104,14 @@ fn complete_session_bytes() {
     assert!(rng.0.is_empty());
 
     let (start, awaiting) = query.start(QueryMode::Matches);
-    assert_eq!(hex(&codec::encode(&start).unwrap()), "0001010200010301");
-    let mut s = holder.handle_start(start).unwrap();
-    let accept = s.poll_message().unwrap();
+    let wire_start = QuerierMessage::from(start.clone());
     assert_eq!(
-        hex(&codec::encode(&accept).unwrap()),
+        hex(&codec::encode(&wire_start).unwrap()),
+        "0001010200010301"
+    );
+    let (accept, mut s) = holder.handle_start(start).unwrap();
+    assert_eq!(
+        hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
         "0001000102030405060708090a0b0c0d0e0f080200020300"
     );
     let tags = s.poll_message().unwrap();

@@ -11,7 +11,7 @@ use suyuan_protocol::oprf::Element;
 use suyuan_protocol::psi::{
     BlindedChunk, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage, LimitExceeded,
     MAX_CHUNK_ELEMENTS, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, Query,
-    QueryKeys, QueryMode, QueryStart, Section, TagChunk, run_local,
+    QueryAccept, QueryKeys, QueryMode, QueryStart, Section, run_local,
 };
 
 /// A small universe of valid keys of three types, indexed by number.
@@ -156,9 +156,8 @@ proptest! {
             let rows: Vec<Vec<u32>> = r.iter().map(|&i| vec![i]).collect();
             let q = query_of(&mut rng, &rows);
             let (start, _) = q.start(QueryMode::Count);
-            let mut s = h.handle_start(start).unwrap();
+            let (accept, mut s) = h.handle_start(start).unwrap();
             let (_, awaiting) = q.start(QueryMode::Count);
-            let accept = s.poll_message().unwrap();
             let mut ex = awaiting.handle_accept(accept).unwrap();
             while let Some(m) = ex.poll_message() { s.handle(m).unwrap(); }
             std::iter::from_fn(|| s.poll_message()).collect()
@@ -177,12 +176,9 @@ fn a_query_never_matches_tags_of_another_epoch() {
 
     // Evaluations from the new epoch's key, tags from the old epoch.
     let (start, awaiting) = query.start(QueryMode::Matches);
-    let mut s_new = new.handle_start(start.clone()).unwrap();
-    let mut s_old = old.handle_start(start).unwrap();
-    let mut q = awaiting
-        .handle_accept(s_new.poll_message().unwrap())
-        .unwrap();
-    let _ = s_old.poll_message();
+    let (accept, mut s_new) = new.handle_start(start.clone()).unwrap();
+    let (_, mut s_old) = old.handle_start(start).unwrap();
+    let mut q = awaiting.handle_accept(accept).unwrap();
     while let Some(HolderMessage::Tags(t)) = s_old.poll_message() {
         q.handle(HolderMessage::Tags(t)).unwrap();
     }
@@ -218,12 +214,12 @@ fn misbehaved(e: PsiError) -> PeerMisbehaved {
     }
 }
 
-fn start_msg(sections: Vec<Section>) -> QuerierMessage {
-    QuerierMessage::Start(QueryStart {
+fn start_msg(sections: Vec<Section>) -> QueryStart {
+    QueryStart {
         version: PROTOCOL_VERSION,
         mode: QueryMode::Matches,
         sections,
-    })
+    }
 }
 
 #[test]
@@ -237,13 +233,10 @@ fn holder_refuses_bad_starts() {
         key_type: KeyType::Email,
         count,
     };
-    let (start, _) = query.start(QueryMode::Count);
-    let QuerierMessage::Start(mut s) = start else {
-        unreachable!()
-    };
+    let (mut s, _) = query.start(QueryMode::Count);
     s.version = 2;
     assert_eq!(
-        misbehaved(holder.handle_start(QuerierMessage::Start(s)).unwrap_err()),
+        misbehaved(holder.handle_start(s).unwrap_err()),
         PeerMisbehaved::UnsupportedVersion {
             got: 2,
             supported: 1
@@ -278,18 +271,6 @@ fn holder_refuses_bad_starts() {
             .to_string(),
         "limit exceeded: query of 6 keys exceeds the limit of 5"
     );
-    // A chunk before the start.
-    let chunk = QuerierMessage::Blinded(BlindedChunk {
-        seq: 0,
-        elements: vec![],
-    });
-    assert_eq!(
-        misbehaved(holder.handle_start(chunk).unwrap_err()),
-        PeerMisbehaved::UnexpectedMessage {
-            expected: "QueryStart",
-            got: "BlindedChunk"
-        }
-    );
 }
 
 /// A holder session past the accept, and the querier's chunks.
@@ -299,8 +280,8 @@ fn open(
     mode: QueryMode,
 ) -> (suyuan_protocol::psi::HolderSession, Vec<BlindedChunk>) {
     let (start, awaiting) = query.start(mode);
-    let mut s = holder.handle_start(start).unwrap();
-    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+    let (accept, s) = holder.handle_start(start).unwrap();
+    let mut q = awaiting.handle_accept(accept).unwrap();
     let chunks = std::iter::from_fn(|| q.poll_message())
         .map(|m| match m {
             QuerierMessage::Blinded(c) => c,
@@ -379,7 +360,7 @@ fn holder_refuses_bad_chunks() {
     ));
     let (start, _) = query.start(QueryMode::Matches);
     assert!(matches!(
-        misbehaved(s.handle(start).unwrap_err()),
+        misbehaved(s.handle(start.into()).unwrap_err()),
         PeerMisbehaved::UnexpectedMessage {
             got: "QueryStart",
             ..
@@ -397,36 +378,32 @@ fn querier_and_stream(
 ) {
     let (holder, query) = setup(5000);
     let (start, awaiting) = query.start(mode);
-    let mut s = holder.handle_start(start).unwrap();
-    let accept = s.poll_message().unwrap();
+    let (accept, mut s) = holder.handle_start(start).unwrap();
     let mut q = awaiting.handle_accept(accept.clone()).unwrap();
     while let Some(m) = q.poll_message() {
         s.handle(m).unwrap();
     }
     let stream = std::iter::from_fn(|| s.poll_message()).collect();
-    (q, stream, accept)
+    (q, stream, accept.into())
 }
 
 #[test]
 fn querier_refuses_bad_accepts() {
     let (holder, query) = setup(10);
     let (start, _) = query.start(QueryMode::Matches);
-    let mut s = holder.handle_start(start).unwrap();
-    let HolderMessage::Accept(good) = s.poll_message().unwrap() else {
-        unreachable!()
-    };
-    let try_accept = |a: HolderMessage| query.start(QueryMode::Matches).1.handle_accept(a);
+    let (good, _) = holder.handle_start(start).unwrap();
+    let try_accept = |a: QueryAccept| query.start(QueryMode::Matches).1.handle_accept(a);
 
     let mut a = good.clone();
     a.version = 9;
     assert!(matches!(
-        misbehaved(try_accept(HolderMessage::Accept(a)).unwrap_err()),
+        misbehaved(try_accept(a).unwrap_err()),
         PeerMisbehaved::UnsupportedVersion { got: 9, .. }
     ));
     let mut a = good.clone();
     a.tag_len = 4; // a holder trying to raise the false-match rate
     assert_eq!(
-        misbehaved(try_accept(HolderMessage::Accept(a)).unwrap_err()),
+        misbehaved(try_accept(a).unwrap_err()),
         PeerMisbehaved::WrongTagLength {
             got: 4,
             expected: 8
@@ -435,25 +412,14 @@ fn querier_refuses_bad_accepts() {
     let mut a = good.clone();
     a.holder_sections[0].key_type = KeyType::Email;
     assert_eq!(
-        misbehaved(try_accept(HolderMessage::Accept(a)).unwrap_err()),
+        misbehaved(try_accept(a).unwrap_err()),
         PeerMisbehaved::SectionsMismatch
     );
     let mut a = good.clone();
     a.holder_sections[0].count = u64::MAX;
     assert!(matches!(
-        try_accept(HolderMessage::Accept(a)).unwrap_err(),
+        try_accept(a).unwrap_err(),
         PsiError::Limit(LimitExceeded::HolderSetTooLarge { .. })
-    ));
-    let tags = HolderMessage::Tags(TagChunk {
-        key_type: KeyType::Mobile,
-        tags: vec![0; 8],
-    });
-    assert!(matches!(
-        misbehaved(try_accept(tags).unwrap_err()),
-        PeerMisbehaved::UnexpectedMessage {
-            expected: "QueryAccept",
-            ..
-        }
     ));
 }
 
@@ -607,8 +573,8 @@ fn querier_refuses_bad_streams() {
 fn matches_answer_to_an_unsent_chunk_is_refused() {
     let (holder, query) = setup(5000);
     let (start, awaiting) = query.start(QueryMode::Matches);
-    let mut s = holder.handle_start(start).unwrap();
-    let mut q = awaiting.handle_accept(s.poll_message().unwrap()).unwrap();
+    let (accept, mut s) = holder.handle_start(start).unwrap();
+    let mut q = awaiting.handle_accept(accept).unwrap();
     // Drain tags into q; send nothing yet.
     while let Some(m) = s.poll_message() {
         q.handle(m).unwrap();

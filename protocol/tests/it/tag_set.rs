@@ -40,7 +40,7 @@ fn run(
     kept: Option<&TagSet>,
 ) -> Result<(QueryResult, TagSet, usize), PsiError> {
     let (start, awaiting) = query.start(mode);
-    let mut session = holder.handle_start(start)?;
+    let (accept, mut session) = holder.handle_start(start)?;
     if let Some(set) = kept {
         let types: Vec<KeyType> = set.sections.iter().map(|s| s.key_type).collect();
         let theirs = holder.epoch().tag_set_digest(&types, set.tag_len);
@@ -51,7 +51,6 @@ fn run(
         );
         session.skip_tags()?;
     }
-    let accept = session.poll_message().unwrap();
     let mut ex = awaiting.handle_accept(accept)?;
     if let Some(set) = kept {
         ex.use_tag_set(set.clone())?;
@@ -138,10 +137,8 @@ fn a_stale_or_altered_set_is_never_used() {
         h2.epoch().tag_set_digest(&[KeyType::Mobile], set.tag_len)
     );
     let (start, awaiting) = q.start(QueryMode::Count);
-    let mut session = h2.handle_start(start).unwrap();
-    let mut ex = awaiting
-        .handle_accept(session.poll_message().unwrap())
-        .unwrap();
+    let (accept, mut session) = h2.handle_start(start).unwrap();
+    let mut ex = awaiting.handle_accept(accept).unwrap();
     assert!(matches!(
         ex.use_tag_set(set.clone()),
         Err(PsiError::Misuse(Misuse::TagSetMismatch))
@@ -167,8 +164,8 @@ fn a_stale_or_altered_set_is_never_used() {
         .map(|t| t.chunks(8).flat_map(|c| &c[..7]).copied().collect())
         .collect();
     let (start, awaiting) = q.start(QueryMode::Count);
-    let mut s3 = h2.handle_start(start).unwrap();
-    let mut ex3 = awaiting.handle_accept(s3.poll_message().unwrap()).unwrap();
+    let (accept, _) = h2.handle_start(start).unwrap();
+    let mut ex3 = awaiting.handle_accept(accept).unwrap();
     assert!(matches!(
         ex3.use_tag_set(short),
         Err(PsiError::Misuse(Misuse::TagSetMismatch))

@@ -14,7 +14,7 @@ use suyuan_node::node_dir::identity::{self, Role};
 use suyuan_node::node_dir::store;
 use suyuan_node::query;
 use suyuan_protocol::ident::{Key, KeyType};
-use suyuan_protocol::psi::{Holder, Query, QueryKeys, QueryMode};
+use suyuan_protocol::psi::{Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode};
 use suyuan_tests::fed::{Federation, ask_one, start};
 use suyuan_tests::write_text;
 
@@ -111,7 +111,7 @@ async fn querier_until(police: &Path, bank: &Path, addr: std::net::SocketAddr, s
             .count()
     };
     let before = admitted(bank);
-    write_frame(&mut send, &ClientFrame::Psi(start), t)
+    write_frame(&mut send, &ClientFrame::Psi(start.into()), t)
         .await
         .unwrap();
     if step == QuerierStep::Start {
@@ -127,7 +127,9 @@ async fn querier_until(police: &Path, bank: &Path, addr: std::net::SocketAddr, s
     if step == QuerierStep::Welcomed {
         return hang_up(conn);
     }
-    let Some(ServerFrame::Psi(accept)) = read_frame(&mut recv, t).await.unwrap() else {
+    let Some(ServerFrame::Psi(HolderMessage::Accept(accept))) =
+        read_frame(&mut recv, t).await.unwrap()
+    else {
         panic!("no accept");
     };
     let mut ex = awaiting.handle_accept(accept).unwrap();
@@ -255,7 +257,9 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
         if step == HolderStep::Hello {
             return hang_up(conn, ep).await;
         }
-        let Some(ClientFrame::Psi(start)) = read_frame(&mut recv, t).await.unwrap() else {
+        let Some(ClientFrame::Psi(QuerierMessage::Start(start))) =
+            read_frame(&mut recv, t).await.unwrap()
+        else {
             panic!("no start");
         };
         if step == HolderStep::Start {
@@ -274,8 +278,14 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
         let HolderStep::Psi(limit) = step else {
             unreachable!()
         };
-        let mut session = holder.handle_start(start).unwrap();
-        let mut sent = 0;
+        let (accept, mut session) = holder.handle_start(start).unwrap();
+        write_frame(&mut send, &ServerFrame::Psi(accept.into()), t)
+            .await
+            .unwrap();
+        let mut sent = 1;
+        if sent == limit {
+            return hang_up(conn, ep).await;
+        }
         loop {
             while let Some(m) = session.poll_message() {
                 write_frame(&mut send, &ServerFrame::Psi(m), t)

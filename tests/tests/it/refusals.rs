@@ -172,7 +172,7 @@ async fn raw_query(
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();
-    write_frame(&mut send, &ClientFrame::Psi(start), t)
+    write_frame(&mut send, &ClientFrame::Psi(start.into()), t)
         .await
         .unwrap();
     (ep, conn, send, recv)

@@ -272,12 +272,14 @@ async fn a_querier_that_trickles_chunks_hits_the_query_deadline() {
     write_frame(&mut send, &ClientFrame::Hello(hello), t)
         .await
         .unwrap();
-    write_frame(&mut send, &ClientFrame::Psi(start_msg), t)
+    write_frame(&mut send, &ClientFrame::Psi(start_msg.into()), t)
         .await
         .unwrap();
     let welcome: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
     assert!(matches!(welcome, ServerFrame::Welcome(_)), "{welcome:?}");
-    let Some(ServerFrame::Psi(accept)) = read_frame(&mut recv, t).await.unwrap() else {
+    let Some(ServerFrame::Psi(suyuan_protocol::psi::HolderMessage::Accept(accept))) =
+        read_frame(&mut recv, t).await.unwrap()
+    else {
         panic!("no accept");
     };
     let chunks: Vec<_> = awaiting
