@@ -90,12 +90,25 @@ pub fn write_text(path: &std::path::Path, text: &str, gb18030: bool) {
     std::fs::write(path, bytes).expect("writing a test file");
 }
 
-/// Waits, if needed, until the next UTC midnight is at least `room` away: daily budgets reset
-/// at midnight, and a test that counts a budget must not straddle it.
-pub fn clear_of_midnight(room: std::time::Duration) {
-    let left = suyuan_node::clock::seconds_to_next_day(suyuan_node::clock::now_unix());
-    if left < room.as_secs() {
-        eprintln!("waiting {left} s for UTC midnight: this test counts a daily budget");
-        std::thread::sleep(std::time::Duration::from_secs(left + 1));
+/// Runs a test that counts a daily budget, never waiting for midnight: if the UTC day changed
+/// while it ran (the budget started afresh midway, so its figures may not add up), it runs once
+/// more from scratch, which cannot straddle another midnight. A failure within one day fails.
+pub async fn within_one_utc_day<F, Fut>(mut body: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let today = || suyuan_node::clock::day_of(suyuan_node::clock::now_unix());
+    for _ in 0..2 {
+        let day = today();
+        // A task of its own, so that a failed assertion is caught here and not before the check.
+        let run = tokio::spawn(body()).await;
+        if today() == day {
+            if let Err(e) = run {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            return;
+        }
     }
+    panic!("the UTC day changed twice during one test");
 }

@@ -62,7 +62,10 @@ async fn ask(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_person_cannot_be_looked_up_beyond_the_budget() {
-    suyuan_tests::clear_of_midnight(std::time::Duration::from_secs(600));
+    suyuan_tests::within_one_utc_day(beyond_the_budget).await;
+}
+
+async fn beyond_the_budget() {
     let (fed, bank, police) = setup();
     let srv = start(&bank);
 

@@ -50,10 +50,32 @@ async fn ask(
     }
 }
 
+/// Polls `done` until it holds, failing after `limit`.
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not done within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn holder_entries(bank: &Path) -> Vec<(Outcome, String)> {
     AuditLog::new(bank)
         .verify()
         .unwrap()
+        .into_iter()
+        .map(|e| (e.record.outcome, e.record.detail.unwrap_or_default()))
+        .collect()
+}
+
+/// [`holder_entries`] of a running holder: empty while a line is half written.
+fn entries_so_far(bank: &Path) -> Vec<(Outcome, String)> {
+    AuditLog::new(bank)
+        .verify()
+        .unwrap_or_default()
         .into_iter()
         .map(|e| (e.record.outcome, e.record.detail.unwrap_or_default()))
         .collect()
@@ -73,7 +95,10 @@ const POLICY: &str = "[network]\ntimeout_secs = 3\n[policy]\nmin_query_rows = 10
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_refusals_with_exact_errors_and_audit() {
-    suyuan_tests::clear_of_midnight(Duration::from_secs(600));
+    suyuan_tests::within_one_utc_day(policy_refusals).await;
+}
+
+async fn policy_refusals() {
     let (fed, bank) = setup(POLICY);
     let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
     let shop = fed.node("shop", Role::Institution, "");
@@ -223,8 +248,14 @@ async fn too_many_concurrent_queries_is_busy_not_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     drop(held);
-    // The stalled query times out on the holder side and is audited as aborted; the slot frees.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The stalled query times out on the holder side and is audited as aborted once its slot
+    // is free.
+    until(Duration::from_secs(10), || {
+        entries_so_far(&bank)
+            .iter()
+            .any(|e| e.0 == Outcome::Aborted)
+    })
+    .await;
     ask(
         &fed,
         &police,
@@ -314,14 +345,15 @@ async fn outsiders_get_nothing() {
         outcome.is_err(),
         "a client without a certificate was served"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let tls_refusals = || {
+        entries_so_far(&bank)
+            .into_iter()
+            .filter(|(o, d)| *o == Outcome::Refused && d.starts_with("TLS handshake failed"))
+            .count()
+    };
+    until(Duration::from_secs(5), || tls_refusals() >= 3).await;
     srv.stop().await;
-
-    let tls_refusals = holder_entries(&bank)
-        .into_iter()
-        .filter(|(o, d)| *o == Outcome::Refused && d.starts_with("TLS handshake failed"))
-        .count();
-    assert_eq!(tls_refusals, 3, "{:?}", holder_entries(&bank));
+    assert_eq!(tls_refusals(), 3, "{:?}", holder_entries(&bank));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +403,16 @@ async fn a_flood_of_failed_handshakes_cannot_grow_the_audit_log_without_bound() 
         .await;
         assert!(r.is_err());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The entries one by one land first; the holder counts the rest as it writes them and
+    // finishes every connection's task before writing the count at shutdown.
+    until(Duration::from_secs(5), || {
+        entries_so_far(&bank)
+            .iter()
+            .filter(|(_, d)| d.starts_with("TLS handshake failed"))
+            .count()
+            >= OUTSIDER_ENTRIES_PER_MINUTE as usize
+    })
+    .await;
     srv.stop().await;
     let entries = holder_entries(&bank);
     let one_by_one = entries
@@ -455,8 +496,21 @@ async fn a_member_over_its_connection_cap_is_refused() {
     for _ in 0..3 {
         held.push(ep.connect(srv.addr, "bank").unwrap().await.unwrap());
     }
-    // The holder counts a connection when its side of the handshake ends, a moment after ours.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The holder counts a connection when its side of the handshake ends, a moment after ours;
+    // it answers a stream only after counting, so one answer on each proves all three counted.
+    for conn in &held {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let hello = Hello {
+            version: 0,
+            ..Hello::new(QueryMode::Count, None)
+        };
+        let t = Duration::from_secs(5);
+        write_frame(&mut send, &ClientFrame::Hello(hello), t)
+            .await
+            .unwrap();
+        let answer: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
+        assert!(matches!(answer, ServerFrame::Refused(_)), "{answer:?}");
+    }
     let fourth = ep.connect(srv.addr, "bank").unwrap().await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(5), fourth.closed())
         .await
@@ -478,10 +532,13 @@ async fn a_member_over_its_connection_cap_is_refused() {
     // The holder frees the place once the close reaches it; until then a query is refused
     // the same way (and audited), so ask again for a while.
     let mut late = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let answered = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
         match ask(&fed, &police, &srv, "dump10.csv", QueryMode::Count, None).await {
-            Err(e) if e.contains(TOO_MANY_CONNECTIONS) && late < 25 => late += 1,
+            Err(e) if e.contains(TOO_MANY_CONNECTIONS) && std::time::Instant::now() < deadline => {
+                late += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             other => break other,
         }
     };
