@@ -293,6 +293,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "refused".into(),
         codec::encode(&refused).expect("encode"),
     ));
+    let abort = wire::ServerFrame::Abort(wire::AbortReason::Stalled(
+        std::time::Duration::from_secs(3),
+    ));
+    out.push((
+        "frames",
+        "abort".into(),
+        codec::encode(&abort).expect("encode"),
+    ));
     let csv = "姓名,手机号码,身份证号,银行卡号,邮箱,出生日期\n\
                张三,+86 138-0013-8000,11010519491231002X,6222 0000 0000 0000 000,A@Example.CN,1949-12-31\n\
                \"李,四\",13900139000,,,,\n";

@@ -11,8 +11,8 @@ use thiserror::Error;
 
 use crate::node_dir::identity::Role;
 
-/// Version of the node's framing, in every [`Hello`] and [`Welcome`].
-pub const NODE_WIRE_VERSION: u16 = 2;
+/// Version of the node's framing, in every [`Hello`] and [`Welcome`] (3: typed aborts).
+pub const NODE_WIRE_VERSION: u16 = 3;
 
 /// Longest case number accepted.
 pub const MAX_CASE_LEN: usize = 128;
@@ -88,7 +88,7 @@ pub struct Welcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum Refusal {
     /// A node wire version this node does not speak.
-    #[error("node wire version {0} is not supported (this node speaks 2)")]
+    #[error("node wire version {0} is not supported (this node speaks {NODE_WIRE_VERSION})")]
     UnsupportedVersion(u16),
     /// The querier's role may not query this node at all.
     #[error("role {0} may not query this node")]
@@ -166,7 +166,68 @@ pub enum ServerFrame {
     /// A PSI message.
     Psi(HolderMessage),
     /// The holder gave up on the query (peer misbehaviour, shutdown); the stream ends.
-    Abort(String),
+    Abort(AbortReason),
+}
+
+/// Why a holder gave up on a query it had begun to read or serve: sent to the querier in
+/// [`ServerFrame::Abort`], written to both audit logs. The codes (variant indices) are listed
+/// in `docs/protocol.md` §9; a `String` field is text the holder could not type further (a
+/// transport error, or a PSI error of the protocol crate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum AbortReason {
+    /// The first frame of the stream was a PSI message.
+    #[error("the first frame was not a hello")]
+    NotAHello,
+    /// The hello could not be read (too large, malformed, too slow).
+    #[error("reading the hello: {0}")]
+    HelloUnreadable(String),
+    /// The holder could not read its own epoch.
+    #[error("the store cannot be read")]
+    StoreUnreadable,
+    /// The frame after the hello was not a query start.
+    #[error("expected the query start")]
+    ExpectedStart,
+    /// The query start could not be read.
+    #[error("reading the query start: {0}")]
+    StartUnreadable(String),
+    /// The start asks for another mode than the hello was admitted for.
+    #[error("the query start asks for mode {start} after a hello for mode {hello}")]
+    ModeMismatch {
+        /// The hello's mode.
+        hello: QueryMode,
+        /// The start's mode.
+        start: QueryMode,
+    },
+    /// The `admitted` entry could not be written: no query runs unaudited.
+    #[error("the audit log cannot be written")]
+    AuditUnwritable,
+    /// The querier broke the PSI protocol (the protocol crate's error, as text).
+    #[error("{0}")]
+    PeerMisbehaved(String),
+    /// A hello in the middle of a query.
+    #[error("a second hello")]
+    SecondHello,
+    /// The querier ended its stream before sending every chunk.
+    #[error("the querier closed the stream midway")]
+    ClosedMidway,
+    /// No frame from the querier within the timeout.
+    #[error("the querier stalled for {0:?}")]
+    Stalled(Duration),
+    /// A frame could not be read midway.
+    #[error("reading: {0}")]
+    Unreadable(String),
+    /// A frame could not be sent (the querier never sees this one; it is audited).
+    #[error("sending: {0}")]
+    Unsendable(String),
+    /// The evaluation task failed.
+    #[error("evaluation task failed: {0}")]
+    EvaluationFailed(String),
+    /// The node is stopping and the grace period is over.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The whole query took longer than [`query_deadline`].
+    #[error("the query ran past its deadline of {0:?}")]
+    DeadlinePassed(Duration),
 }
 
 /// Why a frame could not be read or written.

@@ -3,7 +3,9 @@
 //! querier's connection.
 
 pub mod budget;
+pub mod failure;
 pub mod frame;
+pub mod handshake;
 pub(crate) mod querier;
 pub mod server;
 pub mod tls;

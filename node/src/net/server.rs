@@ -9,16 +9,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::psi::{
-    Epoch, EpochId, Holder, HolderLimits, PsiError, QuerierMessage, QueryStart, TAG_STORED_LEN,
-};
-use tokio::sync::{Mutex, Semaphore, watch};
+use suyuan_protocol::psi::{Epoch, EpochId, Holder, HolderLimits, PsiError, QueryStart};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock;
 use crate::net::budget::DailyBudget;
 use crate::net::frame::{
-    ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION, Refusal,
+    AbortReason, ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION,
     ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
+};
+use crate::net::handshake::holder::{
+    Admitted, Charged, HolderEvent, HolderHandshake, kept_tags_current, kept_tags_fit,
+    serving_frame,
 };
 use crate::net::tls;
 use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
@@ -371,6 +373,39 @@ impl State {
         self.audit(r).await;
     }
 
+    /// Whether new queries are refused: a stop was requested.
+    fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst) || *self.shutdown.borrow()
+    }
+
+    /// Charges an admitted query to the peer's daily budget and records the charge (so it
+    /// survives a restart), under one lock: the budget never counts an unrecorded charge.
+    async fn charge(
+        &self,
+        peer: &PeerIdentity,
+        hello: Option<&Hello>,
+        keys: u64,
+        epoch: EpochId,
+    ) -> Charged {
+        let mut budget = self.budget.lock().await;
+        let charge = match budget.charge(&peer.name, keys, clock::now_unix()) {
+            Ok(c) => c,
+            Err(r) => return Charged::Refused(r),
+        };
+        let mut rec = self.record(peer, hello, Outcome::Admitted);
+        rec.query_keys = Some(keys);
+        rec.charged = Some(keys);
+        rec.epoch = Some(epoch.to_string());
+        match self.append(rec).await {
+            Ok(()) => Charged::Recorded,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                budget.refund(charge);
+                Charged::Unrecorded
+            }
+        }
+    }
+
     /// Appends off the async threads (the append fsyncs).
     async fn audit(&self, record: Record) {
         if let Err(e) = self.append(record).await {
@@ -483,10 +518,19 @@ async fn end_stream(
     send: &mut quinn::SendStream,
     peer: &PeerIdentity,
     hello: Option<&Hello>,
-    outcome: Outcome,
     frame: ServerFrame,
-    detail: String,
 ) {
+    let (outcome, detail) = match &frame {
+        ServerFrame::Refused(r) => {
+            tracing::info!(peer = %peer.name, role = %peer.role, reason = %r, "query refused");
+            (Outcome::Refused, r.to_string())
+        }
+        ServerFrame::Abort(why) => {
+            tracing::warn!(peer = %peer.name, reason = %why, "query aborted");
+            (Outcome::Aborted, why.to_string())
+        }
+        _ => return,
+    };
     let _ = write_frame(send, &frame, state.timeout).await;
     let _ = send.finish();
     let mut r = state.record(peer, hello, outcome);
@@ -494,17 +538,47 @@ async fn end_stream(
     state.audit(r).await;
 }
 
-async fn refuse(
+/// A stream's opening: the handshake machine decides, this moves frames and facts to it.
+/// Returns the admitted query and its slot, or `None` once the stream was ended.
+async fn open_stream(
     state: &State,
-    send: &mut quinn::SendStream,
     peer: &PeerIdentity,
-    hello: Option<&Hello>,
-    refusal: Refusal,
-) {
-    tracing::info!(peer = %peer.name, role = %peer.role, reason = %refusal, "query refused");
-    let detail = refusal.to_string();
-    let frame = ServerFrame::Refused(refusal);
-    end_stream(state, send, peer, hello, Outcome::Refused, frame, detail).await;
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Option<(Admitted, OwnedSemaphorePermit)> {
+    let mut hs = HolderHandshake::new(&state.policy, peer.role);
+    let mut slot = None;
+    // A start carries only its sections: a few bytes, so a hello-sized limit too.
+    let read = async |recv: &mut quinn::RecvStream| {
+        read_frame_limited::<ClientFrame>(recv, state.timeout, MAX_HELLO_LEN)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    while let Some(event) = hs.poll_event() {
+        match event {
+            HolderEvent::ReadHello => hs.handle_hello(read(recv).await, state.draining()),
+            HolderEvent::TakeSlot => {
+                slot = Arc::clone(&state.slots).try_acquire_owned().ok();
+                hs.handle_slot(slot.is_some());
+            }
+            HolderEvent::LoadEpoch => hs.handle_epoch(state.current_epoch().await.map_err(|e| {
+                tracing::error!("{e:#}");
+            })),
+            HolderEvent::ReadStart => hs.handle_start(read(recv).await),
+            HolderEvent::Charge { keys, epoch } => {
+                let charged = state.charge(peer, hs.hello(), keys, epoch).await;
+                hs.handle_charged(charged);
+            }
+            HolderEvent::Refuse(r) => {
+                end_stream(state, send, peer, hs.hello(), ServerFrame::Refused(r)).await;
+            }
+            HolderEvent::Abort(why) => {
+                end_stream(state, send, peer, hs.hello(), ServerFrame::Abort(why)).await;
+            }
+            HolderEvent::Admitted(a) => return Some((*a, slot?)),
+        }
+    }
+    None
 }
 
 async fn handle_stream(
@@ -513,152 +587,15 @@ async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let hello =
-        match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
-            Ok(Some(ClientFrame::Hello(h))) => h,
-            Ok(Some(ClientFrame::Psi(_))) => {
-                return abort(
-                    &state,
-                    &mut send,
-                    &peer,
-                    None,
-                    "the first frame was not a hello",
-                )
-                .await;
-            }
-            Ok(None) => return,
-            Err(e) => {
-                return abort(
-                    &state,
-                    &mut send,
-                    &peer,
-                    None,
-                    &format!("reading the hello: {e}"),
-                )
-                .await;
-            }
-        };
-    if hello.version != NODE_WIRE_VERSION {
-        return refuse(
-            &state,
-            &mut send,
-            &peer,
-            Some(&hello),
-            Refusal::UnsupportedVersion(hello.version),
-        )
-        .await;
-    }
-    if state.draining.load(std::sync::atomic::Ordering::SeqCst) || *state.shutdown.borrow() {
-        return refuse(
-            &state,
-            &mut send,
-            &peer,
-            Some(&hello),
-            Refusal::ShuttingDown,
-        )
-        .await;
-    }
-    if let Err(r) = state
-        .policy
-        .admit(peer.role, hello.mode, hello.case.as_deref())
-    {
-        return refuse(&state, &mut send, &peer, Some(&hello), r).await;
-    }
-    let Ok(slot) = Arc::clone(&state.slots).try_acquire_owned() else {
-        let max = state.policy.max_concurrent_queries;
-        return refuse(
-            &state,
-            &mut send,
-            &peer,
-            Some(&hello),
-            Refusal::Busy { max },
-        )
-        .await;
+    let Some((admitted, slot)) = open_stream(&state, &peer, &mut send, &mut recv).await else {
+        return;
     };
-    let epoch = match state.current_epoch().await {
-        Ok(Some(e)) => e,
-        Ok(None) => return refuse(&state, &mut send, &peer, Some(&hello), Refusal::NoEpoch).await,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            return abort(
-                &state,
-                &mut send,
-                &peer,
-                Some(&hello),
-                "the store cannot be read",
-            )
-            .await;
-        }
-    };
-    // A start carries only its sections: a few bytes, so a hello-sized limit.
-    let start =
-        match read_frame_limited::<ClientFrame>(&mut recv, state.timeout, MAX_HELLO_LEN).await {
-            Ok(Some(ClientFrame::Psi(QuerierMessage::Start(s)))) => s,
-            Ok(_) => {
-                return abort(
-                    &state,
-                    &mut send,
-                    &peer,
-                    Some(&hello),
-                    "expected the query start",
-                )
-                .await;
-            }
-            Err(e) => {
-                return abort(
-                    &state,
-                    &mut send,
-                    &peer,
-                    Some(&hello),
-                    &format!("reading the query start: {e}"),
-                )
-                .await;
-            }
-        };
-    let s = &start;
-    if s.mode != hello.mode {
-        // Admission was for the hello's mode; a start asking for another is a lie.
-        let why = format!(
-            "the query start asks for mode {} after a hello for mode {}",
-            s.mode, hello.mode
-        );
-        return abort(&state, &mut send, &peer, Some(&hello), &why).await;
-    }
-    let keys = s.total_keys();
-    let s_types: Vec<KeyType> = s.sections.iter().map(|s| s.key_type).collect();
-    if let Err(r) = state.policy.check_size(keys) {
-        return refuse(&state, &mut send, &peer, Some(&hello), r).await;
-    }
-    // Charge the budget before any work, and record the charge so it survives a restart.
-    {
-        let mut budget = state.budget.lock().await;
-        let charge = match budget.charge(&peer.name, keys, clock::now_unix()) {
-            Ok(c) => c,
-            Err(r) => {
-                drop(budget);
-                return refuse(&state, &mut send, &peer, Some(&hello), r).await;
-            }
-        };
-        let mut rec = state.record(&peer, Some(&hello), Outcome::Admitted);
-        rec.query_keys = Some(keys);
-        rec.charged = Some(keys);
-        rec.epoch = Some(epoch.id().to_string());
-        if let Err(e) = state.append(rec).await {
-            // No query runs unaudited.
-            tracing::error!("{e:#}");
-            budget.refund(charge);
-            drop(budget);
-            return abort(
-                &state,
-                &mut send,
-                &peer,
-                Some(&hello),
-                "the audit log cannot be written",
-            )
-            .await;
-        }
-    }
-
+    let Admitted {
+        hello,
+        start,
+        epoch,
+        keys,
+    } = admitted;
     let holder = Holder::with_limits(
         Arc::clone(&epoch),
         HolderLimits {
@@ -667,59 +604,44 @@ async fn handle_stream(
     );
     tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
     let started = std::time::Instant::now();
-    let kept = hello.kept.clone();
-    let tags: u64 = s_types.iter().map(|kt| epoch.tags(*kt).len() as u64).sum();
+    let tags: u64 = start
+        .sections
+        .iter()
+        .map(|s| epoch.tags(s.key_type).len() as u64)
+        .sum();
     let deadline = query_deadline(state.timeout, keys.saturating_add(tags));
-    let serving = serve_query(&state, &holder, start, kept, &mut send, &mut recv);
+    let serving = serve_query(
+        &state,
+        &holder,
+        start,
+        hello.kept.clone(),
+        &mut send,
+        &mut recv,
+    );
     let outcome = match tokio::time::timeout(deadline, serving).await {
         Ok(o) => o,
-        Err(_) => Err(format!("the query ran past its deadline of {deadline:?}")),
+        Err(_) => Err(AbortReason::DeadlinePassed(deadline)),
     };
-    match &outcome {
-        Ok(_) => {
-            tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed")
-        }
-        Err(why) => tracing::warn!(peer = %peer.name, reason = %why, "query aborted"),
-    }
     let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
     rec.query_keys = Some(keys);
     rec.epoch = Some(epoch.id().to_string());
     match outcome {
         Ok(evaluating) => {
+            tracing::info!(peer = %peer.name, keys, elapsed = ?started.elapsed(), "query completed");
             let _ = send.finish();
             rec.evaluate_ms = Some(evaluating.as_millis() as u64);
         }
         Err(why) => {
+            tracing::warn!(peer = %peer.name, reason = %why, "query aborted");
             let _ = write_frame(&mut send, &ServerFrame::Abort(why.clone()), state.timeout).await;
             let _ = send.finish();
             rec.outcome = Outcome::Aborted;
-            rec.detail = Some(why);
+            rec.detail = Some(why.to_string());
         }
     }
     // The slot is free once the query is over; whoever reads the audit entry may use it.
     drop(slot);
     state.audit(rec).await;
-}
-
-async fn abort(
-    state: &State,
-    send: &mut quinn::SendStream,
-    peer: &PeerIdentity,
-    hello: Option<&Hello>,
-    why: &str,
-) {
-    tracing::warn!(peer = %peer.name, reason = why, "query aborted");
-    let frame = ServerFrame::Abort(why.to_string());
-    end_stream(
-        state,
-        send,
-        peer,
-        hello,
-        Outcome::Aborted,
-        frame,
-        why.to_string(),
-    )
-    .await;
 }
 
 /// Runs an admitted query to the end; `Err` says why it was aborted.
@@ -730,73 +652,66 @@ async fn serve_query(
     kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-) -> Result<Duration, String> {
-    let mut evaluating = Duration::ZERO;
-    let (accept, mut session) = holder.handle_start(start).map_err(|e| e.to_string())?;
+) -> Result<Duration, AbortReason> {
+    let misbehaved = |e: PsiError| AbortReason::PeerMisbehaved(e.to_string());
+    let sending = |e: FrameError| AbortReason::Unsendable(e.to_string());
+    let (accept, mut session) = holder.handle_start(start).map_err(misbehaved)?;
+    let epoch = Arc::clone(holder.epoch());
     let tags_kept = match kept {
-        Some(k) => {
-            let epoch = Arc::clone(holder.epoch());
-            let types: Vec<_> = session
+        Some(k) if kept_tags_fit(&k, &epoch, session.tag_len()) => {
+            let types = session
                 .query_sections()
                 .iter()
                 .map(|s| s.key_type)
                 .collect();
-            let fits = k.epoch == epoch.id()
-                && k.tag_len >= session.tag_len()
-                && usize::from(k.tag_len) <= TAG_STORED_LEN;
-            fits && state.tag_set_digest(epoch, types, k.tag_len).await == Some(k.digest)
+            let digest = state
+                .tag_set_digest(Arc::clone(&epoch), types, k.tag_len)
+                .await;
+            kept_tags_current(&k, &epoch, session.tag_len(), digest)
         }
-        None => false,
+        _ => false,
     };
     if tags_kept {
-        session.skip_tags().map_err(|e| e.to_string())?;
+        session.skip_tags().map_err(misbehaved)?;
     }
-    write_frame(
-        send,
-        &ServerFrame::Welcome(Welcome {
-            version: NODE_WIRE_VERSION,
-            node: state.name.clone(),
-            epoch: holder.epoch().id(),
-            tags_kept,
-        }),
-        state.timeout,
-    )
-    .await
-    .map_err(|e| format!("sending: {e}"))?;
+    let welcome = ServerFrame::Welcome(Welcome {
+        version: NODE_WIRE_VERSION,
+        node: state.name.clone(),
+        epoch: epoch.id(),
+        tags_kept,
+    });
+    write_frame(send, &welcome, state.timeout)
+        .await
+        .map_err(sending)?;
     write_frame(send, &ServerFrame::Psi(accept.into()), state.timeout)
         .await
-        .map_err(|e| format!("sending: {e}"))?;
+        .map_err(sending)?;
+    let mut evaluating = Duration::ZERO;
     let mut shutdown = state.shutdown.clone();
     loop {
         while let Some(m) = session.poll_message() {
             write_frame(send, &ServerFrame::Psi(m), state.timeout)
                 .await
-                .map_err(|e| format!("sending: {e}"))?;
+                .map_err(sending)?;
         }
         if session.is_finished() {
             return Ok(evaluating);
         }
         let frame = tokio::select! {
             f = read_frame::<ClientFrame>(recv, state.timeout) => f,
-            _ = shutdown.wait_for(|s| *s) => return Err("the node is shutting down".to_string()),
+            _ = shutdown.wait_for(|s| *s) => return Err(AbortReason::ShuttingDown),
         };
-        let msg = match frame {
-            Ok(Some(ClientFrame::Psi(m))) => m,
-            Ok(Some(ClientFrame::Hello(_))) => return Err("a second hello".to_string()),
-            Ok(None) => return Err("the querier closed the stream midway".to_string()),
-            Err(FrameError::Timeout(t)) => return Err(format!("the querier stalled for {t:?}")),
-            Err(e) => return Err(format!("reading: {e}")),
-        };
+        let msg = serving_frame(frame)?;
         // Curve work runs off the async threads (rayon inside); the next chunk keeps arriving.
         let (s, result, spent) = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let r: Result<(), PsiError> = session.handle(msg);
+            let r = session.handle(msg);
             (session, r, t.elapsed())
         })
         .await
-        .map_err(|e| format!("evaluation task failed: {e}"))?;
+        .map_err(|e| AbortReason::EvaluationFailed(e.to_string()))?;
         session = s;
         evaluating += spent;
-        result.map_err(|e| e.to_string())?;
+        result.map_err(misbehaved)?;
     }
 }

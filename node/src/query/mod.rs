@@ -13,6 +13,7 @@ use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 use crate::Progress;
 use crate::clock;
 use crate::lists::{InputOptions, InputSummary, for_each_record};
+use crate::net::failure::QueryFailure;
 use crate::net::frame::{Hello, KeptTags};
 use crate::net::querier::{self, Bounds};
 use crate::net::tls;
@@ -224,7 +225,7 @@ impl QueryJob {
     async fn record(
         &self,
         peer: &PeerSpec,
-        outcome: Result<querier::Answer, querier::Failure>,
+        outcome: Result<querier::Answer, QueryFailure>,
         cache: &TagCache,
         dump: &BlindedDump,
     ) -> PeerReport {
@@ -254,11 +255,12 @@ impl QueryJob {
                 report
             }
             Err(failure) => {
-                rec.outcome = failure.outcome;
+                let message = failure.to_string();
+                rec.outcome = failure.outcome();
                 rec.peer_role = failure.holder.as_ref().map(|h| h.role);
                 rec.fingerprint = failure.holder.map(|h| h.fingerprint);
-                rec.detail = Some(failure.message.clone());
-                PeerReport::failed(peer, failure.message)
+                rec.detail = Some(message.clone());
+                PeerReport::failed(peer, message)
             }
         };
         // A failed append must not throw away answers already obtained; say so and go on.

@@ -143,6 +143,15 @@ fn the_seeds_reach_the_end_of_every_format() {
         assert_eq!(fuzz::records(&s).unwrap(), 2);
     }
     assert!(seeds("frames").len() >= 6);
+    // The files in fuzz/seeds/frames are these seeds, written by `fuzz/src/bin/seeds.rs`.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/frames");
+    for name in ["hello", "abort"] {
+        let (_, _, bytes) = fuzz::seeds()
+            .into_iter()
+            .find(|(t, n, _)| *t == "frames" && n == name)
+            .unwrap();
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+    }
     assert!(!seeds("identifiers").is_empty() && !seeds("certificate").is_empty());
     for s in seeds("kept_tags") {
         assert!(suyuan_node::node_dir::tag_cache::decode(&s).is_some());

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use suyuan_node::lists::InputOptions;
-use suyuan_node::net::frame::{ClientFrame, Hello, ServerFrame, read_frame, write_frame};
+use suyuan_node::net::frame::{
+    AbortReason, ClientFrame, Hello, ServerFrame, read_frame, write_frame,
+};
 use suyuan_node::net::tls;
 use suyuan_node::node_dir::audit::{AuditLog, Outcome};
 use suyuan_node::node_dir::identity::{self, Role};
@@ -375,7 +377,12 @@ async fn a_start_that_contradicts_its_hello_is_aborted() {
     let t = Duration::from_secs(5);
     let answer: ServerFrame = read_frame(&mut recv, t).await.unwrap().unwrap();
     let why = "the query start asks for mode matches after a hello for mode count";
-    assert_eq!(answer, ServerFrame::Abort(why.to_string()));
+    let typed = AbortReason::ModeMismatch {
+        hello: QueryMode::Count,
+        start: QueryMode::Matches,
+    };
+    assert_eq!(typed.to_string(), why);
+    assert_eq!(answer, ServerFrame::Abort(typed));
     let rest: Option<ServerFrame> = read_frame(&mut recv, t).await.unwrap();
     assert_eq!(rest, None);
     srv.stop().await;

@@ -293,7 +293,7 @@ async fn a_querier_that_trickles_chunks_hits_the_query_deadline() {
     let reader = tokio::spawn(async move {
         loop {
             match read_frame::<ServerFrame>(&mut recv, Duration::from_secs(20)).await {
-                Ok(Some(ServerFrame::Abort(why))) => return Some(why),
+                Ok(Some(ServerFrame::Abort(why))) => return Some(why.to_string()),
                 Ok(Some(_)) => {}
                 _ => return None,
             }
