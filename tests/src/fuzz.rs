@@ -345,15 +345,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         .iter()
         .flat_map(|t| t[..8].iter().copied())
         .collect();
-    let kept = TagSet {
-        epoch: epoch.id(),
-        tag_len: 8,
-        sections: vec![Section {
-            key_type: KeyType::Mobile,
-            count: epoch.tags(KeyType::Mobile).len() as u64,
-        }],
-        tags: vec![tags],
-    };
+    let sections = vec![Section {
+        key_type: KeyType::Mobile,
+        count: epoch.tags(KeyType::Mobile).len() as u64,
+    }];
+    let kept = TagSet::new(epoch.id(), 8, sections, vec![tags]).expect("a well-formed set");
     out.push(("kept_tags", "mobile-64".into(), tag_cache::encode(&kept)));
     out
 }

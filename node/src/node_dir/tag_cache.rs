@@ -217,13 +217,8 @@ pub fn decode(bytes: &[u8]) -> Option<TagSet> {
         tags.push(t.to_vec());
         body = r;
     }
-    let set = TagSet {
-        epoch: EpochId(*epoch),
-        tag_len,
-        sections,
-        tags,
-    };
-    (body.is_empty() && set.is_well_formed() && set.digest() == *digest).then_some(set)
+    let set = TagSet::new(EpochId(*epoch), tag_len, sections, tags)?;
+    (body.is_empty() && set.digest() == *digest).then_some(set)
 }
 
 #[cfg(test)]
@@ -232,15 +227,11 @@ mod tests {
 
     fn set(epoch: u8, n: u64) -> TagSet {
         let tags: Vec<u8> = (0..n).flat_map(|i| (i * 7919).to_be_bytes()).collect();
-        TagSet {
-            epoch: EpochId([epoch; 16]),
-            tag_len: 8,
-            sections: vec![Section {
-                key_type: KeyType::Mobile,
-                count: n,
-            }],
-            tags: vec![tags],
-        }
+        let sections = vec![Section {
+            key_type: KeyType::Mobile,
+            count: n,
+        }];
+        TagSet::new(EpochId([epoch; 16]), 8, sections, vec![tags]).unwrap()
     }
 
     #[test]

@@ -702,6 +702,7 @@ impl Iterator for BlindedChunks {
 
 /// What a querier learns from one holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueryResult {
     /// The mode run.
     pub mode: QueryMode,

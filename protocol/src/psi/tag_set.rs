@@ -11,7 +11,9 @@ use crate::ident::KeyType;
 pub const TAG_SET_DST: &[u8] = b"suyuan-tagset-v1";
 
 /// Tags of one epoch for some key types, each truncated to `tag_len` bytes, sorted per type.
+/// Built by [`crate::psi::Exchanging::tag_set`] or [`TagSet::new`].
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TagSet {
     /// The epoch they belong to.
     pub epoch: EpochId,
@@ -34,6 +36,22 @@ impl std::fmt::Debug for TagSet {
 }
 
 impl TagSet {
+    /// A set read back from storage; `None` unless [`TagSet::is_well_formed`].
+    pub fn new(
+        epoch: EpochId,
+        tag_len: u8,
+        sections: Vec<Section>,
+        tags: Vec<Vec<u8>>,
+    ) -> Option<Self> {
+        let set = TagSet {
+            epoch,
+            tag_len,
+            sections,
+            tags,
+        };
+        set.is_well_formed().then_some(set)
+    }
+
     /// Whether the shape is coherent: sections strictly ascending, each the right byte length.
     pub fn is_well_formed(&self) -> bool {
         let l = self.tag_len as usize;
