@@ -32,6 +32,7 @@ fn halved_mul_compress<'s>(
 }
 
 /// `compress(s_i·P_i)` for per-element scalars, in order.
+#[cfg(test)]
 pub(crate) fn mul_each_compress_batch(
     scalars: &[Scalar],
     points: &[RistrettoPoint],
@@ -121,6 +122,7 @@ pub(crate) fn evaluate_batch(
 }
 
 /// `DeserializeElement` of every element, in parallel; the index of an invalid one on failure.
+#[cfg(test)]
 pub(crate) fn decode_batch(elements: &[[u8; ELEMENT_LEN]]) -> Result<Vec<RistrettoPoint>, usize> {
     elements
         .par_iter()

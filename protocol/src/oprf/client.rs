@@ -17,14 +17,7 @@ use super::{Element, Mode, OprfError, Output, PublicKey, par_chunk_len, push_pre
 
 /// A client's secret blind. Zeroized on drop, never printed.
 #[derive(Zeroize, ZeroizeOnDrop)]
-pub struct Blind(pub(crate) Scalar);
-
-impl Blind {
-    /// The blind's scalar encoding; for tests and careful persistence only.
-    pub fn to_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
-        zeroize::Zeroizing::new(self.0.to_bytes())
-    }
-}
+pub(crate) struct Blind(pub(crate) Scalar);
 
 impl fmt::Debug for Blind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,11 +90,11 @@ fn finalize_hash(input: &[u8], unblinded: &[u8; 32]) -> Result<Output, OprfError
 
 /// An OPRF client (`modeOPRF`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OprfClient;
+pub(crate) struct OprfClient;
 
 impl OprfClient {
     /// `Blind(input)`: returns the secret blind and the `BlindedElement` to send.
-    pub fn blind(
+    pub(crate) fn blind(
         rng: &mut (impl CryptoRng + ?Sized),
         input: &[u8],
     ) -> Result<(Blind, Element), OprfError> {
@@ -113,7 +106,7 @@ impl OprfClient {
     }
 
     /// `Blind` over a batch, in parallel; blinds are drawn from `rng` in input order.
-    pub fn blind_batch(
+    pub(crate) fn blind_batch(
         rng: &mut (impl CryptoRng + ?Sized),
         inputs: &[&[u8]],
     ) -> Result<(Vec<Blind>, Vec<Element>), OprfError> {
@@ -121,7 +114,11 @@ impl OprfClient {
     }
 
     /// `Finalize(input, blind, evaluatedElement)`.
-    pub fn finalize(input: &[u8], blind: &Blind, evaluated: &Element) -> Result<Output, OprfError> {
+    pub(crate) fn finalize(
+        input: &[u8],
+        blind: &Blind,
+        evaluated: &Element,
+    ) -> Result<Output, OprfError> {
         let n = (blind.0.invert() * evaluated.to_point()?)
             .compress()
             .to_bytes();
@@ -129,7 +126,7 @@ impl OprfClient {
     }
 
     /// `Finalize` over a batch, in parallel with batch inversion.
-    pub fn finalize_batch(
+    pub(crate) fn finalize_batch(
         inputs: &[&[u8]],
         blinds: &[Blind],
         evaluated: &[Element],
@@ -140,18 +137,18 @@ impl OprfClient {
 
 /// A VOPRF client (`modeVOPRF`), holding the server's public key.
 #[derive(Debug, Clone, Copy)]
-pub struct VoprfClient {
+pub(crate) struct VoprfClient {
     public_key: PublicKey,
 }
 
 impl VoprfClient {
     /// A client that will verify proofs against `public_key`.
-    pub fn new(public_key: PublicKey) -> Self {
+    pub(crate) fn new(public_key: PublicKey) -> Self {
         VoprfClient { public_key }
     }
 
     /// `Blind` over a batch in `modeVOPRF`.
-    pub fn blind_batch(
+    pub(crate) fn blind_batch(
         rng: &mut (impl CryptoRng + ?Sized),
         inputs: &[&[u8]],
     ) -> Result<(Vec<Blind>, Vec<Element>), OprfError> {
@@ -159,7 +156,7 @@ impl VoprfClient {
     }
 
     /// `Finalize` of RFC 9497 section 3.3.2: verifies the batched proof, then unblinds and hashes.
-    pub fn finalize_batch(
+    pub(crate) fn finalize_batch(
         &self,
         inputs: &[&[u8]],
         blinds: &[Blind],

@@ -1,28 +1,38 @@
 //! RFC 9497 OPRF and VOPRF on ristretto255 with SHA-512 (suite `ristretto255-SHA512`).
 //!
-//! The names follow the RFC: [`OprfClient::blind`] is `Blind`, [`OprfServer::blind_evaluate`] is
-//! `BlindEvaluate`, [`OprfClient::finalize`] is `Finalize`, [`derive_key_pair`] is `DeriveKeyPair`,
-//! [`generate_proof`] and [`verify_proof`] are `GenerateProof` and `VerifyProof` (batched DLEQ).
-//! Randomness is always injected, so tests replay the RFC's blinds and proof nonces.
+//! The names follow the RFC: [`derive_key_pair`] is `DeriveKeyPair`, [`hash_to_group`] is
+//! `HashToGroup`. The PSI evaluates in batches (`batch.rs`); the RFC's own client and server
+//! (`Blind`, `BlindEvaluate`, `Finalize`, and the VOPRF's `GenerateProof`/`VerifyProof`) are
+//! built for tests only, which check them against every vector of RFC 9497 Appendix A.1 and
+//! against the `voprf` crate, and the batch code against them. Randomness is always injected,
+//! so tests replay the RFC's blinds and proof nonces.
 
 mod batch;
+#[cfg(test)]
 mod client;
 mod error;
 mod group;
 mod key;
+#[cfg(test)]
 mod proof;
+#[cfg(test)]
+mod rfc_tests;
+#[cfg(test)]
 mod server;
 
-pub use client::{Blind, OprfClient, VoprfClient};
+#[cfg(test)]
+pub(crate) use client::{OprfClient, VoprfClient};
 pub use error::OprfError;
 pub use group::{Element, hash_to_group, hash_to_scalar};
 pub use key::{PublicKey, SecretKey, derive_key_pair};
-pub use proof::{Proof, generate_proof, verify_proof};
-pub use server::{OprfServer, VoprfServer};
+#[cfg(test)]
+pub(crate) use proof::Proof;
+#[cfg(test)]
+pub(crate) use server::{OprfServer, VoprfServer};
 
-pub(crate) use batch::{
-    evaluate_batch, hash_mul_compress_batch, hash_mul_compress_into, par_chunk_len,
-};
+#[cfg(test)]
+pub(crate) use batch::par_chunk_len;
+pub(crate) use batch::{evaluate_batch, hash_mul_compress_batch, hash_mul_compress_into};
 pub(crate) use group::random_scalar;
 
 /// The suite identifier of RFC 9497 section 4.1.

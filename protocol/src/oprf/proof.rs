@@ -14,7 +14,7 @@ use super::{Element, Mode, OprfError, SCALAR_LEN, push_prefixed};
 
 /// A DLEQ proof `[c, s]`, serialized as `SerializeScalar(c) || SerializeScalar(s)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proof {
+pub(crate) struct Proof {
     /// The challenge `c`.
     pub c: [u8; SCALAR_LEN],
     /// The response `s`.
@@ -23,7 +23,7 @@ pub struct Proof {
 
 impl Proof {
     /// The 64-byte encoding `c || s`.
-    pub fn to_bytes(&self) -> [u8; 64] {
+    pub(crate) fn to_bytes(self) -> [u8; 64] {
         let mut out = [0u8; 64];
         out[..32].copy_from_slice(&self.c);
         out[32..].copy_from_slice(&self.s);
@@ -31,7 +31,7 @@ impl Proof {
     }
 
     /// Reads `c || s`; the scalars are checked when the proof is verified.
-    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+    pub(crate) fn from_bytes(bytes: &[u8; 64]) -> Self {
         let mut c = [0u8; 32];
         let mut s = [0u8; 32];
         c.copy_from_slice(&bytes[..32]);
@@ -97,7 +97,7 @@ fn challenge(mode: Mode, b: &Element, points: [&RistrettoPoint; 4]) -> Result<Sc
 
 /// `GenerateProof(k, A, B, C, D)` with `A = G`, `B = k·G`, using `ComputeCompositesFast`.
 /// The nonce `r` is drawn from `rng` (`RandomScalar`).
-pub fn generate_proof(
+pub(crate) fn generate_proof(
     mode: Mode,
     k: &super::SecretKey,
     c: &[Element],
@@ -121,7 +121,7 @@ pub fn generate_proof(
 
 /// `VerifyProof(A, B, C, D, proof)` with `A = G`, `B = pkS`. Fails with the opaque
 /// [`OprfError::VerifyFailed`]; the challenge is compared in constant time.
-pub fn verify_proof(
+pub(crate) fn verify_proof(
     mode: Mode,
     pk: &super::PublicKey,
     c: &[Element],

@@ -15,47 +15,50 @@ fn evaluate(key: &SecretKey, blinded: &[Element]) -> Result<Vec<Element>, OprfEr
 
 /// An OPRF server (`modeOPRF`) holding `skS`.
 #[derive(Debug)]
-pub struct OprfServer {
+pub(crate) struct OprfServer {
     key: SecretKey,
 }
 
 impl OprfServer {
     /// A server with the given key.
-    pub fn new(key: SecretKey) -> Self {
+    pub(crate) fn new(key: SecretKey) -> Self {
         OprfServer { key }
     }
 
     /// `BlindEvaluate(skS, blindedElement)`: validates the element, returns `skS·blindedElement`.
-    pub fn blind_evaluate(&self, blinded: &Element) -> Result<Element, OprfError> {
+    pub(crate) fn blind_evaluate(&self, blinded: &Element) -> Result<Element, OprfError> {
         Ok(Element::from_point(&(self.key.0 * blinded.to_point()?)))
     }
 
     /// `BlindEvaluate` over a batch, in parallel; any invalid element fails the whole batch.
-    pub fn blind_evaluate_batch(&self, blinded: &[Element]) -> Result<Vec<Element>, OprfError> {
+    pub(crate) fn blind_evaluate_batch(
+        &self,
+        blinded: &[Element],
+    ) -> Result<Vec<Element>, OprfError> {
         evaluate(&self.key, blinded)
     }
 }
 
 /// A VOPRF server (`modeVOPRF`) holding `skS` and `pkS`.
 #[derive(Debug)]
-pub struct VoprfServer {
+pub(crate) struct VoprfServer {
     key: SecretKey,
 }
 
 impl VoprfServer {
     /// A server with the given key.
-    pub fn new(key: SecretKey) -> Self {
+    pub(crate) fn new(key: SecretKey) -> Self {
         VoprfServer { key }
     }
 
     /// `pkS`.
-    pub fn public_key(&self) -> PublicKey {
+    pub(crate) fn public_key(&self) -> PublicKey {
         self.key.public_key()
     }
 
     /// `BlindEvaluateBatch`: evaluates every element and proves, in one batched DLEQ proof, that
     /// all used the key behind `pkS`. The proof nonce comes from `rng`.
-    pub fn blind_evaluate_batch(
+    pub(crate) fn blind_evaluate_batch(
         &self,
         rng: &mut (impl CryptoRng + ?Sized),
         blinded: &[Element],

@@ -3,12 +3,12 @@
 
 use std::convert::Infallible;
 
-use rand_core::{TryCryptoRng, TryRng};
-use serde::Deserialize;
-use suyuan_protocol::oprf::{
+use crate::oprf::{
     Element, Mode, OprfClient, OprfServer, Proof, PublicKey, VoprfClient, VoprfServer,
     derive_key_pair,
 };
+use rand_core::{TryCryptoRng, TryRng};
+use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct File {
@@ -83,7 +83,7 @@ fn elements(s: &str) -> Vec<Element> {
 }
 
 fn load() -> Vec<Suite> {
-    let text = include_str!("../vectors/rfc9497-ristretto255-sha512.json");
+    let text = include_str!("../../../tests/vectors/rfc9497-ristretto255-sha512.json");
     let file: File = serde_json::from_str(text).unwrap();
     assert!(
         file.provenance["standard"]

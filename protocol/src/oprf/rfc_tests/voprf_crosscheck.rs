@@ -1,8 +1,8 @@
 //! Cross-check against the independent `voprf` crate (0.5) on random keys and inputs.
 
+use crate::oprf::{Mode, OprfClient, OprfServer, SecretKey, VoprfClient, VoprfServer};
 use proptest::prelude::*;
 use rand::SeedableRng;
-use suyuan_protocol::oprf::{Mode, OprfClient, OprfServer, SecretKey, VoprfClient, VoprfServer};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -30,7 +30,7 @@ proptest! {
         let blind = voprf::OprfClient::<voprf::Ristretto255>::blind(refs[0], &mut rng08).unwrap();
         let msg = blind.message.serialize();
         let ev = ours
-            .blind_evaluate(&suyuan_protocol::oprf::Element(msg[..].try_into().unwrap()))
+            .blind_evaluate(&crate::oprf::Element(msg[..].try_into().unwrap()))
             .unwrap();
         let ev = voprf::EvaluationElement::<voprf::Ristretto255>::deserialize(&ev.0).unwrap();
         let theirs_out = blind.state.finalize(refs[0], &ev).unwrap();
