@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use suyuan_protocol::psi::{Exchanging, QuerierLimits, Query, QueryMode, QueryResult, TagSet};
+use suyuan_protocol::psi::{
+    Exchanging, HolderMessage, QuerierLimits, Query, QueryMode, QueryResult, QueryStart, TagSet,
+};
 
 use crate::net::failure::{
     FailureKind, QueryFailure, connect_failure, connection_failure, frame_failure,
@@ -124,6 +126,44 @@ struct Exchange {
 
 type Finished = Result<(QueryResult, Option<TagSet>), QueryFailure>;
 
+/// Sends every blinded chunk from a task of its own while the answers stream back.
+fn spawn_sender(
+    session: &mut Exchanging,
+    mut send: quinn::SendStream,
+) -> tokio::task::JoinHandle<Result<quinn::SendStream, FrameError>> {
+    let chunks = session.take_outgoing();
+    tokio::spawn(async move {
+        for m in chunks {
+            // The holder reads chunks only after streaming all its tags, which may take longer
+            // than one timeout; a dead holder is noticed by the receiver and by QUIC.
+            write_frame(&mut send, &ClientFrame::Psi(m), SENDER_PATIENCE).await?;
+        }
+        let _ = send.finish();
+        Ok::<_, FrameError>(send)
+    })
+}
+
+/// The holder's next PSI message within `wait` and the query's deadline.
+async fn next_message(
+    recv: &mut quinn::RecvStream,
+    wait: Duration,
+    deadline_at: std::time::Instant,
+    deadline: Duration,
+) -> Result<HolderMessage, FailureKind> {
+    let left = deadline_at.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return Err(FailureKind::DeadlinePassed(deadline));
+    }
+    match read_frame::<ServerFrame>(recv, wait.min(left)).await {
+        Ok(Some(ServerFrame::Psi(m))) => Ok(m),
+        Ok(Some(ServerFrame::Abort(why))) => Err(FailureKind::Aborted(why)),
+        Ok(Some(_)) => Err(FailureKind::UnexpectedFrame),
+        Ok(None) => Err(FailureKind::ClosedMidway),
+        Err(FrameError::Timeout(_)) if wait > left => Err(FailureKind::DeadlinePassed(deadline)),
+        Err(e) => Err(frame_failure(e)),
+    }
+}
+
 impl Asking<'_> {
     async fn ask_on(
         self,
@@ -195,19 +235,8 @@ impl Asking<'_> {
         let (peer, timeout) = (self.peer, self.bounds.timeout);
         let before = |kind| failure(peer, Some(holder), false, kind);
         let after = |kind| failure(peer, Some(holder), true, kind);
-        let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(before(connection_failure(&e))),
-            Err(_) => return Err(before(FailureKind::NoStream(timeout))),
-        };
         let (start, awaiting) = self.query.start_with(self.hello.mode, self.bounds.limits);
-        let hello = ClientFrame::Hello(self.hello.clone());
-        write_frame(&mut send, &hello, timeout)
-            .await
-            .map_err(|e| before(frame_failure(e)))?;
-        write_frame(&mut send, &ClientFrame::Psi(start.into()), timeout)
-            .await
-            .map_err(|e| before(frame_failure(e)))?;
+        let (send, mut recv) = self.send_opening(conn, start).await.map_err(before)?;
         // The holder's first answer says whether the query is admitted.
         let mut handshake = QuerierHandshake::new(&peer.name, self.kept.is_some());
         let first = read_frame::<ServerFrame>(&mut recv, timeout)
@@ -235,17 +264,7 @@ impl Asking<'_> {
                 .use_tag_set(set)
                 .map_err(|e| after(FailureKind::Psi(e)))?;
         }
-        // Send every chunk from a task of its own while the answers stream back.
-        let chunks = session.take_outgoing();
-        let sender = tokio::spawn(async move {
-            for m in chunks {
-                // The holder reads chunks only after streaming all its tags, which may take
-                // longer than one timeout; a dead holder is noticed by the receiver and QUIC.
-                write_frame(&mut send, &ClientFrame::Psi(m), SENDER_PATIENCE).await?;
-            }
-            let _ = send.finish();
-            Ok::<_, FrameError>(send)
-        });
+        let sender = spawn_sender(&mut session, send);
         Ok(Exchange {
             session,
             recv,
@@ -253,6 +272,28 @@ impl Asking<'_> {
             tags_kept: welcomed.tags_kept,
             deadline,
         })
+    }
+
+    /// Opens the stream and sends the hello and the query start.
+    async fn send_opening(
+        &self,
+        conn: &quinn::Connection,
+        start: QueryStart,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), FailureKind> {
+        let timeout = self.bounds.timeout;
+        let (mut send, recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(connection_failure(&e)),
+            Err(_) => return Err(FailureKind::NoStream(timeout)),
+        };
+        let hello = ClientFrame::Hello(self.hello.clone());
+        write_frame(&mut send, &hello, timeout)
+            .await
+            .map_err(frame_failure)?;
+        write_frame(&mut send, &ClientFrame::Psi(start.into()), timeout)
+            .await
+            .map_err(frame_failure)?;
+        Ok((send, recv))
     }
 
     /// Takes the holder's tags and evaluations to the result; also returns the unblinding time.
@@ -281,19 +322,9 @@ impl Asking<'_> {
                 break done.map_err(|e| aborted(FailureKind::Psi(e)));
             }
             let wait = self.patience(&session);
-            let left = deadline_at.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break Err(aborted(FailureKind::DeadlinePassed(deadline)));
-            }
-            let msg = match read_frame::<ServerFrame>(&mut recv, wait.min(left)).await {
-                Ok(Some(ServerFrame::Psi(m))) => m,
-                Ok(Some(ServerFrame::Abort(why))) => break Err(aborted(FailureKind::Aborted(why))),
-                Ok(Some(_)) => break Err(aborted(FailureKind::UnexpectedFrame)),
-                Ok(None) => break Err(aborted(FailureKind::ClosedMidway)),
-                Err(FrameError::Timeout(_)) if wait > left => {
-                    break Err(aborted(FailureKind::DeadlinePassed(deadline)));
-                }
-                Err(e) => break Err(aborted(frame_failure(e))),
+            let msg = match next_message(&mut recv, wait, deadline_at, deadline).await {
+                Ok(m) => m,
+                Err(kind) => break Err(aborted(kind)),
             };
             let handled = tokio::task::spawn_blocking(move || {
                 let t = std::time::Instant::now();

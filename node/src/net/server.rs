@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::psi::{Epoch, EpochId, Holder, HolderLimits, PsiError, QueryStart};
+use suyuan_protocol::psi::{
+    Epoch, EpochId, Holder, HolderLimits, HolderSession, PsiError, QueryStart,
+};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock;
@@ -23,7 +25,7 @@ use crate::net::handshake::holder::{
     serving_frame,
 };
 use crate::net::tls;
-use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
+use crate::node_dir::audit::{AuditLog, Entry, Outcome, Record, Side};
 use crate::node_dir::config::{self, Policy};
 use crate::node_dir::identity::{self, PeerIdentity};
 use crate::node_dir::store::{self, EpochMeta};
@@ -119,19 +121,7 @@ impl Server {
         let entries = audit
             .verify()
             .context("the audit log does not verify; refusing to serve")?;
-        let mut budget = DailyBudget::new(cfg.policy.rows_per_peer_per_day);
-        budget.seed(
-            entries
-                .iter()
-                .filter(|e| e.record.outcome == Outcome::Admitted && e.record.side == Side::Holder)
-                .map(|e| {
-                    (
-                        e.record.peer.as_str(),
-                        e.unix,
-                        e.record.charged.unwrap_or(0),
-                    )
-                }),
-        );
+        let budget = budget_from_log(&entries, cfg.policy.rows_per_peer_per_day);
         let loaded = load_epoch(dir)?;
         let listen = match listen {
             Some(a) => a,
@@ -252,6 +242,24 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         Ok(())
     }
+}
+
+/// The daily budget with every charge the audit log records (a restart does not refill it).
+fn budget_from_log(entries: &[Entry], limit: u64) -> DailyBudget {
+    let mut budget = DailyBudget::new(limit);
+    budget.seed(
+        entries
+            .iter()
+            .filter(|e| e.record.outcome == Outcome::Admitted && e.record.side == Side::Holder)
+            .map(|e| {
+                (
+                    e.record.peer.as_str(),
+                    e.unix,
+                    e.record.charged.unwrap_or(0),
+                )
+            }),
+    );
+    budget
 }
 
 fn load_epoch(dir: &Path) -> Result<LoadedEpoch> {
@@ -434,48 +442,8 @@ impl State {
 }
 
 async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
-    let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
-            // Not a member of the federation (or not speaking suyuan/2): nothing is served.
-            tracing::warn!(%remote, error = %e, "TLS handshake failed");
-            state
-                .audit_refused_connection(
-                    unknown_peer(remote),
-                    format!("TLS handshake failed: {e}"),
-                )
-                .await;
-            return;
-        }
-    };
-    let peer = match connection_identity(&conn) {
-        Ok(p) => p,
-        Err(e) => {
-            conn.close(1u32.into(), b"unusable certificate");
-            tracing::warn!(%remote, error = %e, "certificate refused");
-            state
-                .audit_refused_connection(
-                    unknown_peer(remote),
-                    format!("certificate refused: {e:#}"),
-                )
-                .await;
-            return;
-        }
-    };
-    let _counted = match state.count_connection(&peer) {
-        Ok(c) => c,
-        Err(open) => {
-            conn.close(2u32.into(), TOO_MANY_CONNECTIONS.as_bytes());
-            let r = state.record(&peer, None, Outcome::Refused);
-            state
-                .audit_refused_connection(
-                    r,
-                    format!("{TOO_MANY_CONNECTIONS}: {open} already open, the limit per member"),
-                )
-                .await;
-            return;
-        }
+    let Some((conn, peer, _counted)) = admit_connection(&state, incoming).await else {
+        return;
     };
     let mut streams = tokio::task::JoinSet::new();
     let mut shutdown = state.shutdown.clone();
@@ -494,6 +462,49 @@ async fn handle_connection(state: Arc<State>, incoming: quinn::Incoming) {
         while streams.try_join_next().is_some() {}
     }
     while streams.join_next().await.is_some() {}
+}
+
+/// The TLS handshake, the peer's identity and its connection cap; refusals are audited
+/// (within [`OUTSIDER_ENTRIES_PER_MINUTE`]).
+async fn admit_connection(
+    state: &Arc<State>,
+    incoming: quinn::Incoming,
+) -> Option<(quinn::Connection, PeerIdentity, ConnectionCount)> {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // Not a member of the federation (or not speaking suyuan/3): nothing is served.
+            tracing::warn!(%remote, error = %e, "TLS handshake failed");
+            let why = format!("TLS handshake failed: {e}");
+            state
+                .audit_refused_connection(unknown_peer(remote), why)
+                .await;
+            return None;
+        }
+    };
+    let peer = match connection_identity(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            conn.close(1u32.into(), b"unusable certificate");
+            tracing::warn!(%remote, error = %e, "certificate refused");
+            let why = format!("certificate refused: {e:#}");
+            state
+                .audit_refused_connection(unknown_peer(remote), why)
+                .await;
+            return None;
+        }
+    };
+    match state.count_connection(&peer) {
+        Ok(counted) => Some((conn, peer, counted)),
+        Err(open) => {
+            conn.close(2u32.into(), TOO_MANY_CONNECTIONS.as_bytes());
+            let r = state.record(&peer, None, Outcome::Refused);
+            let why = format!("{TOO_MANY_CONNECTIONS}: {open} already open, the limit per member");
+            state.audit_refused_connection(r, why).await;
+            None
+        }
+    }
 }
 
 fn unknown_peer(remote: SocketAddr) -> Record {
@@ -596,32 +607,9 @@ async fn handle_stream(
         epoch,
         keys,
     } = admitted;
-    let holder = Holder::with_limits(
-        Arc::clone(&epoch),
-        HolderLimits {
-            max_query_keys: state.policy.max_query_rows,
-        },
-    );
     tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
     let started = std::time::Instant::now();
-    let tags: u64 = start
-        .sections
-        .iter()
-        .map(|s| epoch.tags(s.key_type).len() as u64)
-        .sum();
-    let deadline = query_deadline(state.timeout, keys.saturating_add(tags));
-    let serving = serve_query(
-        &state,
-        &holder,
-        start,
-        hello.kept.clone(),
-        &mut send,
-        &mut recv,
-    );
-    let outcome = match tokio::time::timeout(deadline, serving).await {
-        Ok(o) => o,
-        Err(_) => Err(AbortReason::DeadlinePassed(deadline)),
-    };
+    let outcome = run_query(&state, &epoch, start, &hello, &mut send, &mut recv).await;
     let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
     rec.query_keys = Some(keys);
     rec.epoch = Some(epoch.id().to_string());
@@ -644,6 +632,33 @@ async fn handle_stream(
     state.audit(rec).await;
 }
 
+/// [`serve_query`] within the query's deadline, which counts the start's keys and the
+/// holder's tags of its key types.
+async fn run_query(
+    state: &State,
+    epoch: &Arc<Epoch>,
+    start: QueryStart,
+    hello: &Hello,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<Duration, AbortReason> {
+    let limits = HolderLimits {
+        max_query_keys: state.policy.max_query_rows,
+    };
+    let holder = Holder::with_limits(Arc::clone(epoch), limits);
+    let tags: u64 = start
+        .sections
+        .iter()
+        .map(|s| epoch.tags(s.key_type).len() as u64)
+        .sum();
+    let deadline = query_deadline(state.timeout, start.total_keys().saturating_add(tags));
+    let serving = serve_query(state, &holder, start, hello.kept.clone(), send, recv);
+    match tokio::time::timeout(deadline, serving).await {
+        Ok(o) => o,
+        Err(_) => Err(AbortReason::DeadlinePassed(deadline)),
+    }
+}
+
 /// Runs an admitted query to the end; `Err` says why it was aborted.
 async fn serve_query(
     state: &State,
@@ -653,8 +668,18 @@ async fn serve_query(
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Duration, AbortReason> {
-    let misbehaved = |e: PsiError| AbortReason::PeerMisbehaved(e.to_string());
-    let sending = |e: FrameError| AbortReason::Unsendable(e.to_string());
+    let session = welcome(state, holder, start, kept, send).await?;
+    stream_session(state, session, send, recv).await
+}
+
+/// Starts the session, judges the querier's kept tags, sends the welcome and the accept.
+async fn welcome(
+    state: &State,
+    holder: &Holder,
+    start: QueryStart,
+    kept: Option<KeptTags>,
+    send: &mut quinn::SendStream,
+) -> Result<HolderSession, AbortReason> {
     let (accept, mut session) = holder.handle_start(start).map_err(misbehaved)?;
     let epoch = Arc::clone(holder.epoch());
     let tags_kept = match kept {
@@ -686,6 +711,17 @@ async fn serve_query(
     write_frame(send, &ServerFrame::Psi(accept.into()), state.timeout)
         .await
         .map_err(sending)?;
+    Ok(session)
+}
+
+/// Sends tags and evaluations, takes blinded chunks, until the session is finished; returns
+/// the time spent evaluating.
+async fn stream_session(
+    state: &State,
+    mut session: HolderSession,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<Duration, AbortReason> {
     let mut evaluating = Duration::ZERO;
     let mut shutdown = state.shutdown.clone();
     loop {
@@ -714,4 +750,12 @@ async fn serve_query(
         evaluating += spent;
         result.map_err(misbehaved)?;
     }
+}
+
+fn misbehaved(e: PsiError) -> AbortReason {
+    AbortReason::PeerMisbehaved(e.to_string())
+}
+
+fn sending(e: FrameError) -> AbortReason {
+    AbortReason::Unsendable(e.to_string())
 }
