@@ -173,6 +173,35 @@ impl HolderSession {
     }
 
     fn handle_blinded(&mut self, chunk: BlindedChunk) -> Result<(), PsiError> {
+        let len = self.check_blinded(&chunk)?;
+        let raw: Vec<[u8; 32]> = chunk.elements.iter().map(|e| e.0).collect();
+        let evaluated = oprf::evaluate_batch(&self.epoch.key().0, &raw).map_err(|i| {
+            PeerMisbehaved::InvalidElement {
+                index: self.received + i as u64,
+            }
+        })?;
+        self.received += len as u64;
+        self.next_seq += 1;
+        let elements = evaluated.into_iter().map(Element);
+        match self.mode {
+            QueryMode::Matches => self
+                .outbox
+                .push_back(HolderMessage::Evaluated(EvaluatedChunk {
+                    seq: chunk.seq,
+                    elements: elements.collect(),
+                })),
+            QueryMode::Count => {
+                self.count_buffer.extend(elements);
+                if self.received == self.total {
+                    self.release_count();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a blinded chunk against the declared total and the sequence; returns its length.
+    fn check_blinded(&self, chunk: &BlindedChunk) -> Result<usize, PsiError> {
         if self.received >= self.total {
             return Err(PeerMisbehaved::TooManyElements {
                 declared: self.total,
@@ -203,30 +232,7 @@ impl HolderSession {
             }
             .into());
         }
-        let raw: Vec<[u8; 32]> = chunk.elements.iter().map(|e| e.0).collect();
-        let evaluated = oprf::evaluate_batch(&self.epoch.key().0, &raw).map_err(|i| {
-            PeerMisbehaved::InvalidElement {
-                index: self.received + i as u64,
-            }
-        })?;
-        self.received += len as u64;
-        self.next_seq += 1;
-        let elements = evaluated.into_iter().map(Element);
-        match self.mode {
-            QueryMode::Matches => self
-                .outbox
-                .push_back(HolderMessage::Evaluated(EvaluatedChunk {
-                    seq: chunk.seq,
-                    elements: elements.collect(),
-                })),
-            QueryMode::Count => {
-                self.count_buffer.extend(elements);
-                if self.received == self.total {
-                    self.release_count();
-                }
-            }
-        }
-        Ok(())
+        Ok(len)
     }
 
     /// Sorts each section's evaluations (a canonical order: the querier learns the multiset,

@@ -9,7 +9,7 @@ use rand_core::CryptoRng;
 use rayon::prelude::*;
 use zeroize::Zeroize;
 
-use super::keys::QueryKeys;
+use super::keys::{QueryKeys, TypeKeys};
 use super::messages::sections_valid;
 use super::tag::tag_of;
 use super::tag_index::TagIndex;
@@ -53,33 +53,11 @@ impl Query {
     /// Draws a fresh blind `a` and computes `a·H(type || 0x00 || value)` for every distinct key,
     /// in parallel. Only `a⁻¹` is kept.
     pub fn blind(rng: &mut (impl CryptoRng + ?Sized), keys: QueryKeys) -> Result<Self, PsiError> {
-        let mut a = oprf::random_scalar(rng);
         // Distinct keys of every type first (sorted indices, 8 bytes per key), so that the
         // blinded elements are written straight into one allocation of 32 bytes per key.
-        let mut plans = Vec::new();
-        let mut total = 0u64;
-        for (kt, tk) in &keys.types {
-            if tk.len() as u64 > u64::from(u32::MAX) {
-                a.zeroize();
-                return Err(LimitExceeded::QueryTooLarge {
-                    keys: tk.len() as u64,
-                    max: u64::from(u32::MAX),
-                }
-                .into());
-            }
-            let (distinct, raw_to_distinct) = tk.dedup();
-            total += distinct.len() as u64;
-            if total > u64::from(u32::MAX) {
-                a.zeroize();
-                return Err(LimitExceeded::QueryTooLarge {
-                    keys: total,
-                    max: u64::from(u32::MAX),
-                }
-                .into());
-            }
-            plans.push((*kt, tk, distinct, raw_to_distinct));
-        }
-        let mut blinded = vec![[0u8; 32]; total as usize];
+        let (plans, total) = plan(&keys)?;
+        let mut a = oprf::random_scalar(rng);
+        let mut blinded = vec![[0u8; 32]; total];
         let mut sections = Vec::new();
         let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
         let mut start = 0usize;
@@ -101,19 +79,7 @@ impl Query {
         }
         let unblind = a.invert();
         a.zeroize();
-
-        let mut row_positions = Vec::with_capacity(keys.row_keys.len());
-        let mut row_ends = Vec::with_capacity(keys.row_ends.len());
-        for r in 0..keys.row_ends.len() {
-            for (kt, raw) in keys.row(r) {
-                if let Some((start, map)) = offsets.get(kt)
-                    && let Some(d) = map.get(*raw as usize)
-                {
-                    row_positions.push(start + d);
-                }
-            }
-            row_ends.push(row_positions.len());
-        }
+        let (row_positions, row_ends) = row_positions(&keys, &offsets);
         Ok(Query {
             unblind,
             sections,
@@ -165,6 +131,51 @@ impl Query {
             },
         )
     }
+}
+
+/// Per key type: the type, its keys, the sorted indices of its distinct keys and each raw
+/// key's distinct index.
+type Plan<'a> = (KeyType, &'a TypeKeys, Vec<u32>, Vec<u32>);
+
+/// Deduplicates every type's keys; refuses more than `u32::MAX` in all (positions are `u32`).
+fn plan(keys: &QueryKeys) -> Result<(Vec<Plan<'_>>, usize), PsiError> {
+    let max = u64::from(u32::MAX);
+    let mut plans = Vec::new();
+    let mut total = 0u64;
+    for (kt, tk) in &keys.types {
+        if tk.len() as u64 > max {
+            let keys = tk.len() as u64;
+            return Err(LimitExceeded::QueryTooLarge { keys, max }.into());
+        }
+        let (distinct, raw_to_distinct) = tk.dedup();
+        total += distinct.len() as u64;
+        if total > max {
+            return Err(LimitExceeded::QueryTooLarge { keys: total, max }.into());
+        }
+        plans.push((*kt, tk, distinct, raw_to_distinct));
+    }
+    Ok((plans, total as usize))
+}
+
+/// Where each row's keys sit among the blinded elements, given each type's first position
+/// and distinct index per raw key: (positions, the end of each row's run).
+fn row_positions(
+    keys: &QueryKeys,
+    offsets: &BTreeMap<KeyType, (u32, Vec<u32>)>,
+) -> (Vec<u32>, Vec<usize>) {
+    let mut positions = Vec::with_capacity(keys.row_keys.len());
+    let mut ends = Vec::with_capacity(keys.row_ends.len());
+    for r in 0..keys.row_ends.len() {
+        for (kt, raw) in keys.row(r) {
+            if let Some((start, map)) = offsets.get(kt)
+                && let Some(d) = map.get(*raw as usize)
+            {
+                positions.push(start + d);
+            }
+        }
+        ends.push(positions.len());
+    }
+    (positions, ends)
 }
 
 /// What a querier accepts from a holder.
