@@ -1,5 +1,5 @@
 //! The querier's side of a query's opening: the holder's welcome (or refusal or abort), then
-//! its accept. The driver ([`crate::net::querier`]) reads the frames; the checks are here.
+//! its accept. The driver (`net/querier.rs`) reads the frames; the checks are here.
 
 use suyuan_protocol::psi::{EpochId, HolderMessage, QueryAccept};
 
