@@ -249,3 +249,55 @@ fn tls_alert(e: &quinn::ConnectionError) -> bool {
     };
     (0x100..=0x1ff).contains(&code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(welcomed: bool, kind: FailureKind) -> QueryFailure {
+        QueryFailure {
+            peer: "bank".into(),
+            holder: None,
+            welcomed,
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_outcome_follows_the_kind_and_whether_the_query_was_welcomed() {
+        let stalled = || FailureKind::Stalled(Duration::from_secs(5));
+        assert_eq!(failure(false, stalled()).outcome(), Outcome::Failed);
+        assert_eq!(failure(true, stalled()).outcome(), Outcome::Aborted);
+        let refused = FailureKind::Refused(Refusal::NoEpoch);
+        assert_eq!(failure(false, refused).outcome(), Outcome::Refused);
+        // A holder that answers wrongly aborted the query, welcomed or not.
+        assert_eq!(
+            failure(false, FailureKind::AnsweredBeforeWelcome).outcome(),
+            Outcome::Aborted
+        );
+    }
+
+    #[test]
+    fn the_text_names_the_peer_once_and_escapes_its_words() {
+        let refused = FailureKind::Refused(Refusal::TooSmall { keys: 2, min: 1000 });
+        assert_eq!(
+            failure(false, refused).to_string(),
+            "bank refused: query of 2 keys is below the minimum of 1000"
+        );
+        let late = FailureKind::NoAnswerWithin {
+            address: "127.0.0.1:7788".into(),
+            timeout: Duration::from_secs(5),
+        };
+        assert_eq!(
+            failure(false, late).to_string(),
+            "bank did not answer at 127.0.0.1:7788 within 5s"
+        );
+        let closed = FailureKind::Closed(Some("bye\u{1b}[2J".into()));
+        assert!(!failure(false, closed).to_string().contains('\u{1b}'));
+        let aborted = FailureKind::Aborted(AbortReason::Stalled(Duration::from_secs(3)));
+        assert_eq!(
+            failure(true, aborted).to_string(),
+            "bank aborted the query: the querier stalled for 3s"
+        );
+    }
+}
