@@ -57,9 +57,28 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
             .filter(|c| !c.is_empty())
     };
     let mut out = RecordKeys::default();
-    let mut mobiles: Vec<String> = Vec::new();
-    let mut id_birthdates: Vec<String> = Vec::new();
+    let found = strong_keys(&cell, selection, &mut out);
+    composite_keys(&cell, selection, found, &mut out);
+    out
+}
 
+/// What the strong identifiers give the composites: canonical mobiles, and birthdates read
+/// from resident IDs.
+struct Strong {
+    mobiles: Vec<String>,
+    id_birthdates: Vec<String>,
+}
+
+/// The identifier keys (mobile, resident ID, bank card, email) of a row.
+fn strong_keys(
+    cell: &impl Fn(Field) -> Option<String>,
+    selection: &KeySelection,
+    out: &mut RecordKeys,
+) -> Strong {
+    let mut found = Strong {
+        mobiles: Vec::new(),
+        id_birthdates: Vec::new(),
+    };
     for (field, key_type, canonical) in STRONG_FIELDS {
         let Some(raw) = cell(field) else { continue };
         let mut parts = split_multi(&raw);
@@ -67,9 +86,10 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
             match canonical(part) {
                 Ok(value) => {
                     match key_type {
-                        KeyType::Mobile => mobiles.push(value.clone()),
+                        KeyType::Mobile => found.mobiles.push(value.clone()),
                         KeyType::ResidentId => {
-                            id_birthdates.extend(birthdate_of(&value).map(str::to_owned));
+                            let date = birthdate_of(&value).map(str::to_owned);
+                            found.id_birthdates.extend(date);
                         }
                         _ => {}
                     }
@@ -85,19 +105,25 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
             out.rejections.push((field, Rejection::Malformed));
         }
     }
+    found
+}
 
+/// The name composites (name + birthdate, name + mobile), when selected.
+fn composite_keys(
+    cell: &impl Fn(Field) -> Option<String>,
+    selection: &KeySelection,
+    found: Strong,
+    out: &mut RecordKeys,
+) {
     let want_nb = selection.contains(KeyType::NameBirthdate);
     let want_nm = selection.contains(KeyType::NameMobile);
     if !(want_nb || want_nm) {
-        return out;
+        return;
     }
     let name = match cell(Field::Name).as_deref().map(canonical_name) {
         Some(Ok(name)) => name,
-        Some(Err(r)) => {
-            out.rejections.push((Field::Name, r));
-            return out;
-        }
-        None => return out,
+        Some(Err(r)) => return out.rejections.push((Field::Name, r)),
+        None => return,
     };
     if want_nb {
         let from_field = match cell(Field::Birthdate).as_deref().map(canonical_birthdate) {
@@ -110,18 +136,17 @@ pub fn extract(columns: &ColumnMap, cells: &[&str], selection: &KeySelection) ->
         };
         let dates = match from_field {
             Some(d) => vec![d],
-            None => id_birthdates,
+            None => found.id_birthdates,
         };
         for d in dates {
             out.push_key(Key::composite(KeyType::NameBirthdate, &name, &d));
         }
     }
     if want_nm {
-        for m in mobiles {
+        for m in found.mobiles {
             out.push_key(Key::composite(KeyType::NameMobile, &name, &m));
         }
     }
-    out
 }
 
 #[cfg(test)]
