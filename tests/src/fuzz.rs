@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use suyuan_node::lists as input;
 use suyuan_node::net::frame as wire;
+use suyuan_node::node_dir::audit::{self, Head, Outcome, Record, Side};
 use suyuan_node::node_dir::{config, identity, tag_cache};
 use suyuan_protocol::codec;
 use suyuan_protocol::ident::{Key, KeySelection, KeyType};
@@ -246,6 +247,51 @@ pub fn kept_tags(data: &[u8]) {
     }
 }
 
+/// Splits an `audit_chain` input: the text of `audit.head` up to the first newline (none if
+/// empty), then the log's bytes.
+pub fn split_audit(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&b| b == b'\n') {
+        Some(p) => (&data[..p], &data[p + 1..]),
+        None => (data, &[]),
+    }
+}
+
+/// An audit log and its head (see [`split_audit`]): the chain check accepts or names a break,
+/// never panics, and what it accepts is numbered 1, 2, 3... and covers the head's count.
+/// Returns whether the chain verified.
+pub fn audit_chain(data: &[u8]) -> bool {
+    let (head, log) = split_audit(data);
+    let head = if head.is_empty() {
+        None
+    } else {
+        match Head::parse(head) {
+            Ok(h) => Some(h),
+            Err(_) => return false,
+        }
+    };
+    let Ok(entries) = audit::verify_chain(log, head.as_ref()) else {
+        return false;
+    };
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "{entries:?}");
+    }
+    assert!(entries.len() as u64 >= head.map_or(0, |h| h.count));
+    true
+}
+
+/// An intact audit log of `n` entries, as [`audit_chain`] takes it (head line, then log).
+pub fn intact_audit_log(n: u64) -> Vec<u8> {
+    let records = (0..n).map(|i| {
+        let mut r = Record::new(Side::Holder, format!("bank-{i}"), Outcome::Refused);
+        r.detail = Some(format!("refusal {i}: 案件 \"x\"\n"));
+        r.query_keys = Some(i * 1000);
+        (r, 1_795_822_282 + i * 3600)
+    });
+    let (log, head) = audit::build_chain(records);
+    let head = format!("{{\"count\":{},\"hash\":\"{}\"}}\n", head.count, head.hash);
+    [head.into_bytes(), log].concat()
+}
+
 /// A peer certificate's identity: a name that is a valid node name and exactly one role.
 pub fn certificate(data: &[u8]) {
     if let Ok(id) = identity::peer_identity(data) {
@@ -351,6 +397,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }];
     let kept = TagSet::new(epoch.id(), 8, sections, vec![tags]).expect("a well-formed set");
     out.push(("kept_tags", "mobile-64".into(), tag_cache::encode(&kept)));
+    out.push(("audit_chain", "three".into(), intact_audit_log(3)));
     out
 }
 

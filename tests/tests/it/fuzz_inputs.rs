@@ -156,6 +156,9 @@ fn the_seeds_reach_the_end_of_every_format() {
     for s in seeds("kept_tags") {
         assert!(suyuan_node::node_dir::tag_cache::decode(&s).is_some());
     }
+    for s in seeds("audit_chain") {
+        assert!(fuzz::audit_chain(&s), "an intact log verifies");
+    }
 }
 
 /// Every input a coverage-guided run found crashing, replayed: `tests/fuzz-regressions/TARGET/`.
@@ -176,6 +179,7 @@ fn inputs_that_once_crashed_a_target() {
                 "node_toml" => fuzz::node_toml(&data),
                 "certificate" => fuzz::certificate(&data),
                 "kept_tags" => fuzz::kept_tags(&data),
+                "audit_chain" => drop(fuzz::audit_chain(&data)),
                 other => panic!("unknown target {other}"),
             }
             replayed += 1;
@@ -241,6 +245,37 @@ proptest! {
     #[test]
     fn kept_tag_files_from_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..256)) {
         fuzz::kept_tags(&data);
+    }
+
+    #[test]
+    fn audit_chains_from_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzz::audit_chain(&data);
+    }
+
+    #[test]
+    fn audit_chains_from_mutated_logs(data in mutated("audit_chain")) {
+        fuzz::audit_chain(&data);
+    }
+
+    #[test]
+    fn an_intact_audit_log_always_verifies(n in 0u64..12) {
+        prop_assert!(fuzz::audit_chain(&fuzz::intact_audit_log(n)));
+    }
+
+    /// Any one byte of a committed entry changed, to any other value: the chain breaks.
+    #[test]
+    fn a_single_byte_edit_of_a_committed_entry_is_detected(
+        n in 1u64..6,
+        at in any::<usize>(),
+        to in any::<u8>(),
+    ) {
+        let data = fuzz::intact_audit_log(n);
+        let (head, log) = fuzz::split_audit(&data);
+        let at = at % log.len();
+        prop_assume!(log[at] != to);
+        let mut edited = log.to_vec();
+        edited[at] = to;
+        prop_assert!(!fuzz::audit_chain(&[head, b"\n", &edited].concat()));
     }
 
     #[test]
