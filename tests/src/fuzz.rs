@@ -227,8 +227,8 @@ pub fn node_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(cfg) = config::parse(text, Path::new("node.toml")) {
-        assert!(cfg.policy.min_query_rows <= cfg.policy.max_query_rows);
+    if let Ok((cfg, _)) = config::parse(text, Path::new("node.toml")) {
+        assert!(cfg.policy.min_query_keys <= cfg.policy.max_query_keys);
         assert!((1..=config::MAX_CONCURRENT_QUERIES).contains(&cfg.policy.max_concurrent_queries));
         assert!((1..=3600).contains(&cfg.network.timeout_secs));
     }
@@ -374,7 +374,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         out.push(("identifiers", name.into(), id.as_bytes().to_vec()));
     }
     let toml = "[network]\nlisten = \"127.0.0.1:7443\"\ntimeout_secs = 30\n\n[policy]\n\
-                min_query_rows = 1000\nmax_query_rows = 20000000\nrows_per_peer_per_day = 50000000\n\
+                min_query_keys = 1000\nmax_query_keys = 20000000\nkeys_per_peer_per_day = 50000000\n\
                 require_case = true\nmax_concurrent_queries = 4\n\n[policy.allow]\n\
                 police = [\"count\"]\ninstitution = []\n";
     out.push(("node_toml", "full".into(), toml.as_bytes().to_vec()));

@@ -121,16 +121,9 @@ impl Server {
         let entries = audit
             .verify()
             .context("the audit log does not verify; refusing to serve")?;
-        let budget = budget_from_log(&entries, cfg.policy.rows_per_peer_per_day);
+        let budget = budget_from_log(&entries, cfg.policy.keys_per_peer_per_day);
         let loaded = load_epoch(dir)?;
-        let listen = match listen {
-            Some(a) => a,
-            None => cfg
-                .network
-                .listen
-                .parse()
-                .with_context(|| format!("invalid listen address {:?}", cfg.network.listen))?,
-        };
+        let listen = listen.unwrap_or(cfg.network.listen);
         let streams = u32::try_from(cfg.policy.max_concurrent_queries + 1).unwrap_or(u32::MAX);
         let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
         let (endpoint, buffer_warning) = crate::net::udp::endpoint(listen, Some(server_cfg))
@@ -643,7 +636,7 @@ async fn run_query(
     recv: &mut quinn::RecvStream,
 ) -> Result<Duration, AbortReason> {
     let limits = HolderLimits {
-        max_query_keys: state.policy.max_query_rows,
+        max_query_keys: state.policy.max_query_keys,
     };
     let holder = Holder::with_limits(Arc::clone(epoch), limits);
     let tags: u64 = start

@@ -1,11 +1,13 @@
 //! `node.toml`: where a node listens, its timeouts, and the policy it applies to queries.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use suyuan_protocol::psi::{MAX_SET_SIZE, QuerierLimits, QueryMode};
 
 use crate::net::frame::{MAX_CASE_LEN, Refusal};
@@ -22,9 +24,9 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 # timeout_secs = 30             # longest wait for a peer at any step; a stalled peer is dropped
 
 [policy]
-# min_query_rows = 1000         # smaller queries are refused: they would probe individuals
-# max_query_rows = 50000000
-# rows_per_peer_per_day = 100000000
+# min_query_keys = 1000         # smaller queries are refused: they would probe individuals
+# max_query_keys = 50000000
+# keys_per_peer_per_day = 100000000
 # require_case = true
 # max_concurrent_queries = 4
 # Sizes count the distinct keys a query declares: the only size a holder can verify.
@@ -39,9 +41,8 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 # max_holder_keys = 536870912   # a holder announcing more is refused (we keep 8-16 bytes per key)
 "#;
 
-/// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// The whole file, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeConfig {
     /// `[network]`.
     pub network: NetworkConfig,
@@ -52,7 +53,7 @@ pub struct NodeConfig {
 }
 
 /// `[query]`: how this node asks others.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {
     /// Most MiB of holders' tag sets kept in `tag-cache/` for repeated queries.
@@ -86,11 +87,10 @@ impl QueryConfig {
 }
 
 /// `[network]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
     /// Listen address of `serve`.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Longest wait for a peer, in seconds.
     pub timeout_secs: u64,
 }
@@ -98,7 +98,7 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            listen: "0.0.0.0:7788".to_string(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 7788)),
             timeout_secs: 30,
         }
     }
@@ -112,15 +112,14 @@ impl NetworkConfig {
 }
 
 /// `[policy]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Queries with fewer distinct keys are refused.
-    pub min_query_rows: u64,
+    pub min_query_keys: u64,
     /// Queries with more distinct keys are refused.
-    pub max_query_rows: u64,
+    pub max_query_keys: u64,
     /// Keys one peer may query per UTC day.
-    pub rows_per_peer_per_day: u64,
+    pub keys_per_peer_per_day: u64,
     /// Whether a case number is required.
     pub require_case: bool,
     /// Queries answered at once; more are refused as busy.
@@ -132,9 +131,9 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            min_query_rows: 1000,
-            max_query_rows: 50_000_000,
-            rows_per_peer_per_day: 100_000_000,
+            min_query_keys: 1000,
+            max_query_keys: 50_000_000,
+            keys_per_peer_per_day: 100_000_000,
             require_case: true,
             max_concurrent_queries: 4,
             allow: BTreeMap::from([
@@ -164,16 +163,16 @@ impl Policy {
 
     /// The size check once the query's key count is known.
     pub fn check_size(&self, keys: u64) -> Result<(), Refusal> {
-        if keys < self.min_query_rows {
+        if keys < self.min_query_keys {
             return Err(Refusal::TooSmall {
                 keys,
-                min: self.min_query_rows,
+                min: self.min_query_keys,
             });
         }
-        if keys > self.max_query_rows {
+        if keys > self.max_query_keys {
             return Err(Refusal::TooLarge {
                 keys,
-                max: self.max_query_rows,
+                max: self.max_query_keys,
             });
         }
         Ok(())
@@ -191,9 +190,9 @@ impl Policy {
             .collect();
         format!(
             "queries of {}..={} keys, {} keys per peer per day, case {}, {} at once; allow {}",
-            self.min_query_rows,
-            self.max_query_rows,
-            self.rows_per_peer_per_day,
+            self.min_query_keys,
+            self.max_query_keys,
+            self.keys_per_peer_per_day,
             if self.require_case {
                 "required"
             } else {
@@ -218,7 +217,58 @@ pub fn valid_case(c: &str) -> bool {
             .any(|c| c.is_control() || crate::text::is_bidi_control(c))
 }
 
-/// Reads `node.toml` from a node directory (defaults when absent).
+/// An old name of a `[policy]` key, still read: the sizes always counted distinct keys, and
+/// now their names say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deprecated {
+    /// The name found, e.g. `min_query_rows`.
+    pub old: &'static str,
+    /// The name to use, e.g. `min_query_keys`.
+    pub new: &'static str,
+}
+
+impl fmt::Display for Deprecated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "policy.{} is deprecated: call it policy.{} (it counts distinct keys)",
+            self.old, self.new
+        )
+    }
+}
+
+/// The file as written: every key optional, the old policy names beside the new.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFile {
+    network: RawNetwork,
+    policy: RawPolicy,
+    query: QueryConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNetwork {
+    listen: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPolicy {
+    min_query_keys: Option<u64>,
+    max_query_keys: Option<u64>,
+    keys_per_peer_per_day: Option<u64>,
+    min_query_rows: Option<u64>,
+    max_query_rows: Option<u64>,
+    rows_per_peer_per_day: Option<u64>,
+    require_case: Option<bool>,
+    max_concurrent_queries: Option<usize>,
+    allow: Option<BTreeMap<Role, Vec<QueryMode>>>,
+}
+
+/// Reads `node.toml` from a node directory (defaults when absent), logging any deprecated
+/// name it uses.
 pub fn load(dir: &Path) -> Result<NodeConfig> {
     let path = dir.join(NODE_TOML);
     let text = match std::fs::read_to_string(&path) {
@@ -226,38 +276,125 @@ pub fn load(dir: &Path) -> Result<NodeConfig> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NodeConfig::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    parse(&text, &path)
+    let (cfg, deprecated) = parse(&text, &path)?;
+    for d in deprecated {
+        tracing::warn!("{}: {d}", path.display());
+    }
+    Ok(cfg)
 }
 
-/// Parses and checks the text of a `node.toml`; `path` names it in errors.
-pub fn parse(text: &str, path: &Path) -> Result<NodeConfig> {
-    let cfg: NodeConfig = toml::from_str(text)
+/// Parses and checks the text of a `node.toml`; `path` names it in errors. Returns the
+/// configuration and the deprecated names it used.
+pub fn parse(text: &str, path: &Path) -> Result<(NodeConfig, Vec<Deprecated>)> {
+    let raw: RawFile = toml::from_str(text)
         .with_context(|| format!("{}: invalid configuration", path.display()))?;
-    if cfg.policy.min_query_rows > cfg.policy.max_query_rows {
-        bail!(
-            "{}: policy.min_query_rows is above policy.max_query_rows",
-            path.display()
-        );
-    }
-    if !(1..=MAX_CONCURRENT_QUERIES).contains(&cfg.policy.max_concurrent_queries) {
-        bail!(
-            "{}: policy.max_concurrent_queries must be between 1 and {MAX_CONCURRENT_QUERIES}",
-            path.display()
-        );
-    }
-    if !(1..=MAX_SET_SIZE).contains(&cfg.query.max_holder_keys) {
+    let at = |msg: String| anyhow::anyhow!("{}: {msg}", path.display());
+    let mut deprecated = Vec::new();
+    let network = network(raw.network).map_err(at)?;
+    let policy = policy(raw.policy, &mut deprecated).map_err(at)?;
+    if !(1..=MAX_SET_SIZE).contains(&raw.query.max_holder_keys) {
         bail!(
             "{}: query.max_holder_keys must be between 1 and {MAX_SET_SIZE}",
             path.display()
         );
     }
-    if cfg.network.timeout_secs == 0 || cfg.network.timeout_secs > 3600 {
-        bail!(
-            "{}: network.timeout_secs must be between 1 and 3600",
-            path.display()
-        );
+    let cfg = NodeConfig {
+        network,
+        policy,
+        query: raw.query,
+    };
+    Ok((cfg, deprecated))
+}
+
+fn network(raw: RawNetwork) -> Result<NetworkConfig, String> {
+    let d = NetworkConfig::default();
+    let listen = match raw.listen {
+        None => d.listen,
+        Some(s) => s.parse().map_err(|e| {
+            format!("network.listen: invalid listen address {s:?} ({e}); use IP:PORT")
+        })?,
+    };
+    let timeout_secs = raw.timeout_secs.unwrap_or(d.timeout_secs);
+    if timeout_secs == 0 || timeout_secs > 3600 {
+        return Err("network.timeout_secs must be between 1 and 3600".into());
     }
-    Ok(cfg)
+    Ok(NetworkConfig {
+        listen,
+        timeout_secs,
+    })
+}
+
+/// The policy keys renamed from rows to keys.
+const MIN: Deprecated = Deprecated {
+    old: "min_query_rows",
+    new: "min_query_keys",
+};
+const MAX: Deprecated = Deprecated {
+    old: "max_query_rows",
+    new: "max_query_keys",
+};
+const PER_DAY: Deprecated = Deprecated {
+    old: "rows_per_peer_per_day",
+    new: "keys_per_peer_per_day",
+};
+
+/// A renamed key: the new name, else the old one (noted), never both.
+fn renamed(
+    (new, old): (Option<u64>, Option<u64>),
+    names: Deprecated,
+    default: u64,
+    deprecated: &mut Vec<Deprecated>,
+) -> Result<u64, String> {
+    match (new, old) {
+        (Some(_), Some(_)) => Err(format!(
+            "policy.{} and policy.{} are the same setting; keep only policy.{}",
+            names.new, names.old, names.new
+        )),
+        (Some(v), None) => Ok(v),
+        (None, Some(v)) => {
+            deprecated.push(names);
+            Ok(v)
+        }
+        (None, None) => Ok(default),
+    }
+}
+
+fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, String> {
+    let d = Policy::default();
+    let p = Policy {
+        min_query_keys: renamed(
+            (raw.min_query_keys, raw.min_query_rows),
+            MIN,
+            d.min_query_keys,
+            deprecated,
+        )?,
+        max_query_keys: renamed(
+            (raw.max_query_keys, raw.max_query_rows),
+            MAX,
+            d.max_query_keys,
+            deprecated,
+        )?,
+        keys_per_peer_per_day: renamed(
+            (raw.keys_per_peer_per_day, raw.rows_per_peer_per_day),
+            PER_DAY,
+            d.keys_per_peer_per_day,
+            deprecated,
+        )?,
+        require_case: raw.require_case.unwrap_or(d.require_case),
+        max_concurrent_queries: raw
+            .max_concurrent_queries
+            .unwrap_or(d.max_concurrent_queries),
+        allow: raw.allow.unwrap_or(d.allow),
+    };
+    if p.min_query_keys > p.max_query_keys {
+        return Err("policy.min_query_keys is above policy.max_query_keys".into());
+    }
+    if !(1..=MAX_CONCURRENT_QUERIES).contains(&p.max_concurrent_queries) {
+        return Err(format!(
+            "policy.max_concurrent_queries must be between 1 and {MAX_CONCURRENT_QUERIES}"
+        ));
+    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -266,8 +403,9 @@ mod tests {
 
     #[test]
     fn generated_file_is_the_defaults() {
-        let parsed: NodeConfig = toml::from_str(DEFAULT_NODE_TOML).unwrap();
-        assert_eq!(parsed, NodeConfig::default());
+        let path = Path::new("node.toml");
+        let parsed = parse(DEFAULT_NODE_TOML, path).unwrap();
+        assert_eq!(parsed, (NodeConfig::default(), vec![]));
         // Uncommenting every line gives the same values.
         let uncommented: String = DEFAULT_NODE_TOML
             .lines()
@@ -278,8 +416,8 @@ mod tests {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        let parsed: NodeConfig = toml::from_str(&uncommented).unwrap();
-        assert_eq!(parsed, NodeConfig::default());
+        let parsed = parse(&uncommented, path).unwrap();
+        assert_eq!(parsed, (NodeConfig::default(), vec![]));
     }
 
     #[test]
@@ -324,8 +462,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = toml::from_str::<NodeConfig>("[policy]\nmin_rows = 3\n").unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = parse("[policy]\nmin_rows = 3\n", Path::new("node.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
     }
 
     #[test]
@@ -345,7 +483,50 @@ mod tests {
                 "{err}"
             );
         }
-        let cfg = parse("[query]\nmax_holder_keys = 1000\n", path).unwrap();
+        let (cfg, _) = parse("[query]\nmax_holder_keys = 1000\n", path).unwrap();
         assert_eq!(cfg.query.limits().max_holder_keys, 1000);
+    }
+
+    #[test]
+    fn the_listen_address_is_checked_at_load() {
+        let path = Path::new("bank/node.toml");
+        let (cfg, _) = parse("[network]\nlisten = \"127.0.0.1:7443\"\n", path).unwrap();
+        assert_eq!(cfg.network.listen, SocketAddr::from(([127, 0, 0, 1], 7443)));
+        let err = parse("[network]\nlisten = \"bank:7788\"\n", path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bank/node.toml: network.listen: invalid listen address \"bank:7788\" (invalid socket address syntax); use IP:PORT"
+        );
+    }
+
+    #[test]
+    fn the_old_row_names_are_read_with_a_warning_but_not_beside_the_new() {
+        let path = Path::new("node.toml");
+        let old = "[policy]\nmin_query_rows = 2\nmax_query_rows = 9\nrows_per_peer_per_day = 7\n";
+        let (cfg, deprecated) = parse(old, path).unwrap();
+        assert_eq!(
+            (
+                cfg.policy.min_query_keys,
+                cfg.policy.max_query_keys,
+                cfg.policy.keys_per_peer_per_day
+            ),
+            (2, 9, 7)
+        );
+        let old_names: Vec<&str> = deprecated.iter().map(|d| d.old).collect();
+        assert_eq!(
+            old_names,
+            ["min_query_rows", "max_query_rows", "rows_per_peer_per_day"]
+        );
+        assert_eq!(
+            deprecated[0].to_string(),
+            "policy.min_query_rows is deprecated: call it policy.min_query_keys (it counts distinct keys)"
+        );
+        let new = "[policy]\nmin_query_keys = 2\nkeys_per_peer_per_day = 7\n";
+        assert_eq!(parse(new, path).unwrap().1, vec![]);
+        let both = "[policy]\nkeys_per_peer_per_day = 7\nrows_per_peer_per_day = 7\n";
+        assert_eq!(
+            parse(both, path).unwrap_err().to_string(),
+            "node.toml: policy.keys_per_peer_per_day and policy.rows_per_peer_per_day are the same setting; keep only policy.keys_per_peer_per_day"
+        );
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn fails(dir: &std::path::Path, args: &[&str]) -> String {
     o.stderr
 }
 
-pub(crate) const BANK_TOML: &str = "[network]\ntimeout_secs = 5\n[policy]\nmin_query_rows = 2\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
+pub(crate) const BANK_TOML: &str = "[network]\ntimeout_secs = 5\n[policy]\nmin_query_keys = 2\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
 
 pub(crate) fn federation(d: &std::path::Path) {
     ok(d, &["ca", "init", "--dir", "ca"]);

@@ -121,7 +121,7 @@ fn a_holder_killed_mid_query_restarts_on_its_epoch_with_budgets_intact() {
     let d = dir.path();
     let epoch = setup(
         d,
-        "[network]\ntimeout_secs = 30\n[policy]\nmin_query_rows = 2\nrows_per_peer_per_day = 10\n[policy.allow]\npolice = [\"count\"]\n",
+        "[network]\ntimeout_secs = 30\n[policy]\nmin_query_keys = 2\nkeys_per_peer_per_day = 10\n[policy.allow]\npolice = [\"count\"]\n",
     );
     std::fs::write(d.join("dump.csv"), mobiles(1, 4)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -163,7 +163,7 @@ fn a_querier_killed_mid_query_is_aborted_and_frees_its_slot() {
     let d = dir.path();
     setup(
         d,
-        "[network]\ntimeout_secs = 3\n[policy]\nmin_query_rows = 2\nmax_concurrent_queries = 1\n[policy.allow]\npolice = [\"count\"]\n",
+        "[network]\ntimeout_secs = 3\n[policy]\nmin_query_keys = 2\nmax_concurrent_queries = 1\n[policy.allow]\npolice = [\"count\"]\n",
     );
     std::fs::write(d.join("big.csv"), mobiles(0, 200_000)).unwrap();
     std::fs::write(d.join("dump.csv"), mobiles(1, 4)).unwrap();
@@ -216,7 +216,7 @@ fn a_full_disk_during_import_keeps_the_old_epoch_serving() {
     let d = dir.path();
     let epoch = setup(
         d,
-        "[policy]\nmin_query_rows = 2\n[policy.allow]\npolice = [\"count\"]\n",
+        "[policy]\nmin_query_keys = 2\n[policy.allow]\npolice = [\"count\"]\n",
     );
     std::fs::write(d.join("big.csv"), mobiles(0, 300_000)).unwrap();
     // A file-size limit stands in for a full disk: writes past it fail (EFBIG) the way they
@@ -306,7 +306,7 @@ fn an_audit_log_cut_mid_entry() {
     let d = dir.path();
     setup(
         d,
-        "[policy]\nmin_query_rows = 2\n[policy.allow]\npolice = [\"count\"]\n",
+        "[policy]\nmin_query_keys = 2\n[policy.allow]\npolice = [\"count\"]\n",
     );
     std::fs::write(d.join("dump.csv"), mobiles(1, 4)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

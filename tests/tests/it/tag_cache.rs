@@ -43,7 +43,7 @@ fn matched(r: &query::PeerReport) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_query_uses_the_kept_tags_and_never_a_stale_set() {
     let fed = Federation::new();
-    let policy = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_rows = 1\nrequire_case = false\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
+    let policy = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_keys = 1\nrequire_case = false\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
     let bank = fed.node("bank", Role::Institution, policy);
     let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 10\n");
     import(&bank, &list(&fed, "a.csv", 0..HOLDER_KEYS));

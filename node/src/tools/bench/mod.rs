@@ -247,7 +247,7 @@ pub(crate) fn fresh_federation(
         std::fs::write(
             d.join(NODE_TOML),
             format!(
-                "[network]\ntimeout_secs = {timeout_secs}\n[policy]\nmin_query_rows = 1\nmax_query_rows = {max_rows}\nrows_per_peer_per_day = {max_rows}\nrequire_case = false\nmax_concurrent_queries = {concurrent}\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
+                "[network]\ntimeout_secs = {timeout_secs}\n[policy]\nmin_query_keys = 1\nmax_query_keys = {max_rows}\nkeys_per_peer_per_day = {max_rows}\nrequire_case = false\nmax_concurrent_queries = {concurrent}\n[policy.allow]\nresearcher = [\"count\", \"matches\"]\n"
             ),
         )?;
     }
