@@ -1,17 +1,18 @@
 //! The querier's kept tag sets, one file per holder in `NODE_DIR/tag-cache/`: a repeated query
 //! to the same epoch offers the kept set (by epoch id and digest) instead of downloading it
 //! again. Bounded in bytes, least recently used first out; `suyuan cache clear` empties it.
+//! The order of use is recorded, not guessed from file times: each use of a set writes the
+//! next use number (one more than any recorded) to `PEER.used` beside `PEER.tags`.
 //!
 //! File format: `SYTS1` · epoch id (16) · ℓ (1) · sections (1) · per section: key type code
 //! (1), count (u64 BE) · the tags of every section concatenated · the set's digest (32). A file
 //! whose digest does not match its content is deleted, not used.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
@@ -22,6 +23,14 @@ use crate::node_dir::identity::check_node_name;
 /// The directory inside a node directory.
 pub const CACHE_DIR: &str = "tag-cache";
 const MAGIC: &[u8; 5] = b"SYTS1";
+
+/// One kept set: its file, its size, and when it was last used (a use number, 0 if never
+/// recorded).
+struct Kept {
+    path: PathBuf,
+    len: u64,
+    used: u64,
+}
 
 /// One node's cache of kept tag sets.
 #[derive(Debug, Clone)]
@@ -52,16 +61,14 @@ impl TagCache {
         let bytes = fs::read(&path).ok()?;
         match decode(&bytes) {
             Some(set) => {
-                let _ = File::options()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_modified(SystemTime::now()));
+                self.mark_used(&path);
                 let (_, digest) = bytes.split_last_chunk::<32>()?;
                 Some((set, *digest))
             }
             None => {
                 tracing::warn!(file = %path.display(), "kept tag set damaged; removed");
                 let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(path.with_extension("used"));
                 None
             }
         }
@@ -75,6 +82,7 @@ impl TagCache {
         };
         if encoded_len(set) > self.limit {
             let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(path.with_extension("used"));
             return Ok(());
         }
         if !self.dir.is_dir() {
@@ -107,33 +115,49 @@ impl TagCache {
             let _ = fs::remove_file(&tmp);
         }
         written?;
+        self.mark_used(&path);
         self.evict(&path)
     }
 
-    fn entries(&self) -> Vec<(PathBuf, u64, SystemTime)> {
+    /// Records that the set in `path` is now the most recently used. Best effort: a set whose
+    /// use was not recorded is merely the first to go.
+    fn mark_used(&self, path: &Path) {
+        let next = self.entries().iter().map(|k| k.used).max().unwrap_or(0) + 1;
+        if let Err(e) = fs::write(path.with_extension("used"), next.to_string()) {
+            tracing::debug!(file = %path.display(), "cannot record the use of a kept set: {e}");
+        }
+    }
+
+    fn entries(&self) -> Vec<Kept> {
         let Ok(dir) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         dir.filter_map(Result::ok)
             .filter(|e| e.path().extension().is_some_and(|x| x == "tags"))
             .filter_map(|e| {
-                let m = e.metadata().ok()?;
-                Some((e.path(), m.len(), m.modified().ok()?))
+                let path = e.path();
+                let used = fs::read_to_string(path.with_extension("used"))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(0);
+                let len = e.metadata().ok()?.len();
+                Some(Kept { path, len, used })
             })
             .collect()
     }
 
+    /// Drops the least recently used sets other than `keep` until the cache fits its limit.
     fn evict(&self, keep: &Path) -> Result<()> {
         let mut entries = self.entries();
-        let mut total: u64 = entries.iter().map(|e| e.1).sum();
-        entries.sort_by_key(|e| e.2);
-        for (path, len, _) in entries {
+        let mut total: u64 = entries.iter().map(|k| k.len).sum();
+        entries.sort_by(|a, b| (a.used, &a.path).cmp(&(b.used, &b.path)));
+        for k in entries {
             if total <= self.limit {
                 break;
             }
-            if path != keep {
-                remove(&path)?;
-                total -= len;
+            if k.path != keep {
+                remove(&k.path)?;
+                total -= k.len;
             }
         }
         Ok(())
@@ -142,21 +166,23 @@ impl TagCache {
     /// Sets kept and their bytes.
     pub fn usage(&self) -> (usize, u64) {
         let e = self.entries();
-        (e.len(), e.iter().map(|e| e.1).sum())
+        (e.len(), e.iter().map(|k| k.len).sum())
     }
 
     /// Removes every kept set; returns how many there were and their bytes.
     pub fn clear(&self) -> Result<(usize, u64)> {
         let entries = self.entries();
-        for (path, _, _) in &entries {
-            remove(path)?;
+        for k in &entries {
+            remove(&k.path)?;
         }
-        Ok((entries.len(), entries.iter().map(|e| e.1).sum()))
+        Ok((entries.len(), entries.iter().map(|k| k.len).sum()))
     }
 }
 
-/// Removes a file another query of this node may have removed first.
+/// Removes a kept set and its use record; another query of this node may have removed them
+/// first.
 fn remove(path: &Path) -> Result<()> {
+    let _ = fs::remove_file(path.with_extension("used"));
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
@@ -263,13 +289,17 @@ mod tests {
         let one = encode(&set(1, 100)).len() as u64;
         let c = TagCache::new(dir.path(), 2 * one + 10);
         c.store("a", &set(1, 100)).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
         c.store("b", &set(2, 100)).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(c.load("a").is_some()); // a is now the most recently used
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let used =
+            |p: &str| fs::read_to_string(dir.path().join(CACHE_DIR).join(format!("{p}.used")));
+        assert_eq!(
+            (used("b").unwrap(), used("a").unwrap()),
+            ("2".into(), "3".into())
+        );
         c.store("c", &set(3, 100)).unwrap();
         assert!(c.load("b").is_none(), "b was least recently used");
+        assert!(used("b").is_err(), "its use record went with it");
         assert!(c.load("a").is_some() && c.load("c").is_some());
         assert_eq!(c.usage(), (2, 2 * one));
         // Larger than the whole limit: not kept.
@@ -277,6 +307,7 @@ mod tests {
         assert!(c.load("d").is_none());
         assert_eq!(c.clear().unwrap(), (2, 2 * one));
         assert_eq!(c.usage(), (0, 0));
+        assert_eq!(fs::read_dir(dir.path().join(CACHE_DIR)).unwrap().count(), 0);
         // Limit 0: nothing is ever kept.
         let off = TagCache::new(dir.path(), 0);
         off.store("a", &set(1, 1)).unwrap();
