@@ -9,7 +9,8 @@ use suyuan_protocol::psi::EpochBuilder;
 use crate::Progress;
 use crate::clock;
 use crate::lists::{InputOptions, InputSummary, for_each_record};
-use crate::node_dir::store::{self, EpochMeta};
+use crate::node_dir::store::EpochMeta;
+use crate::node_dir::{Lock, NodeDir};
 
 /// Keys tagged per parallel batch while the file streams in.
 const BATCH: usize = 1 << 16;
@@ -21,8 +22,8 @@ pub fn run(
     opts: &InputOptions,
     progress: &mut dyn Progress,
 ) -> Result<(InputSummary, EpochMeta)> {
-    store::check_node_dir(node)?;
-    let _lock = store::lock(node, "import")?;
+    let node = NodeDir::open(node)?;
+    let _lock = node.lock(Lock::Import)?;
     let mut builder = EpochBuilder::new(&mut rand::rng());
     let mut batch: Vec<Key> = Vec::with_capacity(BATCH);
     progress.start("import", None);
@@ -48,6 +49,8 @@ pub fn run(
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     };
-    store::write_epoch(node, &epoch, &meta).context("storing the new epoch")?;
+    node.store()
+        .write(&epoch, &meta)
+        .context("storing the new epoch")?;
     Ok((summary, meta))
 }

@@ -270,13 +270,17 @@ struct RawPolicy {
 /// Reads `node.toml` from a node directory (defaults when absent), logging any deprecated
 /// name it uses.
 pub fn load(dir: &Path) -> Result<NodeConfig> {
-    let path = dir.join(NODE_TOML);
-    let text = match std::fs::read_to_string(&path) {
+    load_file(&dir.join(NODE_TOML))
+}
+
+/// [`load`], from the file's path ([`crate::node_dir::NodeDir::config`]).
+pub(crate) fn load_file(path: &Path) -> Result<NodeConfig> {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NodeConfig::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let (cfg, deprecated) = parse(&text, &path)?;
+    let (cfg, deprecated) = parse(&text, path)?;
     for d in deprecated {
         tracing::warn!("{}: {d}", path.display());
     }

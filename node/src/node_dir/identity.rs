@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::clock;
+use crate::node_dir::NodeDir;
 
 /// File names inside a CA directory and a node directory.
 pub const CA_CERT: &str = "ca.crt";
@@ -301,20 +302,25 @@ fn read_pem_cert(path: &Path) -> Result<CertificateDer<'static>> {
         .map_err(|e| anyhow::anyhow!("{}: not a readable PEM certificate: {e}", path.display()))
 }
 
-/// Loads the identity in a node directory and checks that the key file is private.
+/// Loads the identity in a node directory and checks that the key file is private
+/// ([`NodeDir::identity`]).
 pub fn load_node(dir: &Path) -> Result<NodeIdentity> {
-    let key_path = dir.join(NODE_KEY);
+    load(&NodeDir::at(dir))
+}
+
+pub(crate) fn load(node: &NodeDir) -> Result<NodeIdentity> {
+    let key_path = node.node_key();
     if !key_path.exists() {
         bail!(
             "{} is not a node directory (no {NODE_KEY}; create one with `suyuan ca issue`)",
-            dir.display()
+            node.path().display()
         );
     }
     check_private(&key_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| anyhow::anyhow!("{}: unreadable key: {e}", key_path.display()))?;
-    let cert = read_pem_cert(&dir.join(NODE_CERT))?;
-    let ca = read_pem_cert(&dir.join(CA_CERT))?;
-    let me = peer_identity(&cert).with_context(|| format!("{}", dir.join(NODE_CERT).display()))?;
+    let cert = read_pem_cert(&node.node_cert())?;
+    let ca = read_pem_cert(&node.ca_cert())?;
+    let me = peer_identity(&cert).with_context(|| format!("{}", node.node_cert().display()))?;
     Ok(NodeIdentity { me, cert, key, ca })
 }

@@ -10,7 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,9 +19,12 @@ use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
 use zeroize::Zeroizing;
 
+use crate::node_dir::{Lock, NodeDir, identity};
+
 /// The current epoch's file.
 pub const EPOCH_FILE: &str = "epoch.redb";
-const EPOCH_TMP: &str = "epoch.redb.tmp";
+/// A new epoch's file before the switch.
+pub const EPOCH_TMP: &str = "epoch.redb.tmp";
 
 const META: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
 const SECRET: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secret");
@@ -46,41 +49,107 @@ pub struct EpochMeta {
     pub source: String,
 }
 
-fn path(dir: &Path) -> PathBuf {
-    dir.join(EPOCH_FILE)
+/// Identifies an epoch file (device, inode, mtime), to notice an import while serving.
+pub type Stamp = (u64, u64, i64);
+
+/// A node's epoch store.
+#[derive(Debug, Clone)]
+pub struct EpochStore {
+    dir: PathBuf,
+    file: PathBuf,
+    tmp: PathBuf,
 }
 
-/// Writes `epoch` as the node's current epoch, atomically replacing the previous one, whose
-/// file is then overwritten (see the module comment).
+/// Writes `epoch` as the current epoch of the node in `dir` ([`EpochStore::write`]).
 pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
-    let tmp = dir.join(EPOCH_TMP);
-    // A previous import that died leaves its file here (perhaps with its key); it was never
-    // the current epoch.
-    discard(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
-    let written = write_tmp(&tmp, epoch, meta);
-    if written.is_err() {
-        // A full disk is the usual cause: give the space back. The old epoch is untouched.
-        let _ = discard(&tmp);
-    }
-    written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
-    // Opened before the switch: afterwards the old file has no name left to open it by.
-    let old = match open_to_overwrite(&path(dir)) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            tracing::warn!("cannot open the old epoch to overwrite it after the switch: {e}");
-            None
-        }
+    EpochStore::of(&NodeDir::at(dir)).write(epoch, meta)
+}
+
+/// The current epoch of the node in `dir` ([`EpochStore::read`]).
+pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
+    EpochStore::of(&NodeDir::at(dir)).read()
+}
+
+/// The current epoch file of the node in `dir` ([`EpochStore::stamp`]).
+pub fn stamp(dir: &Path) -> Option<Stamp> {
+    EpochStore::of(&NodeDir::at(dir)).stamp()
+}
+
+/// Takes the lock `NODE_DIR/<what>.lock` ([`NodeDir::lock`]); `what` is `serve` or `import`.
+pub fn lock(dir: &Path, what: &str) -> Result<File> {
+    let what = if what == "import" {
+        Lock::Import
+    } else {
+        Lock::Serve
     };
-    fs::rename(&tmp, path(dir)).context("switching to the new epoch")?;
-    File::open(dir)?.sync_all()?;
-    if let Some(old) = old
-        && let Err(e) = overwrite(&old)
-    {
-        // The new epoch is in place either way; only the old file's residue is at stake.
-        tracing::warn!("the old epoch's file was not fully overwritten: {e}");
+    NodeDir::at(dir).lock(what)
+}
+
+/// Fails unless `dir` looks like a node directory ([`NodeDir::open`]).
+pub fn check_node_dir(dir: &Path) -> Result<()> {
+    NodeDir::open(dir).map(drop)
+}
+
+impl EpochStore {
+    /// The store of a node directory.
+    pub fn of(node: &NodeDir) -> Self {
+        EpochStore {
+            dir: node.path().to_path_buf(),
+            file: node.epoch_file(),
+            tmp: node.epoch_tmp(),
+        }
     }
-    Ok(())
+
+    /// Writes `epoch` as the node's current epoch, atomically replacing the previous one,
+    /// whose file is then overwritten (see the module comment).
+    pub fn write(&self, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+        let tmp = &self.tmp;
+        // A previous import that died leaves its file here (perhaps with its key); it was
+        // never the current epoch.
+        discard(tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+        let written = write_tmp(tmp, epoch, meta);
+        if written.is_err() {
+            // A full disk is the usual cause: give the space back. The old epoch is untouched.
+            let _ = discard(tmp);
+        }
+        written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
+        // Opened before the switch: afterwards the old file has no name left to open it by.
+        let old = match open_to_overwrite(&self.file) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!("cannot open the old epoch to overwrite it after the switch: {e}");
+                None
+            }
+        };
+        fs::rename(tmp, &self.file).context("switching to the new epoch")?;
+        File::open(&self.dir)?.sync_all()?;
+        if let Some(old) = old
+            && let Err(e) = overwrite(&old)
+        {
+            // The new epoch is in place either way; only the old file's residue is at stake.
+            tracing::warn!("the old epoch's file was not fully overwritten: {e}");
+        }
+        Ok(())
+    }
+
+    /// The current epoch, fully loaded and checked (tags sorted, sizes as recorded, digest).
+    pub fn read(&self) -> Result<Option<(Epoch, EpochMeta)>> {
+        let before = self.stamp();
+        match self.guarded(|| self.read_unguarded()) {
+            // An import switched files while we read the old one, and is overwriting it: what
+            // we read was being erased, not damaged. The new file is the current epoch.
+            Err(_) if self.stamp() != before => self.guarded(|| self.read_unguarded()),
+            r => r,
+        }
+    }
+
+    /// Identifies the current epoch file, to notice an import while serving.
+    pub fn stamp(&self) -> Option<Stamp> {
+        fs::metadata(&self.file)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.mtime()))
+    }
 }
 
 /// Opens a regular file of ours for overwriting: not through a symbolic link, not a FIFO or
@@ -177,47 +246,152 @@ pub fn digest(epoch: &Epoch) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn open(dir: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
-    let p = path(dir);
-    if !p.exists() {
-        return Ok(None);
+impl EpochStore {
+    fn open(&self) -> Result<Option<redb::ReadOnlyDatabase>> {
+        let p = &self.file;
+        if !p.exists() {
+            return Ok(None);
+        }
+        // The store holds the epoch's OPRF key.
+        identity::check_private(p)?;
+        let db = redb::ReadOnlyDatabase::open(p).map_err(|e| {
+            anyhow::anyhow!(
+                "the store {} cannot be read ({e}); refusing to serve from it. Re-import the customer list.",
+                p.display()
+            )
+        })?;
+        Ok(Some(db))
     }
-    // The store holds the epoch's OPRF key.
-    crate::node_dir::identity::check_private(&p)?;
-    let db = redb::ReadOnlyDatabase::open(&p).map_err(|e| {
+
+    fn corrupt(&self, what: &str) -> anyhow::Error {
         anyhow::anyhow!(
-            "the store {} cannot be read ({e}); refusing to serve from it. Re-import the customer list.",
-            p.display()
+            "the store {} is corrupt ({what}); refusing to serve from it. Re-import the customer list.",
+            self.file.display()
         )
-    })?;
-    Ok(Some(db))
-}
+    }
 
-fn corrupt(dir: &Path, what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the store {} is corrupt ({what}); refusing to serve from it. Re-import the customer list.",
-        path(dir).display()
-    )
-}
+    /// Runs `f`, turning a panic inside the database library into a refusal. redb panics on
+    /// some damaged files ("malformed allocator state"); a damaged store must be an error, not
+    /// a crash, and the panic message is kept off the terminal.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let default = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !IN_STORE.with(std::cell::Cell::get) {
+                    default(info);
+                }
+            }));
+        });
+        IN_STORE.with(|c| c.set(true));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        IN_STORE.with(|c| c.set(false));
+        r.unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the database library failed".to_string());
+            Err(self.corrupt(&why))
+        })
+    }
 
-fn meta_of(dir: &Path, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
-    let t = txn
-        .open_table(META)
-        .map_err(|_| corrupt(dir, "no meta table"))?;
-    let raw = t
-        .get("epoch")?
-        .ok_or_else(|| corrupt(dir, "no epoch record"))?;
-    serde_json::from_str(raw.value()).map_err(|_| corrupt(dir, "unreadable epoch record"))
-}
+    fn read_unguarded(&self) -> Result<Option<(Epoch, EpochMeta)>> {
+        // One open, one transaction: the description, key and tags come from the same file
+        // even if an import renames a new one into place meanwhile (and if it then erases the
+        // old one under us, `read` reads again).
+        let Some(db) = self.open()? else {
+            return Ok(None);
+        };
+        let txn = db.begin_read()?;
+        let meta = self.meta_of(&txn)?;
+        let key = self.key_of(&txn)?;
+        let tags = self.tags_of(&txn)?;
+        for (kt, n) in &meta.sizes {
+            if tags.get(kt).map_or(0, Vec::len) as u64 != *n {
+                return Err(self.corrupt("tag counts differ from the epoch record"));
+            }
+        }
+        let id = parse_epoch_id(&meta.id).ok_or_else(|| self.corrupt("invalid epoch id"))?;
+        let epoch =
+            Epoch::from_parts(id, key, tags).map_err(|_| self.corrupt("tags out of order"))?;
+        self.check_digest(&txn, &epoch)?;
+        Ok(Some((epoch, meta)))
+    }
 
-/// The current epoch, fully loaded and checked (tags sorted, sizes as recorded, digest).
-pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
-    let before = stamp(dir);
-    match guarded(dir, || read_epoch_unguarded(dir)) {
-        // An import switched files while we read the old one, and is overwriting it: what we
-        // read was being erased, not damaged. The new file is the current epoch.
-        Err(_) if stamp(dir) != before => guarded(dir, || read_epoch_unguarded(dir)),
-        r => r,
+    fn meta_of(&self, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
+        let t = txn
+            .open_table(META)
+            .map_err(|_| self.corrupt("no meta table"))?;
+        let raw = t
+            .get("epoch")?
+            .ok_or_else(|| self.corrupt("no epoch record"))?;
+        serde_json::from_str(raw.value()).map_err(|_| self.corrupt("unreadable epoch record"))
+    }
+
+    fn key_of(&self, txn: &redb::ReadTransaction) -> Result<SecretKey> {
+        let secret = txn
+            .open_table(SECRET)
+            .map_err(|_| self.corrupt("no key table"))?;
+        let raw = secret.get("key")?.ok_or_else(|| self.corrupt("no key"))?;
+        let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
+            raw.value()
+                .try_into()
+                .map_err(|_| self.corrupt("key of the wrong length"))?,
+        );
+        SecretKey::from_bytes(&bytes).map_err(|_| self.corrupt("invalid key"))
+    }
+
+    /// Every stored tag per key type, the chunks checked complete and whole.
+    fn tags_of(&self, txn: &redb::ReadTransaction) -> Result<BTreeMap<KeyType, Vec<Tag>>> {
+        let tags_t = txn
+            .open_table(TAGS)
+            .map_err(|_| self.corrupt("no tag table"))?;
+        let mut tags: BTreeMap<KeyType, Vec<Tag>> = BTreeMap::new();
+        let mut expected_chunk: BTreeMap<u8, u32> = BTreeMap::new();
+        for entry in tags_t.iter()? {
+            let (k, v) = entry?;
+            let (code, chunk) = k.value();
+            let kt = KeyType::from_code(code).ok_or_else(|| self.corrupt("unknown key type"))?;
+            let next = expected_chunk.entry(code).or_insert(0);
+            if chunk != *next {
+                return Err(self.corrupt("a tag chunk is missing"));
+            }
+            *next += 1;
+            let v = v.value();
+            if v.len() % TAG_STORED_LEN != 0 {
+                return Err(self.corrupt("a tag chunk has a ragged length"));
+            }
+            let list = tags.entry(kt).or_default();
+            list.extend(v.chunks_exact(TAG_STORED_LEN).map(|t| {
+                let mut tag = [0u8; TAG_STORED_LEN];
+                tag.copy_from_slice(t);
+                tag
+            }));
+        }
+        Ok(tags)
+    }
+
+    fn check_digest(&self, txn: &redb::ReadTransaction, epoch: &Epoch) -> Result<()> {
+        let recorded = txn
+            .open_table(META)
+            .map_err(|_| self.corrupt("no meta table"))?
+            .get(DIGEST)?
+            .map(|v| v.value().to_string());
+        match recorded {
+            Some(d) if hex::encode(digest(epoch)) != d => {
+                Err(self.corrupt("its content no longer matches its digest"))
+            }
+            Some(_) => Ok(()),
+            // Imported by a version without digests: every other check still ran.
+            None => {
+                tracing::warn!(
+                    store = %self.file.display(),
+                    "the store has no digest (imported by an older suyuan); re-import to protect it"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -225,148 +399,9 @@ thread_local! {
     static IN_STORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f`, turning a panic inside the database library into a refusal. redb panics on some
-/// damaged files ("malformed allocator state"); a damaged store must be an error, not a crash,
-/// and the panic message is kept off the terminal.
-fn guarded<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_STORE.with(std::cell::Cell::get) {
-                default(info);
-            }
-        }));
-    });
-    IN_STORE.with(|c| c.set(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    IN_STORE.with(|c| c.set(false));
-    r.unwrap_or_else(|p| {
-        let why = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the database library failed".to_string());
-        Err(corrupt(dir, &why))
-    })
-}
-
-fn read_epoch_unguarded(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
-    // One open, one transaction: the description, key and tags come from the same file even if
-    // an import renames a new one into place meanwhile (and if it then erases the old one under
-    // us, `read_epoch` reads again).
-    let Some(db) = open(dir)? else {
-        return Ok(None);
-    };
-    let txn = db.begin_read()?;
-    let meta = meta_of(dir, &txn)?;
-    let secret = txn
-        .open_table(SECRET)
-        .map_err(|_| corrupt(dir, "no key table"))?;
-    let raw = secret.get("key")?.ok_or_else(|| corrupt(dir, "no key"))?;
-    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
-        raw.value()
-            .try_into()
-            .map_err(|_| corrupt(dir, "key of the wrong length"))?,
-    );
-    let key = SecretKey::from_bytes(&bytes).map_err(|_| corrupt(dir, "invalid key"))?;
-    let tags_t = txn
-        .open_table(TAGS)
-        .map_err(|_| corrupt(dir, "no tag table"))?;
-    let mut tags: BTreeMap<KeyType, Vec<Tag>> = BTreeMap::new();
-    let mut expected_chunk: BTreeMap<u8, u32> = BTreeMap::new();
-    for entry in tags_t.iter()? {
-        let (k, v) = entry?;
-        let (code, chunk) = k.value();
-        let kt = KeyType::from_code(code).ok_or_else(|| corrupt(dir, "unknown key type"))?;
-        let next = expected_chunk.entry(code).or_insert(0);
-        if chunk != *next {
-            return Err(corrupt(dir, "a tag chunk is missing"));
-        }
-        *next += 1;
-        let v = v.value();
-        if v.len() % TAG_STORED_LEN != 0 {
-            return Err(corrupt(dir, "a tag chunk has a ragged length"));
-        }
-        let list = tags.entry(kt).or_default();
-        list.extend(v.chunks_exact(TAG_STORED_LEN).map(|t| {
-            let mut tag = [0u8; TAG_STORED_LEN];
-            tag.copy_from_slice(t);
-            tag
-        }));
-    }
-    for (kt, n) in &meta.sizes {
-        if tags.get(kt).map_or(0, Vec::len) as u64 != *n {
-            return Err(corrupt(dir, "tag counts differ from the epoch record"));
-        }
-    }
-    let id = parse_epoch_id(&meta.id).ok_or_else(|| corrupt(dir, "invalid epoch id"))?;
-    let epoch = Epoch::from_parts(id, key, tags).map_err(|_| corrupt(dir, "tags out of order"))?;
-    let recorded = txn
-        .open_table(META)
-        .map_err(|_| corrupt(dir, "no meta table"))?
-        .get(DIGEST)?
-        .map(|v| v.value().to_string());
-    match recorded {
-        Some(d) if hex::encode(digest(&epoch)) != d => {
-            return Err(corrupt(dir, "its content no longer matches its digest"));
-        }
-        Some(_) => {}
-        // Imported by a version without digests: every other check above still ran.
-        None => tracing::warn!(
-            store = %path(dir).display(),
-            "the store has no digest (imported by an older suyuan); re-import to protect it"
-        ),
-    }
-    Ok(Some((epoch, meta)))
-}
-
-/// Identifies the current epoch file, to notice an import while serving.
-pub fn stamp(dir: &Path) -> Option<(u64, u64, i64)> {
-    fs::metadata(path(dir))
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.mtime()))
-}
-
 fn parse_epoch_id(s: &str) -> Option<EpochId> {
     let b = hex::decode(s).ok()?;
     Some(EpochId(b.try_into().ok()?))
-}
-
-/// Takes an exclusive lock on `NODE_DIR/<what>.lock` for as long as the returned file lives,
-/// so two `serve` (or two `import`) processes never work on one node at once.
-pub fn lock(dir: &Path, what: &str) -> Result<File> {
-    let path = dir.join(format!("{what}.lock"));
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!(
-                "another `suyuan {what}` is already running on {}",
-                dir.display()
-            )
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-}
-
-/// Fails unless `dir` looks like a node directory.
-pub fn check_node_dir(dir: &Path) -> Result<()> {
-    if !dir.join(crate::node_dir::identity::NODE_CERT).exists() {
-        bail!(
-            "{} is not a node directory (create one with `suyuan ca issue`)",
-            dir.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -375,6 +410,10 @@ mod tests {
     use std::io::Read;
     use suyuan_protocol::ident::Key;
     use suyuan_protocol::psi::EpochBuilder;
+
+    fn store(dir: &Path) -> EpochStore {
+        NodeDir::at(dir).store()
+    }
 
     fn epoch(n: u64) -> (Epoch, EpochMeta) {
         let mut b = EpochBuilder::new(&mut rand::rng());
@@ -397,7 +436,7 @@ mod tests {
     fn a_new_epoch_overwrites_the_old_file_key_included() {
         let dir = tempfile::tempdir().unwrap();
         let (first, meta) = epoch(3000);
-        write_epoch(dir.path(), &first, &meta).unwrap();
+        store(dir.path()).write(&first, &meta).unwrap();
         let key = first.key().to_bytes();
         // A reader that had the old file open (as a process restoring freed blocks would).
         let mut old = File::open(dir.path().join(EPOCH_FILE)).unwrap();
@@ -406,7 +445,7 @@ mod tests {
         assert!(before.windows(32).any(|w| w == key.as_slice()));
 
         let (second, meta) = epoch(10);
-        write_epoch(dir.path(), &second, &meta).unwrap();
+        store(dir.path()).write(&second, &meta).unwrap();
         let mut after = Vec::new();
         std::io::Seek::rewind(&mut old).unwrap();
         old.read_to_end(&mut after).unwrap();
@@ -416,7 +455,7 @@ mod tests {
             "the old file still holds data"
         );
         // The new epoch is the one that loads.
-        let (loaded, _) = read_epoch(dir.path()).unwrap().unwrap();
+        let (loaded, _) = store(dir.path()).read().unwrap().unwrap();
         assert_eq!(loaded.id(), second.id());
         assert_eq!(loaded.key().to_bytes(), second.key().to_bytes());
     }
@@ -425,14 +464,17 @@ mod tests {
     fn a_hard_linked_backup_of_the_old_epoch_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let (first, meta) = epoch(500);
-        write_epoch(dir.path(), &first, &meta).unwrap();
+        store(dir.path()).write(&first, &meta).unwrap();
         let backup = dir.path().join("backup.redb");
         fs::hard_link(dir.path().join(EPOCH_FILE), &backup).unwrap();
         let before = fs::read(&backup).unwrap();
         let (second, meta) = epoch(10);
-        write_epoch(dir.path(), &second, &meta).unwrap();
+        store(dir.path()).write(&second, &meta).unwrap();
         assert_eq!(fs::read(&backup).unwrap(), before, "the backup was erased");
-        assert_eq!(read_epoch(dir.path()).unwrap().unwrap().0.id(), second.id());
+        assert_eq!(
+            store(dir.path()).read().unwrap().unwrap().0.id(),
+            second.id()
+        );
     }
 
     #[test]
@@ -443,7 +485,7 @@ mod tests {
         fs::write(&victim, b"not ours to erase").unwrap();
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
         let (e, meta) = epoch(10);
-        write_epoch(dir.path(), &e, &meta).unwrap();
+        store(dir.path()).write(&e, &meta).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"not ours to erase");
         assert!(!tmp.exists());
 
@@ -454,13 +496,13 @@ mod tests {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 let (e, meta) = epoch(10);
-                let _ = tx.send(write_epoch(&d, &e, &meta).map(|()| e.id()));
+                let _ = tx.send(store(&d).write(&e, &meta).map(|()| e.id()));
             });
             let id = rx
                 .recv_timeout(std::time::Duration::from_secs(20))
                 .expect("the import does not hang on a FIFO")
                 .unwrap();
-            assert_eq!(read_epoch(dir.path()).unwrap().unwrap().0.id(), id);
+            assert_eq!(store(dir.path()).read().unwrap().unwrap().0.id(), id);
         }
     }
 }

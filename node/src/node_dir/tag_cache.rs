@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{EpochId, Section, TagSet};
 
+use crate::node_dir::NodeDir;
 use crate::node_dir::identity::check_node_name;
 
 /// The directory inside a node directory.
@@ -40,10 +41,16 @@ pub struct TagCache {
 }
 
 impl TagCache {
-    /// The cache of the node in `node_dir`, holding at most `limit` bytes (0: keep nothing).
+    /// The cache of the node in `node_dir`, holding at most `limit` bytes (0: keep nothing)
+    /// ([`NodeDir::tag_cache`]).
     pub fn new(node_dir: &Path, limit: u64) -> Self {
+        TagCache::of(&NodeDir::at(node_dir), limit)
+    }
+
+    /// The cache of a node directory, holding at most `limit` bytes (0: keep nothing).
+    pub fn of(node: &NodeDir, limit: u64) -> Self {
         TagCache {
-            dir: node_dir.join(CACHE_DIR),
+            dir: node.tag_cache_dir(),
             limit,
         }
     }

@@ -17,10 +17,10 @@ use crate::net::failure::QueryFailure;
 use crate::net::frame::{Hello, KeptTags};
 use crate::net::querier::{self, Bounds};
 use crate::net::tls;
+use crate::node_dir::NodeDir;
 use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
 use crate::node_dir::config::{self, NodeConfig};
 use crate::node_dir::identity::{self, NodeIdentity};
-use crate::node_dir::store;
 use crate::node_dir::tag_cache::TagCache;
 
 pub use report::{DumpSummary, PeerReport, PeerStats, QueryTiming, Report, containment};
@@ -127,6 +127,7 @@ pub fn blind_dump(
 /// A querier node ready to ask: its identity, configuration and verified audit log.
 pub struct QueryJob {
     opts: QueryOptions,
+    node: NodeDir,
     id: NodeIdentity,
     cfg: NodeConfig,
     audit: AuditLog,
@@ -136,9 +137,9 @@ impl QueryJob {
     /// Checks everything that does not need the dump: the node directory, the case number,
     /// the peers, the audit log.
     pub fn open(opts: &QueryOptions) -> Result<Self> {
-        store::check_node_dir(&opts.node)?;
-        let id = identity::load_node(&opts.node)?;
-        let cfg = config::load(&opts.node)?;
+        let node = NodeDir::open(&opts.node)?;
+        let id = node.identity()?;
+        let cfg = node.config()?;
         if let Some(c) = &opts.case
             && !config::valid_case(c)
         {
@@ -147,12 +148,13 @@ impl QueryJob {
         if opts.peers.is_empty() {
             bail!("no peer given: add --peer NAME=HOST:PORT");
         }
-        let audit = AuditLog::new(&opts.node);
+        let audit = node.audit();
         audit
             .verify()
             .context("the audit log does not verify; refusing to query")?;
         Ok(QueryJob {
             opts: opts.clone(),
+            node,
             id,
             cfg,
             audit,
@@ -164,7 +166,7 @@ impl QueryJob {
         let opts = &self.opts;
         let timeout = self.cfg.network.timeout();
         let client_cfg = tls::client_config(&self.id, timeout)?;
-        let cache = TagCache::new(&opts.node, self.cfg.query.tag_cache_bytes());
+        let cache = self.node.tag_cache(self.cfg.query.tag_cache_bytes());
         let bounds = Bounds {
             timeout,
             limits: self.cfg.query.limits(),

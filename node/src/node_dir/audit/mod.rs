@@ -17,6 +17,7 @@ use suyuan_protocol::psi::QueryMode;
 use thiserror::Error;
 
 use crate::clock;
+use crate::node_dir::NodeDir;
 use crate::node_dir::identity::Role;
 pub use chain::{ChainError, build_chain, verify_chain};
 use chain::{GENESIS, hash_line};
@@ -227,12 +228,17 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// The log of a node directory.
+    /// The log of the node directory at `dir` ([`NodeDir::audit`]).
     pub fn new(dir: &Path) -> Self {
+        AuditLog::of(&NodeDir::at(dir))
+    }
+
+    /// The log of a node directory.
+    pub fn of(node: &NodeDir) -> Self {
         AuditLog {
-            log: dir.join(AUDIT_LOG),
-            head: dir.join(AUDIT_HEAD),
-            torn: dir.join(AUDIT_TORN),
+            log: node.audit_log(),
+            head: node.audit_head(),
+            torn: node.audit_torn(),
         }
     }
 
