@@ -384,53 +384,6 @@ fn serve_query_audit_status_through_the_binary() {
 }
 
 #[test]
-fn an_interrupted_import_leaves_the_previous_epoch() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    federation(d);
-    std::fs::write(d.join("small.csv"), "手机\n13800138000\n13912345678\n").unwrap();
-    let out = ok(d, &["import", "--node", "bank", "--input", "small.csv"]);
-    let epoch = out
-        .split("new epoch ")
-        .nth(1)
-        .unwrap()
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
-
-    // A list large enough that the import is still running when it is killed.
-    let mut big = String::from("手机\n");
-    for i in 0..400_000u64 {
-        big.push_str(&format!("13{:09}\n", i * 7));
-    }
-    std::fs::write(d.join("big.csv"), big).unwrap();
-    let mut child = Reaped(
-        suyuan()
-            .current_dir(d)
-            .args(["import", "--node", "bank", "--input", "big.csv"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    kill(&child.0, "-KILL");
-    child.0.wait().unwrap();
-
-    let status = ok(d, &["status", "--node", "bank"]);
-    assert!(
-        status.contains(&format!("epoch {epoch} imported")),
-        "{status}"
-    );
-    assert!(status.contains("keys: mobile 2"), "{status}");
-    // The next import succeeds over whatever the killed one left.
-    let out = ok(d, &["import", "--node", "bank", "--input", "small.csv"]);
-    assert!(out.contains("new epoch "), "{out}");
-    assert!(!out.contains(&epoch));
-    assert!(!d.join("bank/epoch.redb.tmp").exists());
-}
-
-#[test]
 fn bench_runs_the_whole_path_and_reports_its_figures() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

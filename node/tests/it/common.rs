@@ -122,13 +122,3 @@ pub(crate) fn wait_for(child: &mut Child, limit: std::time::Duration) -> std::pr
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
-
-/// Waits, if needed, until the next UTC midnight is at least `room` away: daily budgets reset
-/// at midnight, and a test that counts a budget must not straddle it.
-pub(crate) fn clear_of_midnight(room: std::time::Duration) {
-    let left = suyuan_node::clock::seconds_to_next_day(suyuan_node::clock::now_unix());
-    if left < room.as_secs() {
-        eprintln!("waiting {left} s for UTC midnight: this test counts a daily budget");
-        std::thread::sleep(std::time::Duration::from_secs(left + 1));
-    }
-}
