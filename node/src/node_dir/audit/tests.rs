@@ -187,6 +187,10 @@ fn chain_errors_read_as_they_always_have() {
     ] {
         assert_eq!(e.to_string(), text);
     }
+}
+
+#[test]
+fn audit_errors_name_their_files_where_the_chain_cannot() {
     let err = AuditError::Chain {
         log: PathBuf::from("n/audit.log"),
         head: PathBuf::from("n/audit.head"),
