@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
@@ -259,19 +259,44 @@ pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity> {
     })
 }
 
+/// A file holding a secret that others may read or write, or whose mode cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivateFileError {
+    /// Its metadata could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Group or other permission bits are set.
+    #[error("{} is readable by others (mode {mode:o}); run chmod 600 on it", path.display())]
+    Shared {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
 /// Refuses a file holding a secret (a key, the epoch store) that others may read or write.
-pub fn check_private(path: &Path) -> Result<()> {
+pub fn check_private(path: &Path) -> Result<(), PrivateFileError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+        .map_err(|source| PrivateFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        bail!(
-            "{} is readable by others (mode {:o}); run chmod 600 on it",
-            path.display(),
-            mode & 0o777
-        );
+        return Err(PrivateFileError::Shared {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
     }
     Ok(())
 }

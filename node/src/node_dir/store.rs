@@ -19,7 +19,8 @@ use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
 use zeroize::Zeroizing;
 
-use crate::node_dir::{Lock, NodeDir, identity};
+use crate::node_dir::identity::{self, PrivateFileError};
+use crate::node_dir::{Lock, NodeDir};
 
 /// The current epoch's file.
 pub const EPOCH_FILE: &str = "epoch.redb";
@@ -49,6 +50,52 @@ pub struct EpochMeta {
     pub source: String,
 }
 
+/// Why the current epoch cannot be served from the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database library cannot open the file.
+    #[error(
+        "the store {} cannot be read ({reason}); refusing to serve from it. Re-import the customer list.",
+        path.display()
+    )]
+    Unreadable {
+        /// The store.
+        path: PathBuf,
+        /// The library's words.
+        reason: String,
+    },
+    /// The file opens but its content is not a whole, consistent epoch.
+    #[error(
+        "the store {} is corrupt ({what}); refusing to serve from it. Re-import the customer list.",
+        path.display()
+    )]
+    Corrupt {
+        /// The store.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Others may read the file that holds the epoch key.
+    #[error(transparent)]
+    NotPrivate(#[from] PrivateFileError),
+    /// The database library failed while reading.
+    #[error(transparent)]
+    Db(#[from] redb::Error),
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
 /// Identifies an epoch file (device, inode, mtime), to notice an import while serving.
 pub type Stamp = (u64, u64, i64);
 
@@ -67,7 +114,7 @@ pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
 
 /// The current epoch of the node in `dir` ([`EpochStore::read`]).
 pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
-    EpochStore::of(&NodeDir::at(dir)).read()
+    Ok(EpochStore::of(&NodeDir::at(dir)).read()?)
 }
 
 /// The current epoch file of the node in `dir` ([`EpochStore::stamp`]).
@@ -134,7 +181,7 @@ impl EpochStore {
     }
 
     /// The current epoch, fully loaded and checked (tags sorted, sizes as recorded, digest).
-    pub fn read(&self) -> Result<Option<(Epoch, EpochMeta)>> {
+    pub fn read(&self) -> Result<Option<(Epoch, EpochMeta)>, StoreError> {
         let before = self.stamp();
         match self.guarded(|| self.read_unguarded()) {
             // An import switched files while we read the old one, and is overwriting it: what
@@ -247,33 +294,31 @@ pub fn digest(epoch: &Epoch) -> [u8; 32] {
 }
 
 impl EpochStore {
-    fn open(&self) -> Result<Option<redb::ReadOnlyDatabase>> {
+    fn open(&self) -> Result<Option<redb::ReadOnlyDatabase>, StoreError> {
         let p = &self.file;
         if !p.exists() {
             return Ok(None);
         }
         // The store holds the epoch's OPRF key.
         identity::check_private(p)?;
-        let db = redb::ReadOnlyDatabase::open(p).map_err(|e| {
-            anyhow::anyhow!(
-                "the store {} cannot be read ({e}); refusing to serve from it. Re-import the customer list.",
-                p.display()
-            )
+        let db = redb::ReadOnlyDatabase::open(p).map_err(|e| StoreError::Unreadable {
+            path: p.clone(),
+            reason: e.to_string(),
         })?;
         Ok(Some(db))
     }
 
-    fn corrupt(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "the store {} is corrupt ({what}); refusing to serve from it. Re-import the customer list.",
-            self.file.display()
-        )
+    fn corrupt(&self, what: &str) -> StoreError {
+        StoreError::Corrupt {
+            path: self.file.clone(),
+            what: what.to_string(),
+        }
     }
 
     /// Runs `f`, turning a panic inside the database library into a refusal. redb panics on
     /// some damaged files ("malformed allocator state"); a damaged store must be an error, not
     /// a crash, and the panic message is kept off the terminal.
-    fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         static HOOK: std::sync::Once = std::sync::Once::new();
         HOOK.call_once(|| {
             let default = std::panic::take_hook();
@@ -296,7 +341,7 @@ impl EpochStore {
         })
     }
 
-    fn read_unguarded(&self) -> Result<Option<(Epoch, EpochMeta)>> {
+    fn read_unguarded(&self) -> Result<Option<(Epoch, EpochMeta)>, StoreError> {
         // One open, one transaction: the description, key and tags come from the same file
         // even if an import renames a new one into place meanwhile (and if it then erases the
         // old one under us, `read` reads again).
@@ -319,7 +364,7 @@ impl EpochStore {
         Ok(Some((epoch, meta)))
     }
 
-    fn meta_of(&self, txn: &redb::ReadTransaction) -> Result<EpochMeta> {
+    fn meta_of(&self, txn: &redb::ReadTransaction) -> Result<EpochMeta, StoreError> {
         let t = txn
             .open_table(META)
             .map_err(|_| self.corrupt("no meta table"))?;
@@ -329,7 +374,7 @@ impl EpochStore {
         serde_json::from_str(raw.value()).map_err(|_| self.corrupt("unreadable epoch record"))
     }
 
-    fn key_of(&self, txn: &redb::ReadTransaction) -> Result<SecretKey> {
+    fn key_of(&self, txn: &redb::ReadTransaction) -> Result<SecretKey, StoreError> {
         let secret = txn
             .open_table(SECRET)
             .map_err(|_| self.corrupt("no key table"))?;
@@ -343,7 +388,10 @@ impl EpochStore {
     }
 
     /// Every stored tag per key type, the chunks checked complete and whole.
-    fn tags_of(&self, txn: &redb::ReadTransaction) -> Result<BTreeMap<KeyType, Vec<Tag>>> {
+    fn tags_of(
+        &self,
+        txn: &redb::ReadTransaction,
+    ) -> Result<BTreeMap<KeyType, Vec<Tag>>, StoreError> {
         let tags_t = txn
             .open_table(TAGS)
             .map_err(|_| self.corrupt("no tag table"))?;
@@ -372,7 +420,7 @@ impl EpochStore {
         Ok(tags)
     }
 
-    fn check_digest(&self, txn: &redb::ReadTransaction, epoch: &Epoch) -> Result<()> {
+    fn check_digest(&self, txn: &redb::ReadTransaction, epoch: &Epoch) -> Result<(), StoreError> {
         let recorded = txn
             .open_table(META)
             .map_err(|_| self.corrupt("no meta table"))?

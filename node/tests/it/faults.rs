@@ -12,8 +12,12 @@ use suyuan_node::lists::InputOptions;
 use suyuan_node::net::frame::{ClientFrame, Hello, ServerFrame, read_frame, write_frame};
 use suyuan_node::net::tls;
 use suyuan_node::node_dir::audit::{AuditLog, ChainError, Entry, Outcome};
-use suyuan_node::node_dir::identity;
-use suyuan_node::node_dir::store;
+
+fn audit_log(node: &Path) -> AuditLog {
+    NodeDir::open(node).unwrap().audit()
+}
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::store::{self, StoreError};
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
@@ -78,7 +82,7 @@ async fn admitted_query(
     quinn::SendStream,
     quinn::RecvStream,
 ) {
-    let id = identity::load_node(police).unwrap();
+    let id = NodeDir::open(police).unwrap().identity().unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(30)).unwrap());
     let conn = ep
@@ -107,7 +111,7 @@ async fn admitted_query(
 }
 
 fn outcomes(node: &Path) -> Vec<Outcome> {
-    AuditLog::new(node)
+    audit_log(node)
         .verify()
         .unwrap()
         .into_iter()
@@ -151,7 +155,7 @@ fn a_holder_killed_mid_query_restarts_on_its_epoch_with_budgets_intact() {
     // Both admissions are logged before the second answer arrives. Whether a third query of 4
     // keys fits depends on what was charged on the UTC day it is asked: 8 when all three share
     // one, less if midnight came between them.
-    let charged = AuditLog::new(&d.join("bank")).verify().unwrap();
+    let charged = audit_log(&d.join("bank")).verify().unwrap();
     let before = clock::day_of(clock::now_unix());
     let third = rt.block_on(ask(d, &addr, "dump.csv"));
     let after = clock::day_of(clock::now_unix());
@@ -219,7 +223,7 @@ fn a_querier_killed_mid_query_is_aborted_and_frees_its_slot() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let entries = AuditLog::new(&d.join("bank")).verify().unwrap();
+    let entries = audit_log(&d.join("bank")).verify().unwrap();
     assert_eq!(entries[1].record.outcome, Outcome::Aborted, "{entries:?}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(ask(d, &addr, "dump.csv")).unwrap();
@@ -356,10 +360,10 @@ fn a_corrupted_store_is_refused_never_served() {
     federation(d);
     std::fs::write(d.join("list.csv"), mobiles(0, 5000)).unwrap();
     ok(d, &["import", "--node", "bank", "--input", "list.csv"]);
-    let bank = d.join("bank");
-    let file = bank.join(store::EPOCH_FILE);
+    let bank = NodeDir::open(&d.join("bank")).unwrap();
+    let file = bank.epoch_file();
     let pristine = std::fs::read(&file).unwrap();
-    let (epoch, _) = store::read_epoch(&bank).unwrap().unwrap();
+    let (epoch, _) = bank.store().read().unwrap().unwrap();
     let digest = store::digest(&epoch);
 
     // One flipped byte anywhere: refused, or (in space the store does not use) the very same
@@ -369,11 +373,11 @@ fn a_corrupted_store_is_refused_never_served() {
         let mut bad = pristine.clone();
         bad[at] ^= 0x10;
         std::fs::write(&file, &bad).unwrap();
-        match store::read_epoch(&bank) {
-            Err(e) => {
-                assert!(e.to_string().contains("refusing to serve"), "{e:#}");
+        match bank.store().read() {
+            Err(StoreError::Corrupt { .. } | StoreError::Unreadable { .. }) => {
                 refused += 1;
             }
+            Err(e) => panic!("byte {at}: {e}"),
             Ok(Some((e, _))) => assert_eq!(store::digest(&e), digest, "byte {at}"),
             Ok(None) => panic!("byte {at}: the store vanished"),
         }
@@ -441,7 +445,7 @@ fn an_audit_log_cut_mid_entry() {
 
     // A committed entry cut off is damage: named, and the node will not serve on it.
     std::fs::write(&log, &now[..now.len() - 30]).unwrap();
-    let err = AuditLog::new(&d.join("bank")).verify().unwrap_err();
+    let err = audit_log(&d.join("bank")).verify().unwrap_err();
     assert_eq!(
         err.chain(),
         Some(&ChainError::CutOff {

@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::identity::Role;
-use suyuan_node::node_dir::tag_cache::{CACHE_DIR, TagCache};
+use suyuan_node::node_dir::tag_cache::CACHE_DIR;
 use suyuan_node::query;
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::QueryMode;
@@ -87,7 +88,7 @@ async fn a_repeated_query_uses_the_kept_tags_and_never_a_stale_set() {
 
     // A kept set altered consistently (its own digest redone): the holder's digest differs,
     // so it sends its tags, and the answer is still right.
-    let cache = TagCache::new(&police, 1 << 30);
+    let cache = NodeDir::open(&police).unwrap().tag_cache(1 << 30);
     let (mut set, _) = cache.load("bank").unwrap();
     set.tags[0][5] ^= 0x40;
     cache.store("bank", &set).unwrap();
