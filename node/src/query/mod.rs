@@ -267,7 +267,8 @@ impl QueryJob {
         };
         // A failed append must not throw away answers already obtained; say so and go on.
         if let Err(e) = self.audit.append(rec) {
-            tracing::warn!("{e:#}");
+            // Through anyhow: `{:#}` then shows the I/O error's cause too.
+            tracing::warn!("{:#}", anyhow::Error::from(e));
         }
         report
     }
