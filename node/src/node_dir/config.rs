@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use suyuan_protocol::psi::{MAX_SET_SIZE, QuerierLimits, QueryMode};
 
@@ -237,6 +236,71 @@ impl fmt::Display for Deprecated {
     }
 }
 
+/// Why a `node.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{}: invalid configuration", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value out of its range, or settings that contradict each other.
+    #[error("{}: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        problem: Problem,
+    },
+}
+
+/// A well-formed `node.toml` value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// `network.listen` is not an `IP:PORT`.
+    #[error("network.listen: invalid listen address {value:?} ({reason}); use IP:PORT")]
+    Listen {
+        /// As written.
+        value: String,
+        /// The parser's words.
+        reason: String,
+    },
+    /// A number outside its range.
+    #[error("{key} must be between {min} and {max}")]
+    OutOfRange {
+        /// `section.key`.
+        key: &'static str,
+        /// Lowest allowed.
+        min: u64,
+        /// Highest allowed.
+        max: u64,
+    },
+    /// `policy.min_query_keys` above `policy.max_query_keys`.
+    #[error("policy.min_query_keys is above policy.max_query_keys")]
+    MinAboveMax,
+    /// A renamed key given under both names.
+    #[error(
+        "policy.{} and policy.{} are the same setting; keep only policy.{}",
+        .0.new, .0.old, .0.new
+    )]
+    BothNames(Deprecated),
+}
+
 /// The file as written: every key optional, the old policy names beside the new.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,16 +333,21 @@ struct RawPolicy {
 
 /// Reads `node.toml` from a node directory (defaults when absent), logging any deprecated
 /// name it uses.
-pub fn load(dir: &Path) -> Result<NodeConfig> {
+pub fn load(dir: &Path) -> Result<NodeConfig, ConfigError> {
     load_file(&dir.join(NODE_TOML))
 }
 
 /// [`load`], from the file's path ([`crate::node_dir::NodeDir::config`]).
-pub(crate) fn load_file(path: &Path) -> Result<NodeConfig> {
+pub(crate) fn load_file(path: &Path) -> Result<NodeConfig, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NodeConfig::default()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let (cfg, deprecated) = parse(&text, path)?;
     for d in deprecated {
@@ -289,19 +358,25 @@ pub(crate) fn load_file(path: &Path) -> Result<NodeConfig> {
 
 /// Parses and checks the text of a `node.toml`; `path` names it in errors. Returns the
 /// configuration and the deprecated names it used.
-pub fn parse(text: &str, path: &Path) -> Result<(NodeConfig, Vec<Deprecated>)> {
-    let raw: RawFile = toml::from_str(text)
-        .with_context(|| format!("{}: invalid configuration", path.display()))?;
-    let at = |msg: String| anyhow::anyhow!("{}: {msg}", path.display());
+pub fn parse(text: &str, path: &Path) -> Result<(NodeConfig, Vec<Deprecated>), ConfigError> {
+    let raw: RawFile = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let invalid = |problem| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        problem,
+    };
     let mut deprecated = Vec::new();
-    let network = network(raw.network).map_err(at)?;
-    let policy = policy(raw.policy, &mut deprecated).map_err(at)?;
-    if !(1..=MAX_SET_SIZE).contains(&raw.query.max_holder_keys) {
-        bail!(
-            "{}: query.max_holder_keys must be between 1 and {MAX_SET_SIZE}",
-            path.display()
-        );
-    }
+    let network = network(raw.network).map_err(invalid)?;
+    let policy = policy(raw.policy, &mut deprecated).map_err(invalid)?;
+    in_range(
+        "query.max_holder_keys",
+        raw.query.max_holder_keys,
+        1,
+        MAX_SET_SIZE,
+    )
+    .map_err(invalid)?;
     let cfg = NodeConfig {
         network,
         policy,
@@ -310,18 +385,27 @@ pub fn parse(text: &str, path: &Path) -> Result<(NodeConfig, Vec<Deprecated>)> {
     Ok((cfg, deprecated))
 }
 
-fn network(raw: RawNetwork) -> Result<NetworkConfig, String> {
+fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), Problem> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Problem::OutOfRange { key, min, max })
+    }
+}
+
+fn network(raw: RawNetwork) -> Result<NetworkConfig, Problem> {
     let d = NetworkConfig::default();
     let listen = match raw.listen {
         None => d.listen,
-        Some(s) => s.parse().map_err(|e| {
-            format!("network.listen: invalid listen address {s:?} ({e}); use IP:PORT")
-        })?,
+        Some(value) => value
+            .parse()
+            .map_err(|e: std::net::AddrParseError| Problem::Listen {
+                reason: e.to_string(),
+                value,
+            })?,
     };
     let timeout_secs = raw.timeout_secs.unwrap_or(d.timeout_secs);
-    if timeout_secs == 0 || timeout_secs > 3600 {
-        return Err("network.timeout_secs must be between 1 and 3600".into());
-    }
+    in_range("network.timeout_secs", timeout_secs, 1, 3600)?;
     Ok(NetworkConfig {
         listen,
         timeout_secs,
@@ -348,12 +432,9 @@ fn renamed(
     names: Deprecated,
     default: u64,
     deprecated: &mut Vec<Deprecated>,
-) -> Result<u64, String> {
+) -> Result<u64, Problem> {
     match (new, old) {
-        (Some(_), Some(_)) => Err(format!(
-            "policy.{} and policy.{} are the same setting; keep only policy.{}",
-            names.new, names.old, names.new
-        )),
+        (Some(_), Some(_)) => Err(Problem::BothNames(names)),
         (Some(v), None) => Ok(v),
         (None, Some(v)) => {
             deprecated.push(names);
@@ -363,7 +444,7 @@ fn renamed(
     }
 }
 
-fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, String> {
+fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Problem> {
     let d = Policy::default();
     let p = Policy {
         min_query_keys: renamed(
@@ -391,13 +472,14 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, St
         allow: raw.allow.unwrap_or(d.allow),
     };
     if p.min_query_keys > p.max_query_keys {
-        return Err("policy.min_query_keys is above policy.max_query_keys".into());
+        return Err(Problem::MinAboveMax);
     }
-    if !(1..=MAX_CONCURRENT_QUERIES).contains(&p.max_concurrent_queries) {
-        return Err(format!(
-            "policy.max_concurrent_queries must be between 1 and {MAX_CONCURRENT_QUERIES}"
-        ));
-    }
+    in_range(
+        "policy.max_concurrent_queries",
+        p.max_concurrent_queries as u64,
+        1,
+        MAX_CONCURRENT_QUERIES as u64,
+    )?;
     Ok(p)
 }
 
@@ -466,8 +548,32 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = parse("[policy]\nmin_rows = 3\n", Path::new("node.toml")).unwrap_err();
-        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        match parse("[policy]\nmin_rows = 3\n", Path::new("node.toml")) {
+            Err(ConfigError::Syntax { source, .. }) => {
+                assert!(source.to_string().contains("unknown field"), "{source}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn range_errors_read_as_before() {
+        let err = parse(
+            "[policy]\nmax_concurrent_queries = 0\n",
+            Path::new("node.toml"),
+        );
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "node.toml: policy.max_concurrent_queries must be between 1 and 1024"
+        );
+        let err = parse(
+            "[policy]\nmin_query_keys = 9\nmax_query_keys = 8\n",
+            Path::new("n"),
+        );
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "n: policy.min_query_keys is above policy.max_query_keys"
+        );
     }
 
     #[test]
@@ -481,11 +587,13 @@ mod tests {
             ),
             ("[network]\ntimeout_secs = 0\n", "network.timeout_secs"),
         ] {
-            let err = parse(text, path).unwrap_err().to_string();
-            assert!(
-                err.starts_with(&format!("node.toml: {what} must be between")),
-                "{err}"
-            );
+            match parse(text, path) {
+                Err(ConfigError::Invalid {
+                    problem: Problem::OutOfRange { key, .. },
+                    ..
+                }) => assert_eq!(key, what),
+                other => panic!("{other:?}"),
+            }
         }
         let (cfg, _) = parse("[query]\nmax_holder_keys = 1000\n", path).unwrap();
         assert_eq!(cfg.query.limits().max_holder_keys, 1000);
@@ -497,6 +605,13 @@ mod tests {
         let (cfg, _) = parse("[network]\nlisten = \"127.0.0.1:7443\"\n", path).unwrap();
         assert_eq!(cfg.network.listen, SocketAddr::from(([127, 0, 0, 1], 7443)));
         let err = parse("[network]\nlisten = \"bank:7788\"\n", path).unwrap_err();
+        assert!(matches!(
+            &err,
+            ConfigError::Invalid {
+                problem: Problem::Listen { value, .. },
+                ..
+            } if value == "bank:7788"
+        ));
         assert_eq!(
             err.to_string(),
             "bank/node.toml: network.listen: invalid listen address \"bank:7788\" (invalid socket address syntax); use IP:PORT"
@@ -528,6 +643,13 @@ mod tests {
         let new = "[policy]\nmin_query_keys = 2\nkeys_per_peer_per_day = 7\n";
         assert_eq!(parse(new, path).unwrap().1, vec![]);
         let both = "[policy]\nkeys_per_peer_per_day = 7\nrows_per_peer_per_day = 7\n";
+        assert!(matches!(
+            parse(both, path),
+            Err(ConfigError::Invalid {
+                problem: Problem::BothNames(PER_DAY),
+                ..
+            })
+        ));
         assert_eq!(
             parse(both, path).unwrap_err().to_string(),
             "node.toml: policy.keys_per_peer_per_day and policy.rows_per_peer_per_day are the same setting; keep only policy.keys_per_peer_per_day"

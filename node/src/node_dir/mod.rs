@@ -155,7 +155,7 @@ impl NodeDir {
     }
 
     /// `node.toml`, checked (the defaults when absent); deprecated names are logged.
-    pub fn config(&self) -> Result<NodeConfig> {
+    pub fn config(&self) -> Result<NodeConfig, config::ConfigError> {
         config::load_file(&self.config_file())
     }
 
