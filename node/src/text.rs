@@ -1,4 +1,8 @@
-//! Text for people: aligned tables, and a peer's words made safe to show.
+//! Text for people: aligned tables, counts per type, the data-quality summary, and a peer's
+//! words made safe to show.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
 
 /// Characters that reorder the text around them when displayed: kept out of case numbers and
 /// escaped wherever a peer's text is shown, so what an auditor reads is what was written.
@@ -64,6 +68,45 @@ pub fn aligned(rows: &[Vec<String>], right: &[bool]) -> String {
     out
 }
 
+/// Counts per type as `"mobile 3, resident_id 1"`, or `empty` when there are none.
+pub fn counts<K: Display>(m: &BTreeMap<K, u64>, empty: &str) -> String {
+    if m.is_empty() {
+        return empty.to_string();
+    }
+    let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
+}
+
+/// One `rejected FIELD: REASON (N)` line per field and reason, each after `indent`.
+pub fn rejections<F: Display, R: Display>(
+    rejected: &BTreeMap<F, BTreeMap<R, u64>>,
+    indent: &str,
+) -> String {
+    let mut out = String::new();
+    for (field, reasons) in rejected {
+        for (reason, n) in reasons {
+            out.push_str(&format!("{indent}rejected {field}: {reason} ({n})\n"));
+        }
+    }
+    out
+}
+
+/// A file's data quality as `import` and `query` show it: `R rows, N without a usable key;
+/// LABEL: k n, ...` and the rejected values below it.
+pub fn quality<K: Display, F: Display, R: Display>(
+    rows: u64,
+    rows_without_key: u64,
+    keys_label: &str,
+    keys: &BTreeMap<K, u64>,
+    rejected: &BTreeMap<F, BTreeMap<R, u64>>,
+) -> String {
+    format!(
+        "{rows} rows, {rows_without_key} without a usable key; {keys_label}: {}\n{}",
+        counts(keys, "none"),
+        rejections(rejected, "  ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +125,22 @@ mod tests {
         assert_eq!(
             t,
             "peer     keys       n\nbank     mobile 3  12\ncourier  error: down\n"
+        );
+    }
+
+    #[test]
+    fn quality_lists_keys_and_rejections() {
+        let keys = BTreeMap::from([("mobile", 2), ("email", 1)]);
+        let rejected = BTreeMap::from([("mobile", BTreeMap::from([("wrong length", 3)]))]);
+        assert_eq!(
+            quality(5, 1, "keys", &keys, &rejected),
+            "5 rows, 1 without a usable key; keys: email 1, mobile 2\n  rejected mobile: wrong length (3)\n"
+        );
+        let none: BTreeMap<&str, u64> = BTreeMap::new();
+        let no_rejections: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        assert_eq!(
+            quality(0, 0, "distinct keys", &none, &no_rejections),
+            "0 rows, 0 without a usable key; distinct keys: none\n"
         );
     }
 }

@@ -3,17 +3,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use suyuan_protocol::ident::Key;
 use suyuan_protocol::psi::EpochBuilder;
 
 use crate::Progress;
 use crate::clock;
-use crate::lists::{InputOptions, InputSummary, for_each_record};
+use crate::lists::{InputOptions, InputSummary, build_epoch};
 use crate::node_dir::store::EpochMeta;
 use crate::node_dir::{Lock, NodeDir};
-
-/// Keys tagged per parallel batch while the file streams in.
-const BATCH: usize = 1 << 16;
 
 /// Reads `input`, tags every key under a fresh epoch key, and switches the node to it.
 pub fn run(
@@ -25,18 +21,8 @@ pub fn run(
     let node = NodeDir::open(node)?;
     let _lock = node.lock(Lock::Import)?;
     let mut builder = EpochBuilder::new(&mut rand::rng());
-    let mut batch: Vec<Key> = Vec::with_capacity(BATCH);
     progress.start("import", None);
-    let summary = for_each_record(input, opts, |row, rk| {
-        batch.extend(rk.keys);
-        if batch.len() >= BATCH {
-            builder.add(&batch);
-            batch.clear();
-            progress.set(row);
-        }
-        Ok(())
-    })?;
-    builder.add(&batch);
+    let summary = build_epoch(input, opts, &mut builder, |row| progress.set(row))?;
     progress.set(summary.quality.rows);
     progress.finish();
     let epoch = builder.finish();

@@ -11,7 +11,8 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use encoding_rs::{Decoder, DecoderResult, Encoding, GB18030, UTF_8};
-use suyuan_protocol::ident::{ColumnMap, Field, KeySelection, Quality, RecordKeys, extract};
+use suyuan_protocol::ident::{ColumnMap, Field, Key, KeySelection, Quality, RecordKeys, extract};
+use suyuan_protocol::psi::EpochBuilder;
 
 /// How to read a record file.
 #[derive(Debug, Clone, Default)]
@@ -95,25 +96,7 @@ pub fn read_records(
     opts: &InputOptions,
     mut each: impl FnMut(u64, RecordKeys) -> Result<()>,
 ) -> Result<InputSummary> {
-    let mut reader = BufReader::with_capacity(1 << 16, source);
-    let mut sample = vec![0u8; 1 << 16];
-    let n = read_up_to(&mut reader, &mut sample)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    sample.truncate(n);
-    let encoding = detect_encoding(&sample);
-    let text: Box<dyn Read> = if encoding == UTF_8 {
-        let skip = if sample.starts_with(b"\xEF\xBB\xBF") {
-            3
-        } else {
-            0
-        };
-        Box::new(io::Cursor::new(sample.split_off(skip)).chain(reader))
-    } else {
-        Box::new(Decoding::new(
-            encoding,
-            io::Cursor::new(sample).chain(reader),
-        ))
-    };
+    let (encoding, text) = decoded(source, path)?;
     let mut text = BufReader::with_capacity(1 << 16, text);
     let first_line = peek_first_line(&mut text)
         .with_context(|| format!("{}: cannot decode as {}", path.display(), encoding.name()))?;
@@ -133,6 +116,68 @@ pub fn read_records(
         .headers()
         .with_context(|| format!("{}: cannot read the header line", path.display()))?
         .clone();
+    let columns = find_columns(path, &headers, opts)?;
+    let used: Vec<(Field, String)> = columns
+        .fields()
+        .map(|(f, i)| (f, headers.get(i).unwrap_or_default().to_string()))
+        .collect();
+
+    let mut quality = Quality::default();
+    let mut record = csv::StringRecord::new();
+    let mut row = 0u64;
+    loop {
+        budget.set(MAX_RECORD_BYTES);
+        let more = csv
+            .read_record(&mut record)
+            .map_err(|e| record_error(path, row, &e))?;
+        if !more {
+            break;
+        }
+        row += 1;
+        let cells: Vec<&str> = record.iter().collect();
+        let keys = extract(&columns, &cells, &opts.selection);
+        quality.record(&keys);
+        each(row, keys)?;
+    }
+    Ok(InputSummary {
+        encoding: encoding.name(),
+        delimiter,
+        columns: used,
+        quality,
+    })
+}
+
+/// The source as UTF-8 text, after detecting its encoding from the first 64 KiB.
+fn decoded(source: impl Read + 'static, path: &Path) -> Result<(&'static Encoding, Box<dyn Read>)> {
+    let mut reader = BufReader::with_capacity(1 << 16, source);
+    let mut sample = vec![0u8; 1 << 16];
+    let n = read_up_to(&mut reader, &mut sample)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    sample.truncate(n);
+    let encoding = detect_encoding(&sample);
+    let text: Box<dyn Read> = if encoding == UTF_8 {
+        let skip = if sample.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        Box::new(io::Cursor::new(sample.split_off(skip)).chain(reader))
+    } else {
+        Box::new(Decoding::new(
+            encoding,
+            io::Cursor::new(sample).chain(reader),
+        ))
+    };
+    Ok((encoding, text))
+}
+
+/// The detected columns with the `--column` overrides applied; at least one must hold an
+/// identifier, or there is nothing to match on.
+fn find_columns(
+    path: &Path,
+    headers: &csv::StringRecord,
+    opts: &InputOptions,
+) -> Result<ColumnMap> {
     let header_refs: Vec<&str> = headers.iter().collect();
     let mut columns = ColumnMap::detect(&header_refs);
     for (field, header) in &opts.overrides {
@@ -162,34 +207,33 @@ pub fn read_records(
             header_refs.join(", ")
         );
     }
-    let used: Vec<(Field, String)> = columns
-        .fields()
-        .map(|(f, i)| (f, headers.get(i).unwrap_or_default().to_string()))
-        .collect();
+    Ok(columns)
+}
 
-    let mut quality = Quality::default();
-    let mut record = csv::StringRecord::new();
-    let mut row = 0u64;
-    loop {
-        budget.set(MAX_RECORD_BYTES);
-        let more = csv
-            .read_record(&mut record)
-            .map_err(|e| record_error(path, row, &e))?;
-        if !more {
-            break;
+/// Keys tagged per batch while a list streams into an epoch: large enough to keep every core
+/// busy, small enough that the file is never held whole.
+pub const EPOCH_BATCH: usize = 1 << 16;
+
+/// Reads `path` into `builder`, [`EPOCH_BATCH`] keys at a time; `batched(row)` after each full
+/// batch, with the rows read so far.
+pub fn build_epoch(
+    path: &Path,
+    opts: &InputOptions,
+    builder: &mut EpochBuilder,
+    mut batched: impl FnMut(u64),
+) -> Result<InputSummary> {
+    let mut batch: Vec<Key> = Vec::with_capacity(EPOCH_BATCH);
+    let summary = for_each_record(path, opts, |row, rk| {
+        batch.extend(rk.keys);
+        if batch.len() >= EPOCH_BATCH {
+            builder.add(&batch);
+            batch.clear();
+            batched(row);
         }
-        row += 1;
-        let cells: Vec<&str> = record.iter().collect();
-        let keys = extract(&columns, &cells, &opts.selection);
-        quality.record(&keys);
-        each(row, keys)?;
-    }
-    Ok(InputSummary {
-        encoding: encoding.name(),
-        delimiter,
-        columns: used,
-        quality,
-    })
+        Ok(())
+    })?;
+    builder.add(&batch);
+    Ok(summary)
 }
 
 /// Says what is wrong and where: a row with the wrong number of fields (usually a delimiter

@@ -10,7 +10,7 @@ use suyuan_protocol::ident::{Field, KeyType, Rejection};
 use suyuan_protocol::psi::{QueryMode, QueryResult};
 
 use super::PeerSpec;
-use crate::text::printable;
+use crate::text::{self, printable};
 
 /// The JSON report (schema in docs/operations.md; stable).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,67 +155,44 @@ impl PeerReport {
     }
 }
 
-/// The report as aligned text: one row per peer.
+/// The report as aligned text: the dump's quality, then one row per peer.
 pub fn render(report: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let keys: Vec<String> = report
-        .dump
-        .keys
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "dump: {} rows, {} without a usable key; distinct keys: {}",
-        report.dump.rows,
-        report.dump.rows_without_key,
-        if keys.is_empty() {
-            "none".to_string()
-        } else {
-            keys.join(", ")
-        }
+    let d = &report.dump;
+    let quality = text::quality(
+        d.rows,
+        d.rows_without_key,
+        "distinct keys",
+        &d.keys,
+        &d.rejected,
     );
-    for (field, reasons) in &report.dump.rejected {
-        for (reason, n) in reasons {
-            let _ = writeln!(out, "  rejected {field}: {reason} ({n})");
-        }
-    }
-    let _ = writeln!(out);
-    let per_type = |m: &BTreeMap<KeyType, u64>| {
-        if m.is_empty() {
-            "-".to_string()
-        } else {
-            m.iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    let mut rows = vec![vec![
-        "peer".to_string(),
-        "holder keys".to_string(),
-        "matched keys".to_string(),
-        "matched rows".to_string(),
-        "containment".to_string(),
-    ]];
-    for p in &report.peers {
+    format!("dump: {quality}\n{}", peer_table(&report.peers))
+}
+
+fn peer_table(peers: &[PeerReport]) -> String {
+    let mut rows = vec![
+        [
+            "peer",
+            "holder keys",
+            "matched keys",
+            "matched rows",
+            "containment",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in peers {
         rows.push(match &p.error {
             Some(e) => vec![p.name.clone(), format!("error: {e}")],
             None => vec![
                 p.name.clone(),
-                per_type(&p.holder_keys),
-                per_type(&p.matched_keys),
+                text::counts(&p.holder_keys, "-"),
+                text::counts(&p.matched_keys, "-"),
                 p.matched_rows.map_or("-".to_string(), |n| n.to_string()),
                 format!("{:.1}%", 100.0 * p.containment),
             ],
         });
     }
-    out.push_str(&crate::text::aligned(
-        &rows,
-        &[false, false, false, true, true],
-    ));
-    out
+    text::aligned(&rows, &[false, false, false, true, true])
 }
 
 /// Writes the JSON report.

@@ -8,15 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rand_core::CryptoRng;
-use suyuan_protocol::ident::{Key, KeyType};
+use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
     EpochBuilder, Holder, Query, QueryKeys, QueryMode, QueryResult, run_local,
 };
 
-use crate::lists::{InputOptions, InputSummary, for_each_record};
-
-/// Keys per holder batch: large enough to keep both cores busy, small enough to stream.
-const HOLDER_BATCH: usize = 1 << 16;
+use crate::lists::{InputOptions, InputSummary, build_epoch, for_each_record};
+use crate::text;
 
 /// A psi-local run, validated.
 #[derive(Debug, Clone)]
@@ -58,16 +56,7 @@ impl PsiLocalReport {
 pub fn run(cfg: &PsiLocalConfig, rng: &mut (impl CryptoRng + ?Sized)) -> Result<PsiLocalReport> {
     // Holder: tag the customer list in batches as it streams in.
     let mut builder = EpochBuilder::new(rng);
-    let mut batch: Vec<Key> = Vec::with_capacity(HOLDER_BATCH);
-    let holder_summary = for_each_record(&cfg.holder, &cfg.holder_input, |_, rk| {
-        batch.extend(rk.keys);
-        if batch.len() >= HOLDER_BATCH {
-            builder.add(&batch);
-            batch.clear();
-        }
-        Ok(())
-    })?;
-    builder.add(&batch);
+    let holder_summary = build_epoch(&cfg.holder, &cfg.holder_input, &mut builder, |_| {})?;
     let holder = Holder::new(Arc::new(builder.finish()));
 
     // Querier: one row per data row, so result indices map back to file rows.
@@ -98,65 +87,65 @@ pub fn render(cfg: &PsiLocalConfig, r: &PsiLocalReport) -> String {
         ("holder", &cfg.holder, &r.holder),
         ("query", &cfg.querier, &r.querier),
     ] {
+        let q = &s.quality;
         let _ = writeln!(out, "{role:<7}{} ({s})", path.display());
         let _ = writeln!(
             out,
             "       {} rows, {} without a usable key, {} values rejected",
-            s.quality.rows,
-            s.quality.rows_without_key,
-            s.quality.total_rejected()
+            q.rows,
+            q.rows_without_key,
+            q.total_rejected()
         );
-        for (field, reasons) in &s.quality.rejected {
-            for (reason, n) in reasons {
-                let _ = writeln!(out, "         rejected {field}: {reason} ({n})");
-            }
-        }
+        out.push_str(&text::rejections(&q.rejected, "         "));
     }
     let _ = writeln!(out);
-    let mut rows = vec![vec![
-        "key type".to_string(),
-        "query keys".to_string(),
-        "holder keys".to_string(),
-        "matched".to_string(),
-    ]];
-    rows.extend(r.result.query_keys.iter().map(|(kt, n)| {
-        vec![
-            kt.to_string(),
-            n.to_string(),
-            get(&r.result.holder_keys, *kt).to_string(),
-            get(&r.result.matched_keys, *kt).to_string(),
-        ]
-    }));
-    out.push_str(&crate::text::aligned(&rows, &[false, true, true, true]));
+    out.push_str(&key_table(&r.result));
     let _ = writeln!(out);
-    match &r.matched_rows {
-        Some(rows) => {
-            let _ = writeln!(
-                out,
-                "mode matches: {} of {} dump rows matched (containment {:.1}%)",
-                rows.len(),
-                r.querier.quality.rows,
-                100.0 * r.containment()
-            );
-            let shown: Vec<String> = rows.iter().take(20).map(u64::to_string).collect();
-            if !rows.is_empty() {
-                let more = if rows.len() > 20 { ", ..." } else { "" };
-                let _ = writeln!(out, "matched data rows: {}{more}", shown.join(", "));
-            }
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "mode count: containment {:.1}% (best key type); which rows matched is not revealed",
-                100.0 * r.containment()
-            );
-        }
-    }
+    out.push_str(&outcome(r));
     let _ = writeln!(
         out,
         "epoch {}, tag length {} bytes",
         r.result.epoch, r.result.tag_len
     );
+    out
+}
+
+/// Query, holder and matched keys per key type.
+fn key_table(result: &QueryResult) -> String {
+    let mut rows = vec![
+        ["key type", "query keys", "holder keys", "matched"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    rows.extend(result.query_keys.iter().map(|(kt, n)| {
+        vec![
+            kt.to_string(),
+            n.to_string(),
+            get(&result.holder_keys, *kt).to_string(),
+            get(&result.matched_keys, *kt).to_string(),
+        ]
+    }));
+    text::aligned(&rows, &[false, true, true, true])
+}
+
+/// What the mode revealed: the matched rows (the first 20) or only the containment.
+fn outcome(r: &PsiLocalReport) -> String {
+    let containment = 100.0 * r.containment();
+    let Some(rows) = &r.matched_rows else {
+        return format!(
+            "mode count: containment {containment:.1}% (best key type); which rows matched is not revealed\n"
+        );
+    };
+    let mut out = format!(
+        "mode matches: {} of {} dump rows matched (containment {containment:.1}%)\n",
+        rows.len(),
+        r.querier.quality.rows,
+    );
+    if !rows.is_empty() {
+        let shown: Vec<String> = rows.iter().take(20).map(u64::to_string).collect();
+        let more = if rows.len() > 20 { ", ..." } else { "" };
+        let _ = writeln!(out, "matched data rows: {}{more}", shown.join(", "));
+    }
     out
 }
 
