@@ -4,11 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use suyuan_node::net::server::Server;
+use suyuan_node::net::local::LocalServer;
 use suyuan_node::node_dir::config::NODE_TOML;
 use suyuan_node::node_dir::identity::{self, Role};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A CA and its nodes under one temporary directory.
 pub struct Federation {
@@ -96,8 +94,7 @@ pub fn client(node: &Path, idle: std::time::Duration) -> quinn::Endpoint {
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    server: LocalServer,
 }
 
 impl Running {
@@ -107,37 +104,16 @@ impl Running {
     }
 
     /// Stops it as SIGTERM would, and waits.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await
-                .expect("server task")
-                .expect("server stopped cleanly");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+    pub async fn stop(self) {
+        self.server.stop().await.expect("server stopped cleanly");
     }
 }
 
 /// Starts `node` on an ephemeral loopback port.
 pub fn start(node: &Path) -> Running {
-    let server = Server::bind(node, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).expect("bind");
-    let addr = server.local_addr().expect("local address");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    let server = LocalServer::start(node).expect("a server on loopback");
     Running {
-        addr,
-        stop: Some(tx),
-        task: Some(task),
+        addr: server.addr,
+        server,
     }
 }

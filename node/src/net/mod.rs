@@ -6,6 +6,7 @@ pub mod budget;
 pub mod failure;
 pub mod frame;
 pub mod handshake;
+pub mod local;
 pub(crate) mod querier;
 pub mod server;
 pub mod tls;

@@ -1,7 +1,6 @@
 //! `suyuan demo`: a whole federation on loopback in one command, checked against the truth.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -11,7 +10,7 @@ use suyuan_protocol::psi::QueryMode;
 use crate::Progress;
 use crate::lists::InputOptions;
 use crate::lists::import;
-use crate::net::server::Server;
+use crate::net::local::LocalServer;
 use crate::node_dir::config::NODE_TOML;
 use crate::node_dir::identity::{self, Role};
 use crate::query::html::{self, DEFAULT_THRESHOLD};
@@ -174,20 +173,12 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
     let mut servers = Vec::new();
     let mut peers = Vec::new();
     for name in &names {
-        let server = Server::bind(
-            &nodes.join(name),
-            Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        )?;
-        let addr = server.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        servers.push((tx, task));
+        let server = LocalServer::start(&nodes.join(name))?;
         peers.push(PeerSpec {
             name: name.clone(),
-            address: addr.to_string(),
+            address: server.addr.to_string(),
         });
+        servers.push(server);
     }
     let addrs: Vec<String> = peers
         .iter()
@@ -227,9 +218,8 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
         query::report::write_json(&report, &dir.join(format!("report-{mode}.json")))?;
         last = Some(report);
     }
-    for (tx, task) in servers {
-        let _ = tx.send(());
-        task.await.context("a server task failed")??;
+    for server in servers {
+        server.stop().await?;
     }
     let report = last.context("no query ran")?;
     let html = dir.join("report.html");
