@@ -3,10 +3,10 @@
 
 pub mod load;
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use curve25519_dalek::ristretto::RistrettoPoint;
@@ -322,24 +322,32 @@ pub(crate) fn import_list(threads: usize, node: &Path, list: &Path) -> Result<()
 }
 
 /// `suyuan serve` of `node` on an ephemeral loopback port, as a process of its own (killed
-/// when the returned guard drops), and the address it listens on.
+/// when the returned guard drops), and the address it listens on, read from its `--addr-file`.
 pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, String)> {
-    let mut child = suyuan(threads)?
+    let addr_file = node.with_extension("addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let child = suyuan(threads)?
         .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
         .arg(node)
-        .stdout(Stdio::piped())
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stdout(Stdio::null())
         .spawn()
         .context("starting the holder")?;
-    let stdout = child.stdout.take().context("holder stdout")?;
-    let holder = Holder(child);
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first)?;
-    let addr = first
-        .split_whitespace()
-        .nth(2)
-        .with_context(|| format!("unexpected holder output {first:?}"))?
-        .to_string();
-    Ok((holder, addr))
+    let mut holder = Holder(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            return Ok((holder, addr.trim().to_string()));
+        }
+        if let Some(status) = holder.0.try_wait()? {
+            bail!("the holder exited before listening ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("the holder did not start listening within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Runs the benchmark. Must run inside a tokio runtime, with rayon's global pool already sized.

@@ -1,0 +1,356 @@
+//! The raw flags, as clap parses them. Every value that has a type is parsed into it here, so
+//! a bad flag fails before anything runs, with clap's usual message.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use suyuan_node::lists::parse_override;
+use suyuan_node::node_dir::identity::Role;
+use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
+use suyuan_node::tools::bench::MAX_HOLDERS;
+use suyuan_protocol::ident::{Field, KeySelection, KeyType};
+use suyuan_protocol::psi::QueryMode;
+
+/// suyuan (溯源): private set intersection for tracing leaked personal records.
+#[derive(Debug, Parser)]
+#[command(name = "suyuan", version, about)]
+pub(crate) struct Cli {
+    /// No progress bars or step lines (results and errors are still printed).
+    #[arg(long, global = true)]
+    pub(crate) quiet: bool,
+    /// Log what happens on stderr: -v for each query and connection, -vv for more. RUST_LOG
+    /// (e.g. RUST_LOG=suyuan_node=debug) takes precedence.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// A whole federation on loopback: synthetic data, CA, four institutions, the police, a
+    /// count and a matches query, checked against the ground truth, with an HTML report.
+    Demo(DemoArgs),
+    /// Measure the whole path: import, then a query over QUIC on 127.0.0.1 with holder and
+    /// querier as separate processes, against the curve's floor measured in the same run.
+    Bench(BenchArgs),
+    /// Synthetic customer lists and a seized dump with ground truth (truth.json).
+    Gen(GenArgs),
+    /// Turn a JSON report of `suyuan query` into a self-contained HTML report.
+    Report(ReportArgs),
+    /// The federation's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Import a customer list as the node's new epoch (fresh key; the old epoch is overwritten).
+    Import(ImportArgs),
+    /// Answer queries from the federation until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Query peers with a dump; print one row per peer and optionally write a JSON report.
+    Query(QueryArgs),
+    /// Inspect or verify the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Show the node's identity, epoch, policy and recent queries.
+    Status(NodeArg),
+    /// The tag sets this node keeps from earlier queries (`[query] tag_cache_mib`).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Run holder and querier in one process on two files (no network).
+    PsiLocal(PsiLocalArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Directory for everything (default: a new one under the system temp directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Rows of the seized dump (the population is five times as many).
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) rows: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Rows of the holder's list (one mobile number each).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) holder_rows: u64,
+    /// Rows of the dump (one mobile number each).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) dump_rows: u64,
+    /// Share of dump rows that are the holder's customers.
+    #[arg(long, default_value_t = 0.5, value_parser = share)]
+    pub(crate) overlap: f64,
+    /// count or matches.
+    #[arg(long, default_value = "count", value_parser = mode())]
+    pub(crate) mode: QueryMode,
+    /// Threads per process (default: every core).
+    #[arg(long, value_parser = at_least_one)]
+    pub(crate) threads: Option<usize>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Working directory (default: a new one under the temp directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Load: run this many queries (separate processes) against the holder at once.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) concurrent: usize,
+    /// Load: querier identities the concurrent queries come from (default: up to 4).
+    #[arg(long)]
+    pub(crate) queriers: Option<usize>,
+    /// Run the query a second time, with the tag set kept from the first.
+    #[arg(long)]
+    pub(crate) repeat: bool,
+    /// Query this many holders at once (each its own process and key, the same list): the
+    /// dump is read and blinded once for all of them.
+    #[arg(long, default_value_t = 1, value_parser = holders)]
+    pub(crate) holders: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Seed: the same seed gives the same files, byte for byte.
+    #[arg(long, default_value_t = 2019)]
+    pub(crate) seed: u64,
+    /// Rows of the dump (default 20000 × scale).
+    #[arg(long)]
+    pub(crate) dump_rows: Option<u64>,
+    /// Size of the population the lists draw from (default 100000 × scale).
+    #[arg(long)]
+    pub(crate) population: Option<u64>,
+    /// Multiplies the default sizes (e.g. 100 for a 2-million-row dump).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub(crate) scale: f64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The JSON report.
+    #[arg(long)]
+    pub(crate) json: PathBuf,
+    /// Where to write the HTML.
+    #[arg(long)]
+    pub(crate) html: PathBuf,
+    /// Flag institutions with at least this many matched records.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    pub(crate) threshold: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create a federation CA in a new directory.
+    Init {
+        /// Directory to create (must not exist or be empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = "suyuan federation CA")]
+        name: String,
+    },
+    /// Issue a node identity (certificate binding name and role) into a new node directory.
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Node name: lower-case letters, digits, hyphens.
+        #[arg(long)]
+        name: String,
+        /// institution, police or researcher.
+        #[arg(long, value_parser = role())]
+        role: Role,
+        /// The node directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArg {
+    /// The node directory.
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InputArgs {
+    /// Override a detected column: FIELD=HEADER (e.g. mobile=手机号码). Fields: name, mobile,
+    /// resident_id, bank_card, email, birthdate, address.
+    #[arg(long = "column", value_name = "FIELD=HEADER", value_parser = column)]
+    pub(crate) columns: Vec<(Field, String)>,
+    /// Key types: "strong" (mobile, resident_id, bank_card, email), "all", or a list.
+    #[arg(long, default_value = "strong", value_parser = keys)]
+    pub(crate) keys: KeySelection,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The node directory.
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// The customer list (CSV or TSV, UTF-8 or GB18030).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    #[command(flatten)]
+    pub(crate) input_args: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The node directory.
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// Address to listen on (default: node.toml's network.listen).
+    #[arg(long)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Once listening, write the bound address (HOST:PORT and a newline) to this file, for
+    /// scripts that start a node on port 0.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) addr_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// The node directory (a police or researcher node).
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// The dump (CSV or TSV, UTF-8 or GB18030).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// A peer to ask: NAME=HOST:PORT (repeat for several; asked concurrently).
+    #[arg(long = "peer", value_name = "NAME=HOST:PORT", required = true, value_parser = peer)]
+    pub(crate) peers: Vec<PeerSpec>,
+    /// count: how many keys matched, per type; matches: which dump rows matched.
+    #[arg(long, value_parser = mode())]
+    pub(crate) mode: QueryMode,
+    /// The case number, recorded in every audit log.
+    #[arg(long = "case")]
+    pub(crate) case: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
+    /// With --html: flag institutions with at least this many matched records.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    pub(crate) threshold: u64,
+    #[command(flatten)]
+    pub(crate) input_args: InputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Delete every kept tag set; the next query to each holder downloads its tags again.
+    Clear(NodeArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Check the hash chain; name the first edited, deleted or reordered entry.
+    Verify(NodeArg),
+    /// Print the entries (after verifying them).
+    Show {
+        /// The node directory.
+        #[arg(long)]
+        node: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PsiLocalArgs {
+    /// The holder's customer list (CSV or TSV).
+    #[arg(long)]
+    pub(crate) holder: PathBuf,
+    /// The querier's dump (CSV or TSV).
+    #[arg(long)]
+    pub(crate) querier: PathBuf,
+    /// count: how many keys matched, per type; matches: which dump rows matched.
+    #[arg(long, value_parser = mode())]
+    pub(crate) mode: QueryMode,
+    /// Override a detected column of the holder file: FIELD=HEADER (e.g. mobile=手机号码).
+    #[arg(long = "holder-column", value_name = "FIELD=HEADER", value_parser = column)]
+    pub(crate) holder_columns: Vec<(Field, String)>,
+    /// Override a detected column of the dump: FIELD=HEADER.
+    #[arg(long = "querier-column", value_name = "FIELD=HEADER", value_parser = column)]
+    pub(crate) querier_columns: Vec<(Field, String)>,
+    /// Key types to match: "strong" (mobile, resident_id, bank_card, email), "all", or a
+    /// comma-separated list (e.g. mobile,name_birthdate).
+    #[arg(long, default_value = "strong", value_parser = keys)]
+    pub(crate) keys: KeySelection,
+}
+
+// ---- value parsers: clap shows their error after "invalid value '...' for '--flag'" ----
+
+fn mode() -> impl TypedValueParser<Value = QueryMode> {
+    PossibleValuesParser::new(["count", "matches"]).try_map(|s| s.parse::<QueryMode>())
+}
+
+fn role() -> impl TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(Role::ALL.map(Role::as_str)).try_map(|s| s.parse::<Role>())
+}
+
+/// The library's message without its own "--flag \"value\": " prefix, which clap already gives.
+fn explain(flag: &str, s: &str, e: &anyhow::Error) -> String {
+    let full = format!("{e:#}");
+    let prefix = format!("{flag} {s:?}: ");
+    full.strip_prefix(&prefix).unwrap_or(&full).to_string()
+}
+
+fn peer(s: &str) -> Result<PeerSpec, String> {
+    parse_peer(s).map_err(|e| explain("--peer", s, &e))
+}
+
+fn column(s: &str) -> Result<(Field, String), String> {
+    parse_override(s).map_err(|e| explain("--column", s, &e))
+}
+
+fn keys(s: &str) -> Result<KeySelection, String> {
+    match s {
+        "strong" => Ok(KeySelection::strong()),
+        "all" => Ok(KeySelection::all()),
+        list => {
+            let types = list
+                .split(',')
+                .map(|t| t.trim().parse::<KeyType>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok(KeySelection::only(&types))
+        }
+    }
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of at least 1".to_string()),
+    }
+}
+
+fn holders(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_HOLDERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {MAX_HOLDERS}")),
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err("expected a positive number".to_string()),
+    }
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err("expected a number from 0 to 1".to_string()),
+    }
+}

@@ -1,0 +1,166 @@
+//! The node's own commands: the CA, import, serve, status, the audit log and the tag cache.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use suyuan_node::lists::{InputOptions, import as list_import};
+use suyuan_node::net::server::Server;
+use suyuan_node::node_dir::audit::{AuditLog, Entry};
+use suyuan_node::node_dir::config::{self, DEFAULT_NODE_TOML, NODE_TOML};
+use suyuan_node::node_dir::identity::{self, Role};
+use suyuan_node::node_dir::store;
+use suyuan_node::node_dir::tag_cache::TagCache;
+use suyuan_node::text;
+
+use super::args::{ImportArgs, ServeArgs};
+use super::progress::Bar;
+use super::{render, runtime, say, write_file};
+
+pub(crate) fn ca_init(dir: &Path, name: &str) -> Result<()> {
+    let fp = identity::ca_init(dir, name)?;
+    println!(
+        "created CA {name:?} in {} (certificate sha256 {fp})",
+        dir.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn ca_issue(ca: &Path, name: &str, role: Role, out: &Path) -> Result<()> {
+    let fp = identity::ca_issue(ca, name, role, out)?;
+    write_file(&out.join(NODE_TOML), DEFAULT_NODE_TOML)?;
+    println!(
+        "issued {name} ({role}) into {} (certificate sha256 {fp}); edit {NODE_TOML} for its policy",
+        out.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn import(a: ImportArgs, quiet: bool) -> Result<()> {
+    let opts = InputOptions {
+        overrides: a.input_args.columns,
+        selection: a.input_args.keys,
+    };
+    let (summary, meta) = list_import::run(&a.node, &a.input, &opts, &mut Bar::new(quiet))?;
+    println!("{} ({summary})", a.input.display());
+    print!("{}", render::quality(&summary));
+    println!(
+        "new epoch {}: distinct keys {}; it replaces the previous epoch",
+        meta.id,
+        text::counts(&meta.sizes, "")
+    );
+    Ok(())
+}
+
+pub(crate) fn serve(a: ServeArgs) -> Result<()> {
+    runtime(None)?.block_on(async {
+        let stop = stop_signal()?;
+        let server = Server::bind(&a.node, a.listen)?;
+        if let Some(w) = server.buffer_warning() {
+            tracing::warn!("{w}");
+        }
+        let addr = server.local_addr()?;
+        if let Some(path) = &a.addr_file {
+            write_addr_file(path, addr)?;
+        }
+        // A closed standard output (a detached operator) must not stop the node.
+        say(&format!(
+            "listening on {addr} ({})",
+            server.describe().await
+        ));
+        server.run(stop).await?;
+        say("stopped");
+        Ok(())
+    })
+}
+
+/// Writes the address under a temporary name and renames it, so that a reader never sees
+/// half of it.
+fn write_addr_file(path: &Path, addr: std::net::SocketAddr) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    write_file(Path::new(&tmp), format!("{addr}\n"))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Resolves at SIGTERM or Ctrl-C. The handlers are installed before this returns, so a signal
+/// that arrives right after start-up (say, once "listening" is printed) already stops cleanly.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+pub(crate) fn status(node: &Path) -> Result<()> {
+    store::check_node_dir(node)?;
+    let id = identity::load_node(node)?;
+    println!(
+        "node {} ({}), certificate sha256 {}",
+        id.me.name, id.me.role, id.me.fingerprint
+    );
+    // The whole store is read and checked against its digest, as `serve` would.
+    match store::read_epoch(node) {
+        Ok(Some((_, m))) => println!("{}", render::epoch(&m)),
+        Ok(None) => println!("no customer list imported"),
+        Err(e) => println!("epoch: DAMAGED: {e:#}"),
+    }
+    let cfg = config::load(node)?;
+    println!("policy: {}", cfg.policy.summary());
+    let (sets, bytes) = TagCache::new(node, cfg.query.tag_cache_bytes()).usage();
+    println!(
+        "tag cache: {sets} kept set(s), {} of {} MiB",
+        render::mib(bytes),
+        cfg.query.tag_cache_mib
+    );
+    match AuditLog::new(node).verify() {
+        Ok(entries) => {
+            println!("audit log: {} entries, chain intact", entries.len());
+            print_recent(&entries);
+        }
+        Err(e) => println!("audit log: DAMAGED: {e:#}"),
+    }
+    Ok(())
+}
+
+/// The last ten audit entries, oldest first.
+fn print_recent(entries: &[Entry]) {
+    let from = entries.len().saturating_sub(10);
+    if from < entries.len() {
+        println!("recent:");
+        for e in &entries[from..] {
+            println!("{}", render::audit_line(e));
+        }
+    }
+}
+
+pub(crate) fn cache_clear(node: &Path) -> Result<()> {
+    store::check_node_dir(node)?;
+    let (sets, bytes) = TagCache::new(node, 0).clear()?;
+    println!("removed {sets} kept tag set(s), {} MiB", render::mib(bytes));
+    Ok(())
+}
+
+pub(crate) fn audit_verify(node: &Path) -> Result<()> {
+    let entries = AuditLog::new(node)
+        .verify()
+        .context("audit log verification failed")?;
+    println!("audit log intact: {} entries", entries.len());
+    Ok(())
+}
+
+pub(crate) fn audit_show(node: &Path, json: bool) -> Result<()> {
+    let entries = AuditLog::new(node).verify()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        for e in &entries {
+            println!("{}", render::audit_line(e));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The querier's commands: `query`, and `report` (a JSON report as HTML).
+
+use anyhow::{Context, Result, bail};
+use suyuan_node::lists::InputOptions;
+use suyuan_node::query::{self, QueryOptions, Report, html};
+
+use super::args::{QueryArgs, ReportArgs};
+use super::progress::Bar;
+use super::{runtime, write_file};
+
+pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
+    let opts = QueryOptions {
+        node: a.node,
+        input: a.input,
+        input_options: InputOptions {
+            overrides: a.input_args.columns,
+            selection: a.input_args.keys,
+        },
+        peers: a.peers,
+        mode: a.mode,
+        case: a.case,
+    };
+    let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
+    print!("{}", query::report::render(&report));
+    if let Some(path) = &a.json {
+        query::report::write_json(&report, path)?;
+        println!("report written to {}", path.display());
+    }
+    if let Some(path) = &a.html {
+        write_file(path, html::render_html(&report, a.threshold))?;
+        println!("report written to {}", path.display());
+    }
+    if report.peers.iter().all(|p| p.error.is_some()) {
+        bail!("no peer answered");
+    }
+    Ok(())
+}
+
+pub(crate) fn report(a: ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.json)
+        .with_context(|| format!("cannot read {}", a.json.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a suyuan query report", a.json.display()))?;
+    write_file(&a.html, html::render_html(&report, a.threshold))?;
+    println!("report written to {}", a.html.display());
+    Ok(())
+}

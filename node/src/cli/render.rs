@@ -1,0 +1,54 @@
+//! What the node's commands print, as strings: the quality summary, audit lines, the status.
+
+use suyuan_node::lists::InputSummary;
+use suyuan_node::node_dir::audit::{Entry, Side};
+use suyuan_node::node_dir::store::EpochMeta;
+use suyuan_node::{clock, text};
+
+/// The data-quality summary of a file just read.
+pub(crate) fn quality(s: &InputSummary) -> String {
+    let q = &s.quality;
+    text::quality(q.rows, q.rows_without_key, "keys", &q.keys, &q.rejected)
+}
+
+/// One audit entry as a line of `audit show` and `status`.
+pub(crate) fn audit_line(e: &Entry) -> String {
+    let r = &e.record;
+    format!(
+        "{:>5}  {}  {:<7}  {:<16}  {:<11}  {:<14}  {:<7}  {:>9}  {:<9}  {}",
+        e.seq,
+        e.time,
+        match r.side {
+            Side::Holder => "holder",
+            Side::Querier => "querier",
+        },
+        r.peer,
+        r.peer_role.map_or("-".to_string(), |x| x.to_string()),
+        r.case.as_deref().unwrap_or("-"),
+        r.mode.map_or("-", |m| m.as_str()),
+        r.query_keys.map_or("-".to_string(), |n| n.to_string()),
+        serde_json::to_value(r.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        // A peer's words (an abort reason) never reach the terminal as control sequences.
+        text::printable(r.detail.as_deref().unwrap_or(""))
+    )
+}
+
+/// The epoch line of `status`.
+pub(crate) fn epoch(m: &EpochMeta) -> String {
+    format!(
+        "epoch {} imported {} from {} ({} rows); keys: {}; content verified",
+        m.id,
+        clock::rfc3339(m.created),
+        m.source,
+        m.rows,
+        text::counts(&m.sizes, "")
+    )
+}
+
+/// `n` bytes in MiB, one decimal.
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1 << 20) as f64)
+}

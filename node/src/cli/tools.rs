@@ -1,0 +1,103 @@
+//! The tools that ship with the node: demo, gen, bench, psi-local.
+
+use anyhow::{Context, Result, bail};
+use suyuan_node::lists::InputOptions;
+use suyuan_node::tools::bench::{self, BenchOptions, load as bench_load};
+use suyuan_node::tools::demo::{self, DemoOptions};
+use suyuan_node::tools::psi_local::{self, PsiLocalConfig};
+use suyuan_node::tools::synth::{self, GenConfig};
+
+use super::args::{BenchArgs, DemoArgs, GenArgs, PsiLocalArgs};
+use super::progress::Bar;
+use super::{runtime, write_file};
+
+pub(crate) fn demo(a: DemoArgs, quiet: bool) -> Result<()> {
+    let opts = DemoOptions {
+        dir: a.dir,
+        rows: a.rows,
+    };
+    let outcome = runtime(None)?.block_on(demo::run(&opts, &mut Bar::new(quiet)))?;
+    if !outcome.disagreements.is_empty() {
+        bail!(
+            "the results disagree with the ground truth in {} place(s); see above",
+            outcome.disagreements.len()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn gen_data(a: GenArgs, quiet: bool) -> Result<()> {
+    let d = GenConfig::default();
+    let scaled = |n: u64| (n as f64 * a.scale).round() as u64;
+    let cfg = GenConfig {
+        seed: a.seed,
+        population: a.population.unwrap_or(scaled(d.population)),
+        dump_rows: a.dump_rows.unwrap_or(scaled(d.dump_rows)),
+    };
+    let truth = synth::generate(&a.out, &cfg, &mut Bar::new(quiet))?;
+    for t in &truth.institutions {
+        println!("{}: {} rows", a.out.join(&t.file).display(), t.rows);
+    }
+    println!(
+        "{}: {} rows; ground truth in {}",
+        a.out.join(synth::DUMP_FILE).display(),
+        truth.dump.rows,
+        a.out.join(synth::TRUTH_FILE).display()
+    );
+    Ok(())
+}
+
+pub(crate) fn bench(a: BenchArgs) -> Result<()> {
+    if a.concurrent > 1 && a.holders > 1 {
+        bail!("--concurrent and --holders cannot be combined");
+    }
+    if let Some(t) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .context("sizing the thread pool")?;
+    }
+    let opts = BenchOptions {
+        holder_rows: a.holder_rows,
+        dump_rows: a.dump_rows,
+        overlap: a.overlap,
+        mode: a.mode,
+        threads: a.threads,
+        dir: a.dir,
+        repeat: a.repeat,
+        holders: a.holders,
+    };
+    let json = if a.concurrent > 1 {
+        let queriers = a.queriers.unwrap_or(a.concurrent.min(4));
+        let report = bench_load::run(&opts, a.concurrent, queriers)?;
+        print!("{}", bench_load::render(&report));
+        serde_json::to_string_pretty(&report)?
+    } else {
+        let report = runtime(a.threads)?.block_on(bench::run(&opts))?;
+        print!("{}", bench::render(&report));
+        serde_json::to_string_pretty(&report)?
+    };
+    if let Some(path) = &a.json {
+        write_file(path, json + "\n")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn psi_local(a: PsiLocalArgs) -> Result<()> {
+    let cfg = PsiLocalConfig {
+        holder: a.holder,
+        holder_input: InputOptions {
+            overrides: a.holder_columns,
+            selection: a.keys.clone(),
+        },
+        querier: a.querier,
+        querier_input: InputOptions {
+            overrides: a.querier_columns,
+            selection: a.keys,
+        },
+        mode: a.mode,
+    };
+    let report = psi_local::run(&cfg, &mut rand::rng())?;
+    print!("{}", psi_local::render(&cfg, &report));
+    Ok(())
+}
