@@ -4,7 +4,7 @@
 //! starvation), refusals, and the holder's peak memory.
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -82,55 +82,25 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
     let (holder, addr) = start_holder(threads, &holder_dir)?;
 
     let started = Instant::now();
-    let mut running = Vec::new();
-    for i in 0..concurrent {
-        let out = dir.join(format!("report-{i}.json"));
-        let child = suyuan(threads)?
-            .args(["--quiet", "query", "--mode", o.mode.as_str(), "--node"])
+    let query = |i: usize| {
+        let mut c = suyuan(threads)?;
+        c.args(["--quiet", "query", "--mode", o.mode.as_str(), "--node"])
             .arg(&querier_dirs[i % queriers])
             .arg("--input")
             .arg(dir.join("dump.csv"))
             .args(["--peer", &format!("holder={addr}"), "--json"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting a query")?;
-        running.push((Holder(child), Instant::now(), out, None::<Duration>));
-    }
-    // Poll so that each query's own wall time is known, not only the batch's.
-    while running.iter().any(|r| r.3.is_none()) {
-        for r in running.iter_mut().filter(|r| r.3.is_none()) {
-            if r.0.0.try_wait()?.is_some() {
-                r.3 = Some(r.1.elapsed());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+            .arg(dir.join(format!("report-{i}.json")));
+        Ok(c)
+    };
+    let mut times = run_all(concurrent, query)?;
     let wall = started.elapsed();
     let holder_rss = peak_rss(&holder.0.id().to_string());
     drop(holder);
-
-    let mut times: Vec<u64> = running
-        .iter()
-        .map(|r| r.3.map_or(0, |d| d.as_millis() as u64))
-        .collect();
     times.sort_unstable();
-    let mut wrong = 0;
-    let mut failed = 0;
-    for (_, _, out, _) in &running {
-        let text = std::fs::read_to_string(out)
-            .with_context(|| format!("a query wrote no report ({})", out.display()))?;
-        let report: query::Report = serde_json::from_str(&text)?;
-        let matched: u64 = report
-            .peers
-            .first()
-            .map_or(0, |p| p.matched_keys.values().sum());
-        match report.peers.first() {
-            Some(p) if p.error.is_none() => wrong += usize::from(matched != shared),
-            _ => failed += 1,
-        }
-    }
+    let reports: Vec<PathBuf> = (0..concurrent)
+        .map(|i| dir.join(format!("report-{i}.json")))
+        .collect();
+    let (wrong, failed) = check_answers(&reports, shared)?;
     let refused = AuditLog::new(&holder_dir)
         .verify()?
         .iter()
@@ -153,6 +123,51 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
         wrong,
         holder_peak_rss: holder_rss,
     })
+}
+
+/// Starts `count` query processes at once and waits for all; each one's wall time, ms.
+fn run_all(count: usize, query: impl Fn(usize) -> Result<Command>) -> Result<Vec<u64>> {
+    let mut running = Vec::new();
+    for i in 0..count {
+        let child = query(i)?
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a query")?;
+        running.push((Holder(child), Instant::now(), None::<Duration>));
+    }
+    // Poll so that each query's own wall time is known, not only the batch's.
+    while running.iter().any(|r| r.2.is_none()) {
+        for r in running.iter_mut().filter(|r| r.2.is_none()) {
+            if r.0.0.try_wait()?.is_some() {
+                r.2 = Some(r.1.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(running
+        .iter()
+        .map(|r| r.2.map_or(0, |d| d.as_millis() as u64))
+        .collect())
+}
+
+/// Reads every query's report: how many answers were wrong and how many queries failed.
+fn check_answers(reports: &[PathBuf], shared: u64) -> Result<(usize, usize)> {
+    let mut wrong = 0;
+    let mut failed = 0;
+    for out in reports {
+        let text = std::fs::read_to_string(out)
+            .with_context(|| format!("a query wrote no report ({})", out.display()))?;
+        let report: query::Report = serde_json::from_str(&text)?;
+        match report.peers.first() {
+            Some(p) if p.error.is_none() => {
+                let matched: u64 = p.matched_keys.values().sum();
+                wrong += usize::from(matched != shared);
+            }
+            _ => failed += 1,
+        }
+    }
+    Ok((wrong, failed))
 }
 
 /// The report as lines for a terminal.

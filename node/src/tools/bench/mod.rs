@@ -3,7 +3,8 @@
 
 pub mod load;
 
-use std::io::{BufWriter, Write};
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use crate::lists::InputOptions;
 use crate::node_dir::audit::AuditLog;
 use crate::node_dir::config::NODE_TOML;
 use crate::node_dir::identity::{self, Role};
+use crate::query::report::{PeerStats, QueryTiming};
 use crate::query::{self, PeerSpec, QueryOptions};
 
 /// What to measure.
@@ -144,7 +146,7 @@ fn one() -> usize {
 }
 
 /// CPU time (user + system) this process has used, from /proc (Linux; 0 elsewhere).
-fn cpu_time() -> std::time::Duration {
+fn cpu_time() -> Duration {
     let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {
@@ -155,7 +157,7 @@ fn cpu_time() -> std::time::Duration {
             Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
         })
         .unwrap_or(0);
-    std::time::Duration::from_millis(ticks * 10)
+    Duration::from_millis(ticks * 10)
 }
 
 /// Peak resident set size of a process, from /proc (Linux).
@@ -352,15 +354,7 @@ pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, Strin
 
 /// Runs the benchmark. Must run inside a tokio runtime, with rayon's global pool already sized.
 pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
-    if !(0.0..=1.0).contains(&o.overlap) {
-        bail!("--overlap must be between 0 and 1");
-    }
-    if o.holder_rows == 0 || o.dump_rows == 0 {
-        bail!("--holder-rows and --dump-rows must be at least 1");
-    }
-    if !(1..=MAX_HOLDERS).contains(&o.holders) {
-        bail!("--holders must be between 1 and {MAX_HOLDERS}");
-    }
+    check(o)?;
     let threads = o.threads.unwrap_or_else(rayon::current_num_threads);
     let dir = match &o.dir {
         Some(d) => d.clone(),
@@ -377,28 +371,10 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         })
         .collect();
     let holder_dirs: Vec<PathBuf> = holder_names.iter().map(|n| dir.join(n)).collect();
-    let querier_dir = dir.join("researcher");
     let big = o.holder_rows.max(o.dump_rows) * 2;
-    fresh_federation(
-        &dir,
-        &holder_names,
-        &["researcher".to_string()],
-        120,
-        big,
-        4,
-    )?;
-
-    // Each import in a process of its own; the first is timed (the others are the same work).
-    let mut import = std::time::Duration::ZERO;
-    for (i, d) in holder_dirs.iter().enumerate() {
-        let t = Instant::now();
-        import_list(threads, d, &dir.join("holder.csv"))?;
-        if i == 0 {
-            import = t.elapsed();
-        }
-    }
-
-    // Each holder in a process of its own.
+    let researchers = ["researcher".to_string()];
+    fresh_federation(&dir, &holder_names, &researchers, 120, big, 4)?;
+    let import = import_all(threads, &holder_dirs, &dir.join("holder.csv"))?;
     let mut holders = Vec::new();
     let mut peers = Vec::new();
     for (name, d) in holder_names.iter().zip(&holder_dirs) {
@@ -409,43 +385,77 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
             address: addr,
         });
     }
-
     let query_opts = QueryOptions {
-        node: querier_dir.clone(),
+        node: dir.join("researcher"),
         input: dir.join("dump.csv"),
         input_options: InputOptions::default(),
         peers,
         mode: o.mode,
         case: None,
     };
-    let cpu_before = cpu_time();
-    let report = query::run(&query_opts, crate::Silent).await?;
-    let querier_cpu = cpu_time().saturating_sub(cpu_before);
-    let repeat = if o.repeat {
-        let again = query::run(&query_opts, crate::Silent).await?;
-        let peer = &again.peers[0];
-        if let Some(e) = &peer.error {
-            bail!("the repeated query failed: {e}");
+    let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
+    drop(holders);
+    floor.sample();
+    Ok(figures(o, threads, import, &measured, floor.medians()))
+}
+
+fn check(o: &BenchOptions) -> Result<()> {
+    if !(0.0..=1.0).contains(&o.overlap) {
+        bail!("--overlap must be between 0 and 1");
+    }
+    if o.holder_rows == 0 || o.dump_rows == 0 {
+        bail!("--holder-rows and --dump-rows must be at least 1");
+    }
+    if !(1..=MAX_HOLDERS).contains(&o.holders) {
+        bail!("--holders must be between 1 and {MAX_HOLDERS}");
+    }
+    Ok(())
+}
+
+/// Each import in a process of its own; the first is timed (the others are the same work).
+fn import_all(threads: usize, holder_dirs: &[PathBuf], list: &Path) -> Result<Duration> {
+    let mut import = Duration::ZERO;
+    for (i, d) in holder_dirs.iter().enumerate() {
+        let t = Instant::now();
+        import_list(threads, d, list)?;
+        if i == 0 {
+            import = t.elapsed();
         }
-        let stats = peer.stats.context("no exchange statistics")?;
-        let timing = again.timing.context("no query timing")?;
-        Some(RepeatReport {
-            query_ms: timing.read_ms + timing.blind_ms + stats.wall_ms,
-            exchange_ms: stats.wall_ms,
-            bytes_up: stats.bytes_sent,
-            bytes_down: stats.bytes_received,
-            tags_kept: stats.tags_kept,
-            matched: peer.matched_keys.values().sum(),
-        })
-    } else {
-        None
+    }
+    Ok(import)
+}
+
+/// What the query (and its repeat) measured, checked against the constructed overlap.
+struct Measured {
+    timing: QueryTiming,
+    /// The first holder's exchange.
+    stats: PeerStats,
+    exchange_ms_per_holder: Vec<u64>,
+    evaluate_ms: u64,
+    querier_cpu: Duration,
+    holder_rss: u64,
+    matched: u64,
+    repeat: Option<RepeatReport>,
+}
+
+async fn measure(
+    o: &BenchOptions,
+    query_opts: &QueryOptions,
+    holders: &[Holder],
+    first_holder: &Path,
+) -> Result<Measured> {
+    let cpu_before = cpu_time();
+    let report = query::run(query_opts, crate::Silent).await?;
+    let querier_cpu = cpu_time().saturating_sub(cpu_before);
+    let repeat = match o.repeat {
+        true => Some(repeat_query(query_opts).await?),
+        false => None,
     };
     let holder_rss = holders
         .iter()
         .map(|h| peak_rss(&h.0.id().to_string()))
         .max()
         .unwrap_or(0);
-    drop(holders);
     // Every holder has the same list: every answer must be the constructed overlap.
     let expected = shared_rows(o);
     let mut exchange_ms_per_holder = Vec::new();
@@ -462,31 +472,64 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         }
         exchange_ms_per_holder.push(peer.stats.map_or(0, |s| s.wall_ms));
     }
-    let peer = &report.peers[0];
-    let stats = peer.stats.context("no exchange statistics")?;
-    let timing = report.timing.context("no query timing")?;
-    let evaluate_ms = AuditLog::new(&holder_dirs[0])
+    let evaluate_ms = AuditLog::new(first_holder)
         .verify()?
         .iter()
         // The first query's (with --repeat, the second one's entry comes after it).
         .find_map(|e| e.record.evaluate_ms)
         .unwrap_or(0);
+    Ok(Measured {
+        timing: report.timing.context("no query timing")?,
+        stats: report.peers[0].stats.context("no exchange statistics")?,
+        exchange_ms_per_holder,
+        evaluate_ms,
+        querier_cpu,
+        holder_rss,
+        matched: expected,
+        repeat,
+    })
+}
 
-    floor.sample();
-    let (h, m) = floor.medians();
+/// The same query again: the holder's tags now come from the kept set.
+async fn repeat_query(query_opts: &QueryOptions) -> Result<RepeatReport> {
+    let again = query::run(query_opts, crate::Silent).await?;
+    let peer = &again.peers[0];
+    if let Some(e) = &peer.error {
+        bail!("the repeated query failed: {e}");
+    }
+    let stats = peer.stats.context("no exchange statistics")?;
+    let timing = again.timing.context("no query timing")?;
+    Ok(RepeatReport {
+        query_ms: timing.read_ms + timing.blind_ms + stats.wall_ms,
+        exchange_ms: stats.wall_ms,
+        bytes_up: stats.bytes_sent,
+        bytes_down: stats.bytes_received,
+        tags_kept: stats.tags_kept,
+        matched: peer.matched_keys.values().sum(),
+    })
+}
+
+/// The figures, each beside its floor: `(h, m)` are one thread's hash-to-group and scalar
+/// multiplication, in µs.
+fn figures(
+    o: &BenchOptions,
+    threads: usize,
+    import: Duration,
+    x: &Measured,
+    (h, m): (f64, f64),
+) -> BenchReport {
     // The exchanges run at once: the query ends with the slowest.
-    let exchange_ms = exchange_ms_per_holder.iter().copied().max().unwrap_or(0);
-    let query_ms = timing.read_ms + timing.blind_ms + exchange_ms;
-    let keys = o.dump_rows as f64;
+    let exchange_ms = x.exchange_ms_per_holder.iter().copied().max().unwrap_or(0);
+    let query_ms = x.timing.read_ms + x.timing.blind_ms + exchange_ms;
     let n = o.holders as f64;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let cores_in_use = ((1 + o.holders) * threads).min(cores).max(1);
     let query_floor = (h + (1.0 + 2.0 * n) * m) / cores_in_use as f64;
     let import_floor = (h + m) / threads as f64;
-    let query_us = query_ms as f64 * 1000.0 / keys;
+    let query_us = query_ms as f64 * 1000.0 / o.dump_rows as f64;
     let import_us = import.as_secs_f64() * 1e6 / o.holder_rows as f64;
     let tag_len = suyuan_protocol::psi::tag_len(o.dump_rows, o.holder_rows) as u64;
-    Ok(BenchReport {
+    BenchReport {
         holder_rows: o.holder_rows,
         dump_rows: o.dump_rows,
         overlap: o.overlap,
@@ -495,22 +538,22 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         cores_in_use,
         import_ms: import.as_millis() as u64,
         import_keys_per_s: o.holder_rows as f64 / import.as_secs_f64().max(1e-9),
-        read_ms: timing.read_ms,
-        blind_ms: timing.blind_ms,
+        read_ms: x.timing.read_ms,
+        blind_ms: x.timing.blind_ms,
         exchange_ms,
-        evaluate_ms,
-        unblind_ms: stats.unblind_ms,
+        evaluate_ms: x.evaluate_ms,
+        unblind_ms: x.stats.unblind_ms,
         query_ms,
         query_us_per_key: query_us,
-        bytes_up: stats.bytes_sent,
-        bytes_down: stats.bytes_received,
+        bytes_up: x.stats.bytes_sent,
+        bytes_down: x.stats.bytes_received,
         payload_floor_bytes: 64 * o.dump_rows + tag_len * o.holder_rows,
-        datagrams_lost_up: stats.datagrams_lost,
+        datagrams_lost_up: x.stats.datagrams_lost,
         querier_peak_rss: peak_rss("self"),
-        holder_peak_rss: holder_rss,
+        holder_peak_rss: x.holder_rss,
         holders: o.holders,
-        exchange_ms_per_holder,
-        querier_cpu_ms: querier_cpu.as_millis() as u64,
+        exchange_ms_per_holder: x.exchange_ms_per_holder.clone(),
+        querier_cpu_ms: x.querier_cpu.as_millis() as u64,
         querier_cpu_floor_us_per_key: h + (1.0 + n) * m,
         floor_hash_to_group_us: h,
         floor_scalar_mul_us: m,
@@ -518,42 +561,56 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         import_floor_us_per_key: import_floor,
         query_ratio: query_us / query_floor,
         import_ratio: import_us / import_floor,
-        matched: peer.matched_keys.values().sum(),
-        repeat,
-    })
+        matched: x.matched,
+        repeat: x.repeat.clone(),
+    }
 }
 
 /// The report as lines for a terminal.
 pub fn render(r: &BenchReport) -> String {
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    let querier_cpu_us = r.querier_cpu_ms as f64 * 1000.0 / r.dump_rows.max(1) as f64;
+    let mut out = timings(r);
     // In count mode evaluation and unblinding follow each other, so what is left of the
     // exchange is transfer and waiting; in matches mode they overlap and the difference means
     // nothing.
-    let transfer = if r.mode == QueryMode::Count && r.holders == 1 {
-        format!(
-            "  transfer+waiting {:>9} ms  (the exchange minus both sides' computing)\n",
-            r.exchange_ms
-                .saturating_sub(r.evaluate_ms)
-                .saturating_sub(r.unblind_ms)
-        )
-    } else {
-        String::new()
-    };
+    if r.mode == QueryMode::Count && r.holders == 1 {
+        let rest = r
+            .exchange_ms
+            .saturating_sub(r.evaluate_ms)
+            .saturating_sub(r.unblind_ms);
+        let _ = writeln!(
+            out,
+            "  transfer+waiting {rest:>9} ms  (the exchange minus both sides' computing)"
+        );
+    }
+    out.push_str(&costs(r));
+    if let Some(x) = &r.repeat {
+        let _ = writeln!(
+            out,
+            "repeat query      {:>10} ms  (exchange {} ms), {:.1} MiB up, {:.1} MiB down, tags {}; matched keys {}",
+            x.query_ms,
+            x.exchange_ms,
+            mib(x.bytes_up),
+            mib(x.bytes_down),
+            if x.tags_kept { "kept" } else { "downloaded" },
+            x.matched
+        );
+    }
+    out
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// The headline, import and query lines.
+fn timings(r: &BenchReport) -> String {
     format!(
         "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use\n\
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
          query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
          \x20 read+canonicalise {:>8} ms\n\
          \x20 blind            {:>9} ms\n\
-         \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n\
-         {}\
-         wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB; {} datagrams up lost and resent)\n\
-         querier CPU       {:>10} ms  {:>10.2} µs/key   {:.2}x its floor (hash-to-group + {} multiplications: {:.2} µs/key)\n\
-         {}\
-         peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
-         floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
-         matched keys      {}\n{}",
+         \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n",
         r.holder_rows,
         r.dump_rows,
         r.overlap,
@@ -573,7 +630,15 @@ pub fn render(r: &BenchReport) -> String {
         r.exchange_ms,
         r.evaluate_ms,
         r.unblind_ms,
-        transfer,
+    )
+}
+
+/// Wire, CPU, holders, memory, the floor and the answer.
+fn costs(r: &BenchReport) -> String {
+    let querier_cpu_us = r.querier_cpu_ms as f64 * 1000.0 / r.dump_rows.max(1) as f64;
+    let mut out = format!(
+        "wire              {:>10.1} MiB up, {:.1} MiB down ({:.3}x the payload floor of {:.1} MiB; {} datagrams up lost and resent)\n\
+         querier CPU       {:>10} ms  {:>10.2} µs/key   {:.2}x its floor (hash-to-group + {} multiplications: {:.2} µs/key)\n",
         mib(r.bytes_up),
         mib(r.bytes_down),
         (r.bytes_up + r.bytes_down) as f64 / r.payload_floor_bytes.max(1) as f64,
@@ -584,32 +649,30 @@ pub fn render(r: &BenchReport) -> String {
         querier_cpu_us / r.querier_cpu_floor_us_per_key.max(1e-9),
         1 + r.holders,
         r.querier_cpu_floor_us_per_key,
-        if r.holders > 1 {
-            format!(
-                "holders           {} at once, exchanges {} ms\n",
-                r.holders,
-                r.exchange_ms_per_holder
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            )
-        } else {
-            String::new()
-        },
+    );
+    if r.holders > 1 {
+        let each: Vec<String> = r
+            .exchange_ms_per_holder
+            .iter()
+            .map(u64::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "holders           {} at once, exchanges {} ms",
+            r.holders,
+            each.join(" / ")
+        );
+    }
+    let _ = write!(
+        out,
+        "peak RSS          querier {:.0} MiB, holder {:.0} MiB\n\
+         floor (1 thread)  hash-to-group {:.2} µs, scalar multiplication {:.2} µs\n\
+         matched keys      {}\n",
         mib(r.querier_peak_rss),
         mib(r.holder_peak_rss),
         r.floor_hash_to_group_us,
         r.floor_scalar_mul_us,
         r.matched,
-        r.repeat.as_ref().map_or(String::new(), |x| format!(
-            "repeat query      {:>10} ms  (exchange {} ms), {:.1} MiB up, {:.1} MiB down, tags {}; matched keys {}\n",
-            x.query_ms,
-            x.exchange_ms,
-            mib(x.bytes_up),
-            mib(x.bytes_down),
-            if x.tags_kept { "kept" } else { "downloaded" },
-            x.matched
-        ))
-    )
+    );
+    out
 }
