@@ -287,66 +287,10 @@ pub fn generate(out: &Path, cfg: &GenConfig, progress: &mut dyn Progress) -> Res
         "gen",
         Some(cfg.population * INSTITUTIONS.len() as u64 + cfg.dump_rows),
     );
-
     let mut truths = Vec::new();
-    for (k, inst) in INSTITUTIONS.iter().enumerate() {
-        let mut sink = open(&out.join(inst.file), inst.encoding)?;
-        sink.line(inst.headers, inst.delimiter)?;
-        let mut rows = 0u64;
-        let mut keys: BTreeMap<KeyType, u64> = BTreeMap::new();
-        for i in 0..cfg.population {
-            progress.set(k as u64 * cfg.population + i + 1);
-            if !world.member(k, i) {
-                continue;
-            }
-            let p = world.people.person(i);
-            let held = |id| world.holds(k, id, i);
-            for id in IDS {
-                if held(id) {
-                    *keys.entry(id.key_type()).or_insert(0) += 1;
-                }
-            }
-            let mut s = Stream::new(cfg.seed, 400 + k as u64, i);
-            let m = if held(Ident::Mobile) {
-                // Telecom systems often keep the country code.
-                if inst.name == "telecom" && s.chance(0.1) {
-                    format!("+86{}", p.mobile)
-                } else {
-                    p.mobile.clone()
-                }
-            } else {
-                String::new()
-            };
-            let id = if held(Ident::ResidentId) {
-                p.resident_id.clone()
-            } else {
-                String::new()
-            };
-            let card = if held(Ident::BankCard) {
-                p.bank_card.clone()
-            } else {
-                String::new()
-            };
-            let cells: Vec<&str> = match inst.name {
-                "bank" => vec![&p.name, &m, &id, &card, pick(&mut s, tables::BRANCHES)],
-                "telecom" => vec![&p.name, &m, &id, pick(&mut s, tables::PLANS)],
-                "courier" => vec![&p.name, &m, &p.address],
-                _ => vec![&p.name, &id, &m, pick(&mut s, tables::DEPARTMENTS)],
-            };
-            sink.line(&cells, inst.delimiter)?;
-            rows += 1;
-        }
-        sink.finish()?;
-        truths.push(InstitutionTruth {
-            name: inst.name.to_string(),
-            file: inst.file.to_string(),
-            rows,
-            keys,
-            matched_rows: Vec::new(),
-            matched_keys: BTreeMap::new(),
-        });
+    for k in 0..INSTITUTIONS.len() {
+        truths.push(write_list(out, &world, k, progress)?);
     }
-
     let dump = write_dump(out, &world, cfg, &mut truths, progress)?;
     progress.finish();
     let truth = Truth {
@@ -358,6 +302,79 @@ pub fn generate(out: &Path, cfg: &GenConfig, progress: &mut dyn Progress) -> Res
     let f = File::create(out.join(TRUTH_FILE))?;
     serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;
     Ok(truth)
+}
+
+/// Institution `k`'s customer list; its truth, without the dump's matches yet.
+fn write_list(
+    out: &Path,
+    world: &World,
+    k: usize,
+    progress: &mut dyn Progress,
+) -> Result<InstitutionTruth> {
+    let inst = &INSTITUTIONS[k];
+    let mut sink = open(&out.join(inst.file), inst.encoding)?;
+    sink.line(inst.headers, inst.delimiter)?;
+    let mut rows = 0u64;
+    let mut keys: BTreeMap<KeyType, u64> = BTreeMap::new();
+    for i in 0..world.population {
+        progress.set(k as u64 * world.population + i + 1);
+        if !world.member(k, i) {
+            continue;
+        }
+        for id in IDS {
+            if world.holds(k, id, i) {
+                *keys.entry(id.key_type()).or_insert(0) += 1;
+            }
+        }
+        let cells = list_row(world, k, i);
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        sink.line(&cells, inst.delimiter)?;
+        rows += 1;
+    }
+    sink.finish()?;
+    Ok(InstitutionTruth {
+        name: inst.name.to_string(),
+        file: inst.file.to_string(),
+        rows,
+        keys,
+        matched_rows: Vec::new(),
+        matched_keys: BTreeMap::new(),
+    })
+}
+
+/// Customer `i`'s row in institution `k`'s list, in its column order.
+fn list_row(world: &World, k: usize, i: u64) -> Vec<String> {
+    let inst = &INSTITUTIONS[k];
+    let p = world.people.person(i);
+    let held = |id| world.holds(k, id, i);
+    let mut s = Stream::new(world.seed, 400 + k as u64, i);
+    let m = if held(Ident::Mobile) {
+        // Telecom systems often keep the country code.
+        if inst.name == "telecom" && s.chance(0.1) {
+            format!("+86{}", p.mobile)
+        } else {
+            p.mobile.clone()
+        }
+    } else {
+        String::new()
+    };
+    let id = if held(Ident::ResidentId) {
+        p.resident_id.clone()
+    } else {
+        String::new()
+    };
+    let card = if held(Ident::BankCard) {
+        p.bank_card.clone()
+    } else {
+        String::new()
+    };
+    let other = |s: &mut Stream, t: &[&str]| pick(s, t).to_string();
+    match inst.name {
+        "bank" => vec![p.name, m, id, card, other(&mut s, tables::BRANCHES)],
+        "telecom" => vec![p.name, m, id, other(&mut s, tables::PLANS)],
+        "courier" => vec![p.name, m, p.address],
+        _ => vec![p.name, id, m, other(&mut s, tables::DEPARTMENTS)],
+    }
 }
 
 /// How a dump writes a mobile number.
@@ -424,40 +441,24 @@ fn junk(s: &mut Stream) -> (String, String) {
     (mobile, format!("{body}{wrong}"))
 }
 
-fn write_dump(
-    out: &Path,
-    world: &World,
-    cfg: &GenConfig,
-    truths: &mut [InstitutionTruth],
-    progress: &mut dyn Progress,
-) -> Result<DumpTruth> {
-    let mut sink = open(&out.join(DUMP_FILE), Encoding::Utf8)?;
-    sink.line(
-        &["姓名", "手机", "身份证号", "银行卡号", "地址", "分类"],
-        ',',
-    )?;
-    let capacity = 2 * cfg.population;
-    let mut seen = [
-        Bits::new(capacity),
-        Bits::new(capacity),
-        Bits::new(capacity),
-    ];
-    let mut recent: Vec<u64> = Vec::new();
-    let mut sources: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut junk_rows, mut duplicate_rows) = (0u64, 0u64);
-    for row in 1..=cfg.dump_rows {
-        progress.set(cfg.population * INSTITUTIONS.len() as u64 + row);
-        let mut s = Stream::new(cfg.seed, 300, row);
-        if s.chance(JUNK) {
-            let (m, id) = junk(&mut s);
-            sink.line(&["无名", &m, &id, "", "", "坏数据"], ',')?;
-            junk_rows += 1;
-            *sources.entry("nobody".into()).or_insert(0) += 1;
-            continue;
-        }
-        let (person, source) = if !recent.is_empty() && s.chance(DUPLICATES) {
-            duplicate_rows += 1;
-            let i = recent[s.below(recent.len() as u64) as usize];
+/// What the dump writer keeps between rows.
+struct DumpState {
+    /// Per identifier, the people whose valid identifier the dump carries.
+    seen: [Bits; 3],
+    /// Up to 1000 recent people, for duplicates.
+    recent: Vec<u64>,
+    sources: BTreeMap<String, u64>,
+    junk_rows: u64,
+    duplicate_rows: u64,
+}
+
+impl DumpState {
+    /// Whose row this is and where it came from: a recent person again, a customer of a
+    /// source institution, or somebody no institution knows.
+    fn person(&mut self, world: &World, s: &mut Stream) -> (u64, &'static str) {
+        let (person, source) = if !self.recent.is_empty() && s.chance(DUPLICATES) {
+            self.duplicate_rows += 1;
+            let i = self.recent[s.below(self.recent.len() as u64) as usize];
             (i, "duplicate")
         } else {
             let x = s.unit();
@@ -471,62 +472,110 @@ fn write_dump(
                 }
             }
             match chosen.flatten() {
-                Some(k) => (world.customer_of(k, &mut s), INSTITUTIONS[k].name),
-                None => (cfg.population + s.below(cfg.population), "nobody"),
+                Some(k) => (world.customer_of(k, s), INSTITUTIONS[k].name),
+                None => (world.population + s.below(world.population), "nobody"),
             }
         };
         if source != "duplicate" {
-            *sources.entry(source.to_string()).or_insert(0) += 1;
-            if recent.len() < 1000 {
-                recent.push(person);
+            *self.sources.entry(source.to_string()).or_insert(0) += 1;
+            if self.recent.len() < 1000 {
+                self.recent.push(person);
             } else {
                 let slot = s.below(1000) as usize;
-                recent[slot] = person;
+                self.recent[slot] = person;
             }
         }
-        let p = world.people.person(person);
-        // Which identifiers the row carries: what its source knew, minus what got lost.
-        let source_k = INSTITUTIONS.iter().position(|i| i.name == source);
-        let mut carry = [false; 3];
-        for id in IDS {
-            let known = match source_k {
-                Some(k) => world.holds(k, id, person),
-                None => id != Ident::BankCard || s.chance(0.3),
-            };
-            carry[id as usize] = known && s.chance(if id == Ident::BankCard { 0.5 } else { 0.9 });
-        }
-        if !carry.iter().any(|c| *c) {
-            carry[Ident::Mobile as usize] = true;
-        }
-        let m = if carry[0] {
-            messy_mobile(&mut s, &p.mobile)
-        } else {
-            String::new()
-        };
-        let id = if carry[1] {
-            messy_id(&mut s, &p)
-        } else {
-            String::new()
-        };
-        let card = if carry[2] {
-            messy_card(&mut s, &p.bank_card)
-        } else {
-            String::new()
-        };
-        let addr = if s.chance(0.5) {
-            p.address.clone()
-        } else {
-            String::new()
-        };
-        let name = messy_name(&mut s, &p.name);
-        sink.line(
-            &[&name, &m, &id, &card, &addr, pick(&mut s, tables::SEGMENTS)],
-            ',',
-        )?;
+        (person, source)
+    }
+}
 
+/// Which identifiers a dump row carries: what its source knew, minus what got lost; at least
+/// one.
+fn carried(world: &World, source: &str, person: u64, s: &mut Stream) -> [bool; 3] {
+    let source_k = INSTITUTIONS.iter().position(|i| i.name == source);
+    let mut carry = [false; 3];
+    for id in IDS {
+        let known = match source_k {
+            Some(k) => world.holds(k, id, person),
+            None => id != Ident::BankCard || s.chance(0.3),
+        };
+        carry[id as usize] = known && s.chance(if id == Ident::BankCard { 0.5 } else { 0.9 });
+    }
+    if !carry.iter().any(|c| *c) {
+        carry[Ident::Mobile as usize] = true;
+    }
+    carry
+}
+
+/// A dump row of `p` with the carried identifiers, written as leaked data writes them.
+fn dump_row(s: &mut Stream, p: &Person, carry: [bool; 3]) -> [String; 6] {
+    let m = if carry[0] {
+        messy_mobile(s, &p.mobile)
+    } else {
+        String::new()
+    };
+    let id = if carry[1] {
+        messy_id(s, p)
+    } else {
+        String::new()
+    };
+    let card = if carry[2] {
+        messy_card(s, &p.bank_card)
+    } else {
+        String::new()
+    };
+    let addr = if s.chance(0.5) {
+        p.address.clone()
+    } else {
+        String::new()
+    };
+    let name = messy_name(s, &p.name);
+    let segment = pick(s, tables::SEGMENTS).to_string();
+    [name, m, id, card, addr, segment]
+}
+
+fn write_dump(
+    out: &Path,
+    world: &World,
+    cfg: &GenConfig,
+    truths: &mut [InstitutionTruth],
+    progress: &mut dyn Progress,
+) -> Result<DumpTruth> {
+    let mut sink = open(&out.join(DUMP_FILE), Encoding::Utf8)?;
+    sink.line(
+        &["姓名", "手机", "身份证号", "银行卡号", "地址", "分类"],
+        ',',
+    )?;
+    let capacity = 2 * cfg.population;
+    let mut st = DumpState {
+        seen: [
+            Bits::new(capacity),
+            Bits::new(capacity),
+            Bits::new(capacity),
+        ],
+        recent: Vec::new(),
+        sources: BTreeMap::new(),
+        junk_rows: 0,
+        duplicate_rows: 0,
+    };
+    for row in 1..=cfg.dump_rows {
+        progress.set(cfg.population * INSTITUTIONS.len() as u64 + row);
+        let mut s = Stream::new(cfg.seed, 300, row);
+        if s.chance(JUNK) {
+            let (m, id) = junk(&mut s);
+            sink.line(&["无名", &m, &id, "", "", "坏数据"], ',')?;
+            st.junk_rows += 1;
+            *st.sources.entry("nobody".into()).or_insert(0) += 1;
+            continue;
+        }
+        let (person, source) = st.person(world, &mut s);
+        let carry = carried(world, source, person, &mut s);
+        let cells = dump_row(&mut s, &world.people.person(person), carry);
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        sink.line(&cells, ',')?;
         for id in IDS {
             if carry[id as usize] {
-                seen[id as usize].insert(person);
+                st.seen[id as usize].insert(person);
             }
         }
         for (k, t) in truths.iter_mut().enumerate() {
@@ -539,22 +588,31 @@ fn write_dump(
         }
     }
     sink.finish()?;
+    Ok(dump_truth(world, cfg, st, truths))
+}
 
+/// The dump's distinct keys, and each institution's share of them.
+fn dump_truth(
+    world: &World,
+    cfg: &GenConfig,
+    st: DumpState,
+    truths: &mut [InstitutionTruth],
+) -> DumpTruth {
     let mut keys = BTreeMap::new();
     for id in IDS {
-        let bits = &seen[id as usize];
+        let bits = &st.seen[id as usize];
         keys.insert(id.key_type(), bits.iter().count() as u64);
         for (k, t) in truths.iter_mut().enumerate() {
             let n = bits.iter().filter(|&p| world.holds(k, id, p)).count() as u64;
             t.matched_keys.insert(id.key_type(), n);
         }
     }
-    Ok(DumpTruth {
+    DumpTruth {
         file: DUMP_FILE.to_string(),
         rows: cfg.dump_rows,
-        junk_rows,
-        duplicate_rows,
-        sources,
+        junk_rows: st.junk_rows,
+        duplicate_rows: st.duplicate_rows,
+        sources: st.sources,
         keys,
-    })
+    }
 }
