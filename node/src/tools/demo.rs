@@ -135,51 +135,22 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
     );
     let data = dir.join("data");
     let truth = tokio::task::block_in_place(|| synth::generate(&data, &cfg, progress))?;
-
     let names: Vec<String> = truth.institutions.iter().map(|t| t.name.clone()).collect();
     progress.say(&format!(
         "2/6 a federation CA and nodes: police, {}",
         names.join(", ")
     ));
-    let ca = dir.join("ca");
-    identity::ca_init(&ca, "suyuan demo federation")?;
     let nodes = dir.join("nodes");
-    let police = nodes.join("police");
-    identity::ca_issue(&ca, "police", Role::Police, &police)?;
-    std::fs::write(
-        police.join(NODE_TOML),
-        crate::node_dir::config::DEFAULT_NODE_TOML,
-    )?;
-    for name in &names {
-        let node = nodes.join(name);
-        identity::ca_issue(&ca, name, Role::Institution, &node)?;
-        std::fs::write(node.join(NODE_TOML), INSTITUTION_TOML)?;
-    }
-
+    federation(&dir.join("ca"), &nodes, &names)?;
     progress.say("3/6 each institution imports its list under a fresh key");
     for t in &truth.institutions {
-        let node = nodes.join(&t.name);
+        let (node, list) = (nodes.join(&t.name), data.join(&t.file));
         tokio::task::block_in_place(|| {
-            import::run(
-                &node,
-                &data.join(&t.file),
-                &InputOptions::default(),
-                progress,
-            )
+            import::run(&node, &list, &InputOptions::default(), progress)
         })
         .with_context(|| format!("importing {}", t.file))?;
     }
-
-    let mut servers = Vec::new();
-    let mut peers = Vec::new();
-    for name in &names {
-        let server = LocalServer::start(&nodes.join(name))?;
-        peers.push(PeerSpec {
-            name: name.clone(),
-            address: server.addr.to_string(),
-        });
-        servers.push(server);
-    }
+    let (servers, peers) = serve_all(&nodes, &names)?;
     let addrs: Vec<String> = peers
         .iter()
         .map(|p| format!("{}={}", p.name, p.address))
@@ -188,7 +159,66 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
         "4/6 institutions serving on loopback: {}",
         addrs.join(" ")
     ));
+    let police = nodes.join("police");
+    let asked = ask_both(&dir, &police, &data, peers, &truth, progress).await;
+    for server in servers {
+        server.stop().await?;
+    }
+    let (report, disagreements) = asked?;
+    let html = dir.join("report.html");
+    std::fs::write(&html, html::render_html(&report, DEFAULT_THRESHOLD))?;
+    conclude(&dir, &html, &truth, &disagreements, progress);
+    Ok(DemoOutcome {
+        dir,
+        disagreements,
+        report,
+    })
+}
 
+/// The CA in `ca`; under `nodes`, the police and one institution per name, with the demo's
+/// policy.
+fn federation(ca: &Path, nodes: &Path, names: &[String]) -> Result<()> {
+    identity::ca_init(ca, "suyuan demo federation")?;
+    let police = nodes.join("police");
+    identity::ca_issue(ca, "police", Role::Police, &police)?;
+    std::fs::write(
+        police.join(NODE_TOML),
+        crate::node_dir::config::DEFAULT_NODE_TOML,
+    )?;
+    for name in names {
+        let node = nodes.join(name);
+        identity::ca_issue(ca, name, Role::Institution, &node)?;
+        std::fs::write(node.join(NODE_TOML), INSTITUTION_TOML)?;
+    }
+    Ok(())
+}
+
+/// Every institution serving on loopback, and the peers to ask.
+fn serve_all(nodes: &Path, names: &[String]) -> Result<(Vec<LocalServer>, Vec<PeerSpec>)> {
+    let mut servers = Vec::new();
+    let mut peers = Vec::new();
+    for name in names {
+        let server = LocalServer::start(&nodes.join(name))?;
+        peers.push(PeerSpec {
+            name: name.clone(),
+            address: server.addr.to_string(),
+        });
+        servers.push(server);
+    }
+    Ok((servers, peers))
+}
+
+/// Steps 5 and 6: the police ask every institution in `count` mode, then in `matches` mode;
+/// each report is narrated, written as JSON and compared with the truth. The `matches` report
+/// and every disagreement.
+async fn ask_both(
+    dir: &Path,
+    police: &Path,
+    data: &Path,
+    peers: Vec<PeerSpec>,
+    truth: &Truth,
+    progress: &mut dyn Progress,
+) -> Result<(Report, Vec<String>)> {
     let case = "DEMO-2019-001".to_string();
     let mut disagreements = Vec::new();
     let mut last = None;
@@ -197,7 +227,7 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
             "{step}/6 the police query every institution, mode {mode}, case {case}"
         ));
         let opts = QueryOptions {
-            node: police.clone(),
+            node: police.to_path_buf(),
             input: data.join(synth::DUMP_FILE),
             input_options: InputOptions::default(),
             peers: peers.clone(),
@@ -211,37 +241,36 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
         let report = job.ask(dump).await?;
         progress.say(query::report::render(&report).trim_end());
         disagreements.extend(
-            compare(&report, &truth)
+            compare(&report, truth)
                 .into_iter()
                 .map(|d| format!("{mode}: {d}")),
         );
         query::report::write_json(&report, &dir.join(format!("report-{mode}.json")))?;
         last = Some(report);
     }
-    for server in servers {
-        server.stop().await?;
-    }
-    let report = last.context("no query ran")?;
-    let html = dir.join("report.html");
-    std::fs::write(&html, html::render_html(&report, DEFAULT_THRESHOLD))?;
+    Ok((last.context("no query ran")?, disagreements))
+}
 
-    let source = truth
-        .dump
-        .sources
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// What the dump was made of, whether everything agreed with the truth, and where the files are.
+fn conclude(
+    dir: &Path,
+    html: &Path,
+    truth: &Truth,
+    disagreements: &[String],
+    progress: &mut dyn Progress,
+) {
     progress.say(&format!(
-        "\nThe dump was built from: {source} rows (plus {} duplicates, {} junk).",
-        truth.dump.duplicate_rows, truth.dump.junk_rows
+        "\nThe dump was built from: {} rows (plus {} duplicates, {} junk).",
+        crate::text::counts(&truth.dump.sources, ""),
+        truth.dump.duplicate_rows,
+        truth.dump.junk_rows
     ));
     if disagreements.is_empty() {
         progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth.",
         );
     } else {
         progress.say("Check against truth.json: DISAGREEMENT:");
-        for d in &disagreements {
+        for d in disagreements {
             progress.say(&format!("  {d}"));
         }
     }
@@ -250,9 +279,4 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
         html.display(),
         dir.display()
     ));
-    Ok(DemoOutcome {
-        dir,
-        disagreements,
-        report,
-    })
 }
