@@ -15,7 +15,7 @@ use crate::node_dir::audit::{AuditLog, Outcome};
 use crate::query;
 use crate::tools::bench::{
     BenchOptions, Holder, fresh_federation, import_list, peak_rss, shared_rows, start_holder,
-    suyuan, write_lists,
+    suyuan, working_dir,
 };
 
 /// What a load run measured.
@@ -59,12 +59,7 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
         bail!("--concurrent must be at least 1 and --queriers between 1 and --concurrent");
     }
     let threads = o.threads.unwrap_or_else(rayon::current_num_threads);
-    let dir = match &o.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("suyuan-load-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir)?;
-    write_lists(&dir, o)?;
+    let dir = working_dir(o, "suyuan-load")?;
     let shared = shared_rows(o);
     let holder_dir = dir.join("holder");
     let querier_names: Vec<String> = (0..queriers).map(|i| format!("researcher-{i}")).collect();

@@ -269,7 +269,19 @@ pub(crate) fn shared_rows(o: &BenchOptions) -> u64 {
     ((o.dump_rows as f64 * o.overlap).round() as u64).min(o.holder_rows)
 }
 
-pub(crate) fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
+/// `--dir`, or a new directory under the temp directory named `name-PID`, with the holder's
+/// list and the dump written into it.
+pub(crate) fn working_dir(o: &BenchOptions, name: &str) -> Result<PathBuf> {
+    let dir = match &o.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("{name}-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    write_lists(&dir, o)?;
+    Ok(dir)
+}
+
+fn write_lists(dir: &Path, o: &BenchOptions) -> Result<()> {
     let mut w = BufWriter::new(std::fs::File::create(dir.join("holder.csv"))?);
     writeln!(w, "mobile")?;
     for i in 0..o.holder_rows {
@@ -356,12 +368,7 @@ pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, Strin
 pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     check(o)?;
     let threads = o.threads.unwrap_or_else(rayon::current_num_threads);
-    let dir = match &o.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("suyuan-bench-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir)?;
-    write_lists(&dir, o)?;
+    let dir = working_dir(o, "suyuan-bench")?;
     let mut floor = FloorSamples::default();
     floor.sample();
     let holder_names: Vec<String> = (1..=o.holders)
