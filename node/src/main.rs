@@ -1,7 +1,16 @@
-//! `suyuan`: the command-line front of suyuan-node. Everything it prints is printed in `cli/`.
+//! `suyuan`: the command-line front of suyuan-node. Everything it prints is printed in `cli/`
+//! and here: a failure as one line on stderr, with status 1 (clap's own, for flags, is 2).
 
 mod cli;
 
-fn main() -> std::process::ExitCode {
-    cli::main()
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("suyuan: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

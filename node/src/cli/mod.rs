@@ -8,24 +8,13 @@ mod query;
 mod render;
 mod tools;
 
-use std::process::ExitCode;
-
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use args::{AuditCommand, CaCommand, CacheCommand, Cli, Command};
 
-pub(crate) fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("suyuan: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<()> {
+/// Parses the flags and runs the command; any error is printed by `main`.
+pub(crate) fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let quiet = cli.quiet;
