@@ -73,58 +73,61 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
     h
 }
 
+/// Height of one institution's line in the chart, in pixels.
+const BAR_HEIGHT: usize = 26;
+
 /// One bar per institution, containment as its length.
 fn chart(h: &mut String, r: &Report, threshold: u64) {
     let _ = writeln!(h, "<h2>Containment per institution</h2>");
-    let bar_h = 26;
-    let height = 20 + bar_h * r.peers.len().max(1);
+    let height = 20 + BAR_HEIGHT * r.peers.len().max(1);
     let _ = writeln!(
         h,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"{height}\" viewBox=\"0 0 640 {height}\" role=\"img\" aria-label=\"containment per institution\">"
     );
     for (i, p) in r.peers.iter().enumerate() {
-        let y = 10 + i * bar_h;
-        let _ = writeln!(
-            h,
-            "<text x=\"0\" y=\"{}\">{}</text>",
-            y + 16,
-            escape(&p.name)
-        );
-        match &p.error {
-            Some(_) => {
-                let _ = writeln!(
-                    h,
-                    "<text x=\"130\" y=\"{}\" fill=\"#666\">no answer</text>",
-                    y + 16
-                );
-            }
-            None => {
-                let w = (p.containment.clamp(0.0, 1.0) * 400.0).round() as u32;
-                let fill = if records(p) >= threshold {
-                    "#a40000"
-                } else {
-                    "#3465a4"
-                };
-                let _ = writeln!(
-                    h,
-                    "<rect x=\"130\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{fill}\"/>",
-                    y + 3,
-                    bar_h - 8
-                );
-                let _ = writeln!(
-                    h,
-                    "<text x=\"{}\" y=\"{}\">{}</text>",
-                    136 + w,
-                    y + 16,
-                    pct(p.containment)
-                );
-            }
-        }
+        bar(h, 10 + i * BAR_HEIGHT, p, threshold);
     }
     let _ = writeln!(h, "</svg>");
     let _ = writeln!(
         h,
         "<p class=\"meta\">Bar length: containment (matched rows / dump rows in matches mode; the largest share of a key type's dump keys found, in count mode). Red: {threshold} records or more.</p>"
+    );
+}
+
+/// One institution's name and bar (or "no answer"), `y` pixels from the chart's top.
+fn bar(h: &mut String, y: usize, p: &PeerReport, threshold: u64) {
+    let _ = writeln!(
+        h,
+        "<text x=\"0\" y=\"{}\">{}</text>",
+        y + 16,
+        escape(&p.name)
+    );
+    if p.error.is_some() {
+        let _ = writeln!(
+            h,
+            "<text x=\"130\" y=\"{}\" fill=\"#666\">no answer</text>",
+            y + 16
+        );
+        return;
+    }
+    let w = (p.containment.clamp(0.0, 1.0) * 400.0).round() as u32;
+    let fill = if records(p) >= threshold {
+        "#a40000"
+    } else {
+        "#3465a4"
+    };
+    let _ = writeln!(
+        h,
+        "<rect x=\"130\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{fill}\"/>",
+        y + 3,
+        BAR_HEIGHT - 8
+    );
+    let _ = writeln!(
+        h,
+        "<text x=\"{}\" y=\"{}\">{}</text>",
+        136 + w,
+        y + 16,
+        pct(p.containment)
     );
 }
 

@@ -3,7 +3,7 @@
 //! the whole run's wall time and throughput, each query's wall time (slowest over median shows
 //! starvation), refusals, and the holder's peak memory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,17 +62,7 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
     let dir = working_dir(o, "suyuan-load")?;
     let shared = shared_rows(o);
     let holder_dir = dir.join("holder");
-    let querier_names: Vec<String> = (0..queriers).map(|i| format!("researcher-{i}")).collect();
-    let querier_dirs: Vec<PathBuf> = querier_names.iter().map(|n| dir.join(n)).collect();
-    let big = (o.holder_rows.max(o.dump_rows) * 2).saturating_mul(concurrent as u64);
-    fresh_federation(
-        &dir,
-        &["holder".to_string()],
-        &querier_names,
-        600,
-        big,
-        concurrent,
-    )?;
+    let querier_dirs = federation(&dir, o, concurrent, queriers)?;
     import_list(threads, &holder_dir, &dir.join("holder.csv"))?;
     let (holder, addr) = start_holder(threads, &holder_dir)?;
 
@@ -118,6 +108,21 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
         wrong,
         holder_peak_rss: holder_rss,
     })
+}
+
+/// One holder admitting `concurrent` queries at once, and `queriers` querier nodes; their
+/// directories.
+fn federation(
+    dir: &Path,
+    o: &BenchOptions,
+    concurrent: usize,
+    queriers: usize,
+) -> Result<Vec<PathBuf>> {
+    let querier_names: Vec<String> = (0..queriers).map(|i| format!("researcher-{i}")).collect();
+    let big = (o.holder_rows.max(o.dump_rows) * 2).saturating_mul(concurrent as u64);
+    let holder = ["holder".to_string()];
+    fresh_federation(dir, &holder, &querier_names, 600, big, concurrent)?;
+    Ok(querier_names.iter().map(|n| dir.join(n)).collect())
 }
 
 /// Starts `count` query processes at once and waits for all; each one's wall time, ms.
