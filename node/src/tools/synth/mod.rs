@@ -487,6 +487,30 @@ impl DumpState {
         }
         (person, source)
     }
+
+    /// Notes the identifiers row `row` carries, and which institutions it matches.
+    fn count(
+        &mut self,
+        world: &World,
+        row: u64,
+        person: u64,
+        carry: [bool; 3],
+        truths: &mut [InstitutionTruth],
+    ) {
+        for id in IDS {
+            if carry[id as usize] {
+                self.seen[id as usize].insert(person);
+            }
+        }
+        for (k, t) in truths.iter_mut().enumerate() {
+            if IDS
+                .iter()
+                .any(|&id| carry[id as usize] && world.holds(k, id, person))
+            {
+                t.matched_rows.push(row);
+            }
+        }
+    }
 }
 
 /// Which identifiers a dump row carries: what its source knew, minus what got lost; at least
@@ -573,19 +597,7 @@ fn write_dump(
         let cells = dump_row(&mut s, &world.people.person(person), carry);
         let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
         sink.line(&cells, ',')?;
-        for id in IDS {
-            if carry[id as usize] {
-                st.seen[id as usize].insert(person);
-            }
-        }
-        for (k, t) in truths.iter_mut().enumerate() {
-            if IDS
-                .iter()
-                .any(|&id| carry[id as usize] && world.holds(k, id, person))
-            {
-                t.matched_rows.push(row);
-            }
-        }
+        st.count(world, row, person, carry, truths);
     }
     sink.finish()?;
     Ok(dump_truth(world, cfg, st, truths))
