@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use suyuan_node::net::local::LocalServer;
+use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::config::NODE_TOML;
 use suyuan_node::node_dir::identity::{self, Role};
 
@@ -82,7 +83,10 @@ pub async fn ask_one(
 
 /// A QUIC client with `node`'s identity, for speaking the wire by hand.
 pub fn client(node: &Path, idle: std::time::Duration) -> quinn::Endpoint {
-    let id = identity::load_node(node).expect("a node identity");
+    let id = NodeDir::open(node)
+        .expect("a node directory")
+        .identity()
+        .expect("a node identity");
     let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a socket");
     ep.set_default_client_config(
         suyuan_node::net::tls::client_config(&id, idle).expect("a client configuration"),

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use suyuan_node::lists as input;
 use suyuan_node::net::frame as wire;
+use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::audit::{self, Head, Outcome, Record, Side};
 use suyuan_node::node_dir::{config, identity, tag_cache};
 use suyuan_protocol::codec;
@@ -383,7 +384,10 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     identity::ca_init(&ca, "fuzz CA").expect("ca init");
     let node = dir.path().join("police-1");
     identity::ca_issue(&ca, "police-1", identity::Role::Police, &node).expect("ca issue");
-    let id = identity::load_node(&node).expect("load");
+    let id = NodeDir::open(&node)
+        .expect("a node directory")
+        .identity()
+        .expect("load");
     out.push(("certificate", "police".into(), id.cert.to_vec()));
     let epoch = fuzz_epoch();
     let tags: Vec<u8> = epoch

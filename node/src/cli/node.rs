@@ -5,11 +5,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use suyuan_node::lists::{InputOptions, import as list_import};
 use suyuan_node::net::server::Server;
-use suyuan_node::node_dir::audit::{AuditLog, Entry};
-use suyuan_node::node_dir::config::{self, DEFAULT_NODE_TOML, NODE_TOML};
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::Entry;
+use suyuan_node::node_dir::config::{DEFAULT_NODE_TOML, NODE_TOML};
 use suyuan_node::node_dir::identity::{self, Role};
-use suyuan_node::node_dir::store;
-use suyuan_node::node_dir::tag_cache::TagCache;
 use suyuan_node::text;
 
 use super::args::{ImportArgs, ServeArgs};
@@ -97,32 +96,32 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 pub(crate) fn status(node: &Path) -> Result<()> {
-    store::check_node_dir(node)?;
-    let id = identity::load_node(node)?;
+    let node = NodeDir::open(node)?;
+    let id = node.identity()?;
     println!(
         "node {} ({}), certificate sha256 {}",
         id.me.name, id.me.role, id.me.fingerprint
     );
     // The whole store is read and checked against its digest, as `serve` would.
-    match store::read_epoch(node) {
+    match node.store().read() {
         Ok(Some((_, m))) => println!("{}", render::epoch(&m)),
         Ok(None) => println!("no customer list imported"),
-        Err(e) => println!("epoch: DAMAGED: {e:#}"),
+        Err(e) => println!("epoch: DAMAGED: {:#}", anyhow::Error::from(e)),
     }
-    let cfg = config::load(node)?;
+    let cfg = node.config()?;
     println!("policy: {}", cfg.policy.summary());
-    let (sets, bytes) = TagCache::new(node, cfg.query.tag_cache_bytes()).usage();
+    let (sets, bytes) = node.tag_cache(cfg.query.tag_cache_bytes()).usage();
     println!(
         "tag cache: {sets} kept set(s), {} of {} MiB",
         render::mib(bytes),
         cfg.query.tag_cache_mib
     );
-    match AuditLog::new(node).verify() {
+    match node.audit().verify() {
         Ok(entries) => {
             println!("audit log: {} entries, chain intact", entries.len());
             print_recent(&entries);
         }
-        Err(e) => println!("audit log: DAMAGED: {e:#}"),
+        Err(e) => println!("audit log: DAMAGED: {:#}", anyhow::Error::from(e)),
     }
     Ok(())
 }
@@ -139,14 +138,14 @@ fn print_recent(entries: &[Entry]) {
 }
 
 pub(crate) fn cache_clear(node: &Path) -> Result<()> {
-    store::check_node_dir(node)?;
-    let (sets, bytes) = TagCache::new(node, 0).clear()?;
+    let (sets, bytes) = NodeDir::open(node)?.tag_cache(0).clear()?;
     println!("removed {sets} kept tag set(s), {} MiB", render::mib(bytes));
     Ok(())
 }
 
 pub(crate) fn audit_verify(node: &Path) -> Result<()> {
-    let entries = AuditLog::new(node)
+    let entries = NodeDir::open(node)?
+        .audit()
         .verify()
         .context("audit log verification failed")?;
     println!("audit log intact: {} entries", entries.len());
@@ -154,7 +153,7 @@ pub(crate) fn audit_verify(node: &Path) -> Result<()> {
 }
 
 pub(crate) fn audit_show(node: &Path, json: bool) -> Result<()> {
-    let entries = AuditLog::new(node).verify()?;
+    let entries = NodeDir::open(node)?.audit().verify()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -26,9 +26,10 @@ use crate::net::handshake::holder::{
 };
 use crate::net::tls;
 use crate::node_dir::audit::{AuditLog, Entry, Outcome, Record, Side};
-use crate::node_dir::config::{self, Policy};
+use crate::node_dir::config::Policy;
 use crate::node_dir::identity::{self, PeerIdentity};
-use crate::node_dir::store::{self, EpochMeta};
+use crate::node_dir::store::{EpochMeta, EpochStore};
+use crate::node_dir::{Lock, NodeDir};
 
 /// Connections refused before any query (failed handshakes, a member over its connection
 /// cap) audited one by one per minute; beyond that they are counted, and the count is written
@@ -60,7 +61,7 @@ struct LoadedEpoch {
 }
 
 struct State {
-    dir: PathBuf,
+    store: EpochStore,
     name: String,
     policy: Policy,
     timeout: Duration,
@@ -113,16 +114,17 @@ impl Server {
     /// Loads the node in `dir` (identity, policy, audit log, epoch) and binds `listen` (or the
     /// configured address). Must run inside a tokio runtime.
     pub fn bind(dir: &Path, listen: Option<SocketAddr>) -> Result<Server> {
-        store::check_node_dir(dir)?;
-        let lock = store::lock(dir, "serve")?;
-        let id = identity::load_node(dir)?;
-        let cfg = config::load(dir)?;
-        let audit = AuditLog::new(dir);
+        let node = NodeDir::open(dir)?;
+        let lock = node.lock(Lock::Serve)?;
+        let id = node.identity()?;
+        let cfg = node.config()?;
+        let audit = node.audit();
         let entries = audit
             .verify()
             .context("the audit log does not verify; refusing to serve")?;
         let budget = budget_from_log(&entries, cfg.policy.keys_per_peer_per_day);
-        let loaded = load_epoch(dir)?;
+        let store = node.store();
+        let loaded = load_epoch(&store)?;
         let listen = listen.unwrap_or(cfg.network.listen);
         let streams = u32::try_from(cfg.policy.max_concurrent_queries + 1).unwrap_or(u32::MAX);
         let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
@@ -130,7 +132,7 @@ impl Server {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(State {
-            dir: dir.to_path_buf(),
+            store,
             name: id.me.name.clone(),
             slots: Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries)),
             policy: cfg.policy,
@@ -237,6 +239,12 @@ impl Server {
     }
 }
 
+/// Locks a mutex whose holder may have panicked: every value these guard is whole between
+/// statements, so a panic elsewhere leaves nothing half-written to refuse.
+fn unpoisoned<T>(m: &std::sync::Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The daily budget with every charge the audit log records (a restart does not refill it).
 fn budget_from_log(entries: &[Entry], limit: u64) -> DailyBudget {
     let mut budget = DailyBudget::new(limit);
@@ -255,9 +263,9 @@ fn budget_from_log(entries: &[Entry], limit: u64) -> DailyBudget {
     budget
 }
 
-fn load_epoch(dir: &Path) -> Result<LoadedEpoch> {
-    let stamp = store::stamp(dir);
-    let loaded = store::read_epoch(dir)?;
+fn load_epoch(store: &EpochStore) -> Result<LoadedEpoch> {
+    let stamp = store.stamp();
+    let loaded = store.read()?;
     Ok(match loaded {
         Some((epoch, meta)) => LoadedEpoch {
             stamp,
@@ -276,18 +284,16 @@ impl State {
     /// The current epoch, reloaded if an import replaced it since it was loaded.
     async fn current_epoch(&self) -> Result<Option<Arc<Epoch>>> {
         let mut e = self.epoch.lock().await;
-        let now = store::stamp(&self.dir);
+        let now = self.store.stamp();
         if now != e.stamp {
-            let dir = self.dir.clone();
-            *e = tokio::task::spawn_blocking(move || load_epoch(&dir)).await??;
+            let store = self.store.clone();
+            *e = tokio::task::spawn_blocking(move || load_epoch(&store)).await??;
         }
         Ok(e.epoch.clone())
     }
 
-    fn open_connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn open_connections(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        unpoisoned(&self.connections)
     }
 
     /// Counts a member's new connection, or says how many it already holds when that is its
@@ -306,10 +312,8 @@ impl State {
         })
     }
 
-    fn outsider_budget(&self) -> std::sync::MutexGuard<'_, OutsiderBudget> {
-        self.outsiders
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn outsider_budget(&self) -> MutexGuard<'_, OutsiderBudget> {
+        unpoisoned(&self.outsiders)
     }
 
     /// The digest of the current epoch's tags for these key types at this length, computed
@@ -341,10 +345,8 @@ impl State {
         Some(d)
     }
 
-    fn digests(&self) -> std::sync::MutexGuard<'_, DigestMemo> {
-        self.tag_set_digests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn digests(&self) -> MutexGuard<'_, DigestMemo> {
+        unpoisoned(&self.tag_set_digests)
     }
 
     /// Audits a refused connection, within [`OUTSIDER_ENTRIES_PER_MINUTE`].

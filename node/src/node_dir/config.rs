@@ -331,13 +331,8 @@ struct RawPolicy {
     allow: Option<BTreeMap<Role, Vec<QueryMode>>>,
 }
 
-/// Reads `node.toml` from a node directory (defaults when absent), logging any deprecated
-/// name it uses.
-pub fn load(dir: &Path) -> Result<NodeConfig, ConfigError> {
-    load_file(&dir.join(NODE_TOML))
-}
-
-/// [`load`], from the file's path ([`crate::node_dir::NodeDir::config`]).
+/// Reads `node.toml` at `path` (the defaults when absent), logging any deprecated name it
+/// uses ([`crate::node_dir::NodeDir::config`]).
 pub(crate) fn load_file(path: &Path) -> Result<NodeConfig, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,

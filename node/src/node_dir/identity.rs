@@ -327,12 +327,6 @@ fn read_pem_cert(path: &Path) -> Result<CertificateDer<'static>> {
         .map_err(|e| anyhow::anyhow!("{}: not a readable PEM certificate: {e}", path.display()))
 }
 
-/// Loads the identity in a node directory and checks that the key file is private
-/// ([`NodeDir::identity`]).
-pub fn load_node(dir: &Path) -> Result<NodeIdentity> {
-    load(&NodeDir::at(dir))
-}
-
 pub(crate) fn load(node: &NodeDir) -> Result<NodeIdentity> {
     let key_path = node.node_key();
     if !key_path.exists() {

@@ -19,8 +19,8 @@ use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
 use zeroize::Zeroizing;
 
+use crate::node_dir::NodeDir;
 use crate::node_dir::identity::{self, PrivateFileError};
-use crate::node_dir::{Lock, NodeDir};
 
 /// The current epoch's file.
 pub const EPOCH_FILE: &str = "epoch.redb";
@@ -105,36 +105,6 @@ pub struct EpochStore {
     dir: PathBuf,
     file: PathBuf,
     tmp: PathBuf,
-}
-
-/// Writes `epoch` as the current epoch of the node in `dir` ([`EpochStore::write`]).
-pub fn write_epoch(dir: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
-    EpochStore::of(&NodeDir::at(dir)).write(epoch, meta)
-}
-
-/// The current epoch of the node in `dir` ([`EpochStore::read`]).
-pub fn read_epoch(dir: &Path) -> Result<Option<(Epoch, EpochMeta)>> {
-    Ok(EpochStore::of(&NodeDir::at(dir)).read()?)
-}
-
-/// The current epoch file of the node in `dir` ([`EpochStore::stamp`]).
-pub fn stamp(dir: &Path) -> Option<Stamp> {
-    EpochStore::of(&NodeDir::at(dir)).stamp()
-}
-
-/// Takes the lock `NODE_DIR/<what>.lock` ([`NodeDir::lock`]); `what` is `serve` or `import`.
-pub fn lock(dir: &Path, what: &str) -> Result<File> {
-    let what = if what == "import" {
-        Lock::Import
-    } else {
-        Lock::Serve
-    };
-    NodeDir::at(dir).lock(what)
-}
-
-/// Fails unless `dir` looks like a node directory ([`NodeDir::open`]).
-pub fn check_node_dir(dir: &Path) -> Result<()> {
-    NodeDir::open(dir).map(drop)
 }
 
 impl EpochStore {

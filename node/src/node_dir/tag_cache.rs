@@ -41,12 +41,6 @@ pub struct TagCache {
 }
 
 impl TagCache {
-    /// The cache of the node in `node_dir`, holding at most `limit` bytes (0: keep nothing)
-    /// ([`NodeDir::tag_cache`]).
-    pub fn new(node_dir: &Path, limit: u64) -> Self {
-        TagCache::of(&NodeDir::at(node_dir), limit)
-    }
-
     /// The cache of a node directory, holding at most `limit` bytes (0: keep nothing).
     pub fn of(node: &NodeDir, limit: u64) -> Self {
         TagCache {
@@ -270,7 +264,7 @@ mod tests {
     #[test]
     fn kept_sets_round_trip_and_damage_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let c = TagCache::new(dir.path(), 1 << 20);
+        let c = TagCache::of(&NodeDir::at(dir.path()), 1 << 20);
         assert_eq!(c.load("bank"), None);
         c.store("bank", &set(1, 100)).unwrap();
         assert_eq!(c.load("bank").map(|k| k.0), Some(set(1, 100)));
@@ -294,7 +288,7 @@ mod tests {
     fn the_least_recently_used_sets_go_first_and_clear_empties_it() {
         let dir = tempfile::tempdir().unwrap();
         let one = encode(&set(1, 100)).len() as u64;
-        let c = TagCache::new(dir.path(), 2 * one + 10);
+        let c = TagCache::of(&NodeDir::at(dir.path()), 2 * one + 10);
         c.store("a", &set(1, 100)).unwrap();
         c.store("b", &set(2, 100)).unwrap();
         assert!(c.load("a").is_some()); // a is now the most recently used
@@ -316,7 +310,7 @@ mod tests {
         assert_eq!(c.usage(), (0, 0));
         assert_eq!(fs::read_dir(dir.path().join(CACHE_DIR)).unwrap().count(), 0);
         // Limit 0: nothing is ever kept.
-        let off = TagCache::new(dir.path(), 0);
+        let off = TagCache::of(&NodeDir::at(dir.path()), 0);
         off.store("a", &set(1, 1)).unwrap();
         assert_eq!(off.usage(), (0, 0));
     }

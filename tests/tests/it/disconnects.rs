@@ -9,9 +9,9 @@ use suyuan_node::net::frame::{
     ClientFrame, Hello, NODE_WIRE_VERSION, ServerFrame, Welcome, read_frame, write_frame,
 };
 use suyuan_node::net::tls;
-use suyuan_node::node_dir::audit::{AuditLog, Outcome};
-use suyuan_node::node_dir::identity::{self, Role};
-use suyuan_node::node_dir::store;
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::Outcome;
+use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query;
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode};
@@ -103,7 +103,9 @@ async fn querier_until(police: &Path, bank: &Path, addr: std::net::SocketAddr, s
     let q = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
     let (start, awaiting) = q.start(QueryMode::Matches);
     let admitted = |b: &Path| {
-        AuditLog::new(b)
+        NodeDir::open(b)
+            .expect("a node directory")
+            .audit()
             .verify()
             .unwrap()
             .iter()
@@ -165,7 +167,11 @@ async fn querier_until(police: &Path, bank: &Path, addr: std::net::SocketAddr, s
 async fn entries(bank: &Path, n: usize) -> Vec<(Outcome, String)> {
     let start = Instant::now();
     loop {
-        let e = AuditLog::new(bank).verify().unwrap();
+        let e = NodeDir::open(bank)
+            .expect("a node directory")
+            .audit()
+            .verify()
+            .unwrap();
         if e.len() >= n {
             return e
                 .into_iter()
@@ -230,8 +236,13 @@ enum HolderStep {
 }
 
 async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
-    let id = identity::load_node(bank).unwrap();
-    let (epoch, _) = store::read_epoch(bank).unwrap().unwrap();
+    let id = NodeDir::open(bank).unwrap().identity().unwrap();
+    let (epoch, _) = NodeDir::open(bank)
+        .unwrap()
+        .store()
+        .read()
+        .unwrap()
+        .unwrap();
     let holder = Holder::new(Arc::new(epoch));
     let ep = quinn::Endpoint::server(
         tls::server_config(&id, Duration::from_secs(30), 4).unwrap(),
@@ -337,7 +348,11 @@ async fn a_holder_hanging_up_at_each_step_gives_a_clear_error_at_once() {
         );
         assert_eq!(r.matched_rows, None, "{step:?}: no partial answer");
         // The police log records every attempt, and still verifies.
-        let log = AuditLog::new(&police).verify().unwrap();
+        let log = NodeDir::open(&police)
+            .expect("a node directory")
+            .audit()
+            .verify()
+            .unwrap();
         assert_eq!(log.len(), i + 1, "{step:?}");
         // Before the welcome the query never started; after it, it was cut short (unless the
         // hang-up overtook the welcome itself, which QUIC may discard unsent).

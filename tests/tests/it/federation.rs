@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use suyuan_node::lists::InputOptions;
 use suyuan_node::lists::import;
-use suyuan_node::node_dir::audit::{AuditLog, Outcome, Side};
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::{Outcome, Side};
 use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_protocol::ident::KeyType;
@@ -185,7 +186,7 @@ async fn police_query_matches_ground_truth_across_institutions() {
     telecom_srv.stop().await;
 
     // Both sides audited every query; both chains verify.
-    let bank_log = AuditLog::new(&bank).verify().unwrap();
+    let bank_log = NodeDir::open(&bank).unwrap().audit().verify().unwrap();
     let outcomes: Vec<Outcome> = bank_log.iter().map(|e| e.record.outcome).collect();
     assert_eq!(
         outcomes,
@@ -203,7 +204,7 @@ async fn police_query_matches_ground_truth_across_institutions() {
     );
     assert_eq!(bank_log[0].record.peer, "police");
     assert_eq!(bank_log[0].record.peer_role, Some(Role::Police));
-    let police_log = AuditLog::new(&police).verify().unwrap();
+    let police_log = NodeDir::open(&police).unwrap().audit().verify().unwrap();
     assert_eq!(police_log.len(), 6);
     assert!(police_log.iter().all(|e| e.record.side == Side::Querier));
     let failed: Vec<&str> = police_log

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use suyuan_node::lists::InputOptions;
-use suyuan_node::node_dir::audit::{AuditLog, Outcome};
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::Outcome;
 use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_protocol::ident::KeyType;
@@ -99,7 +100,7 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
     srv.stop().await;
 
     // The holder audited every query: admitted and completed, 32 of each, none refused.
-    let log = AuditLog::new(&bank).verify().unwrap();
+    let log = NodeDir::open(&bank).unwrap().audit().verify().unwrap();
     let count = |o: Outcome| log.iter().filter(|e| e.record.outcome == o).count();
     assert_eq!(count(Outcome::Admitted), QUERIES);
     assert_eq!(count(Outcome::Completed), QUERIES);

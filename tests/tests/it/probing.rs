@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use rand::RngExt;
-use suyuan_node::node_dir::audit::{AuditLog, Outcome};
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::Outcome;
 use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query;
 use suyuan_protocol::psi::QueryMode;
@@ -136,7 +137,11 @@ async fn beyond_the_budget() {
     );
     srv.stop().await;
 
-    let log = AuditLog::new(&bank).verify().unwrap();
+    let log = NodeDir::open(&bank)
+        .expect("a node directory")
+        .audit()
+        .verify()
+        .unwrap();
     let charged: u64 = log.iter().filter_map(|e| e.record.charged).sum();
     assert_eq!(charged, 1000);
     let refused = log

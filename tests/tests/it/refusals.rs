@@ -9,8 +9,9 @@ use suyuan_node::net::frame::{
     AbortReason, ClientFrame, Hello, ServerFrame, read_frame, write_frame,
 };
 use suyuan_node::net::tls;
-use suyuan_node::node_dir::audit::{AuditLog, Outcome};
-use suyuan_node::node_dir::identity::{self, Role};
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::Outcome;
+use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query::{self, QueryOptions, parse_peer};
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
@@ -65,7 +66,9 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn holder_entries(bank: &Path) -> Vec<(Outcome, String)> {
-    AuditLog::new(bank)
+    NodeDir::open(bank)
+        .expect("a node directory")
+        .audit()
         .verify()
         .unwrap()
         .into_iter()
@@ -75,7 +78,9 @@ fn holder_entries(bank: &Path) -> Vec<(Outcome, String)> {
 
 /// [`holder_entries`] of a running holder: empty while a line is half written.
 fn entries_so_far(bank: &Path) -> Vec<(Outcome, String)> {
-    AuditLog::new(bank)
+    NodeDir::open(bank)
+        .expect("a node directory")
+        .audit()
         .verify()
         .unwrap_or_default()
         .into_iter()
@@ -183,7 +188,7 @@ async fn raw_query(
     quinn::SendStream,
     quinn::RecvStream,
 ) {
-    let id = identity::load_node(police).unwrap();
+    let id = NodeDir::open(police).unwrap().identity().unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(10)).unwrap());
     let conn = ep.connect(addr, "bank").unwrap().await.unwrap();
@@ -322,7 +327,9 @@ async fn outsiders_get_nothing() {
 
     // A client with no certificate at all.
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(identity::load_node(&bank).unwrap().ca).unwrap();
+    roots
+        .add(NodeDir::open(&bank).unwrap().identity().unwrap().ca)
+        .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -397,7 +404,7 @@ async fn a_flood_of_failed_handshakes_cannot_grow_the_audit_log_without_bound() 
     let other = Federation::new();
     let intruder = other.node("police", Role::Police, "[network]\ntimeout_secs = 3\n");
     std::fs::copy(fed.ca.join("ca.crt"), intruder.join("ca.crt")).unwrap();
-    let id = identity::load_node(&intruder).unwrap();
+    let id = NodeDir::open(&intruder).unwrap().identity().unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(tls::client_config(&id, Duration::from_secs(3)).unwrap());
     let attempts = OUTSIDER_ENTRIES_PER_MINUTE as usize + 12;

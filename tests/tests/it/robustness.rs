@@ -7,8 +7,9 @@ use suyuan_node::net::frame::{
     ClientFrame, Hello, NODE_WIRE_VERSION, ServerFrame, read_frame, write_frame,
 };
 use suyuan_node::net::tls;
-use suyuan_node::node_dir::audit::{AuditLog, Outcome};
-use suyuan_node::node_dir::identity::{self, Role};
+use suyuan_node::node_dir::NodeDir;
+use suyuan_node::node_dir::audit::Outcome;
+use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query;
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::oprf::Element;
@@ -122,7 +123,7 @@ async fn hostile_frames_do_not_crash_the_node() {
     assert_eq!(r.matched_rows, Some(100));
     srv.stop().await;
 
-    let entries = AuditLog::new(&bank).verify().unwrap();
+    let entries = NodeDir::open(&bank).unwrap().audit().verify().unwrap();
     let aborted = entries
         .iter()
         .filter(|e| e.record.outcome == Outcome::Aborted)
@@ -146,7 +147,7 @@ async fn fake_holder(
     bank: &Path,
     fake: Fake,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let id = identity::load_node(bank).unwrap();
+    let id = NodeDir::open(bank).unwrap().identity().unwrap();
     let ep = quinn::Endpoint::server(
         tls::server_config(&id, Duration::from_secs(30), 4).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
@@ -211,7 +212,7 @@ async fn a_holder_that_stalls_gives_a_clear_error_within_the_timeout() {
         started.elapsed()
     );
     task.abort();
-    let log = AuditLog::new(&police).verify().unwrap();
+    let log = NodeDir::open(&police).unwrap().audit().verify().unwrap();
     assert_eq!(log[0].record.outcome, Outcome::Aborted);
 }
 
@@ -317,7 +318,7 @@ async fn a_querier_that_trickles_chunks_hits_the_query_deadline() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     srv.stop().await;
-    let log = AuditLog::new(&bank).verify().unwrap();
+    let log = NodeDir::open(&bank).unwrap().audit().verify().unwrap();
     let last = log.last().unwrap();
     assert_eq!(last.record.outcome, Outcome::Aborted);
     assert_eq!(last.record.detail.as_deref(), Some(why.as_str()));

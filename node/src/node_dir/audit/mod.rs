@@ -228,11 +228,6 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// The log of the node directory at `dir` ([`NodeDir::audit`]).
-    pub fn new(dir: &Path) -> Self {
-        AuditLog::of(&NodeDir::at(dir))
-    }
-
     /// The log of a node directory.
     pub fn of(node: &NodeDir) -> Self {
         AuditLog {

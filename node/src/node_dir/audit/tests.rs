@@ -14,7 +14,7 @@ fn record(peer: &str, outcome: Outcome) -> Record {
 
 fn log_with(n: usize) -> (tempfile::TempDir, AuditLog) {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::new(dir.path());
+    let log = AuditLog::of(&NodeDir::at(dir.path()));
     for i in 0..n {
         log.append(record(&format!("p{i}"), Outcome::Admitted))
             .unwrap();

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::psi::QueryMode;
 
-use crate::node_dir::audit::{AuditLog, Outcome};
+use crate::node_dir::NodeDir;
+use crate::node_dir::audit::Outcome;
 use crate::query;
 use crate::tools::bench::{
     BenchOptions, Holder, fresh_federation, import_list, peak_rss, shared_rows, start_holder,
@@ -86,7 +87,8 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
         .map(|i| dir.join(format!("report-{i}.json")))
         .collect();
     let (wrong, failed) = check_answers(&reports, shared)?;
-    let refused = AuditLog::new(&holder_dir)
+    let refused = NodeDir::open(&holder_dir)?
+        .audit()
         .verify()?
         .iter()
         .filter(|e| e.record.outcome == Outcome::Refused)

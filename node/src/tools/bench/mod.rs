@@ -17,7 +17,7 @@ use suyuan_protocol::oprf::{Mode, hash_to_group};
 use suyuan_protocol::psi::QueryMode;
 
 use crate::lists::InputOptions;
-use crate::node_dir::audit::AuditLog;
+use crate::node_dir::NodeDir;
 use crate::node_dir::config::NODE_TOML;
 use crate::node_dir::identity::{self, Role};
 use crate::query::report::{PeerStats, QueryTiming};
@@ -479,7 +479,8 @@ async fn measure(
         }
         exchange_ms_per_holder.push(peer.stats.map_or(0, |s| s.wall_ms));
     }
-    let evaluate_ms = AuditLog::new(first_holder)
+    let evaluate_ms = NodeDir::open(first_holder)?
+        .audit()
         .verify()?
         .iter()
         // The first query's (with --repeat, the second one's entry comes after it).
