@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::codec::{self, MAX_FRAME_LEN};
-use suyuan_protocol::psi::{EpochId, HolderMessage, QuerierMessage, QueryMode};
+use suyuan_protocol::psi::{EpochId, HolderMessage, QuerierMessage, QueryMode, Section};
 use thiserror::Error;
 
 use crate::node_dir::identity::Role;
 
 /// Version of the node's framing, in every [`Hello`] and [`Welcome`] (3: typed aborts).
-pub const NODE_WIRE_VERSION: u16 = 3;
+pub const NODE_WIRE_VERSION: u16 = 4;
 
 /// Longest case number accepted.
 pub const MAX_CASE_LEN: usize = 128;
@@ -145,6 +145,28 @@ pub enum Refusal {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Key-type sections below the policy's minimum, which applies to each section answered
+    /// (so that padding with other types cannot isolate one person). The querier may ask
+    /// again without them.
+    #[error("{} below the minimum of {min} keys per key type", sections_text(.sections))]
+    SectionsTooSmall {
+        /// The small sections, with their distinct keys.
+        sections: Vec<Section>,
+        /// The minimum.
+        min: u64,
+    },
+}
+
+/// `resident_id: 1 key, email: 12 keys`.
+fn sections_text(sections: &[Section]) -> String {
+    let parts: Vec<String> = sections
+        .iter()
+        .map(|s| {
+            let unit = if s.count == 1 { "key" } else { "keys" };
+            format!("{}: {} {unit}", s.key_type, s.count)
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// Every frame a querier sends.

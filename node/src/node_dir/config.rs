@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use suyuan_protocol::psi::{MAX_SET_SIZE, QuerierLimits, QueryMode};
+use suyuan_protocol::psi::{MAX_SET_SIZE, QuerierLimits, QueryMode, Section};
 
 use crate::net::frame::{MAX_CASE_LEN, Refusal};
 use crate::node_dir::identity::Role;
@@ -161,7 +161,8 @@ impl Policy {
     }
 
     /// The size check once the query's key count is known.
-    pub fn check_size(&self, keys: u64) -> Result<(), Refusal> {
+    pub fn check_size(&self, sections: &[Section]) -> Result<(), Refusal> {
+        let keys = sections.iter().fold(0u64, |a, s| a.saturating_add(s.count));
         if keys < self.min_query_keys {
             return Err(Refusal::TooSmall {
                 keys,
@@ -172,6 +173,17 @@ impl Policy {
             return Err(Refusal::TooLarge {
                 keys,
                 max: self.max_query_keys,
+            });
+        }
+        let small: Vec<Section> = sections
+            .iter()
+            .filter(|s| s.count < self.min_query_keys)
+            .copied()
+            .collect();
+        if !small.is_empty() {
+            return Err(Refusal::SectionsTooSmall {
+                sections: small,
+                min: self.min_query_keys,
             });
         }
         Ok(())
@@ -481,6 +493,7 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use suyuan_protocol::ident::KeyType;
 
     #[test]
     fn generated_file_is_the_defaults() {
@@ -531,14 +544,32 @@ mod tests {
             p.admit(Role::Institution, QueryMode::Count, Some("x"))
                 .is_err()
         );
+        let section = |key_type, count| Section { key_type, count };
         assert_eq!(
-            p.check_size(999),
+            p.check_size(&[section(KeyType::Mobile, 999)]),
             Err(Refusal::TooSmall {
                 keys: 999,
                 min: 1000
             })
         );
-        assert!(p.check_size(1000).is_ok());
+        assert!(p.check_size(&[section(KeyType::Mobile, 1000)]).is_ok());
+        // The probe of one person padded with random numbers of another type.
+        let padded = [
+            section(KeyType::Mobile, 1000),
+            section(KeyType::ResidentId, 1),
+        ];
+        let refusal = p.check_size(&padded).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::SectionsTooSmall {
+                sections: vec![section(KeyType::ResidentId, 1)],
+                min: 1000
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "resident_id: 1 key below the minimum of 1000 keys per key type"
+        );
     }
 
     #[test]

@@ -165,6 +165,13 @@ fn institutions(h: &mut String, r: &Report, threshold: u64) {
                         format!("no ({} records)", records(p))
                     }
                 );
+                if let Some(w) = &p.withheld {
+                    let _ = writeln!(
+                        h,
+                        "<tr><td></td><td colspan=\"6\">not counted: {}</td></tr>",
+                        escape(&w.to_string())
+                    );
+                }
             }
         }
     }

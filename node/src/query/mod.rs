@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 
 use crate::Progress;
 use crate::clock;
 use crate::lists::{InputOptions, InputSummary, for_each_record};
-use crate::net::failure::QueryFailure;
-use crate::net::frame::{Hello, KeptTags};
+use crate::net::failure::{FailureKind, QueryFailure};
+use crate::net::frame::{Hello, KeptTags, Refusal};
 use crate::net::querier::{self, Bounds};
 use crate::net::tls;
 use crate::node_dir::NodeDir;
@@ -23,7 +24,7 @@ use crate::node_dir::config::{self, NodeConfig};
 use crate::node_dir::identity::{self, NodeIdentity};
 use crate::node_dir::tag_cache::TagCache;
 
-pub use report::{DumpSummary, PeerReport, PeerStats, QueryTiming, Report, containment};
+pub use report::{DumpSummary, PeerReport, PeerStats, QueryTiming, Report, Withheld, containment};
 
 /// One peer to query: its node name (checked against its certificate) and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +125,28 @@ pub fn blind_dump(
     })
 }
 
+/// A holder's refusal of sections below its minimum: the query without them, and what was left
+/// out. `None` for any other outcome, or when no section would be left.
+fn without_small_sections(
+    query: &Query,
+    outcome: &Result<querier::Answer, QueryFailure>,
+) -> Option<(Arc<Query>, Withheld)> {
+    let Err(QueryFailure {
+        kind: FailureKind::Refused(Refusal::SectionsTooSmall { sections, min }),
+        ..
+    }) = outcome
+    else {
+        return None;
+    };
+    let types: Vec<KeyType> = sections.iter().map(|s| s.key_type).collect();
+    let fewer = query.without(&types)?;
+    let withheld = Withheld {
+        keys: sections.iter().map(|s| (s.key_type, s.count)).collect(),
+        min: *min,
+    };
+    Some((Arc::new(fewer), withheld))
+}
+
 /// A querier node ready to ask: its identity, configuration and verified audit log.
 pub struct QueryJob {
     opts: QueryOptions,
@@ -189,17 +212,31 @@ impl QueryJob {
                         tag_len: s.tag_len,
                         digest: *digest,
                     }),
-                    ..Hello::new(mode, case)
+                    ..Hello::new(mode, case.clone())
                 };
                 let kept = kept.map(|(set, _)| set);
-                let r = querier::ask(&peer, client_cfg, hello, query, kept, bounds).await;
-                (peer, r)
+                let r = querier::ask(
+                    &peer,
+                    client_cfg.clone(),
+                    hello,
+                    query.clone(),
+                    kept,
+                    bounds,
+                )
+                .await;
+                let Some((fewer, withheld)) = without_small_sections(&query, &r) else {
+                    return (peer, r, None);
+                };
+                // Kept tags cover the sections asked before; download this answer's afresh.
+                let hello = Hello::new(mode, case);
+                let r = querier::ask(&peer, client_cfg, hello, fewer, None, bounds).await;
+                (peer, r, Some(withheld))
             }));
         }
         let mut peers = Vec::new();
         for t in tasks {
-            let (peer, outcome) = t.await.context("a peer task failed")?;
-            let report = self.record(&peer, outcome, &cache, &dump).await;
+            let (peer, outcome, withheld) = t.await.context("a peer task failed")?;
+            let report = self.record(&peer, outcome, withheld, &cache, &dump).await;
             peers.push(report);
         }
         let summary = &dump.summary;
@@ -228,6 +265,7 @@ impl QueryJob {
         &self,
         peer: &PeerSpec,
         outcome: Result<querier::Answer, QueryFailure>,
+        withheld: Option<Withheld>,
         cache: &TagCache,
         dump: &BlindedDump,
     ) -> PeerReport {
@@ -249,6 +287,10 @@ impl QueryJob {
                 }
                 let mut report = PeerReport::from_result(peer, &result, dump.summary.quality.rows);
                 report.stats = Some(stats);
+                if let Some(w) = &withheld {
+                    rec.detail = Some(format!("not counted: {w}"));
+                }
+                report.withheld = withheld;
                 rec.peer_role = Some(holder.role);
                 rec.fingerprint = Some(holder.fingerprint);
                 rec.epoch = report.epoch.clone();

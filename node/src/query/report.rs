@@ -80,6 +80,35 @@ pub struct PeerReport {
     /// Diagnostics of the exchange (absent on error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<PeerStats>,
+    /// Key types this holder did not count: fewer keys than its minimum per key type (the
+    /// query was asked again without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+}
+
+/// Sections a holder would not answer, as its refusal named them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withheld {
+    /// The dump's distinct keys of each such type.
+    pub keys: BTreeMap<KeyType, u64>,
+    /// The holder's minimum per key type.
+    pub min: u64,
+}
+
+impl std::fmt::Display for Withheld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(kt, n)| format!("{kt} ({n} keys)"))
+            .collect();
+        write!(
+            f,
+            "{}, below the holder's minimum of {} keys per key type",
+            parts.join(", "),
+            self.min
+        )
+    }
 }
 
 /// What an exchange with one peer cost this side.
@@ -136,6 +165,7 @@ impl PeerReport {
             containment,
             error: None,
             stats: None,
+            withheld: None,
         }
     }
 
@@ -151,6 +181,7 @@ impl PeerReport {
             containment: 0.0,
             error: Some(printable(&error)),
             stats: None,
+            withheld: None,
         }
     }
 }
@@ -192,7 +223,13 @@ fn peer_table(peers: &[PeerReport]) -> String {
             ],
         });
     }
-    text::aligned(&rows, &[false, false, false, true, true])
+    let mut table = text::aligned(&rows, &[false, false, false, true, true]);
+    for p in peers {
+        if let Some(w) = &p.withheld {
+            table.push_str(&format!("{}: not counted: {w}\n", p.name));
+        }
+    }
+    table
 }
 
 /// Writes the JSON report.

@@ -61,7 +61,7 @@ fn serve_query_audit_status_through_the_binary() {
     assert!(out.contains("new epoch "), "{out}");
     std::fs::write(
         d.join("dump.csv"),
-        "name,phone,id_number\nA,+86 138-0013-8000,\nB,12345,\nC,,110105491231002\nD,15000000009,\n",
+        "name,phone,id_number\nA,+86 138-0013-8000,\nB,12345,\nC,,110105491231002\nD,15000000009,\nE,,110105198001011238\n",
     )
     .unwrap();
 
@@ -95,7 +95,7 @@ fn serve_query_audit_status_through_the_binary() {
     );
     assert!(
         out.contains(
-            "dump: 4 rows, 1 without a usable key; distinct keys: mobile 2, resident_id 1"
+            "dump: 5 rows, 1 without a usable key; distinct keys: mobile 2, resident_id 2"
         ),
         "{out}"
     );
@@ -108,7 +108,7 @@ fn serve_query_audit_status_through_the_binary() {
     );
     assert!(
         out.contains(
-            "bank  mobile 3, resident_id 1  mobile 1, resident_id 1             2        50.0%"
+            "bank  mobile 3, resident_id 1  mobile 1, resident_id 1             2        40.0%"
         ),
         "{out}"
     );

@@ -105,6 +105,53 @@ impl Query {
         self.blinded.len() as u64
     }
 
+    /// The same query without the sections of `types`: for a holder that will not answer a
+    /// section that small (so that no padding of other types isolates one person). Rows keep
+    /// their indices; a row whose keys were all of those types can no longer match. Same blind,
+    /// so nothing is computed again; `None` if no section would be left.
+    pub fn without(&self, types: &[KeyType]) -> Option<Query> {
+        let mut sections = Vec::new();
+        let mut blinded = Vec::new();
+        // Old position -> new position, for kept sections.
+        let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.blinded.len());
+        let mut start = 0usize;
+        for s in &self.sections {
+            let end = start + s.count as usize;
+            if types.contains(&s.key_type) {
+                moved.extend(std::iter::repeat_n(None, end - start));
+            } else {
+                let at = blinded.len() as u32;
+                moved.extend((0..(end - start) as u32).map(|i| Some(at + i)));
+                blinded.extend_from_slice(&self.blinded[start..end]);
+                sections.push(*s);
+            }
+            start = end;
+        }
+        if sections.is_empty() {
+            return None;
+        }
+        let mut row_positions = Vec::with_capacity(self.row_positions.len());
+        let mut row_ends = Vec::with_capacity(self.row_ends.len());
+        let mut from = 0;
+        for &end in &self.row_ends {
+            row_positions.extend(
+                self.row_positions[from..end]
+                    .iter()
+                    .filter_map(|&p| moved[p as usize]),
+            );
+            row_ends.push(row_positions.len());
+            from = end;
+        }
+        Some(Query {
+            unblind: self.unblind,
+            sections,
+            blinded,
+            rows: self.rows,
+            row_positions,
+            row_ends,
+        })
+    }
+
     /// Opens a session with default limits: returns the first message and the state awaiting
     /// the holder's accept.
     pub fn start(self: &Arc<Self>, mode: QueryMode) -> (QueryStart, AwaitingAccept) {

@@ -125,6 +125,39 @@ fn sets_larger_than_a_chunk_match_plain_intersection() {
     check(7, &holder, &rows);
 }
 
+#[test]
+fn a_query_without_a_section_matches_the_plain_intersection_of_the_rest() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let holder_ids: Vec<u32> = (0..6000).step_by(3).chain(1..40).collect();
+    let holder = holder_of(&mut rng, &holder_ids);
+    // Rows of one type each, rows of two types, and rows longer than a chunk in all.
+    let rows: Vec<Vec<u32>> = (0..5000).map(|i| vec![i, i + 7]).collect();
+    let query = query_of(&mut rng, &rows);
+    // i % 3 == 1 is an e-mail address: drop that section.
+    let kept: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| r.iter().copied().filter(|i| i % 3 != 1).collect())
+        .collect();
+    let (per_type, matched_rows) = expected(&holder_ids, &kept);
+    let fewer = Arc::new(query.without(&[KeyType::Email]).unwrap());
+    assert_eq!(fewer.rows(), query.rows());
+    assert!(
+        fewer
+            .sections()
+            .iter()
+            .all(|s| s.key_type != KeyType::Email)
+    );
+    for mode in [QueryMode::Count, QueryMode::Matches] {
+        let r = run_local(&holder, &fewer, mode).unwrap();
+        assert_eq!(r.matched_keys, per_type, "{mode}");
+        if mode == QueryMode::Matches {
+            assert_eq!(r.matched_rows.as_deref(), Some(&matched_rows[..]));
+        }
+    }
+    let all: Vec<KeyType> = query.sections().iter().map(|s| s.key_type).collect();
+    assert!(query.without(&all).is_none());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 

@@ -9,6 +9,7 @@ use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::audit::Outcome;
 use suyuan_node::node_dir::identity::Role;
 use suyuan_node::query;
+use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::QueryMode;
 use suyuan_tests::fed::{Federation, Running, ask_one, start};
 use suyuan_tests::write_text;
@@ -149,4 +150,76 @@ async fn beyond_the_budget() {
         .filter(|e| e.record.outcome == Outcome::Refused)
         .count();
     assert_eq!(refused, 6);
+}
+
+/// One person padded with keys of another type: the minimum applies to each key type answered,
+/// so the one resident ID is not counted, and a customer and a stranger get the same answer.
+/// (Before: `resident_id: 1` for the customer, `0` for the stranger.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_padded_with_another_key_type_is_not_counted() {
+    let fed = Federation::new();
+    let bank = fed.node("bank", Role::Institution, POLICY);
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 10\n");
+    let mut rng = rand::rng();
+    let people = suyuan_tests::people(&mut rng, 201);
+    let (customer, stranger) = (&people[0], &people[200]);
+    let mut list = String::from("mobile,resident_id\n");
+    for p in &people[..200] {
+        list.push_str(&format!("{},{}\n", p.mobile, p.resident_id));
+    }
+    write_text(&fed.path("list.csv"), &list, false);
+    suyuan_tests::fed::import(&bank, &fed.path("list.csv"));
+    let srv = start(&bank);
+
+    let mut answers = Vec::new();
+    for (name, person) in [("customer", customer), ("stranger", stranger)] {
+        let mut text = String::from("mobile,resident_id\n");
+        for m in padding(100) {
+            text.push_str(&format!("{m},\n"));
+        }
+        text.push_str(&format!(",{}\n", person.resident_id));
+        let input = fed.path(&format!("{name}.csv"));
+        write_text(&input, &text, false);
+        let r = ask(&police, &srv, input, QueryMode::Count)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let withheld = r.withheld.clone().expect("the small section is withheld");
+        assert_eq!(
+            withheld.to_string(),
+            "resident_id (1 keys), below the holder's minimum of 100 keys per key type"
+        );
+        assert!(!r.matched_keys.contains_key(&KeyType::ResidentId), "{name}");
+        answers.push((r.matched_keys, r.holder_keys, withheld));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "a customer and a stranger look alike"
+    );
+    srv.stop().await;
+
+    // The holder refused the first ask of each, naming the section, and answered the second.
+    let log = NodeDir::open(&bank).unwrap().audit().verify().unwrap();
+    let outcomes: Vec<(Outcome, Option<String>)> = log
+        .iter()
+        .map(|e| (e.record.outcome, e.record.detail.clone()))
+        .collect();
+    let refusal = "resident_id: 1 key below the minimum of 100 keys per key type".to_string();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.0 == Outcome::Refused && o.1.as_ref() == Some(&refusal))
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    let admitted: Vec<Option<u64>> = log
+        .iter()
+        .filter(|e| e.record.outcome == Outcome::Admitted)
+        .map(|e| e.record.query_keys)
+        .collect();
+    assert_eq!(
+        admitted,
+        [Some(100), Some(100)],
+        "only the mobile numbers were admitted"
+    );
 }

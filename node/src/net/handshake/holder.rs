@@ -171,7 +171,7 @@ impl<'a> HolderHandshake<'a> {
             });
         }
         let keys = start.total_keys();
-        if let Err(r) = self.policy.check_size(keys) {
+        if let Err(r) = self.policy.check_size(&start.sections) {
             return self.refuse(r);
         }
         let Some(epoch) = self.epoch.as_ref().map(|e| e.id()) else {
