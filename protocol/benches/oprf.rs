@@ -132,7 +132,7 @@ fn operations(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let (start, awaiting) = query.start(QueryMode::Matches);
-                    let (accept, s) = holder.handle_start(start).unwrap();
+                    let (accept, s) = holder.handle_start(start, &mut rand::rng()).unwrap();
                     let mut q = awaiting.handle_accept(accept).unwrap();
                     (s, q.poll_message().unwrap())
                 },
@@ -145,7 +145,7 @@ fn operations(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let (start, awaiting) = query.start(QueryMode::Matches);
-                    let (accept, mut s) = holder.handle_start(start).unwrap();
+                    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
                     let mut q = awaiting.handle_accept(accept).unwrap();
                     let QuerierMessage::Blinded(chunk) = q.poll_message().unwrap() else {
                         unreachable!()

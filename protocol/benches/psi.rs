@@ -56,6 +56,7 @@ fn psi(c: &mut Criterion) {
                                     Query::blind(&mut StdRng::seed_from_u64(7), rows).unwrap(),
                                 ),
                                 QueryMode::Matches,
+                                &mut StdRng::seed_from_u64(8),
                             )
                             .unwrap()
                         });

@@ -40,7 +40,7 @@
 //!
 //! // Every message crosses as bytes, as it would over the network.
 //! let (start, awaiting) = query.start(QueryMode::Matches);
-//! let (accept, mut session) = holder.handle_start(codec::decode(&codec::encode(&start)?)?)?;
+//! let (accept, mut session) = holder.handle_start(codec::decode(&codec::encode(&start)?)?, &mut rng)?;
 //! let mut querier = awaiting.handle_accept(codec::decode(&codec::encode(&accept)?)?)?;
 //! while let Some(m) = querier.poll_message() {
 //!     session.handle(codec::decode::<QuerierMessage>(&codec::encode(&m)?)?)?;

@@ -114,7 +114,7 @@ pub fn holder_session(data: &[u8]) -> usize {
     else {
         return 0;
     };
-    let Ok((_accept, mut session)) = holder.handle_start(start) else {
+    let Ok((_accept, mut session)) = holder.handle_start(start, &mut rand::rng()) else {
         return 0;
     };
     drain(&mut session);
@@ -410,7 +410,9 @@ fn transcript(holder: &Holder, mode: QueryMode) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) 
     let query = fuzz_query();
     let (start, awaiting) = query.start(mode);
     let mut up = vec![enc(&QuerierMessage::from(start.clone()))];
-    let (accept, mut session) = holder.handle_start(start).expect("an honest start");
+    let (accept, mut session) = holder
+        .handle_start(start, &mut rand::rng())
+        .expect("an honest start");
     let mut down = vec![enc(&HolderMessage::from(accept.clone()))];
     let mut pending = Vec::new();
     while let Some(m) = session.poll_message() {

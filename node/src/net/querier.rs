@@ -314,7 +314,8 @@ impl Asking<'_> {
         let mut unblind = Duration::ZERO;
         let result = loop {
             if session.is_complete() {
-                let done = if tags_kept {
+                // Count sessions' tags are new each time: nothing to keep.
+                let done = if tags_kept || self.hello.mode == QueryMode::Count {
                     session.finish().map(|r| (r, None))
                 } else {
                     session.finish_keeping_tags().map(|(r, t)| (r, Some(t)))

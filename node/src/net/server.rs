@@ -10,12 +10,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
-    Epoch, EpochId, Holder, HolderLimits, HolderSession, PsiError, QueryStart,
+    Epoch, EpochId, Holder, HolderLimits, HolderSession, PreparedCount, PsiError, QueryMode,
+    QueryStart,
 };
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock;
 use crate::net::budget::DailyBudget;
+use crate::net::count_pool::CountPool;
 use crate::net::frame::{
     AbortReason, ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION,
     ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
@@ -70,6 +72,8 @@ struct State {
     /// Keys charged per (peer, UTC day), seeded from the audit log.
     budget: Mutex<DailyBudget>,
     slots: Arc<Semaphore>,
+    /// Count sessions prepared while idle.
+    pool: Arc<CountPool>,
     shutdown: watch::Receiver<bool>,
     /// Held while serving: budgets are counted in this process alone.
     _lock: std::fs::File,
@@ -131,10 +135,18 @@ impl Server {
         let (endpoint, buffer_warning) = crate::net::udp::endpoint(listen, Some(server_cfg))
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries));
+        let pool = start_pool(
+            cfg.serve.count_pool_bytes(),
+            &slots,
+            cfg.policy.max_concurrent_queries,
+        )?;
+        pool.serve(loaded.epoch.clone());
         let state = Arc::new(State {
             store,
             name: id.me.name.clone(),
-            slots: Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries)),
+            slots,
+            pool,
             policy: cfg.policy,
             timeout: cfg.network.timeout(),
             audit,
@@ -245,6 +257,24 @@ fn unpoisoned<T>(m: &std::sync::Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The pool of count sessions and its filler thread, which prepares while no query holds a
+/// slot.
+fn start_pool(limit: u64, slots: &Arc<Semaphore>, max: usize) -> Result<Arc<CountPool>> {
+    let pool = CountPool::new(limit);
+    let (filler, slots) = (Arc::clone(&pool), Arc::clone(slots));
+    std::thread::Builder::new()
+        .name("count-pool".into())
+        .spawn(move || filler.fill(move || slots.available_permits() == max))
+        .context("cannot start the count-session thread")?;
+    Ok(pool)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.state.pool.stop();
+    }
+}
+
 /// The daily budget with every charge the audit log records (a restart does not refill it).
 fn budget_from_log(entries: &[Entry], limit: u64) -> DailyBudget {
     let mut budget = DailyBudget::new(limit);
@@ -288,6 +318,7 @@ impl State {
         if now != e.stamp {
             let store = self.store.clone();
             *e = tokio::task::spawn_blocking(move || load_epoch(&store)).await??;
+            self.pool.serve(e.epoch.clone());
         }
         Ok(e.epoch.clone())
     }
@@ -675,10 +706,34 @@ async fn welcome(
     kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
 ) -> Result<HolderSession, AbortReason> {
-    let (accept, mut session) = holder.handle_start(start).map_err(misbehaved)?;
     let epoch = Arc::clone(holder.epoch());
+    let (accept, mut session) = match start.mode {
+        QueryMode::Count => {
+            let prepared = match state.pool.take(epoch.id()) {
+                Some(p) => p,
+                None => {
+                    // Nothing prepared: this session pays for its own (off the async threads).
+                    let e = Arc::clone(&epoch);
+                    tokio::task::spawn_blocking(move || {
+                        PreparedCount::prepare(&e, &mut rand::rng())
+                    })
+                    .await
+                    .map_err(|e| AbortReason::EvaluationFailed(e.to_string()))?
+                    // A damaged point in memory: nothing the querier did.
+                    .map_err(|_| AbortReason::StoreUnreadable)?
+                }
+            };
+            holder.handle_start_prepared(start, prepared)
+        }
+        QueryMode::Matches => holder.handle_start(start, &mut rand::rng()),
+    }
+    .map_err(misbehaved)?;
     let tags_kept = match kept {
-        Some(k) if kept_tags_fit(&k, &epoch, session.tag_len()) => {
+        // Count sessions have fresh tags each time: there is nothing to keep.
+        Some(k)
+            if session.mode() == QueryMode::Matches
+                && kept_tags_fit(&k, &epoch, session.tag_len()) =>
+        {
             let types = session
                 .query_sections()
                 .iter()

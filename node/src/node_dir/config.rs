@@ -35,6 +35,9 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 # institution = []
 # researcher = []
 
+[serve]
+# count_pool_mib = 256          # count sessions prepared while idle (16 bytes per customer key each; 0: none)
+
 [query]
 # tag_cache_mib = 1024          # holders' tag sets kept for repeated queries (0: keep none)
 # max_holder_keys = 536870912   # a holder announcing more is refused (we keep 8-16 bytes per key)
@@ -47,8 +50,34 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// `[policy]`.
     pub policy: Policy,
+    /// `[serve]`.
+    pub serve: ServeConfig,
     /// `[query]`.
     pub query: QueryConfig,
+}
+
+/// `[serve]`: how this node answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Most MiB of count sessions prepared ahead while the node is idle (each holds 16 bytes
+    /// per key of the customer list; at most [`crate::net::count_pool::MAX_PREPARED`]).
+    pub count_pool_mib: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            count_pool_mib: 256,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The pool's bound in bytes.
+    pub fn count_pool_bytes(&self) -> u64 {
+        self.count_pool_mib.saturating_mul(1 << 20)
+    }
 }
 
 /// `[query]`: how this node asks others.
@@ -319,6 +348,7 @@ pub enum Problem {
 struct RawFile {
     network: RawNetwork,
     policy: RawPolicy,
+    serve: ServeConfig,
     query: QueryConfig,
 }
 
@@ -387,6 +417,7 @@ pub fn parse(text: &str, path: &Path) -> Result<(NodeConfig, Vec<Deprecated>), C
     let cfg = NodeConfig {
         network,
         policy,
+        serve: raw.serve,
         query: raw.query,
     };
     Ok((cfg, deprecated))

@@ -1,5 +1,6 @@
 //! The epoch store: one redb file per epoch, `epoch.redb` in the node directory, holding the
-//! epoch's key, its sorted tags and its description. An import writes `epoch.redb.tmp` and
+//! epoch's key, its sorted tags, its evaluated points `k·H(y)` (where each count session's
+//! tags start) and its description. An import writes `epoch.redb.tmp` and
 //! renames it over the old file: the switch is atomic, and a crash midway leaves the old epoch
 //! in place. The old file is then overwritten with zeros through a handle opened before the
 //! switch, so its key (and any copy of it redb kept in an older page) does not stay on disk
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::oprf::SecretKey;
-use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN, Tag};
+use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN};
 use zeroize::Zeroizing;
 
 use crate::node_dir::NodeDir;
@@ -32,8 +33,15 @@ const SECRET: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secr
 /// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] stored tags, concatenated.
 const TAGS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("tags");
 const TAGS_PER_CHUNK: usize = 1 << 16;
+/// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] evaluated points, concatenated.
+const POINTS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("points");
 /// The `META` entry holding [`digest`] in hex.
 const DIGEST: &str = "digest";
+/// The `META` entry naming the store's format.
+const FORMAT: &str = "format";
+/// This version's store format: 2 added the evaluated points and `Finalize` tags of protocol
+/// version 2. Stores of format 1 (no `format` entry) cannot serve it.
+pub const STORE_FORMAT: u32 = 2;
 
 /// What `status` and reports say about an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +83,17 @@ pub enum StoreError {
         path: PathBuf,
         /// What is wrong.
         what: String,
+    },
+    /// A store written by an older suyuan, whose tags this version cannot serve.
+    #[error(
+        "the store {} was written by an older suyuan (store format {found}; this version needs {STORE_FORMAT}). Re-import the customer list with `suyuan import`.",
+        path.display()
+    )]
+    OldFormat {
+        /// The store.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
     },
     /// Others may read the file that holds the epoch key.
     #[error(transparent)]
@@ -231,12 +250,16 @@ fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
         let key = epoch.key().to_bytes();
         secret.insert("key", key.as_slice())?;
         let mut tags = txn.open_table(TAGS)?;
+        let mut points = txn.open_table(POINTS)?;
         for kt in KeyType::ALL {
             for (i, chunk) in epoch.tags(kt).chunks(TAGS_PER_CHUNK).enumerate() {
-                let bytes: Vec<u8> = chunk.concat();
-                tags.insert((kt.code(), i as u32), bytes.as_slice())?;
+                tags.insert((kt.code(), i as u32), chunk.concat().as_slice())?;
+            }
+            for (i, chunk) in epoch.points(kt).chunks(TAGS_PER_CHUNK).enumerate() {
+                points.insert((kt.code(), i as u32), chunk.concat().as_slice())?;
             }
         }
+        meta_t.insert(FORMAT, STORE_FORMAT.to_string().as_str())?;
         meta_t.insert(DIGEST, hex::encode(digest(epoch)).as_str())?;
     }
     txn.commit().context("committing the new epoch")?;
@@ -245,11 +268,11 @@ fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
     Ok(())
 }
 
-/// SHA-256 over the key and every tag, recorded at import and checked at every load: a store
-/// damaged on disk is refused instead of answering queries wrongly.
+/// SHA-256 over the key, every tag and every point, recorded at import and checked at every
+/// load: a store damaged on disk is refused instead of answering queries wrongly.
 pub fn digest(epoch: &Epoch) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"suyuan epoch v1");
+    h.update(b"suyuan epoch v2");
     h.update(epoch.id().0);
     h.update(epoch.key().to_bytes());
     for kt in KeyType::ALL {
@@ -258,6 +281,9 @@ pub fn digest(epoch: &Epoch) -> [u8; 32] {
         h.update((tags.len() as u64).to_le_bytes());
         for t in tags {
             h.update(t);
+        }
+        for p in epoch.points(kt) {
+            h.update(p);
         }
     }
     h.finalize().into()
@@ -319,17 +345,19 @@ impl EpochStore {
             return Ok(None);
         };
         let txn = db.begin_read()?;
+        self.check_format(&txn)?;
         let meta = self.meta_of(&txn)?;
         let key = self.key_of(&txn)?;
-        let tags = self.tags_of(&txn)?;
+        let tags = self.chunks_of::<TAG_STORED_LEN>(&txn, TAGS, "tag")?;
+        let points = self.chunks_of::<32>(&txn, POINTS, "point")?;
         for (kt, n) in &meta.sizes {
             if tags.get(kt).map_or(0, Vec::len) as u64 != *n {
                 return Err(self.corrupt("tag counts differ from the epoch record"));
             }
         }
         let id = parse_epoch_id(&meta.id).ok_or_else(|| self.corrupt("invalid epoch id"))?;
-        let epoch =
-            Epoch::from_parts(id, key, tags).map_err(|_| self.corrupt("tags out of order"))?;
+        let epoch = Epoch::from_parts(id, key, tags, points)
+            .map_err(|_| self.corrupt("tags or points out of order, or counts that differ"))?;
         self.check_digest(&txn, &epoch)?;
         Ok(Some((epoch, meta)))
     }
@@ -357,37 +385,61 @@ impl EpochStore {
         SecretKey::from_bytes(&bytes).map_err(|_| self.corrupt("invalid key"))
     }
 
-    /// Every stored tag per key type, the chunks checked complete and whole.
-    fn tags_of(
+    /// A store of this version's format (an older one without a `format` entry is format 1).
+    fn check_format(&self, txn: &redb::ReadTransaction) -> Result<(), StoreError> {
+        let t = txn
+            .open_table(META)
+            .map_err(|_| self.corrupt("no meta table"))?;
+        let found = match t.get(FORMAT)? {
+            None => 1,
+            Some(v) => v
+                .value()
+                .parse()
+                .map_err(|_| self.corrupt("unreadable format"))?,
+        };
+        if found != STORE_FORMAT {
+            return Err(StoreError::OldFormat {
+                path: self.file.clone(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every stored tag (or point) per key type, `N` bytes each, the chunks checked complete
+    /// and whole.
+    fn chunks_of<const N: usize>(
         &self,
         txn: &redb::ReadTransaction,
-    ) -> Result<BTreeMap<KeyType, Vec<Tag>>, StoreError> {
-        let tags_t = txn
-            .open_table(TAGS)
-            .map_err(|_| self.corrupt("no tag table"))?;
-        let mut tags: BTreeMap<KeyType, Vec<Tag>> = BTreeMap::new();
+        table: TableDefinition<'static, (u8, u32), &[u8]>,
+        what: &str,
+    ) -> Result<BTreeMap<KeyType, Vec<[u8; N]>>, StoreError> {
+        let t = txn
+            .open_table(table)
+            .map_err(|_| self.corrupt(&format!("no {what} table")))?;
+        let mut out: BTreeMap<KeyType, Vec<[u8; N]>> = BTreeMap::new();
         let mut expected_chunk: BTreeMap<u8, u32> = BTreeMap::new();
-        for entry in tags_t.iter()? {
+        for entry in t.iter()? {
             let (k, v) = entry?;
             let (code, chunk) = k.value();
             let kt = KeyType::from_code(code).ok_or_else(|| self.corrupt("unknown key type"))?;
             let next = expected_chunk.entry(code).or_insert(0);
             if chunk != *next {
-                return Err(self.corrupt("a tag chunk is missing"));
+                return Err(self.corrupt(&format!("a {what} chunk is missing")));
             }
             *next += 1;
             let v = v.value();
-            if v.len() % TAG_STORED_LEN != 0 {
-                return Err(self.corrupt("a tag chunk has a ragged length"));
+            if v.len() % N != 0 {
+                return Err(self.corrupt(&format!("a {what} chunk has a ragged length")));
             }
-            let list = tags.entry(kt).or_default();
-            list.extend(v.chunks_exact(TAG_STORED_LEN).map(|t| {
-                let mut tag = [0u8; TAG_STORED_LEN];
-                tag.copy_from_slice(t);
-                tag
+            let list = out.entry(kt).or_default();
+            list.extend(v.chunks_exact(N).map(|t| {
+                let mut item = [0u8; N];
+                item.copy_from_slice(t);
+                item
             }));
         }
-        Ok(tags)
+        Ok(out)
     }
 
     fn check_digest(&self, txn: &redb::ReadTransaction, epoch: &Epoch) -> Result<(), StoreError> {
@@ -401,14 +453,7 @@ impl EpochStore {
                 Err(self.corrupt("its content no longer matches its digest"))
             }
             Some(_) => Ok(()),
-            // Imported by a version without digests: every other check still ran.
-            None => {
-                tracing::warn!(
-                    store = %self.file.display(),
-                    "the store has no digest (imported by an older suyuan); re-import to protect it"
-                );
-                Ok(())
-            }
+            None => Err(self.corrupt("it has no digest")),
         }
     }
 }
@@ -448,6 +493,35 @@ mod tests {
             source: "test.csv".into(),
         };
         (e, meta)
+    }
+
+    #[test]
+    fn a_store_of_an_older_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, meta) = epoch(20);
+        let s = store(dir.path());
+        s.write(&e, &meta).unwrap();
+        let (read, _) = s.read().unwrap().unwrap();
+        assert_eq!(read.points(KeyType::Mobile), e.points(KeyType::Mobile));
+        // As a version-1 store: no format entry, no points.
+        let db = redb::Database::open(dir.path().join(EPOCH_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(FORMAT).unwrap();
+        txn.delete_table(POINTS).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let err = s.read().unwrap_err();
+        assert!(
+            matches!(err, StoreError::OldFormat { found: 1, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the store {} was written by an older suyuan (store format 1; this version needs 2). Re-import the customer list with `suyuan import`.",
+                dir.path().join(EPOCH_FILE).display()
+            )
+        );
     }
 
     #[test]

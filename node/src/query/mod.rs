@@ -202,10 +202,14 @@ impl QueryJob {
             let (case, mode) = (opts.case.clone(), opts.mode);
             tasks.push(tokio::spawn(async move {
                 let name = peer.name.clone();
-                let kept = tokio::task::spawn_blocking(move || cache.load(&name))
-                    .await
-                    .ok()
-                    .flatten();
+                // Only `matches` answers reuse a holder's tags: a count session's are its own.
+                let kept = match mode {
+                    QueryMode::Matches => tokio::task::spawn_blocking(move || cache.load(&name))
+                        .await
+                        .ok()
+                        .flatten(),
+                    QueryMode::Count => None,
+                };
                 let hello = Hello {
                     kept: kept.as_ref().map(|(s, digest)| KeptTags {
                         epoch: s.epoch,

@@ -67,7 +67,8 @@ pub fn run(cfg: &PsiLocalConfig, rng: &mut (impl CryptoRng + ?Sized)) -> Result<
     })?;
     let query = Arc::new(Query::blind(rng, keys).context("blinding the query")?);
 
-    let result = run_local(&holder, &query, cfg.mode).context("running the exchange")?;
+    let result =
+        run_local(&holder, &query, cfg.mode, &mut rand::rng()).context("running the exchange")?;
     let matched_rows = result
         .matched_rows
         .as_ref()

@@ -14,8 +14,11 @@ fn is_forbidden(c: char) -> bool {
         )
 }
 
+/// Longest canonical address, in bytes (RFC 5321's limit on a path).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
 /// Canonicalise an e-mail address: NFKC, trimmed, lower-cased whole
-/// (providers that matter here are case-insensitive).
+/// (providers that matter here are case-insensitive); at most [`MAX_EMAIL_BYTES`].
 pub fn canonical_email(raw: &str) -> Result<String, Rejection> {
     let email = lower_fold(&fold(raw));
     if email.chars().any(is_forbidden) {
@@ -34,6 +37,10 @@ pub fn canonical_email(raw: &str) -> Result<String, Rejection> {
     if !domain.split('.').all(label_ok) {
         return Err(Rejection::Malformed);
     }
+    // RFC 5321's limit on a path; it also keeps every OPRF input within RFC 9497's 2^16 - 1.
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(Rejection::WrongLength);
+    }
     Ok(email)
 }
 
@@ -41,6 +48,14 @@ pub fn canonical_email(raw: &str) -> Result<String, Rejection> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn addresses_longer_than_254_bytes_are_refused() {
+        let at_limit = format!("{}@qq.com", "a".repeat(MAX_EMAIL_BYTES - 7));
+        assert_eq!(canonical_email(&at_limit).as_deref(), Ok(at_limit.as_str()));
+        let over = format!("a{at_limit}");
+        assert_eq!(canonical_email(&over), Err(Rejection::WrongLength));
+    }
 
     #[test]
     fn examples() {

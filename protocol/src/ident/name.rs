@@ -25,9 +25,13 @@ fn bad_char(c: char) -> bool {
         || (c.is_numeric() && !is_cjk(c))
 }
 
+/// Longest canonical name, in bytes (85 CJK characters; real names are far shorter). It keeps
+/// every OPRF input within RFC 9497's 2^16 - 1 bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
 /// Canonicalise a name: NFKC, trimmed, Latin lower-cased, spaces between
 /// CJK characters removed and other whitespace runs collapsed to one space
-/// ("张 慧" → "张慧", "John  Smith" → "john smith").
+/// ("张 慧" → "张慧", "John  Smith" → "john smith"); at most [`MAX_NAME_BYTES`].
 pub fn canonical_name(raw: &str) -> Result<String, Rejection> {
     let folded: String = lower_fold(&fold(raw)).chars().map(unify_dot).collect();
     if folded.chars().any(bad_char) {
@@ -44,7 +48,7 @@ pub fn canonical_name(raw: &str) -> Result<String, Rejection> {
     }
     // Joining can put combining marks next to their base again.
     let out = lower_fold(&out);
-    if out.is_empty() {
+    if out.is_empty() || out.len() > MAX_NAME_BYTES {
         return Err(Rejection::WrongLength);
     }
     if out.chars().any(bad_char) {
@@ -57,6 +61,16 @@ pub fn canonical_name(raw: &str) -> Result<String, Rejection> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn names_longer_than_255_bytes_are_refused() {
+        let at_limit = "张".repeat(85);
+        assert_eq!(canonical_name(&at_limit).as_deref(), Ok(at_limit.as_str()));
+        assert_eq!(
+            canonical_name(&"张".repeat(86)),
+            Err(Rejection::WrongLength)
+        );
+    }
 
     #[test]
     fn examples() {

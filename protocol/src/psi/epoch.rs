@@ -1,4 +1,5 @@
-//! An epoch: one OPRF key and the sorted tags of one import.
+//! An epoch: one OPRF key, and for each key of one import its evaluated point `k·H(y)` (the start
+//! of every count session's tags) and its `matches`-mode tag.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,10 +8,10 @@ use rand_core::CryptoRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::tag::{Tag, tag_of};
+use super::tag::{Tag, finalize_tag};
 use super::{Misuse, PsiError};
 use crate::ident::{Key, KeyType};
-use crate::oprf::{self, Mode, SecretKey};
+use crate::oprf::{self, SecretKey};
 
 /// A random 128-bit name for an epoch, shown in reports and audit logs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,12 +38,16 @@ impl fmt::Debug for EpochId {
     }
 }
 
-/// The holder's state for one epoch: its key (secret) and, per key type, its tags sorted
-/// ascending without repeats.
+/// A compressed evaluated point `compress(k·H(y))`.
+pub type Point = [u8; 32];
+
+/// The holder's state for one epoch: its key (secret) and, per key type, its tags and its
+/// evaluated points, each sorted ascending without repeats (one of each per distinct key).
 pub struct Epoch {
     id: EpochId,
     key: SecretKey,
     tags: BTreeMap<KeyType, Vec<Tag>>,
+    points: BTreeMap<KeyType, Vec<Point>>,
 }
 
 impl fmt::Debug for Epoch {
@@ -55,18 +60,36 @@ impl fmt::Debug for Epoch {
 }
 
 impl Epoch {
-    /// Reassembles an epoch from storage. Tags must be strictly ascending per type.
+    /// Reassembles an epoch from storage. Tags and points must be strictly ascending per type,
+    /// and as many of each. (Points are decoded when a count session is prepared.)
     pub fn from_parts(
         id: EpochId,
         key: SecretKey,
         tags: BTreeMap<KeyType, Vec<Tag>>,
+        points: BTreeMap<KeyType, Vec<Point>>,
     ) -> Result<Self, PsiError> {
         for (kt, t) in &tags {
             if !t.windows(2).all(|w| w[0] < w[1]) {
                 return Err(Misuse::UnsortedEpochTags(*kt).into());
             }
         }
-        Ok(Epoch { id, key, tags })
+        for (kt, p) in &points {
+            if !p.windows(2).all(|w| w[0] < w[1]) {
+                return Err(Misuse::UnsortedEpochTags(*kt).into());
+            }
+        }
+        let tag_sizes: BTreeMap<KeyType, usize> = tags.iter().map(|(k, t)| (*k, t.len())).collect();
+        let point_sizes: BTreeMap<KeyType, usize> =
+            points.iter().map(|(k, p)| (*k, p.len())).collect();
+        if tag_sizes != point_sizes {
+            return Err(Misuse::EpochPointsMismatch.into());
+        }
+        Ok(Epoch {
+            id,
+            key,
+            tags,
+            points,
+        })
     }
 
     /// The epoch's id.
@@ -84,6 +107,11 @@ impl Epoch {
         self.tags.get(&key_type).map_or(&[], Vec::as_slice)
     }
 
+    /// The evaluated points of one key type (empty if none), ascending.
+    pub fn points(&self, key_type: KeyType) -> &[Point] {
+        self.points.get(&key_type).map_or(&[], Vec::as_slice)
+    }
+
     /// Distinct keys per type.
     pub fn sizes(&self) -> BTreeMap<KeyType, u64> {
         self.tags
@@ -99,6 +127,7 @@ pub struct EpochBuilder {
     id: EpochId,
     key: SecretKey,
     tags: BTreeMap<KeyType, Vec<Tag>>,
+    points: BTreeMap<KeyType, Vec<Point>>,
 }
 
 impl fmt::Debug for EpochBuilder {
@@ -122,6 +151,7 @@ impl EpochBuilder {
             id,
             key,
             tags: BTreeMap::new(),
+            points: BTreeMap::new(),
         }
     }
 
@@ -137,8 +167,14 @@ impl EpochBuilder {
                 continue;
             }
             let evaluated = hash_and_evaluate(&self.key, kt, &values);
-            let tags: Vec<Tag> = evaluated.par_iter().map(tag_of).collect();
+            let prefix = super::oprf_prefix(kt);
+            let tags: Vec<Tag> = values
+                .par_iter()
+                .zip(&evaluated)
+                .map(|(v, p)| finalize_tag(&[&prefix, v.as_bytes()], p))
+                .collect();
             self.tags.entry(kt).or_default().extend(tags);
+            self.points.entry(kt).or_default().extend(evaluated);
         }
     }
 
@@ -148,15 +184,20 @@ impl EpochBuilder {
             t.par_sort_unstable();
             t.dedup();
         }
+        for p in self.points.values_mut() {
+            p.par_sort_unstable();
+            p.dedup();
+        }
         Epoch {
             id: self.id,
             key: self.key,
             tags: std::mem::take(&mut self.tags),
+            points: std::mem::take(&mut self.points),
         }
     }
 }
 
 /// `compress(k·H(type || 0x00 || value))` for every value of one type.
-pub(crate) fn hash_and_evaluate(key: &SecretKey, kt: KeyType, values: &[&str]) -> Vec<[u8; 32]> {
-    oprf::hash_mul_compress_batch(Mode::Oprf, &key.0, &super::oprf_prefix(kt), values)
+pub(crate) fn hash_and_evaluate(key: &SecretKey, kt: KeyType, values: &[&str]) -> Vec<Point> {
+    oprf::hash_mul_compress_batch(super::HASH_MODE, &key.0, &super::oprf_prefix(kt), values)
 }

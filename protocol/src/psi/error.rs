@@ -151,4 +151,21 @@ pub enum Misuse {
     /// counts, shorter tags), or offered after tags began to arrive.
     #[error("the kept tag set does not fit this query")]
     TagSetMismatch,
+    /// An epoch whose evaluated points and tags differ in key types or counts.
+    #[error("the epoch's evaluated points do not match its tags")]
+    EpochPointsMismatch,
+    /// An evaluated point of the epoch that is not a valid element (a damaged store).
+    #[error("evaluated point {index} of {key_type} in the epoch is not a valid element")]
+    InvalidEpochPoint {
+        /// Its key type.
+        key_type: KeyType,
+        /// Its position among that type's points.
+        index: usize,
+    },
+    /// A count session prepared for another epoch than the holder's.
+    #[error("the prepared count session belongs to another epoch")]
+    PreparedForAnotherEpoch,
+    /// Kept tags in `count` mode, whose tags are fresh in every session.
+    #[error("count mode has no tags to keep: each session's are new")]
+    NoKeptTagsInCountMode,
 }

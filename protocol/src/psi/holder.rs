@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
+use rand_core::CryptoRng;
 use rayon::slice::ParallelSliceMut;
 
 use super::messages::{sections_valid, total};
 use super::{
     BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
-    MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
-    QueryMode, QueryStart, Section, TagChunk, chunk_len, tag_len,
+    MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PreparedCount, PsiError,
+    QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, chunk_len, tag_len,
 };
 use crate::oprf::{self, Element};
 
@@ -54,11 +55,38 @@ impl Holder {
     }
 
     /// Takes the querier's [`QueryStart`]: checks its version, sections and size, and answers
-    /// with the [`QueryAccept`] to send first and the session that streams the rest.
+    /// with the [`QueryAccept`] to send first and the session that streams the rest. A `count`
+    /// session is prepared here, with a fresh factor drawn from `rng` (one multiplication per
+    /// key of the epoch; [`Holder::handle_start_prepared`] takes one prepared ahead).
     pub fn handle_start(
         &self,
         start: QueryStart,
+        rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<(QueryAccept, HolderSession), PsiError> {
+        self.check_start(&start)?;
+        let prepared = match start.mode {
+            QueryMode::Count => Some(PreparedCount::prepare(&self.epoch, rng)?),
+            QueryMode::Matches => None,
+        };
+        Ok(self.open(start, prepared))
+    }
+
+    /// [`Holder::handle_start`] with a count session prepared ahead from this epoch. In
+    /// `matches` mode, which evaluates under the epoch's key, it is dropped unused.
+    pub fn handle_start_prepared(
+        &self,
+        start: QueryStart,
+        prepared: PreparedCount,
+    ) -> Result<(QueryAccept, HolderSession), PsiError> {
+        if prepared.epoch() != self.epoch.id() {
+            return Err(Misuse::PreparedForAnotherEpoch.into());
+        }
+        self.check_start(&start)?;
+        let prepared = (start.mode == QueryMode::Count).then_some(prepared);
+        Ok(self.open(start, prepared))
+    }
+
+    fn check_start(&self, start: &QueryStart) -> Result<(), PsiError> {
         if start.version != PROTOCOL_VERSION {
             return Err(PeerMisbehaved::UnsupportedVersion {
                 got: start.version,
@@ -74,6 +102,15 @@ impl Holder {
         if n > max {
             return Err(LimitExceeded::QueryTooLarge { keys: n, max }.into());
         }
+        Ok(())
+    }
+
+    fn open(
+        &self,
+        start: QueryStart,
+        count: Option<PreparedCount>,
+    ) -> (QueryAccept, HolderSession) {
+        let n = start.total_keys();
         let holder_sections: Vec<Section> = start
             .sections
             .iter()
@@ -91,6 +128,7 @@ impl Holder {
         };
         let session = HolderSession {
             epoch: Arc::clone(&self.epoch),
+            count,
             mode: start.mode,
             query_sections: start.sections,
             holder_sections,
@@ -104,7 +142,7 @@ impl Holder {
             count_cursor: None,
             next_out_seq: 0,
         };
-        Ok((accept, session))
+        (accept, session)
     }
 }
 
@@ -112,6 +150,8 @@ impl Holder {
 /// what [`HolderSession::poll_message`] returns, until [`HolderSession::is_finished`].
 pub struct HolderSession {
     epoch: Arc<Epoch>,
+    /// `count` mode: this session's key and tags.
+    count: Option<PreparedCount>,
     mode: QueryMode,
     query_sections: Vec<Section>,
     holder_sections: Vec<Section>,
@@ -175,11 +215,14 @@ impl HolderSession {
     fn handle_blinded(&mut self, chunk: BlindedChunk) -> Result<(), PsiError> {
         let len = self.check_blinded(&chunk)?;
         let raw: Vec<[u8; 32]> = chunk.elements.iter().map(|e| e.0).collect();
-        let evaluated = oprf::evaluate_batch(&self.epoch.key().0, &raw).map_err(|i| {
-            PeerMisbehaved::InvalidElement {
+        let key = self
+            .count
+            .as_ref()
+            .map_or(&self.epoch.key().0, PreparedCount::key);
+        let evaluated =
+            oprf::evaluate_batch(key, &raw).map_err(|i| PeerMisbehaved::InvalidElement {
                 index: self.received + i as u64,
-            }
-        })?;
+            })?;
         self.received += len as u64;
         self.next_seq += 1;
         let elements = evaluated.into_iter().map(Element);
@@ -283,7 +326,10 @@ impl HolderSession {
         loop {
             let (section, sent) = self.tag_cursor;
             let s = self.holder_sections.get(section)?;
-            let tags = self.epoch.tags(s.key_type);
+            let tags = match &self.count {
+                Some(c) => c.tags(s.key_type),
+                None => self.epoch.tags(s.key_type),
+            };
             if sent >= tags.len() {
                 self.tag_cursor = (section + 1, 0);
                 continue;
@@ -309,6 +355,9 @@ impl HolderSession {
     /// The querier already holds this epoch's tags (it proved so with their digest, see
     /// [`crate::psi::TagSet`]): send none. Only before the first tag chunk was handed out.
     pub fn skip_tags(&mut self) -> Result<(), PsiError> {
+        if self.count.is_some() {
+            return Err(Misuse::NoKeptTagsInCountMode.into());
+        }
         if self.tag_cursor != (0, 0) {
             return Err(Misuse::TagSetMismatch.into());
         }

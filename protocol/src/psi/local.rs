@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rand_core::CryptoRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -16,12 +17,13 @@ pub fn run_local(
     holder: &Holder,
     query: &Arc<Query>,
     mode: QueryMode,
+    rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<QueryResult, PsiError> {
     fn wire<T: Serialize + DeserializeOwned>(m: &T) -> Result<T, PsiError> {
         Ok(codec::decode(&codec::encode(m)?)?)
     }
     let (start, awaiting) = query.start(mode);
-    let (accept, mut session) = holder.handle_start(wire(&start)?)?;
+    let (accept, mut session) = holder.handle_start(wire(&start)?, rng)?;
     let mut querier = awaiting.handle_accept(wire(&accept)?)?;
     loop {
         let mut progressed = false;

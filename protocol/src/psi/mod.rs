@@ -13,10 +13,14 @@
 //!                                                            sorted per section in count mode)
 //! ```
 //!
+//! In `count` mode the holder evaluates under `r·k` for a fresh `r` of that session alone
+//! ([`PreparedCount`]), so no two sessions can be linked.
+//!
 //! Sessions are typestates where a phase happens once ([`Query::start`],
 //! [`AwaitingAccept::handle_accept`], [`Exchanging::finish`]) and event-driven inside the
 //! streaming phase (`handle_*` in, `poll_*` out). The caller moves the bytes (see [`crate::codec`]).
 
+mod count;
 mod epoch;
 mod error;
 mod holder;
@@ -28,7 +32,8 @@ mod tag;
 mod tag_index;
 mod tag_set;
 
-pub use epoch::{Epoch, EpochBuilder, EpochId};
+pub use count::PreparedCount;
+pub use epoch::{Epoch, EpochBuilder, EpochId, Point};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
 pub use holder::{Holder, HolderLimits, HolderSession};
 pub use keys::QueryKeys;
@@ -38,14 +43,21 @@ pub use messages::{
     TagChunk,
 };
 pub use querier::{AwaitingAccept, BlindedChunks, Exchanging, QuerierLimits, Query, QueryResult};
-pub use tag::{TAG_DST, TAG_STORED_LEN, Tag, tag_len};
+pub use tag::{COUNT_TAG_DST, TAG_STORED_LEN, Tag, tag_len};
 pub use tag_set::{TAG_SET_DST, TagSet};
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol version carried in the first message of each direction, and `-v1` in every
-/// domain-separation tag. (The node's transport is versioned apart, by its ALPN.)
-pub const PROTOCOL_VERSION: u16 = 1;
+use crate::oprf;
+
+/// The protocol version carried in the first message of each direction, and `-v2` in every
+/// domain-separation tag of ours. (The node's transport is versioned apart, by its ALPN.)
+/// Version 1 tagged `k·H(y)` alone and used one key for every session of an epoch.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Keys map to the group with RFC 9497's `HashToGroup` of the VOPRF mode, so that a `matches`
+/// evaluation is exactly the RFC's VOPRF `BlindEvaluate` and can carry its proof.
+pub(crate) const HASH_MODE: oprf::Mode = oprf::Mode::Voprf;
 
 /// Most elements in one chunk, in either direction.
 pub const MAX_CHUNK_ELEMENTS: usize = 4096;

@@ -11,15 +11,15 @@ use zeroize::Zeroize;
 
 use super::keys::{QueryKeys, TypeKeys};
 use super::messages::sections_valid;
-use super::tag::tag_of;
+use super::tag::{count_tag, finalize_tag};
 use super::tag_index::TagIndex;
 use super::{
-    BlindedChunk, EpochId, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse,
-    PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept, QueryMode, QueryStart,
-    Section, TagChunk, TagSet, chunk_len, oprf_prefix, tag_len,
+    BlindedChunk, EpochId, HASH_MODE, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
+    MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
+    QueryMode, QueryStart, Section, TagChunk, TagSet, chunk_len, oprf_prefix, tag_len,
 };
 use crate::ident::KeyType;
-use crate::oprf::{self, Element, Mode};
+use crate::oprf::{self, Element};
 
 /// A querier's blinded keys: `a·H(x)` for every distinct key, grouped by type, and `a⁻¹`.
 /// One query can be run against many holders (wrap it in an [`Arc`]).
@@ -28,6 +28,11 @@ pub struct Query {
     sections: Vec<Section>,
     /// Encoded blinded elements, in section order.
     blinded: Vec<[u8; 32]>,
+    /// The canonical value of each blinded element, concatenated (its OPRF input is the
+    /// section's type prefix and this): `Finalize` needs it in `matches` mode.
+    values: Vec<u8>,
+    /// Where each value ends in `values`.
+    value_ends: Vec<u64>,
     rows: u64,
     /// Position in `blinded` of each row's keys; rows delimited by `row_ends`.
     row_positions: Vec<u32>,
@@ -59,12 +64,14 @@ impl Query {
         let mut a = oprf::random_scalar(rng);
         let mut blinded = vec![[0u8; 32]; total];
         let mut sections = Vec::new();
+        let mut values = Vec::new();
+        let mut value_ends = Vec::with_capacity(total);
         let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
         let mut start = 0usize;
         for (kt, tk, distinct, raw_to_distinct) in plans {
             let end = start + distinct.len();
             oprf::hash_mul_compress_into(
-                Mode::Oprf,
+                HASH_MODE,
                 &a,
                 &oprf_prefix(kt),
                 |i| tk.value(distinct[i] as usize),
@@ -74,6 +81,10 @@ impl Query {
                 key_type: kt,
                 count: distinct.len() as u64,
             });
+            for &d in &distinct {
+                values.extend_from_slice(tk.value(d as usize));
+                value_ends.push(values.len() as u64);
+            }
             offsets.insert(kt, (start as u32, raw_to_distinct));
             start = end;
         }
@@ -84,10 +95,18 @@ impl Query {
             unblind,
             sections,
             blinded,
+            values,
+            value_ends,
             rows: keys.rows(),
             row_positions,
             row_ends,
         })
+    }
+
+    /// The canonical value at a blinded position.
+    fn value(&self, position: usize) -> &[u8] {
+        let from = position.checked_sub(1).map_or(0, |p| self.value_ends[p]) as usize;
+        &self.values[from..self.value_ends[position] as usize]
     }
 
     /// Distinct keys per type, in the order they are sent.
@@ -112,6 +131,8 @@ impl Query {
     pub fn without(&self, types: &[KeyType]) -> Option<Query> {
         let mut sections = Vec::new();
         let mut blinded = Vec::new();
+        let mut values = Vec::new();
+        let mut value_ends = Vec::new();
         // Old position -> new position, for kept sections.
         let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.blinded.len());
         let mut start = 0usize;
@@ -123,6 +144,10 @@ impl Query {
                 let at = blinded.len() as u32;
                 moved.extend((0..(end - start) as u32).map(|i| Some(at + i)));
                 blinded.extend_from_slice(&self.blinded[start..end]);
+                for p in start..end {
+                    values.extend_from_slice(self.value(p));
+                    value_ends.push(values.len() as u64);
+                }
                 sections.push(*s);
             }
             start = end;
@@ -146,6 +171,8 @@ impl Query {
             unblind: self.unblind,
             sections,
             blinded,
+            values,
+            value_ends,
             rows: self.rows,
             row_positions,
             row_ends,
@@ -270,6 +297,7 @@ impl AwaitingAccept {
                 Vec::new()
             },
             matched_per_section: vec![0; q.sections.len()],
+            prefixes: q.sections.iter().map(|s| oprf_prefix(s.key_type)).collect(),
             last_count_element: None,
             section_ends: q
                 .sections
@@ -347,6 +375,8 @@ pub struct Exchanging {
     evaluated: u64,
     /// `matches` mode: whether the key at each position matched.
     matched: Vec<bool>,
+    /// Each query section's OPRF input prefix.
+    prefixes: Vec<Vec<u8>>,
     matched_per_section: Vec<u64>,
     /// `count` mode: the previous evaluation in the current section.
     last_count_element: Option<[u8; 32]>,
@@ -589,12 +619,20 @@ impl Exchanging {
         }
         let start = self.evaluated;
         let (ends, tags, index, l) = (&self.section_ends, &self.tags, &self.index, self.tag_len);
+        let (query, mode, prefixes) = (&self.query, self.mode, &self.prefixes);
         let found: Vec<(usize, bool)> = unblinded
             .par_iter()
             .enumerate()
             .map(|(i, u)| {
-                let section = ends.partition_point(|&end| end <= start + i as u64);
-                let tag = tag_of(u);
+                let position = start + i as u64;
+                let section = ends.partition_point(|&end| end <= position);
+                let tag = match mode {
+                    QueryMode::Matches => {
+                        finalize_tag(&[&prefixes[section], query.value(position as usize)], u)
+                    }
+                    // Sorted: positions say nothing, and no input enters the tag.
+                    QueryMode::Count => count_tag(u),
+                };
                 (
                     section,
                     index[section].contains(&tags[section], l, &tag[..l]),
@@ -616,6 +654,9 @@ impl Exchanging {
     /// holder sections of the accept, with tags at least ℓ long (they are truncated to ℓ,
     /// which keeps them sorted); it must be offered before any tag arrived.
     pub fn use_tag_set(&mut self, set: TagSet) -> Result<(), PsiError> {
+        if self.mode == QueryMode::Count {
+            return Err(Misuse::NoKeptTagsInCountMode.into());
+        }
         let fits = set.is_well_formed()
             && set.epoch == self.epoch
             && set.sections == self.holder_sections
@@ -642,7 +683,7 @@ impl Exchanging {
     /// The holder's tags as received (or taken from a kept set), copied; only once every tag
     /// has arrived. [`Exchanging::finish_keeping_tags`] moves them instead.
     pub fn tag_set(&self) -> Option<TagSet> {
-        self.tags_complete().then(|| TagSet {
+        (self.mode == QueryMode::Matches && self.tags_complete()).then(|| TagSet {
             epoch: self.epoch,
             tag_len: self.tag_len as u8,
             sections: self.holder_sections.clone(),
@@ -673,6 +714,9 @@ impl Exchanging {
     /// [`Exchanging::finish`], also handing back the holder's tags (moved, not copied) to keep
     /// for the next query.
     pub fn finish_keeping_tags(self) -> Result<(QueryResult, TagSet), PsiError> {
+        if self.mode == QueryMode::Count {
+            return Err(Misuse::NoKeptTagsInCountMode.into());
+        }
         let result = self.result()?;
         let set = TagSet {
             epoch: self.epoch,

@@ -1,9 +1,17 @@
-//! Tags: `tag(y) = first ℓ bytes of SHA-512("suyuan-tag-v1" || compress(k·H(y)))`.
+//! Tags, the first bytes of what each side derives from an unblinded element:
+//!
+//! - `matches` mode (and a querier's kept set): the RFC 9497 `Finalize` output of the OPRF
+//!   input and `k·H(input)`, `SHA-512(I2OSP(len(input), 2) || input || I2OSP(32, 2) ||
+//!   compress(k·H(input)) || "Finalize")`, which binds the tag to the input as the RFC's
+//!   security argument assumes;
+//! - `count` mode: `SHA-512("suyuan-count-tag-v2" || compress(r·k·H(input)))` under the
+//!   session's fresh factor `r`. The querier gets the evaluations back sorted, so it cannot
+//!   know which input an element belongs to, and no input enters this tag.
 
 use sha2::{Digest, Sha512};
 
-/// Domain-separation prefix of every tag.
-pub const TAG_DST: &[u8] = b"suyuan-tag-v1";
+/// Domain-separation prefix of a count session's tags.
+pub const COUNT_TAG_DST: &[u8] = b"suyuan-count-tag-v2";
 
 /// Bytes of a tag as the holder stores it; a query uses the first [`tag_len`] of them.
 pub const TAG_STORED_LEN: usize = 16;
@@ -11,15 +19,36 @@ pub const TAG_STORED_LEN: usize = 16;
 /// A stored (full-length) tag. Truncation keeps sort order, so one sorted list serves any ℓ.
 pub type Tag = [u8; TAG_STORED_LEN];
 
-/// The stored tag of an evaluated element `compress(k·H(y))`.
-pub(crate) fn tag_of(evaluated: &[u8; 32]) -> Tag {
-    let d = Sha512::new()
-        .chain_update(TAG_DST)
-        .chain_update(evaluated)
-        .finalize();
+fn first_bytes(d: &[u8]) -> Tag {
     let mut t = [0u8; TAG_STORED_LEN];
     t.copy_from_slice(&d[..TAG_STORED_LEN]);
     t
+}
+
+/// The tag of an OPRF output: `Finalize(input, element)` (RFC 9497 section 3.3.1), truncated.
+/// `input` comes in parts (type prefix, value) that are hashed as one; its length fits in two
+/// bytes (values are bounded far below that).
+pub(crate) fn finalize_tag(input: &[&[u8]], element: &[u8; 32]) -> Tag {
+    let len: usize = input.iter().map(|p| p.len()).sum();
+    let mut h = Sha512::new();
+    h.update((len as u16).to_be_bytes());
+    for p in input {
+        h.update(p);
+    }
+    h.update(32u16.to_be_bytes());
+    h.update(element);
+    h.update(b"Finalize");
+    first_bytes(&h.finalize())
+}
+
+/// The tag of an element of a count session, `r·k·H(input)`.
+pub(crate) fn count_tag(element: &[u8; 32]) -> Tag {
+    first_bytes(
+        &Sha512::new()
+            .chain_update(COUNT_TAG_DST)
+            .chain_update(element)
+            .finalize(),
+    )
 }
 
 /// `⌈log₂ x⌉` for `x ≥ 1` (0 for 0 and 1).

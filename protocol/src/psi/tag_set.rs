@@ -8,7 +8,7 @@ use super::{Epoch, EpochId, Section};
 use crate::ident::KeyType;
 
 /// Domain-separation prefix of [`TagSet::digest`].
-pub const TAG_SET_DST: &[u8] = b"suyuan-tagset-v1";
+pub const TAG_SET_DST: &[u8] = b"suyuan-tagset-v2";
 
 /// Tags of one epoch for some key types, each truncated to `tag_len` bytes, sorted per type.
 /// Built by [`crate::psi::Exchanging::tag_set`] or [`TagSet::new`].

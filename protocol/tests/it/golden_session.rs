@@ -1,5 +1,6 @@
 //! The hex of docs/protocol.md section 8, computed there by an independent implementation of
-//! the spec, reproduced byte for byte: keys, tags and every message of a session.
+//! the spec (`docs/vectors/golden.py`, Python and libsodium), reproduced byte for byte: keys,
+//! tags and every message of a `matches` and a `count` session.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -58,8 +59,8 @@ fn holder() -> Holder {
             .map(|t| hex(t))
             .collect::<Vec<_>>(),
         [
-            "6fa78f763c109f793d39898d6d82b795",
-            "7d04b86242a0930eee3a3fdf0dbde5f0"
+            "4e1952403ff423202b26b6696eb65bfe",
+            "7a236895d0dd84fbb342fe4757798b60"
         ]
     );
     Holder::new(Arc::new(epoch))
@@ -72,18 +73,18 @@ fn stored_tags_of_each_key_type() {
         (
             KeyType::Mobile,
             "13800138000",
-            "6fa78f763c109f793d39898d6d82b795",
+            "4e1952403ff423202b26b6696eb65bfe",
         ),
         (
             KeyType::ResidentId,
             "11010519491231002X",
-            "a6d2e743d853b6472f26c090b01b64eb",
+            "e4c6ee2d910fb0a7c03e65987490e6f2",
         ),
-        (KeyType::Email, "a@b.cn", "c22851d3ff2fea028034256aec988490"),
+        (KeyType::Email, "a@b.cn", "fccca17dad47927c1c103f0e053786a6"),
         (
             KeyType::NameBirthdate,
             "张慧|19491231",
-            "7178549267082db1f59cbe3fa1b67ef3",
+            "02e5aeecea37a751e4a57d96eca0858d",
         ),
     ] {
         let k = Key::parse(kt, value).unwrap();
@@ -107,33 +108,33 @@ fn complete_session_bytes() {
     let wire_start = QuerierMessage::from(start.clone());
     assert_eq!(
         hex(&codec::encode(&wire_start).unwrap()),
-        "0001010200010301"
+        "0002010200010301"
     );
-    let (accept, mut s) = holder.handle_start(start).unwrap();
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
     assert_eq!(
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
-        "0001000102030405060708090a0b0c0d0e0f080200020300"
+        "0002000102030405060708090a0b0c0d0e0f080200020300"
     );
     let tags = s.poll_message().unwrap();
     assert!(matches!(tags, HolderMessage::Tags(_)));
     assert_eq!(
         hex(&codec::encode(&tags).unwrap()),
-        "0100106fa78f763c109f797d04b86242a0930e"
+        "0100104e1952403ff423207a236895d0dd84fb"
     );
     let mut q = awaiting.handle_accept(accept).unwrap();
     q.handle(tags).unwrap();
     let blinded = q.poll_message().unwrap();
     assert_eq!(
         hex(&codec::encode(&blinded).unwrap()),
-        "0100024e8220bb85b8e1521a6adcbd6e4f50cc15684e924befe61967784901ea3c4b6c\
-         5200b02e119da8524461f67319245acefb6aef87f344213bfe2d346ccf50e82f"
+        "01000214f6407fd5eb1d8236c46ee75a64cdc42e5110dacb35e0cbd9b39f1d18bf1333\
+         0e4705cd248302476f099e07b519c97be0c583c7cd4bce617790a146bfac935f"
     );
     s.handle(blinded).unwrap();
     let evaluated = s.poll_message().unwrap();
     assert_eq!(
         hex(&codec::encode(&evaluated).unwrap()),
-        "020002dcbbbd44d2c9159ed55d6887905cce4a19e83f8bca85fe1fe427843a1398c777\
-         a2d164c60a7c40b8b5a06b9da994242f638130d11b3cfaee9e9d4b383de9a91a"
+        "020002e6f3b0d3819c412953d504974082d4c9ce08baa5e49f235e1b8f42ba2c456367\
+         78aa09a8845ff76c5e90c52060525869209e72aa1bc1170ea18c5c5f04c91c00"
     );
     assert!(s.poll_message().is_none() && s.is_finished());
     q.handle(evaluated).unwrap();
@@ -141,4 +142,50 @@ fn complete_session_bytes() {
     assert_eq!(r.matched_keys[&KeyType::Mobile], 1);
     assert_eq!(r.matched_keys[&KeyType::Email], 0);
     assert_eq!(r.matched_rows, Some(vec![0]));
+}
+
+/// The count session's factor `r` of section 8.3, as the holder's random bytes.
+const R: &str = "f8ee856a6f3f4cb79119fa0a941c6b4c900cc944ca7521a3ac50e9f2c0145d00";
+
+#[test]
+fn complete_count_session_bytes() {
+    let holder = holder();
+    let mut rows = QueryKeys::new();
+    rows.add_row(&[Key::parse(KeyType::Mobile, "13800138000").unwrap()]);
+    rows.add_row(&[Key::parse(KeyType::Email, "a@b.cn").unwrap()]);
+    let query = Arc::new(Query::blind(&mut ReplayRng(hex::decode(A).unwrap()), rows).unwrap());
+
+    let (start, awaiting) = query.start(QueryMode::Count);
+    assert_eq!(
+        hex(&codec::encode(&QuerierMessage::from(start.clone())).unwrap()),
+        "0002000200010301"
+    );
+    let mut holder_rng = ReplayRng(hex::decode(R).unwrap());
+    let (accept, mut s) = holder.handle_start(start, &mut holder_rng).unwrap();
+    assert!(holder_rng.0.is_empty(), "r is drawn once");
+    assert_eq!(
+        hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
+        "0002000102030405060708090a0b0c0d0e0f080200020300"
+    );
+    let tags = s.poll_message().unwrap();
+    assert_eq!(
+        hex(&codec::encode(&tags).unwrap()),
+        "01001086d100af62540a1ebdb247acfcaf986d"
+    );
+    let mut q = awaiting.handle_accept(accept).unwrap();
+    q.handle(tags).unwrap();
+    let blinded = q.poll_message().unwrap();
+    s.handle(blinded).unwrap();
+    let evaluated = s.poll_message().unwrap();
+    assert_eq!(
+        hex(&codec::encode(&evaluated).unwrap()),
+        "02000272cfde9f1e0135b54092e9f1cce3a8f5c1a21bff2fa02a989e256644ece28533\
+         304cbf2b7c6a994823d4e2b77032f12a19fe61c458d8fd8623cfe1f10602133e"
+    );
+    assert!(s.poll_message().is_none() && s.is_finished());
+    q.handle(evaluated).unwrap();
+    let r = q.finish().unwrap();
+    assert_eq!(r.matched_keys[&KeyType::Mobile], 1);
+    assert_eq!(r.matched_keys[&KeyType::Email], 0);
+    assert_eq!(r.matched_rows, None);
 }

@@ -5,5 +5,7 @@
 
 mod codec_roundtrip;
 mod golden_session;
+mod linkage;
 mod psi_sessions;
+mod spec;
 mod tag_set;

@@ -90,7 +90,7 @@ fn check(seed: u64, holder_ids: &[u32], rows: &[Vec<u32>]) {
     let query = query_of(&mut rng, rows);
     let (per_type, matched_rows) = expected(holder_ids, rows);
     for mode in [QueryMode::Count, QueryMode::Matches] {
-        let r = run_local(&holder, &query, mode).unwrap();
+        let r = run_local(&holder, &query, mode, &mut rand::rng()).unwrap();
         assert_eq!(r.matched_keys, per_type, "{mode}");
         assert_eq!(r.epoch, holder.epoch().id());
         let distinct: BTreeSet<Key> = rows.iter().flatten().map(|&i| key(i)).collect();
@@ -148,7 +148,7 @@ fn a_query_without_a_section_matches_the_plain_intersection_of_the_rest() {
             .all(|s| s.key_type != KeyType::Email)
     );
     for mode in [QueryMode::Count, QueryMode::Matches] {
-        let r = run_local(&holder, &fewer, mode).unwrap();
+        let r = run_local(&holder, &fewer, mode, &mut rand::rng()).unwrap();
         assert_eq!(r.matched_keys, per_type, "{mode}");
         if mode == QueryMode::Matches {
             assert_eq!(r.matched_rows.as_deref(), Some(&matched_rows[..]));
@@ -189,7 +189,9 @@ proptest! {
             let rows: Vec<Vec<u32>> = r.iter().map(|&i| vec![i]).collect();
             let q = query_of(&mut rng, &rows);
             let (start, _) = q.start(QueryMode::Count);
-            let (accept, mut s) = h.handle_start(start).unwrap();
+            // The holder's session factor too.
+            let mut holder_rng = StdRng::seed_from_u64(seed ^ 0x1234);
+            let (accept, mut s) = h.handle_start(start, &mut holder_rng).unwrap();
             let (_, awaiting) = q.start(QueryMode::Count);
             let mut ex = awaiting.handle_accept(accept).unwrap();
             while let Some(m) = ex.poll_message() { s.handle(m).unwrap(); }
@@ -209,8 +211,8 @@ fn a_query_never_matches_tags_of_another_epoch() {
 
     // Evaluations from the new epoch's key, tags from the old epoch.
     let (start, awaiting) = query.start(QueryMode::Matches);
-    let (accept, mut s_new) = new.handle_start(start.clone()).unwrap();
-    let (_, mut s_old) = old.handle_start(start).unwrap();
+    let (accept, mut s_new) = new.handle_start(start.clone(), &mut rand::rng()).unwrap();
+    let (_, mut s_old) = old.handle_start(start, &mut rand::rng()).unwrap();
     let mut q = awaiting.handle_accept(accept).unwrap();
     while let Some(HolderMessage::Tags(t)) = s_old.poll_message() {
         q.handle(HolderMessage::Tags(t)).unwrap();
@@ -227,7 +229,7 @@ fn a_query_never_matches_tags_of_another_epoch() {
     assert_eq!(r.matched_keys.values().sum::<u64>(), 0);
     assert_eq!(r.matched_rows, Some(vec![]));
     // Same keys, same epoch: everything matches.
-    let r = run_local(&new, &query, QueryMode::Matches).unwrap();
+    let r = run_local(&new, &query, QueryMode::Matches, &mut rand::rng()).unwrap();
     assert_eq!(r.matched_keys.values().sum::<u64>(), 100);
 }
 
@@ -267,12 +269,12 @@ fn holder_refuses_bad_starts() {
         count,
     };
     let (mut s, _) = query.start(QueryMode::Count);
-    s.version = 2;
+    s.version = 1;
     assert_eq!(
-        misbehaved(holder.handle_start(s).unwrap_err()),
+        misbehaved(holder.handle_start(s, &mut rand::rng()).unwrap_err()),
         PeerMisbehaved::UnsupportedVersion {
-            got: 2,
-            supported: 1
+            got: 1,
+            supported: 2
         }
     );
     for bad in [
@@ -281,13 +283,20 @@ fn holder_refuses_bad_starts() {
         vec![mobile(0)],
     ] {
         assert_eq!(
-            misbehaved(holder.handle_start(start_msg(bad)).unwrap_err()),
+            misbehaved(
+                holder
+                    .handle_start(start_msg(bad), &mut rand::rng())
+                    .unwrap_err()
+            ),
             PeerMisbehaved::BadSections
         );
     }
     // A declared size past any limit, without overflow.
     let err = holder
-        .handle_start(start_msg(vec![mobile(u64::MAX), email(u64::MAX)]))
+        .handle_start(
+            start_msg(vec![mobile(u64::MAX), email(u64::MAX)]),
+            &mut rand::rng(),
+        )
         .unwrap_err();
     assert!(matches!(
         err,
@@ -299,7 +308,7 @@ fn holder_refuses_bad_starts() {
     );
     assert_eq!(
         small
-            .handle_start(start_msg(vec![mobile(6)]))
+            .handle_start(start_msg(vec![mobile(6)]), &mut rand::rng())
             .unwrap_err()
             .to_string(),
         "limit exceeded: query of 6 keys exceeds the limit of 5"
@@ -313,7 +322,7 @@ fn open(
     mode: QueryMode,
 ) -> (suyuan_protocol::psi::HolderSession, Vec<BlindedChunk>) {
     let (start, awaiting) = query.start(mode);
-    let (accept, s) = holder.handle_start(start).unwrap();
+    let (accept, s) = holder.handle_start(start, &mut rand::rng()).unwrap();
     let mut q = awaiting.handle_accept(accept).unwrap();
     let chunks = std::iter::from_fn(|| q.poll_message())
         .map(|m| match m {
@@ -411,7 +420,7 @@ fn querier_and_stream(
 ) {
     let (holder, query) = setup(5000);
     let (start, awaiting) = query.start(mode);
-    let (accept, mut s) = holder.handle_start(start).unwrap();
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
     let mut q = awaiting.handle_accept(accept.clone()).unwrap();
     while let Some(m) = q.poll_message() {
         s.handle(m).unwrap();
@@ -424,7 +433,7 @@ fn querier_and_stream(
 fn querier_refuses_bad_accepts() {
     let (holder, query) = setup(10);
     let (start, _) = query.start(QueryMode::Matches);
-    let (good, _) = holder.handle_start(start).unwrap();
+    let (good, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
     let try_accept = |a: QueryAccept| query.start(QueryMode::Matches).1.handle_accept(a);
 
     let mut a = good.clone();
@@ -606,7 +615,7 @@ fn querier_refuses_bad_streams() {
 fn matches_answer_to_an_unsent_chunk_is_refused() {
     let (holder, query) = setup(5000);
     let (start, awaiting) = query.start(QueryMode::Matches);
-    let (accept, mut s) = holder.handle_start(start).unwrap();
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
     let mut q = awaiting.handle_accept(accept).unwrap();
     // Drain tags into q; send nothing yet.
     while let Some(m) = s.poll_message() {

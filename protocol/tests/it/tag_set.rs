@@ -40,7 +40,7 @@ fn run(
     kept: Option<&TagSet>,
 ) -> Result<(QueryResult, TagSet, usize), PsiError> {
     let (start, awaiting) = query.start(mode);
-    let (accept, mut session) = holder.handle_start(start)?;
+    let (accept, mut session) = holder.handle_start(start, &mut rand::rng())?;
     if let Some(set) = kept {
         let types: Vec<KeyType> = set.sections.iter().map(|s| s.key_type).collect();
         let theirs = holder.epoch().tag_set_digest(&types, set.tag_len);
@@ -78,11 +78,22 @@ fn run(
 }
 
 #[test]
+fn count_sessions_keep_no_tags_their_tags_are_new_each_time() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let h = holder(&mut rng, (0..900).step_by(2));
+    let q = query(&mut rng, 300..800);
+    let (_, set, _) = run(&h, &q, QueryMode::Matches, None).unwrap();
+    let err = run(&h, &q, QueryMode::Count, Some(&set)).unwrap_err();
+    assert_eq!(err, PsiError::Misuse(Misuse::NoKeptTagsInCountMode));
+}
+
+#[test]
 fn a_kept_tag_set_gives_the_same_answer_without_a_download() {
     let mut rng = StdRng::seed_from_u64(7);
     let h = holder(&mut rng, (0..9000).step_by(2));
     let q = query(&mut rng, 3000..8000);
-    for mode in [QueryMode::Count, QueryMode::Matches] {
+    {
+        let mode = QueryMode::Matches;
         let (first, set, chunks) = run(&h, &q, mode, None).unwrap();
         assert!(chunks > 0);
         assert_eq!(
@@ -94,7 +105,7 @@ fn a_kept_tag_set_gives_the_same_answer_without_a_download() {
         let (second, _, chunks) = run(&h, &q2, mode, Some(&set)).unwrap();
         assert_eq!(chunks, 0, "no tag crossed");
         assert_eq!(second, first);
-        assert_eq!(second, run_local(&h, &q2, mode).unwrap());
+        assert_eq!(second, run_local(&h, &q2, mode, &mut rand::rng()).unwrap());
         assert_eq!(first.matched_keys[&KeyType::Mobile], 2500);
     }
 }
@@ -107,11 +118,14 @@ fn longer_kept_tags_serve_a_query_with_shorter_ones() {
     let big = query(&mut rng, 3000..9000);
     let small = query(&mut rng, 5500..6500);
     assert_eq!((tag_len(6000, 6000), tag_len(1000, 6000)), (9, 8));
-    let (_, set, _) = run(&h, &big, QueryMode::Count, None).unwrap();
+    let (_, set, _) = run(&h, &big, QueryMode::Matches, None).unwrap();
     assert_eq!(set.tag_len, 9);
     let (r, _, chunks) = run(&h, &small, QueryMode::Matches, Some(&set)).unwrap();
     assert_eq!(chunks, 0);
-    assert_eq!(r, run_local(&h, &small, QueryMode::Matches).unwrap());
+    assert_eq!(
+        r,
+        run_local(&h, &small, QueryMode::Matches, &mut rand::rng()).unwrap()
+    );
     assert_eq!(r.matched_keys[&KeyType::Mobile], 500);
 }
 
@@ -120,7 +134,7 @@ fn a_stale_or_altered_set_is_never_used() {
     let mut rng = StdRng::seed_from_u64(9);
     let h = holder(&mut rng, 0..2000);
     let q = query(&mut rng, 1000..3000);
-    let (_, set, _) = run(&h, &q, QueryMode::Count, None).unwrap();
+    let (_, set, _) = run(&h, &q, QueryMode::Matches, None).unwrap();
 
     // One tag altered: the holder's digest no longer matches, so the node would not skip.
     let mut altered = set.clone();
@@ -136,8 +150,8 @@ fn a_stale_or_altered_set_is_never_used() {
         set.digest(),
         h2.epoch().tag_set_digest(&[KeyType::Mobile], set.tag_len)
     );
-    let (start, awaiting) = q.start(QueryMode::Count);
-    let (accept, mut session) = h2.handle_start(start).unwrap();
+    let (start, awaiting) = q.start(QueryMode::Matches);
+    let (accept, mut session) = h2.handle_start(start, &mut rand::rng()).unwrap();
     let mut ex = awaiting.handle_accept(accept).unwrap();
     assert!(matches!(
         ex.use_tag_set(set.clone()),
@@ -146,7 +160,7 @@ fn a_stale_or_altered_set_is_never_used() {
     // Once tags have begun to arrive, no set can be swapped in, and no skip either.
     let first_tags = session.poll_message().unwrap();
     ex.handle(first_tags).unwrap();
-    let (_, h2set, _) = run(&h2, &q, QueryMode::Count, None).unwrap();
+    let (_, h2set, _) = run(&h2, &q, QueryMode::Matches, None).unwrap();
     assert!(matches!(
         ex.use_tag_set(h2set.clone()),
         Err(PsiError::Misuse(Misuse::TagSetMismatch))
@@ -163,8 +177,8 @@ fn a_stale_or_altered_set_is_never_used() {
         .iter()
         .map(|t| t.chunks(8).flat_map(|c| &c[..7]).copied().collect())
         .collect();
-    let (start, awaiting) = q.start(QueryMode::Count);
-    let (accept, _) = h2.handle_start(start).unwrap();
+    let (start, awaiting) = q.start(QueryMode::Matches);
+    let (accept, _) = h2.handle_start(start, &mut rand::rng()).unwrap();
     let mut ex3 = awaiting.handle_accept(accept).unwrap();
     assert!(matches!(
         ex3.use_tag_set(short),

@@ -289,7 +289,7 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
         let HolderStep::Psi(limit) = step else {
             unreachable!()
         };
-        let (accept, mut session) = holder.handle_start(start).unwrap();
+        let (accept, mut session) = holder.handle_start(start, &mut rand::rng()).unwrap();
         write_frame(&mut send, &ServerFrame::Psi(accept.into()), t)
             .await
             .unwrap();

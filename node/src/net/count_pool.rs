@@ -1,0 +1,218 @@
+//! Count sessions prepared while the node is idle. Each `count` session needs its own factor
+//! `r` and the tags of `r·k·H(y)` for the whole customer list, one multiplication per key;
+//! prepared ahead, a count query starts as fast as a `matches` one. Each prepared session is
+//! taken once and dropped (its key `r·k` zeroized); none is ever used twice.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use suyuan_protocol::psi::{Epoch, EpochId, PreparedCount, TAG_STORED_LEN};
+
+/// Most sessions kept ready, whatever the memory bound allows: enough for a burst of queries.
+pub const MAX_PREPARED: usize = 16;
+
+/// How often the filler looks again whether the node is idle.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// A bounded pool of prepared count sessions for the epoch being served.
+pub struct CountPool {
+    limit_bytes: u64,
+    state: Mutex<PoolState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    epoch: Option<Arc<Epoch>>,
+    ready: VecDeque<PreparedCount>,
+    stopped: bool,
+    prepared: u64,
+}
+
+/// What the pool holds now, for logs and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLevel {
+    /// Sessions ready.
+    pub ready: usize,
+    /// Bytes they take.
+    pub bytes: u64,
+    /// Sessions prepared since the node started.
+    pub prepared: u64,
+}
+
+impl CountPool {
+    /// An empty pool holding at most `limit_bytes` of prepared tags (0: prepare none ahead).
+    pub fn new(limit_bytes: u64) -> Arc<Self> {
+        Arc::new(CountPool {
+            limit_bytes,
+            state: Mutex::new(PoolState::default()),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The epoch now served: sessions of any other are dropped at once.
+    pub fn serve(&self, epoch: Option<Arc<Epoch>>) {
+        let mut s = self.lock();
+        let same = match (&s.epoch, &epoch) {
+            (Some(a), Some(b)) => a.id() == b.id(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            s.ready.clear();
+            s.epoch = epoch;
+            self.changed.notify_all();
+        }
+    }
+
+    /// A prepared session of `epoch`, if one is ready; it is the caller's alone.
+    pub fn take(&self, epoch: EpochId) -> Option<PreparedCount> {
+        let mut s = self.lock();
+        let p = s.ready.pop_front()?;
+        self.changed.notify_all();
+        (p.epoch() == epoch).then_some(p)
+    }
+
+    /// What the pool holds.
+    pub fn level(&self) -> PoolLevel {
+        let s = self.lock();
+        PoolLevel {
+            ready: s.ready.len(),
+            bytes: s.ready.iter().map(PreparedCount::size_bytes).sum(),
+            prepared: s.prepared,
+        }
+    }
+
+    /// Stops the filler; the sessions held are dropped.
+    pub fn stop(&self) {
+        let mut s = self.lock();
+        s.stopped = true;
+        s.ready.clear();
+        self.changed.notify_all();
+    }
+
+    /// The epoch to prepare a session of, when there is room for one more.
+    fn wanted(&self, s: &PoolState) -> Option<Arc<Epoch>> {
+        let epoch = s.epoch.as_ref()?;
+        let size: u64 = epoch.sizes().values().sum::<u64>() * TAG_STORED_LEN as u64;
+        let held: u64 = s.ready.iter().map(PreparedCount::size_bytes).sum();
+        let room = s.ready.len() < MAX_PREPARED && held.saturating_add(size) <= self.limit_bytes;
+        room.then(|| Arc::clone(epoch))
+    }
+
+    /// Prepares sessions whenever there is room and `idle()` says no query is running, until
+    /// [`CountPool::stop`]. Runs on a thread of its own; the curve work runs on rayon's pool.
+    pub fn fill(self: &Arc<Self>, idle: impl Fn() -> bool) {
+        loop {
+            let epoch = {
+                let s = self.lock();
+                if s.stopped {
+                    return;
+                }
+                match self.wanted(&s).filter(|_| idle()) {
+                    Some(e) => e,
+                    None => {
+                        drop(self.changed.wait_timeout(s, IDLE_POLL));
+                        continue;
+                    }
+                }
+            };
+            let prepared = match PreparedCount::prepare(&epoch, &mut rand::rng()) {
+                Ok(p) => p,
+                Err(e) => {
+                    // A store that passed its digest check has no bad point: this is damage
+                    // in memory. Count queries then prepare their own (and fail the same way).
+                    tracing::error!("cannot prepare count sessions: {e}");
+                    return;
+                }
+            };
+            let mut s = self.lock();
+            if s.epoch.as_ref().map(|e| e.id()) == Some(prepared.epoch()) && !s.stopped {
+                s.ready.push_back(prepared);
+                s.prepared += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use suyuan_protocol::ident::{Key, KeyType};
+    use suyuan_protocol::psi::EpochBuilder;
+
+    use super::*;
+
+    fn epoch(n: u32) -> Arc<Epoch> {
+        let mut b = EpochBuilder::new(&mut rand::rng());
+        let keys: Vec<Key> = (0..n)
+            .map(|i| Key::parse(KeyType::Mobile, &format!("138{i:08}")).unwrap())
+            .collect();
+        b.add(&keys);
+        Arc::new(b.finish())
+    }
+
+    fn filled(pool: &Arc<CountPool>, idle: bool) -> std::thread::JoinHandle<()> {
+        let p = Arc::clone(pool);
+        std::thread::spawn(move || p.fill(move || idle))
+    }
+
+    fn wait_for(pool: &CountPool, ready: usize) {
+        for _ in 0..500 {
+            if pool.level().ready >= ready {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the pool never held {ready}: {:?}", pool.level());
+    }
+
+    #[test]
+    fn the_pool_fills_to_its_bound_and_each_session_is_taken_once() {
+        let e = epoch(100);
+        // Room for three sessions of 100 tags of 16 bytes.
+        let pool = CountPool::new(3 * 1600 + 10);
+        let filler = filled(&pool, true);
+        pool.serve(Some(Arc::clone(&e)));
+        wait_for(&pool, 3);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.level().ready, 3, "never above its bound");
+        assert_eq!(pool.level().bytes, 3 * 1600);
+        for _ in 0..2 {
+            let taken = pool.take(e.id()).unwrap();
+            assert_eq!(taken.size_bytes(), 1600);
+        }
+        wait_for(&pool, 3);
+        assert_eq!(pool.level().prepared, 5);
+        pool.stop();
+        filler.join().unwrap();
+        assert_eq!(pool.level().ready, 0);
+    }
+
+    #[test]
+    fn a_new_epoch_drops_the_old_sessions_and_a_busy_node_prepares_none() {
+        let (old, new) = (epoch(20), epoch(30));
+        let pool = CountPool::new(1 << 20);
+        let busy = filled(&pool, false);
+        pool.serve(Some(Arc::clone(&old)));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(pool.level().prepared, 0, "nothing prepared while busy");
+        pool.stop();
+        busy.join().unwrap();
+
+        let pool = CountPool::new(1 << 20);
+        let filler = filled(&pool, true);
+        pool.serve(Some(Arc::clone(&old)));
+        wait_for(&pool, MAX_PREPARED);
+        pool.serve(Some(Arc::clone(&new)));
+        assert!(pool.take(old.id()).is_none(), "the old epoch's are gone");
+        wait_for(&pool, 1);
+        assert_eq!(pool.take(new.id()).unwrap().epoch(), new.id());
+        pool.stop();
+        filler.join().unwrap();
+    }
+}

@@ -1,0 +1,92 @@
+//! A `count` session's own key and tags. The holder draws a fresh factor `r` per session,
+//! evaluates the query under `r·k`, and sends the tags of `r·k·H(y)` for its set: what a
+//! querier unblinds in one session equals nothing it unblinds in another, so sessions cannot be
+//! linked to learn which keys matched. Preparing costs one multiplication per key of the
+//! holder's set; a node prepares sessions ahead, while idle.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use curve25519_dalek::scalar::Scalar;
+use rand_core::CryptoRng;
+use rayon::prelude::*;
+use zeroize::Zeroize;
+
+use super::epoch::Epoch;
+use super::tag::{TAG_STORED_LEN, Tag, count_tag};
+use super::{EpochId, Misuse, PsiError};
+use crate::ident::KeyType;
+use crate::oprf;
+
+/// One count session's key `r·k` and the sorted tags of `r·k·H(y)` for every key of the epoch.
+/// Used by exactly one session ([`super::Holder::handle_start_prepared`] consumes it).
+pub struct PreparedCount {
+    epoch: EpochId,
+    key: Scalar,
+    tags: BTreeMap<KeyType, Vec<Tag>>,
+}
+
+impl Drop for PreparedCount {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+impl fmt::Debug for PreparedCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedCount")
+            .field("epoch", &self.epoch)
+            .field("bytes", &self.size_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedCount {
+    /// Draws a fresh `r` and computes the session's tags from the epoch's evaluated points,
+    /// in parallel. Fails only on a damaged point (a store that passed its digest check holds
+    /// none).
+    pub fn prepare(epoch: &Epoch, rng: &mut (impl CryptoRng + ?Sized)) -> Result<Self, PsiError> {
+        let mut r = oprf::random_scalar(rng);
+        let mut tags = BTreeMap::new();
+        for (kt, _) in epoch.sizes() {
+            let evaluated = oprf::evaluate_batch(&r, epoch.points(kt)).map_err(|index| {
+                r.zeroize();
+                Misuse::InvalidEpochPoint {
+                    key_type: kt,
+                    index,
+                }
+            })?;
+            let mut t: Vec<Tag> = evaluated.par_iter().map(count_tag).collect();
+            t.par_sort_unstable();
+            tags.insert(kt, t);
+        }
+        let key = r * epoch.key().0;
+        r.zeroize();
+        Ok(PreparedCount {
+            epoch: epoch.id(),
+            key,
+            tags,
+        })
+    }
+
+    /// The epoch it was prepared from.
+    pub fn epoch(&self) -> EpochId {
+        self.epoch
+    }
+
+    /// Bytes its tags take ([`TAG_STORED_LEN`] per key), for sizing a pool of them.
+    pub fn size_bytes(&self) -> u64 {
+        self.tags
+            .values()
+            .map(|t| (t.len() * TAG_STORED_LEN) as u64)
+            .sum()
+    }
+
+    pub(crate) fn key(&self) -> &Scalar {
+        &self.key
+    }
+
+    pub(crate) fn tags(&self, key_type: KeyType) -> &[Tag] {
+        self.tags.get(&key_type).map_or(&[], Vec::as_slice)
+    }
+}
