@@ -155,3 +155,22 @@ fn oversize_frames_and_lying_lengths_are_refused() {
         Err(DecodeError::Malformed(_))
     ));
 }
+
+/// The second worked example of docs/protocol.md §4.3: wide varints.
+#[test]
+fn the_worked_example_with_large_counts_encodes_as_written() {
+    let section = |key_type, count| Section { key_type, count };
+    let start = QuerierMessage::Start(QueryStart {
+        version: suyuan_protocol::psi::PROTOCOL_VERSION,
+        mode: QueryMode::Count,
+        sections: vec![
+            section(KeyType::Mobile, 300),
+            section(KeyType::ResidentId, 70_000),
+            section(KeyType::Email, 5_000_000_000),
+        ],
+    });
+    assert_eq!(
+        hex::encode(codec::encode(&start).unwrap()),
+        "0002000300fb2c0101fc7011010003fd00f2052a01000000"
+    );
+}
