@@ -2,9 +2,10 @@
 """Golden test vectors of the suyuan PSI protocol, version 2 (docs/protocol.md section 8).
 
 An independent implementation, written from the specification and the RFCs only (RFC 9380
-expand_message_xmd, RFC 9496 ristretto255, RFC 9497 OPRF), so that the Rust code can be checked
-against something that does not share its bugs. Group arithmetic comes from libsodium through
-ctypes; everything protocol-specific (inputs, tags, message encoding, session flow) is here.
+expand_message_xmd, RFC 9496 ristretto255, RFC 9497 OPRF and its batched DLEQ proof), so that the
+Rust code can be checked against something that does not share its bugs. Group arithmetic comes
+from libsodium through ctypes; everything protocol-specific (inputs, tags, message encoding,
+session flow, proof nonces) is here.
 
 Run from the repository root:  python3 docs/vectors/golden.py
 """
@@ -49,6 +50,13 @@ def smul(x: int, y: int) -> int:
     return x * y % L
 
 
+def ssub(x: int, y: int) -> int:
+    out = ctypes.create_string_buffer(32)
+    sodium.crypto_core_ristretto255_scalar_sub(out, s2b(x), s2b(y))
+    assert out.raw == s2b((x - y) % L)
+    return (x - y) % L
+
+
 def reduce64(b: bytes) -> int:
     assert len(b) == 64
     out = ctypes.create_string_buffer(32)
@@ -67,6 +75,27 @@ def mul(s: int, p: bytes) -> bytes:
     if sodium.crypto_scalarmult_ristretto255(q, s2b(s), p) != 0:
         raise ValueError("invalid element")
     return q.raw
+
+
+# RFC 9496 section 4.4: the encoding of the generator B (the RFC 9497 G.Generator()).
+GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+
+
+def mul_base(s: int) -> bytes:
+    """SerializeElement(s * G), cross-checked against the variable-base path on G's encoding."""
+    assert 0 < s < L
+    q = ctypes.create_string_buffer(32)
+    assert sodium.crypto_scalarmult_ristretto255_base(q, s2b(s)) == 0
+    assert q.raw == mul(s, GENERATOR)
+    return q.raw
+
+
+def add(p: bytes, q: bytes) -> bytes:
+    """SerializeElement(P + Q); libsodium rejects a non-canonical encoding of either input."""
+    out = ctypes.create_string_buffer(32)
+    if sodium.crypto_core_ristretto255_add(out, p, q) != 0:
+        raise ValueError("invalid element")
+    return out.raw
 
 
 def expand_message_xmd(msg: bytes, dst: bytes, n: int) -> bytes:
@@ -95,6 +124,65 @@ def hash_to_group(mode: int, msg: bytes) -> bytes:
     return out.raw
 
 
+def hash_to_scalar(mode: int, msg: bytes) -> int:
+    """RFC 9497 HashToScalar for ristretto255: XMD to 64 bytes, little-endian, reduced mod L."""
+    return reduce64(expand_message_xmd(msg, b"HashToScalar-" + context_string(mode), 64))
+
+
+def lp(b: bytes) -> bytes:
+    """The RFC's I2OSP(len(x), 2) || x, used for every variable item of the proof transcripts."""
+    return len(b).to_bytes(2, "big") + b
+
+
+def composite_scalars(mode: int, B: bytes, C: list, D: list) -> list:
+    """The d_i of RFC 9497 ComputeComposites: a seed bound to the public key, then one
+    HashToScalar per pair (C_i, D_i) with the index i as I2OSP(i, 2). Shared by the prover's
+    and the verifier's versions, which differ only in how Z is formed."""
+    assert len(C) == len(D) and 0 < len(C) < 1 << 16
+    seed = hashlib.sha512(lp(B) + lp(b"Seed-" + context_string(mode))).digest()
+    return [hash_to_scalar(mode, lp(seed) + i.to_bytes(2, "big") + lp(c) + lp(d) + b"Composite")
+            for i, (c, d) in enumerate(zip(C, D))]
+
+
+def lincomb(scalars: list, points: list) -> bytes:
+    """Σ s_i·P_i, started from the first term rather than the identity: libsodium refuses an
+    identity result, and a zero partial sum only happens with negligible probability."""
+    acc = mul(scalars[0], points[0])
+    for s, p in zip(scalars[1:], points[1:]):
+        acc = add(acc, mul(s, p))
+    return acc
+
+
+def challenge(mode: int, B: bytes, M: bytes, Z: bytes, t2: bytes, t3: bytes) -> int:
+    return hash_to_scalar(mode, lp(B) + lp(M) + lp(Z) + lp(t2) + lp(t3) + b"Challenge")
+
+
+def generate_proof(mode: int, k: int, A: bytes, B: bytes, C: list, D: list, r: int) -> bytes:
+    """RFC 9497 2.2.1 GenerateProof, returning c || s. The nonce r is a parameter: the RFC draws
+    it with RandomScalar, its vectors give it, and the protocol derives it (proof_nonce below).
+    Uses ComputeCompositesFast, the prover's version: Z = k·M rather than Σ d_i·D_i."""
+    M = lincomb(composite_scalars(mode, B, C, D), C)
+    Z = mul(k, M)
+    t2, t3 = mul(r, A), mul(r, M)
+    c = challenge(mode, B, M, Z, t2, t3)
+    s = ssub(r, smul(c, k))
+    return s2b(c) + s2b(s)
+
+
+def verify_proof(mode: int, A: bytes, B: bytes, C: list, D: list, proof: bytes) -> bool:
+    """RFC 9497 2.2.2 VerifyProof, with ComputeComposites (Z = Σ d_i·D_i: the verifier does not
+    know k)."""
+    assert len(proof) == 64
+    c, s = (int.from_bytes(proof[i:i + 32], "little") for i in (0, 32))
+    if not (0 < c < L and 0 < s < L):  # non-canonical fails; 0 is negligible, and mul() needs > 0
+        return False
+    ds = composite_scalars(mode, B, C, D)
+    M, Z = lincomb(ds, C), lincomb(ds, D)
+    t2 = add(mul(s, A), mul(c, B))
+    t3 = add(mul(s, M), mul(c, Z))
+    return challenge(mode, B, M, Z, t2, t3) == c
+
+
 def finalize(inp: bytes, unblinded: bytes) -> bytes:
     """RFC 9497 Finalize for modes 0 and 1 (no info)."""
     return hashlib.sha512(len(inp).to_bytes(2, "big") + inp
@@ -103,9 +191,10 @@ def finalize(inp: bytes, unblinded: bytes) -> bytes:
 
 # --- Step 1: validate the building blocks against RFC 9497 (modes 0 and 1) ----------------------
 
-def validate_rfc9497() -> tuple[int, int]:
+def validate_rfc9497() -> tuple[int, int, list]:
     suites = json.load(open(RFC_JSON))["suites"]
     vectors = elements = 0
+    proofs = []  # batch size of each mode-1 vector whose proof was checked
     for suite in suites:
         mode = suite["mode"]
         if mode not in (0, 1):
@@ -127,8 +216,26 @@ def validate_rfc9497() -> tuple[int, int]:
                 assert unblinded == mul(sk, h)
                 assert finalize(inp, unblinded) == fields["Output"][i]
                 elements += 1
+            if mode == 1:
+                # The VOPRF server proves the evaluations of a whole batch with one proof:
+                # A = G, B = pkS, C = blinded elements, D = evaluations, in order. Verifying the
+                # vector's proof checks VerifyProof; regenerating it from the vector's nonce
+                # (stored as "r" in the JSON: the RFC's ProofRandomScalar) checks GenerateProof
+                # and ComputeCompositesFast byte for byte.
+                pk = mul_base(sk)
+                assert pk == bytes.fromhex(suite["pkSm"])
+                C, D = fields["BlindedElement"], fields["EvaluationElement"]
+                proof = bytes.fromhex(v["Proof"]["proof"])
+                assert verify_proof(mode, GENERATOR, pk, C, D, proof)
+                r = b2s(bytes.fromhex(v["Proof"]["r"]))
+                assert generate_proof(mode, sk, GENERATOR, pk, C, D, r) == proof
+                # The check must be able to fail: the same proof for other evaluations (the
+                # batch swapped, or the single element doubled) is refused.
+                wrong = D[::-1] if len(D) > 1 else [mul(2, D[0])]
+                assert not verify_proof(mode, GENERATOR, pk, C, wrong, proof)
+                proofs.append(len(C))
             vectors += 1
-    return vectors, elements
+    return vectors, elements, proofs
 
 
 # --- Protocol version 2 ---------------------------------------------------------------------
@@ -136,6 +243,7 @@ def validate_rfc9497() -> tuple[int, int]:
 PROTOCOL_VERSION = 2
 OPRF_MODE = 0x01  # v2 maps keys with the VOPRF context string
 COUNT_TAG_DST = b"suyuan-count-tag-v2"
+PROOF_NONCE_DST = b"suyuan-proof-nonce-v2"
 KEY_TYPES = ["mobile", "resident_id", "bank_card", "email", "name_birthdate", "name_mobile"]
 MODES = {"count": 0, "matches": 1}
 
@@ -156,6 +264,18 @@ def tag16(key, k: int) -> bytes:
 def count_tag16(point: bytes) -> bytes:
     """count-mode tag: binds only the point, since count-mode positions carry no key identity."""
     return hashlib.sha512(COUNT_TAG_DST + point).digest()[:16]
+
+
+def proof_nonce(seed: bytes, seq: int) -> int:
+    """The nonce of chunk seq's proof: HashToScalar-like (XMD-SHA512 to 64 bytes, little-endian,
+    mod L) of the session's secret seed and the chunk number, under the protocol's own DST. A
+    nonce derived this way is fresh per chunk and per session (the seed is drawn when a matches
+    session starts) without an RNG draw per chunk, and is never reused for two different
+    statements within a session, since seq differs."""
+    assert len(seed) == 32 and 0 <= seq < 1 << 32
+    r = reduce64(expand_message_xmd(seed + seq.to_bytes(4, "big"), PROOF_NONCE_DST, 64))
+    assert r != 0  # probability 1/L; not a usable nonce (and mul() needs a non-zero scalar)
+    return r
 
 
 def clog2(x: int) -> int:
@@ -184,21 +304,35 @@ def enc_start(mode, sections):       # QuerierMessage::Start
     return varint(0) + varint(PROTOCOL_VERSION) + varint(MODES[mode]) + sections_enc(sections)
 
 
-def enc_accept(epoch, ell, sections):  # HolderMessage::Accept
-    return varint(0) + varint(PROTOCOL_VERSION) + epoch + bytes([ell]) + sections_enc(sections)
+def enc_accept(epoch, ell, pk, sections):  # HolderMessage::Accept
+    assert len(pk) == 32  # Element: 32 raw bytes, no length
+    return (varint(0) + varint(PROTOCOL_VERSION) + epoch + bytes([ell]) + pk
+            + sections_enc(sections))
 
 
 def enc_tags(key_type, tags: bytes):  # HolderMessage::Tags
     return varint(1) + varint(KEY_TYPES.index(key_type)) + varint(len(tags)) + tags
 
 
-def enc_chunk(variant, seq, elements):  # Blinded (querier 1) / Evaluated (holder 2)
+def enc_chunk(variant, seq, elements):  # Blinded (querier 1) / Evaluated (holder 2) w/o proof
     return varint(variant) + varint(seq) + varint(len(elements)) + b"".join(elements)
 
 
-def run_session(mode, holder_keys, rows, k, a, epoch, r=None):
-    """Both sides of one session (all chunks fit in one, n <= 4096). Returns messages, result."""
+def enc_evaluated(seq, elements, proof):  # HolderMessage::Evaluated
+    # Option<Proof>: serde's Option is one byte 0/1, then Proof = (c, s) as two 32-byte scalars.
+    opt = b"\x00" if proof is None else b"\x01" + proof
+    assert proof is None or len(proof) == 64
+    return enc_chunk(2, seq, elements) + opt
+
+
+def run_session(mode, holder_keys, rows, k, a, epoch, r=None, seed=None):
+    """Both sides of one session (all chunks fit in one, n <= 4096). Returns messages, result.
+    r is the count factor (count mode), seed the proof-nonce seed (matches mode)."""
+    assert (r is None) == (mode == "matches") and (seed is None) == (mode == "count")
     hk = k if mode == "matches" else smul(r, k)  # count mode: fresh per-session key rk = r*k
+    # The Accept carries the epoch public key k·G in both modes; in count mode nothing is proved
+    # against it (the evaluations are under r·k and sorted), but it names the epoch's key.
+    pk = mul_base(k)
     # Querier: distinct values per type, sorted by UTF-8 bytes; types in declaration order.
     by_type = {}
     for row in rows:
@@ -214,7 +348,7 @@ def run_session(mode, holder_keys, rows, k, a, epoch, r=None):
     h_tags = {t: sorted(holder_tag(y) for y in holder_keys if y[0] == t) for t, _ in q_sections}
     n, m = len(stream), sum(len(v) for v in h_tags.values())
     ell = tag_len(n, m)
-    msgs["Accept"] = enc_accept(epoch, ell, [(t, len(h_tags[t])) for t, _ in q_sections])
+    msgs["Accept"] = enc_accept(epoch, ell, pk, [(t, len(h_tags[t])) for t, _ in q_sections])
     msgs["Tags"] = b"".join(enc_tags(t, b"".join(x[:ell] for x in h_tags[t]))
                             for t, _ in q_sections if h_tags[t])
     blinded = [mul(a, H(x)) for x in stream]
@@ -226,7 +360,15 @@ def run_session(mode, holder_keys, rows, k, a, epoch, r=None):
             out += sorted(evals[pos:pos + len(vals)])
             pos += len(vals)
         evals = out
-    msgs["Evaluated"] = enc_chunk(2, 0, evals)
+    # matches mode: the chunk's batched DLEQ proof that evals = k·blinded, element by element,
+    # for the k of pk (RFC 9497 VOPRF, mode 1, A = G, B = pk), with the derived nonce of seq 0.
+    proof = None
+    if mode == "matches":
+        proof = generate_proof(OPRF_MODE, k, GENERATOR, pk, blinded, evals, proof_nonce(seed, 0))
+    msgs["Evaluated"] = enc_evaluated(0, evals, proof)
+    # Querier: in matches mode, check the proof against the Accept's pk before using anything.
+    if mode == "matches":
+        assert verify_proof(OPRF_MODE, GENERATOR, pk, blinded, evals, proof)
     # Querier: unblind and look each tag up in its section's received l-byte tags.
     a_inv = inv(a)
     matched_keys = {t: 0 for t, _ in q_sections}
@@ -239,7 +381,7 @@ def run_session(mode, holder_keys, rows, k, a, epoch, r=None):
             matched_keys[t] += 1
             matched.add(stream[p])
     rows_hit = [i for i, row in enumerate(rows) if any(kk in matched for kk in row)]
-    return msgs, {"ell": ell, "hk": hk, "matched_keys": matched_keys,
+    return msgs, {"ell": ell, "hk": hk, "pk": pk, "proof": proof, "matched_keys": matched_keys,
                   "matched_rows": rows_hit if mode == "matches" else None, "stream": stream}
 
 
@@ -259,6 +401,7 @@ V1_INPUTS = ["6d6f62696c65003133383030313338303030",
 HOLDER = [("mobile", "13800138000"), SECOND_MOBILE]
 ROWS = [[("mobile", "13800138000")], [("email", "a@b.cn")]]
 R = reduce64(hashlib.sha512(b"suyuan golden count factor").digest())
+PROOF_SEED = hashlib.sha256(b"suyuan golden proof seed").digest()  # 32 bytes, as the RNG's draw
 
 
 def hx(b: bytes) -> str:
@@ -270,11 +413,12 @@ def show_session(msgs, res):
     ell = res["ell"]
     # The byte slicing below assumes this section's shapes: two sections with small counts,
     # one non-empty tag section, fewer than 251 tag bytes and elements (one-byte varints).
-    assert len(msgs["Accept"]) == 24 and msgs["Tags"][2] == len(msgs["Tags"]) - 3 < 251
+    assert len(msgs["Accept"]) == 56 and msgs["Tags"][2] == len(msgs["Tags"]) - 3 < 251
     st, acc = msgs["Start"], msgs["Accept"]
     print(f"querier → holder  Start     {hx(st)}")
     print(f"holder → querier  Accept    {acc[:1].hex()} {acc[1:2].hex()} {acc[2:18].hex()} "
-          f"{acc[18:19].hex()} {acc[19:20].hex()} {acc[20:22].hex()} {acc[22:24].hex()}")
+          f"{acc[18:19].hex()} {acc[19:51].hex()} {acc[51:52].hex()} {acc[52:54].hex()} "
+          f"{acc[54:56].hex()}")
     print(f"                            = {hx(acc)}")
     tg = msgs["Tags"]
     tags = " ".join(tg[3 + i:3 + i + ell].hex() for i in range(0, tg[2], ell))
@@ -282,17 +426,32 @@ def show_session(msgs, res):
     print(f"                            = {hx(tg)}")
     for name, arrow in (("Blinded", "querier → holder"), ("Evaluated", "holder → querier")):
         m = msgs[name]
-        print(f"{arrow}  {name:<9} {m[:1].hex()} {m[1:2].hex()} {m[2:3].hex()} <{m[2]} elements>")
+        end = 3 + 32 * m[2]  # after the elements; Evaluated continues with its Option<Proof>
+        tail = ""
+        if name == "Evaluated":
+            tail = " 01 <c> <s>" if res["proof"] else " 00 (no proof)"
+            assert len(m) == end + (65 if res["proof"] else 1)
+        else:
+            assert len(m) == end
+        print(f"{arrow}  {name:<9} {m[:1].hex()} {m[1:2].hex()} {m[2:3].hex()} "
+              f"<{m[2]} elements>{tail}")
         print(f"                            = {m[:3].hex()}{m[3:35].hex()}")
-        for i in range(35, len(m), 32):
+        for i in range(35, end, 32):
             print(f"                                    {m[i:i + 32].hex()}")
+        if len(m) > end:  # the Option byte, then c and s if present
+            print(f"                                    {m[end:end + 1].hex()}")
+            for i in range(end + 1, len(m), 32):
+                print(f"                                    {m[i:i + 32].hex()}")
 
 
 def main():
-    vectors, elements = validate_rfc9497()
+    vectors, elements, proofs = validate_rfc9497()
     print(f"RFC 9497 mode 0 and 1: {vectors} vectors reproduced")
     print(f"  ({elements} elements: BlindedElement, EvaluationElement, unblinding, Output; the "
-          f"mode-1 batch of 2 checked element by element; proofs not checked, mode 2 skipped)")
+          f"mode-1 batch of 2 checked element by element; mode 2 skipped)")
+    print(f"  ({len(proofs)} mode-1 proofs, batch sizes {proofs}: each verifies with VerifyProof, "
+          f"GenerateProof with the vector's ProofRandomScalar reproduces its bytes, and it is "
+          f"refused for altered evaluations)")
     print()
 
     print("### 8.1 Keys, blinds and tags (version 2)")
@@ -314,13 +473,32 @@ def main():
     print(f" tag16 {hx(tag16(SECOND_MOBILE, K))}")
 
     print("\n### 8.2 A complete session (matches mode)")
-    msgs, res = run_session("matches", HOLDER, ROWS, K, A, EPOCH)
+    msgs, res = run_session("matches", HOLDER, ROWS, K, A, EPOCH, seed=PROOF_SEED)
+    pk, proof = res["pk"], res["proof"]
+    r0 = proof_nonce(PROOF_SEED, 0)
+    for label, val in (("pk   = k·G (epoch public key, in the Accept)", pk),
+                       ("seed = SHA-256(\"suyuan golden proof seed\")", PROOF_SEED),
+                       ("r₀   = XMD(seed || I2OSP(0, 4), \"" + PROOF_NONCE_DST.decode()
+                        + "\", 64) mod L", s2b(r0))):
+        print(f"{label:<68} {hx(val)}")
+    print("proof of chunk 0 (A = G, B = pk, C = Blinded elements, D = Evaluated elements, "
+          "nonce r₀):")
+    print(f" c   {hx(proof[:32])}")
+    print(f" s   {hx(proof[32:])}")
     print(f"epoch {hx(EPOCH)}, n = 2, m = 2, ℓ = {res['ell']}")
     show_session(msgs, res)
+    # The querier's check (done in run_session) once more, from the message bytes alone.
+    ev = msgs["Evaluated"]
+    assert verify_proof(OPRF_MODE, GENERATOR, msgs["Accept"][19:51],
+                        [msgs["Blinded"][3 + 32 * i:35 + 32 * i] for i in range(2)],
+                        [ev[3 + 32 * i:35 + 32 * i] for i in range(2)], ev[68:132])
+    print("proof verified (VerifyProof, A = G, B = the Accept's pk)")
     assert res["matched_keys"] == {"mobile": 1, "email": 0} and res["matched_rows"] == [0]
     print(f"result: matched_keys = {res['matched_keys']}, matched_rows = {res['matched_rows']}")
 
     print("\n### 8.3 A complete session (count mode)")
+    # No proof-nonce seed is drawn in count mode, so the count factor is still the RNG's first
+    # draw; the Accept carries the same epoch pk as in 8.2 and the chunk ends in 00 (no proof).
     assert 0 < R < L  # canonical, non-zero: accepted by RandomScalar on its first draw
     print(f"r   = SHA-512(\"suyuan golden count factor\") mod L   {hx(s2b(R))}")
     msgs, res = run_session("count", HOLDER, ROWS, K, A, EPOCH, r=R)

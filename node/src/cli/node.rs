@@ -9,6 +9,7 @@ use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::audit::Entry;
 use suyuan_node::node_dir::config::{DEFAULT_NODE_TOML, NODE_TOML};
 use suyuan_node::node_dir::identity::{self, Role};
+use suyuan_node::node_dir::store::StoreError;
 use suyuan_node::text;
 
 use super::args::{ImportArgs, ServeArgs};
@@ -106,6 +107,8 @@ pub(crate) fn status(node: &Path) -> Result<()> {
     match node.store().read() {
         Ok(Some((_, m))) => println!("{}", render::epoch(&m)),
         Ok(None) => println!("no customer list imported"),
+        // Not damage: a format this version no longer serves, and the message says what to do.
+        Err(e @ StoreError::OldFormat { .. }) => println!("epoch: {e}"),
         Err(e) => println!("epoch: DAMAGED: {:#}", anyhow::Error::from(e)),
     }
     let cfg = node.config()?;

@@ -82,6 +82,9 @@ pub struct Welcome {
     pub epoch: EpochId,
     /// The querier's kept tags are this epoch's current ones: no tag will be sent.
     pub tags_kept: bool,
+    /// A count session is being prepared over this many keys of the holder's list before the
+    /// accept (0: none, the accept follows at once).
+    pub preparing: u64,
 }
 
 /// Why a holder refused a query. Sent to the querier, written to both audit logs.

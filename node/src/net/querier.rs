@@ -243,7 +243,9 @@ impl Asking<'_> {
             .await
             .map_err(|e| before(frame_failure(e)))?;
         let welcomed = handshake.handle_welcome(first).map_err(before)?;
-        let second = read_frame::<ServerFrame>(&mut recv, timeout)
+        // A holder preparing a count session says over how many keys: wait that much longer.
+        let wait = timeout + count_mode_allowance(welcomed.preparing);
+        let second = read_frame::<ServerFrame>(&mut recv, wait)
             .await
             .map_err(|e| after(frame_failure(e)))?;
         let accept = handshake.handle_accept(second).map_err(after)?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
-    Epoch, EpochId, Holder, HolderLimits, HolderSession, PreparedCount, PsiError, QueryMode,
-    QueryStart,
+    Epoch, EpochId, Holder, HolderLimits, HolderSession, PreparedCount, PsiError, QueryAccept,
+    QueryMode, QueryStart,
 };
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -706,34 +706,89 @@ async fn welcome(
     kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
 ) -> Result<HolderSession, AbortReason> {
-    let epoch = Arc::clone(holder.epoch());
-    let (accept, mut session) = match start.mode {
-        QueryMode::Count => {
-            let prepared = match state.pool.take(epoch.id()) {
-                Some(p) => p,
-                None => {
-                    // Nothing prepared: this session pays for its own (off the async threads).
-                    let e = Arc::clone(&epoch);
-                    tokio::task::spawn_blocking(move || {
-                        PreparedCount::prepare(&e, &mut rand::rng())
-                    })
-                    .await
-                    .map_err(|e| AbortReason::EvaluationFailed(e.to_string()))?
-                    // A damaged point in memory: nothing the querier did.
-                    .map_err(|_| AbortReason::StoreUnreadable)?
-                }
-            };
-            holder.handle_start_prepared(start, prepared)
-        }
-        QueryMode::Matches => holder.handle_start(start, &mut rand::rng()),
+    match start.mode {
+        QueryMode::Count => welcome_count(state, holder, start, send).await,
+        QueryMode::Matches => welcome_matches(state, holder, start, kept, send).await,
     }
-    .map_err(misbehaved)?;
+}
+
+async fn send_welcome(
+    state: &State,
+    send: &mut quinn::SendStream,
+    epoch: EpochId,
+    tags_kept: bool,
+    preparing: u64,
+) -> Result<(), AbortReason> {
+    let welcome = ServerFrame::Welcome(Welcome {
+        version: NODE_WIRE_VERSION,
+        node: state.name.clone(),
+        epoch,
+        tags_kept,
+        preparing,
+    });
+    write_frame(send, &welcome, state.timeout)
+        .await
+        .map_err(sending)
+}
+
+async fn send_accept(
+    state: &State,
+    send: &mut quinn::SendStream,
+    accept: QueryAccept,
+) -> Result<(), AbortReason> {
+    write_frame(send, &ServerFrame::Psi(accept.into()), state.timeout)
+        .await
+        .map_err(sending)
+}
+
+/// A count session: one prepared while idle, or prepared now (the welcome goes first and says
+/// over how many keys, so the querier waits for the accept that long).
+async fn welcome_count(
+    state: &State,
+    holder: &Holder,
+    start: QueryStart,
+    send: &mut quinn::SendStream,
+) -> Result<HolderSession, AbortReason> {
+    // A start the session would refuse must not use up a prepared session.
+    holder.check_start(&start).map_err(misbehaved)?;
+    let epoch = Arc::clone(holder.epoch());
+    let prepared = match state.pool.take(epoch.id()) {
+        Some(p) => {
+            send_welcome(state, send, epoch.id(), false, 0).await?;
+            p
+        }
+        None => {
+            let keys = epoch.sizes().values().sum();
+            send_welcome(state, send, epoch.id(), false, keys).await?;
+            let e = Arc::clone(&epoch);
+            tokio::task::spawn_blocking(move || PreparedCount::prepare(&e, &mut rand::rng()))
+                .await
+                .map_err(|e| AbortReason::EvaluationFailed(e.to_string()))?
+                // A damaged point in memory: nothing the querier did.
+                .map_err(|_| AbortReason::StoreUnreadable)?
+        }
+    };
+    let (accept, session) = holder
+        .handle_start_prepared(start, prepared, &mut rand::rng())
+        .map_err(misbehaved)?;
+    send_accept(state, send, accept).await?;
+    Ok(session)
+}
+
+/// A matches session, with the querier's kept tags judged.
+async fn welcome_matches(
+    state: &State,
+    holder: &Holder,
+    start: QueryStart,
+    kept: Option<KeptTags>,
+    send: &mut quinn::SendStream,
+) -> Result<HolderSession, AbortReason> {
+    let epoch = Arc::clone(holder.epoch());
+    let (accept, mut session) = holder
+        .handle_start(start, &mut rand::rng())
+        .map_err(misbehaved)?;
     let tags_kept = match kept {
-        // Count sessions have fresh tags each time: there is nothing to keep.
-        Some(k)
-            if session.mode() == QueryMode::Matches
-                && kept_tags_fit(&k, &epoch, session.tag_len()) =>
-        {
+        Some(k) if kept_tags_fit(&k, &epoch, session.tag_len()) => {
             let types = session
                 .query_sections()
                 .iter()
@@ -749,18 +804,8 @@ async fn welcome(
     if tags_kept {
         session.skip_tags().map_err(misbehaved)?;
     }
-    let welcome = ServerFrame::Welcome(Welcome {
-        version: NODE_WIRE_VERSION,
-        node: state.name.clone(),
-        epoch: epoch.id(),
-        tags_kept,
-    });
-    write_frame(send, &welcome, state.timeout)
-        .await
-        .map_err(sending)?;
-    write_frame(send, &ServerFrame::Psi(accept.into()), state.timeout)
-        .await
-        .map_err(sending)?;
+    send_welcome(state, send, epoch.id(), tags_kept, 0).await?;
+    send_accept(state, send, accept).await?;
     Ok(session)
 }
 

@@ -22,6 +22,9 @@ pub enum OprfError {
     /// An input or info string longer than 65535 bytes (the RFC's I2OSP length limit).
     #[error("input longer than 65535 bytes")]
     InputTooLong,
+    /// A domain-separation tag that RFC 9380 does not allow: empty or over 255 bytes.
+    #[error("a domain-separation tag of {0} bytes (1 to 255 allowed)")]
+    InvalidDst(usize),
     /// Batch arguments of different lengths.
     #[error("batch length mismatch: {left} vs {right}")]
     LengthMismatch {

@@ -79,15 +79,22 @@ pub fn hash_to_group(mode: Mode, input: &[&[u8]]) -> RistrettoPoint {
     RistrettoPoint::from_uniform_bytes(&uniform)
 }
 
-/// `HashToScalar` (RFC 9497 section 4.1) with DST = `"HashToScalar-" || contextString`
-/// unless a DST is given (as `DeriveKeyPair` does).
-pub fn hash_to_scalar(mode: Mode, input: &[&[u8]], dst: Option<&[u8]>) -> Scalar {
-    let context = mode.context_string();
-    let uniform = match dst {
-        Some(dst) => expand_message_xmd_64(input, &[dst]),
-        None => expand_message_xmd_64(input, &[b"HashToScalar-", context]),
-    };
+/// `HashToScalar` (RFC 9497 section 4.1) with DST = `"HashToScalar-" || contextString`.
+pub fn hash_to_scalar(mode: Mode, input: &[&[u8]]) -> Scalar {
+    let uniform = expand_message_xmd_64(input, &[b"HashToScalar-", mode.context_string()]);
     Scalar::from_bytes_mod_order_wide(&uniform)
+}
+
+/// `HashToScalar` with a DST of the caller's (`DeriveKeyPair`, the proof nonces): fixed tags
+/// of this crate, 1 to 255 bytes, which RFC 9380 requires (checked in every build).
+pub(crate) fn hash_to_scalar_with_dst(input: &[&[u8]], dst: &[u8]) -> Result<Scalar, OprfError> {
+    if dst.is_empty() || dst.len() > 255 {
+        return Err(OprfError::InvalidDst(dst.len()));
+    }
+    Ok(Scalar::from_bytes_mod_order_wide(&expand_message_xmd_64(
+        input,
+        &[dst],
+    )))
 }
 
 /// `RandomScalar`: 32 bytes from the RNG, read as a little-endian scalar, redrawn until canonical
@@ -102,5 +109,23 @@ pub(crate) fn random_scalar(rng: &mut (impl CryptoRng + ?Sized)) -> Scalar {
         {
             return s;
         }
+    }
+}
+
+#[cfg(test)]
+mod dst_tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_dst_must_be_1_to_255_bytes_in_every_build() {
+        assert_eq!(
+            hash_to_scalar_with_dst(&[b"x"], b""),
+            Err(OprfError::InvalidDst(0))
+        );
+        assert_eq!(
+            hash_to_scalar_with_dst(&[b"x"], &[b'a'; 256]),
+            Err(OprfError::InvalidDst(256))
+        );
+        assert!(hash_to_scalar_with_dst(&[b"x"], &[b'a'; 255]).is_ok());
     }
 }

@@ -7,7 +7,7 @@ use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::group::{hash_to_scalar, random_scalar};
+use super::group::{hash_to_scalar_with_dst, random_scalar};
 use super::{Element, Mode, OprfError, SCALAR_LEN, push_prefixed};
 
 /// The server's private key `skS`. Zeroized on drop, never printed, read only through
@@ -76,7 +76,7 @@ pub fn derive_key_pair(
     let mut dst = b"DeriveKeyPair".to_vec();
     dst.extend_from_slice(mode.context_string());
     for counter in 0..=255u8 {
-        let sk = hash_to_scalar(mode, &[&derive_input, &[counter]], Some(&dst));
+        let sk = hash_to_scalar_with_dst(&[&derive_input, &[counter]], &dst)?;
         if sk != Scalar::ZERO {
             let sk = SecretKey(sk);
             let pk = sk.public_key();

@@ -1,9 +1,9 @@
 //! RFC 9497 OPRF and VOPRF on ristretto255 with SHA-512 (suite `ristretto255-SHA512`).
 //!
 //! The names follow the RFC: [`derive_key_pair`] is `DeriveKeyPair`, [`hash_to_group`] is
-//! `HashToGroup`. The PSI evaluates in batches (`batch.rs`); the RFC's own client and server
-//! (`Blind`, `BlindEvaluate`, `Finalize`, and the VOPRF's `GenerateProof`/`VerifyProof`) are
-//! built for tests only, which check them against every vector of RFC 9497 Appendix A.1 and
+//! `HashToGroup`. The PSI evaluates in batches (`batch.rs`) and proves its `matches`
+//! evaluations with the VOPRF's batched DLEQ proof (`proof.rs`); the RFC's own client and server
+//! (`Blind`, `BlindEvaluate`, `Finalize`) are built for tests only, which check them against every vector of RFC 9497 Appendix A.1 and
 //! against the `voprf` crate, and the batch code against them. Randomness is always injected,
 //! so tests replay the RFC's blinds and proof nonces.
 
@@ -13,7 +13,6 @@ mod client;
 mod error;
 mod group;
 mod key;
-#[cfg(test)]
 mod proof;
 #[cfg(test)]
 mod rfc_tests;
@@ -25,15 +24,15 @@ pub(crate) use client::{OprfClient, VoprfClient};
 pub use error::OprfError;
 pub use group::{Element, hash_to_group, hash_to_scalar};
 pub use key::{PublicKey, SecretKey, derive_key_pair};
-#[cfg(test)]
-pub(crate) use proof::Proof;
+pub use proof::Proof;
+pub(crate) use proof::{generate_proof_with_nonce, verify_proof};
 #[cfg(test)]
 pub(crate) use server::{OprfServer, VoprfServer};
 
 #[cfg(test)]
 pub(crate) use batch::par_chunk_len;
 pub(crate) use batch::{evaluate_batch, hash_mul_compress_batch, hash_mul_compress_into};
-pub(crate) use group::random_scalar;
+pub(crate) use group::{hash_to_scalar_with_dst, random_scalar};
 
 /// The suite identifier of RFC 9497 section 4.1.
 pub const SUITE_ID: &[u8] = b"ristretto255-SHA512";

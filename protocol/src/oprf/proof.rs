@@ -3,18 +3,20 @@
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::VartimeMultiscalarMul;
+#[cfg(test)]
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
+#[cfg(test)]
 use zeroize::Zeroizing;
 
-use super::group::{hash_to_scalar, random_scalar};
+use super::group::hash_to_scalar;
 use super::{Element, Mode, OprfError, SCALAR_LEN, push_prefixed};
 
 /// A DLEQ proof `[c, s]`, serialized as `SerializeScalar(c) || SerializeScalar(s)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Proof {
+pub struct Proof {
     /// The challenge `c`.
     pub c: [u8; SCALAR_LEN],
     /// The response `s`.
@@ -23,7 +25,7 @@ pub(crate) struct Proof {
 
 impl Proof {
     /// The 64-byte encoding `c || s`.
-    pub(crate) fn to_bytes(self) -> [u8; 64] {
+    pub fn to_bytes(self) -> [u8; 64] {
         let mut out = [0u8; 64];
         out[..32].copy_from_slice(&self.c);
         out[32..].copy_from_slice(&self.s);
@@ -31,7 +33,7 @@ impl Proof {
     }
 
     /// Reads `c || s`; the scalars are checked when the proof is verified.
-    pub(crate) fn from_bytes(bytes: &[u8; 64]) -> Self {
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
         let mut c = [0u8; 32];
         let mut s = [0u8; 32];
         c.copy_from_slice(&bytes[..32]);
@@ -75,7 +77,7 @@ fn composite_weights(
             push_prefixed(&mut t, &ci.0)?;
             push_prefixed(&mut t, &di.0)?;
             t.extend_from_slice(b"Composite");
-            Ok(hash_to_scalar(mode, &[&t], None))
+            Ok(hash_to_scalar(mode, &[&t]))
         })
         .collect()
 }
@@ -92,11 +94,12 @@ fn challenge(mode: Mode, b: &Element, points: [&RistrettoPoint; 4]) -> Result<Sc
         push_prefixed(&mut t, &Element::from_point(p).0)?;
     }
     t.extend_from_slice(b"Challenge");
-    Ok(hash_to_scalar(mode, &[&t], None))
+    Ok(hash_to_scalar(mode, &[&t]))
 }
 
 /// `GenerateProof(k, A, B, C, D)` with `A = G`, `B = k·G`, using `ComputeCompositesFast`.
 /// The nonce `r` is drawn from `rng` (`RandomScalar`).
+#[cfg(test)]
 pub(crate) fn generate_proof(
     mode: Mode,
     k: &super::SecretKey,
@@ -104,13 +107,25 @@ pub(crate) fn generate_proof(
     d: &[Element],
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<Proof, OprfError> {
+    let r = Zeroizing::new(super::group::random_scalar(rng));
+    generate_proof_with_nonce(mode, k, c, d, &r)
+}
+
+/// [`generate_proof`] with the nonce given: the PSI derives one per chunk from a random seed of
+/// the session (a verifier does not care how it was drawn, only that it is never reused).
+pub(crate) fn generate_proof_with_nonce(
+    mode: Mode,
+    k: &super::SecretKey,
+    c: &[Element],
+    d: &[Element],
+    r: &Scalar,
+) -> Result<Proof, OprfError> {
     let b = k.public_key().to_element();
     let weights = composite_weights(mode, &b, c, d)?;
     let m = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(c)?);
     let z = k.0 * m;
-    let r = Zeroizing::new(random_scalar(rng));
-    let t2 = RistrettoPoint::mul_base(&r);
-    let t3 = *r * m;
+    let t2 = RistrettoPoint::mul_base(r);
+    let t3 = r * m;
     let ch = challenge(mode, &b, [&m, &z, &t2, &t3])?;
     let s = *r - ch * k.0;
     Ok(Proof {

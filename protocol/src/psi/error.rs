@@ -22,6 +22,9 @@ pub enum PsiError {
     /// The caller used the API wrongly.
     #[error("misuse: {0}")]
     Misuse(#[from] Misuse),
+    /// The OPRF layer failed on this side's own data.
+    #[error(transparent)]
+    Oprf(#[from] crate::oprf::OprfError),
 }
 
 /// A protocol violation by the peer. Sessions stop at the first one.
@@ -113,6 +116,19 @@ pub enum PeerMisbehaved {
     /// A tag stream that is not sorted.
     #[error("tags for key type {0} are not sorted")]
     TagsNotSorted(KeyType),
+    /// The accept's public key is not a valid element.
+    #[error("the holder's public key is not a valid group element")]
+    InvalidPublicKey,
+    /// `matches` mode: an evaluated chunk without its proof, or whose proof does not verify
+    /// against the accept's public key: the holder did not evaluate with its epoch key.
+    #[error("evaluated chunk {seq} is not proven to use the epoch's key")]
+    ProofInvalid {
+        /// The chunk.
+        seq: u32,
+    },
+    /// `count` mode: a proof where none belongs.
+    #[error("a count-mode evaluation carries a proof")]
+    UnexpectedProof,
 }
 
 /// A size limit of this side.

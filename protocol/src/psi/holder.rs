@@ -6,13 +6,18 @@ use std::sync::Arc;
 
 use rand_core::CryptoRng;
 use rayon::slice::ParallelSliceMut;
+use zeroize::{Zeroize, Zeroizing};
 
+use super::HASH_MODE;
 use super::messages::{sections_valid, total};
 use super::{
     BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
     MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PreparedCount, PsiError,
     QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, chunk_len, tag_len,
 };
+
+/// Domain-separation tag of the proof nonces, `HashToScalar(seed || I2OSP(seq, 4))`.
+pub const PROOF_NONCE_DST: &[u8] = b"suyuan-proof-nonce-v2";
 use crate::oprf::{self, Element};
 
 /// What a holder accepts from a querier (the node adds its policy on top).
@@ -68,7 +73,7 @@ impl Holder {
             QueryMode::Count => Some(PreparedCount::prepare(&self.epoch, rng)?),
             QueryMode::Matches => None,
         };
-        Ok(self.open(start, prepared))
+        Ok(self.open(start, prepared, rng))
     }
 
     /// [`Holder::handle_start`] with a count session prepared ahead from this epoch. In
@@ -77,16 +82,19 @@ impl Holder {
         &self,
         start: QueryStart,
         prepared: PreparedCount,
+        rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<(QueryAccept, HolderSession), PsiError> {
         if prepared.epoch() != self.epoch.id() {
             return Err(Misuse::PreparedForAnotherEpoch.into());
         }
         self.check_start(&start)?;
         let prepared = (start.mode == QueryMode::Count).then_some(prepared);
-        Ok(self.open(start, prepared))
+        Ok(self.open(start, prepared, rng))
     }
 
-    fn check_start(&self, start: &QueryStart) -> Result<(), PsiError> {
+    /// The checks of [`Holder::handle_start`] alone (version, sections, size): a driver runs
+    /// them before it spends a prepared count session on a start.
+    pub fn check_start(&self, start: &QueryStart) -> Result<(), PsiError> {
         if start.version != PROTOCOL_VERSION {
             return Err(PeerMisbehaved::UnsupportedVersion {
                 got: start.version,
@@ -105,11 +113,18 @@ impl Holder {
         Ok(())
     }
 
+    /// The accept and the session; a `matches` session draws its proof-nonce seed from `rng`.
     fn open(
         &self,
         start: QueryStart,
         count: Option<PreparedCount>,
+        rng: &mut (impl CryptoRng + ?Sized),
     ) -> (QueryAccept, HolderSession) {
+        let proof_seed = (start.mode == QueryMode::Matches).then(|| {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(seed.as_mut());
+            seed
+        });
         let n = start.total_keys();
         let holder_sections: Vec<Section> = start
             .sections
@@ -124,11 +139,13 @@ impl Holder {
             version: PROTOCOL_VERSION,
             epoch: self.epoch.id(),
             tag_len: l as u8,
+            public_key: self.epoch.key().public_key().to_element(),
             holder_sections: holder_sections.clone(),
         };
         let session = HolderSession {
             epoch: Arc::clone(&self.epoch),
             count,
+            proof_seed,
             mode: start.mode,
             query_sections: start.sections,
             holder_sections,
@@ -152,6 +169,8 @@ pub struct HolderSession {
     epoch: Arc<Epoch>,
     /// `count` mode: this session's key and tags.
     count: Option<PreparedCount>,
+    /// `matches` mode: the secret seed each chunk's proof nonce is derived from.
+    proof_seed: Option<Zeroizing<[u8; 32]>>,
     mode: QueryMode,
     query_sections: Vec<Section>,
     holder_sections: Vec<Section>,
@@ -227,12 +246,16 @@ impl HolderSession {
         self.next_seq += 1;
         let elements = evaluated.into_iter().map(Element);
         match self.mode {
-            QueryMode::Matches => self
-                .outbox
-                .push_back(HolderMessage::Evaluated(EvaluatedChunk {
-                    seq: chunk.seq,
-                    elements: elements.collect(),
-                })),
+            QueryMode::Matches => {
+                let elements: Vec<Element> = elements.collect();
+                let proof = self.prove(chunk.seq, &chunk.elements, &elements)?;
+                self.outbox
+                    .push_back(HolderMessage::Evaluated(EvaluatedChunk {
+                        seq: chunk.seq,
+                        elements,
+                        proof: Some(proof),
+                    }))
+            }
             QueryMode::Count => {
                 self.count_buffer.extend(elements);
                 if self.received == self.total {
@@ -241,6 +264,31 @@ impl HolderSession {
             }
         }
         Ok(())
+    }
+
+    /// The batched DLEQ proof of one chunk, its nonce derived from the session's seed and the
+    /// chunk's number (so never reused within the session, and fresh in every session).
+    fn prove(
+        &self,
+        seq: u32,
+        blinded: &[Element],
+        evaluated: &[Element],
+    ) -> Result<oprf::Proof, PsiError> {
+        let seed = self
+            .proof_seed
+            .as_ref()
+            .ok_or(Misuse::Incomplete("no proof seed in a matches session"))?;
+        let mut nonce =
+            oprf::hash_to_scalar_with_dst(&[seed.as_slice(), &seq.to_be_bytes()], PROOF_NONCE_DST)?;
+        let proof = oprf::generate_proof_with_nonce(
+            HASH_MODE,
+            self.epoch.key(),
+            blinded,
+            evaluated,
+            &nonce,
+        );
+        nonce.zeroize();
+        Ok(proof?)
     }
 
     /// Checks a blinded chunk against the declared total and the sequence; returns its length.
@@ -304,6 +352,7 @@ impl HolderSession {
         let chunk = HolderMessage::Evaluated(EvaluatedChunk {
             seq: self.next_out_seq,
             elements: self.count_buffer[start..end].to_vec(),
+            proof: None,
         });
         self.next_out_seq += 1;
         self.count_cursor = Some(end);

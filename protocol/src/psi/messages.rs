@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EpochId, QueryMode};
 use crate::ident::KeyType;
-use crate::oprf::Element;
+use crate::oprf::{Element, Proof};
 
 /// How many keys of one type a side holds. Lists of sections are in ascending key-type order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,8 @@ pub struct QueryAccept {
     pub epoch: EpochId,
     /// ℓ, from [`super::tag_len`] of the two totals.
     pub tag_len: u8,
+    /// The epoch's public key `k·G`: `matches` evaluations are proven against it.
+    pub public_key: Element,
     /// One section per query section, same key types, same order.
     pub holder_sections: Vec<Section>,
 }
@@ -57,6 +59,9 @@ pub struct EvaluatedChunk {
     pub seq: u32,
     /// 1..=[`super::MAX_CHUNK_ELEMENTS`] elements.
     pub elements: Vec<Element>,
+    /// `matches` mode: the RFC 9497 batched DLEQ proof that these are the blinded chunk's
+    /// elements times the key behind the accept's public key; `None` in `count` mode.
+    pub proof: Option<Proof>,
 }
 
 /// Holder → querier: sorted ℓ-byte tags of one key type, concatenated.

@@ -35,7 +35,7 @@ mod tag_set;
 pub use count::PreparedCount;
 pub use epoch::{Epoch, EpochBuilder, EpochId, Point};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
-pub use holder::{Holder, HolderLimits, HolderSession};
+pub use holder::{Holder, HolderLimits, HolderSession, PROOF_NONCE_DST};
 pub use keys::QueryKeys;
 pub use local::run_local;
 pub use messages::{

@@ -14,12 +14,13 @@ use super::messages::sections_valid;
 use super::tag::{count_tag, finalize_tag};
 use super::tag_index::TagIndex;
 use super::{
-    BlindedChunk, EpochId, HASH_MODE, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
-    MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, QueryAccept,
-    QueryMode, QueryStart, Section, TagChunk, TagSet, chunk_len, oprf_prefix, tag_len,
+    BlindedChunk, EpochId, EvaluatedChunk, HASH_MODE, HolderMessage, LimitExceeded,
+    MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError,
+    QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, TagSet, chunk_len,
+    oprf_prefix, tag_len,
 };
 use crate::ident::KeyType;
-use crate::oprf::{self, Element};
+use crate::oprf::{self, Element, Proof, PublicKey};
 
 /// A querier's blinded keys: `a·H(x)` for every distinct key, grouped by type, and `a⁻¹`.
 /// One query can be run against many holders (wrap it in an [`Arc`]).
@@ -280,7 +281,7 @@ impl AwaitingAccept {
     /// Checks the holder's accept (version, key types, sizes, tag length) and moves to the
     /// exchange.
     pub fn handle_accept(self, accept: QueryAccept) -> Result<Exchanging, PsiError> {
-        let tag_len = self.check_accept(&accept)?;
+        let (tag_len, public_key) = self.check_accept(&accept)?;
         let q = &self.query;
         let n = q.total_keys();
         Ok(Exchanging {
@@ -308,6 +309,7 @@ impl AwaitingAccept {
                 })
                 .collect(),
             tag_len: usize::from(tag_len),
+            public_key,
             epoch: accept.epoch,
             holder_sections: accept.holder_sections,
             total: n,
@@ -317,7 +319,7 @@ impl AwaitingAccept {
     }
 
     /// Every check of [`AwaitingAccept::handle_accept`]; returns ℓ.
-    fn check_accept(&self, accept: &QueryAccept) -> Result<u8, PsiError> {
+    fn check_accept(&self, accept: &QueryAccept) -> Result<(u8, PublicKey), PsiError> {
         if accept.version != PROTOCOL_VERSION {
             return Err(PeerMisbehaved::UnsupportedVersion {
                 got: accept.version,
@@ -352,7 +354,9 @@ impl AwaitingAccept {
             }
             .into());
         }
-        Ok(expected)
+        let public_key = PublicKey::from_element(&accept.public_key)
+            .map_err(|_| PeerMisbehaved::InvalidPublicKey)?;
+        Ok((expected, public_key))
     }
 }
 
@@ -362,6 +366,8 @@ pub struct Exchanging {
     query: Arc<Query>,
     mode: QueryMode,
     epoch: EpochId,
+    /// The epoch's key, which `matches` evaluations are proven against.
+    public_key: PublicKey,
     tag_len: usize,
     holder_sections: Vec<Section>,
     total: u64,
@@ -432,7 +438,7 @@ impl Exchanging {
     pub fn handle(&mut self, msg: HolderMessage) -> Result<(), PsiError> {
         match msg {
             HolderMessage::Tags(chunk) => self.handle_tags(chunk),
-            HolderMessage::Evaluated(chunk) => self.handle_evaluated(chunk.seq, &chunk.elements),
+            HolderMessage::Evaluated(chunk) => self.handle_evaluated(chunk),
             other => Err(PeerMisbehaved::UnexpectedMessage {
                 expected: self.expecting(),
                 got: other.name(),
@@ -515,7 +521,8 @@ impl Exchanging {
         Ok(())
     }
 
-    fn handle_evaluated(&mut self, seq: u32, elements: &[Element]) -> Result<(), PsiError> {
+    fn handle_evaluated(&mut self, chunk: EvaluatedChunk) -> Result<(), PsiError> {
+        let (seq, elements) = (chunk.seq, chunk.elements.as_slice());
         self.check_evaluated(seq, elements)?;
         let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
         let unblinded = oprf::evaluate_batch(&self.query.unblind, &raw).map_err(|i| {
@@ -523,6 +530,7 @@ impl Exchanging {
                 index: self.evaluated + i as u64,
             }
         })?;
+        self.check_proof(seq, elements, chunk.proof.as_ref())?;
         self.record_matches(&unblinded);
         if self.mode == QueryMode::Count {
             self.last_count_element = elements.last().map(|e| e.0);
@@ -585,6 +593,30 @@ impl Exchanging {
                 .into())
             }
             QueryMode::Count => self.check_sorted(elements),
+        }
+    }
+
+    /// `matches` mode: the chunk's proof must verify against the accept's public key, with the
+    /// blinded chunk it answers; `count` mode carries none (its key is the session's own).
+    fn check_proof(
+        &self,
+        seq: u32,
+        elements: &[Element],
+        proof: Option<&Proof>,
+    ) -> Result<(), PsiError> {
+        match (self.mode, proof) {
+            (QueryMode::Count, None) => Ok(()),
+            (QueryMode::Count, Some(_)) => Err(PeerMisbehaved::UnexpectedProof.into()),
+            (QueryMode::Matches, None) => Err(PeerMisbehaved::ProofInvalid { seq }.into()),
+            (QueryMode::Matches, Some(proof)) => {
+                let start = seq as usize * MAX_CHUNK_ELEMENTS;
+                let blinded: Vec<Element> = self.query.blinded[start..start + elements.len()]
+                    .iter()
+                    .map(|b| Element(*b))
+                    .collect();
+                oprf::verify_proof(HASH_MODE, &self.public_key, &blinded, elements, proof)
+                    .map_err(|_| PeerMisbehaved::ProofInvalid { seq }.into())
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use suyuan_protocol::codec::{self, DecodeError, MAX_FRAME_LEN};
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::oprf::Element;
+use suyuan_protocol::oprf::{Element, Proof};
 use suyuan_protocol::psi::{
     BlindedChunk, EpochId, EvaluatedChunk, HolderMessage, QuerierMessage, QueryAccept, QueryMode,
     QueryStart, Section, TagChunk,
@@ -44,18 +44,36 @@ fn querier_message() -> impl Strategy<Value = QuerierMessage> {
 
 fn holder_message() -> impl Strategy<Value = HolderMessage> {
     prop_oneof![
-        (any::<u16>(), any::<[u8; 16]>(), any::<u8>(), sections()).prop_map(
-            |(version, epoch, tag_len, holder_sections)| HolderMessage::Accept(QueryAccept {
-                version,
-                epoch: EpochId(epoch),
-                tag_len,
-                holder_sections,
-            })
-        ),
+        (
+            any::<u16>(),
+            any::<[u8; 16]>(),
+            any::<u8>(),
+            any::<[u8; 32]>(),
+            sections()
+        )
+            .prop_map(|(version, epoch, tag_len, pk, holder_sections)| {
+                HolderMessage::Accept(QueryAccept {
+                    version,
+                    epoch: EpochId(epoch),
+                    tag_len,
+                    public_key: Element(pk),
+                    holder_sections,
+                })
+            }),
         (key_type(), prop::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(key_type, tags)| HolderMessage::Tags(TagChunk { key_type, tags })),
-        (any::<u32>(), elements())
-            .prop_map(|(seq, elements)| HolderMessage::Evaluated(EvaluatedChunk { seq, elements })),
+        (
+            any::<u32>(),
+            elements(),
+            prop::option::of((any::<[u8; 32]>(), any::<[u8; 32]>()))
+        )
+            .prop_map(
+                |(seq, elements, proof)| HolderMessage::Evaluated(EvaluatedChunk {
+                    seq,
+                    elements,
+                    proof: proof.map(|(c, s)| Proof { c, s }),
+                })
+            ),
     ]
 }
 

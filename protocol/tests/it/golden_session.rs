@@ -110,10 +110,13 @@ fn complete_session_bytes() {
         hex(&codec::encode(&wire_start).unwrap()),
         "0002010200010301"
     );
-    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    // The holder's proof-nonce seed, SHA-256("suyuan golden proof seed").
+    let mut holder_rng = ReplayRng(hex::decode(SEED).unwrap());
+    let (accept, mut s) = holder.handle_start(start, &mut holder_rng).unwrap();
+    assert!(holder_rng.0.is_empty(), "the seed is drawn once");
     assert_eq!(
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
-        "0002000102030405060708090a0b0c0d0e0f080200020300"
+        "0002000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da70150200020300"
     );
     let tags = s.poll_message().unwrap();
     assert!(matches!(tags, HolderMessage::Tags(_)));
@@ -134,7 +137,10 @@ fn complete_session_bytes() {
     assert_eq!(
         hex(&codec::encode(&evaluated).unwrap()),
         "020002e6f3b0d3819c412953d504974082d4c9ce08baa5e49f235e1b8f42ba2c456367\
-         78aa09a8845ff76c5e90c52060525869209e72aa1bc1170ea18c5c5f04c91c00"
+         78aa09a8845ff76c5e90c52060525869209e72aa1bc1170ea18c5c5f04c91c00\
+         01\
+         15d7c1528858a28cd69ff92342487577b8e3fa0ccfd8ea502fed4809ecb7ad03\
+         1d6cd5e67b1d6704a4dbd985beda2f4493cbda8b9886a1479084bff18238fb03"
     );
     assert!(s.poll_message().is_none() && s.is_finished());
     q.handle(evaluated).unwrap();
@@ -143,6 +149,9 @@ fn complete_session_bytes() {
     assert_eq!(r.matched_keys[&KeyType::Email], 0);
     assert_eq!(r.matched_rows, Some(vec![0]));
 }
+
+/// The proof-nonce seed of section 8.2, as the holder's random bytes.
+const SEED: &str = "c8dbfe6144e1c45420e1b9c96c8ce55658aad813c74662db3798727e7c3b155b";
 
 /// The count session's factor `r` of section 8.3, as the holder's random bytes.
 const R: &str = "f8ee856a6f3f4cb79119fa0a941c6b4c900cc944ca7521a3ac50e9f2c0145d00";
@@ -165,7 +174,7 @@ fn complete_count_session_bytes() {
     assert!(holder_rng.0.is_empty(), "r is drawn once");
     assert_eq!(
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
-        "0002000102030405060708090a0b0c0d0e0f080200020300"
+        "0002000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da70150200020300"
     );
     let tags = s.poll_message().unwrap();
     assert_eq!(
@@ -180,7 +189,8 @@ fn complete_count_session_bytes() {
     assert_eq!(
         hex(&codec::encode(&evaluated).unwrap()),
         "02000272cfde9f1e0135b54092e9f1cce3a8f5c1a21bff2fa02a989e256644ece28533\
-         304cbf2b7c6a994823d4e2b77032f12a19fe61c458d8fd8623cfe1f10602133e"
+         304cbf2b7c6a994823d4e2b77032f12a19fe61c458d8fd8623cfe1f10602133e\
+         00"
     );
     assert!(s.poll_message().is_none() && s.is_finished());
     q.handle(evaluated).unwrap();

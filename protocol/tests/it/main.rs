@@ -6,6 +6,7 @@
 mod codec_roundtrip;
 mod golden_session;
 mod linkage;
+mod lying_holder;
 mod psi_sessions;
 mod spec;
 mod tag_set;

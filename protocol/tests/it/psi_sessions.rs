@@ -566,6 +566,7 @@ fn querier_refuses_bad_streams() {
         let empty = EvaluatedChunk {
             seq: 0,
             elements: vec![],
+            proof: None,
         };
         assert!(matches!(
             misbehaved(q.handle(HolderMessage::Evaluated(empty)).unwrap_err()),
@@ -624,6 +625,7 @@ fn matches_answer_to_an_unsent_chunk_is_refused() {
     let forged = EvaluatedChunk {
         seq: 0,
         elements: vec![Element(query_any_point()); MAX_CHUNK_ELEMENTS],
+        proof: None,
     };
     assert!(matches!(
         misbehaved(q.handle(HolderMessage::Evaluated(forged)).unwrap_err()),

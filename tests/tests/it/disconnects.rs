@@ -281,6 +281,7 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
             node: "bank".into(),
             epoch: holder.epoch().id(),
             tags_kept: false,
+            preparing: 0,
         });
         write_frame(&mut send, &welcome, t).await.unwrap();
         if step == HolderStep::Welcome {

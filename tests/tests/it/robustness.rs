@@ -167,6 +167,7 @@ async fn fake_holder(
                 node: "bank".into(),
                 epoch: suyuan_protocol::psi::EpochId([0; 16]),
                 tags_kept: false,
+                preparing: 0,
             }),
             t,
         )
@@ -184,6 +185,9 @@ async fn fake_holder(
                     version: suyuan_protocol::psi::PROTOCOL_VERSION,
                     epoch: suyuan_protocol::psi::EpochId([1; 16]),
                     tag_len: 8,
+                    public_key: suyuan_protocol::oprf::SecretKey::random(&mut rand::rng())
+                        .public_key()
+                        .to_element(),
                     holder_sections: Vec::new(),
                 };
                 let frame = ServerFrame::Psi(suyuan_protocol::psi::HolderMessage::Accept(accept));

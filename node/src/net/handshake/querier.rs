@@ -11,6 +11,8 @@ use crate::net::frame::{NODE_WIRE_VERSION, ServerFrame};
 pub struct Welcomed {
     /// No tag will be sent; the kept ones stand in.
     pub tags_kept: bool,
+    /// Keys the holder prepares a count session over before its accept.
+    pub preparing: u64,
 }
 
 /// One stream's opening, querier side: the welcome must come from the node dialled, in this
@@ -53,6 +55,7 @@ impl QuerierHandshake {
         self.welcome_epoch = Some(w.epoch);
         Ok(Welcomed {
             tags_kept: w.tags_kept,
+            preparing: w.preparing,
         })
     }
 

@@ -345,6 +345,7 @@ fn welcome(node: &str, epoch: EpochId, tags_kept: bool) -> Option<ServerFrame> {
         node: node.into(),
         epoch,
         tags_kept,
+        preparing: 0,
     }))
 }
 
@@ -353,6 +354,9 @@ fn accept(epoch: EpochId) -> Option<ServerFrame> {
         version: suyuan_protocol::psi::PROTOCOL_VERSION,
         epoch,
         tag_len: 8,
+        public_key: suyuan_protocol::oprf::SecretKey::random(&mut rand::rng())
+            .public_key()
+            .to_element(),
         holder_sections: vec![],
     })))
 }
@@ -373,6 +377,7 @@ fn the_welcome_must_come_from_the_node_dialled_in_this_version() {
         node: "bank".into(),
         epoch: e,
         tags_kept: false,
+        preparing: 0,
     }));
     assert!(matches!(
         QuerierHandshake::new("bank", false).handle_welcome(old),
