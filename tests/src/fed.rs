@@ -107,6 +107,11 @@ impl Running {
         format!("{name}={}", self.addr)
     }
 
+    /// The epoch it serves, as it changes.
+    pub fn serving(&self) -> tokio::sync::watch::Receiver<Option<suyuan_protocol::psi::EpochId>> {
+        self.server.serving.clone()
+    }
+
     /// Stops it as SIGTERM would, and waits.
     pub async fn stop(self) {
         self.server.stop().await.expect("server stopped cleanly");

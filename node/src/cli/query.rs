@@ -6,7 +6,7 @@ use suyuan_node::query::{self, QueryOptions, Report, html};
 
 use super::args::{QueryArgs, ReportArgs};
 use super::progress::Bar;
-use super::{runtime, write_file};
+use super::runtime;
 
 pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
     let opts = QueryOptions {
@@ -27,7 +27,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         println!("report written to {}", path.display());
     }
     if let Some(path) = &a.html {
-        write_file(path, html::render_html(&report, a.threshold))?;
+        query::report::write_private(path, html::render_html(&report, a.threshold).as_bytes())?;
         println!("report written to {}", path.display());
     }
     if report.peers.iter().all(|p| p.error.is_some()) {
@@ -41,7 +41,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", a.json.display()))?;
     let report: Report = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a suyuan query report", a.json.display()))?;
-    write_file(&a.html, html::render_html(&report, a.threshold))?;
+    query::report::write_private(&a.html, html::render_html(&report, a.threshold).as_bytes())?;
     println!("report written to {}", a.html.display());
     Ok(())
 }

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tokio::sync::oneshot;
+use suyuan_protocol::psi::EpochId;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::server::Server;
@@ -15,6 +16,8 @@ use super::server::Server;
 pub struct LocalServer {
     /// Where it listens (127.0.0.1, a port the system chose).
     pub addr: SocketAddr,
+    /// The epoch it serves, as it changes.
+    pub serving: watch::Receiver<Option<EpochId>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<()>>>,
 }
@@ -24,12 +27,14 @@ impl LocalServer {
     pub fn start(node: &Path) -> Result<Self> {
         let server = Server::bind(node, Some(SocketAddr::from(([127, 0, 0, 1], 0))))?;
         let addr = server.local_addr()?;
+        let serving = server.serving();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
         Ok(LocalServer {
             addr,
+            serving,
             stop: Some(tx),
             task: Some(task),
         })

@@ -53,6 +53,9 @@ struct OutsiderBudget {
     suppressed: u64,
 }
 
+/// How often `serve` looks whether an import replaced the epoch.
+const EPOCH_WATCH: Duration = Duration::from_secs(1);
+
 /// How long in-flight queries may run on after a shutdown request before they are aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -74,6 +77,8 @@ struct State {
     slots: Arc<Semaphore>,
     /// Count sessions prepared while idle.
     pool: Arc<CountPool>,
+    /// The epoch being served, for whoever watches.
+    serving: watch::Sender<Option<EpochId>>,
     shutdown: watch::Receiver<bool>,
     /// Held while serving: budgets are counted in this process alone.
     _lock: std::fs::File,
@@ -142,7 +147,9 @@ impl Server {
             cfg.policy.max_concurrent_queries,
         )?;
         pool.serve(loaded.epoch.clone());
+        let (serving, _) = watch::channel(loaded.epoch.as_ref().map(|e| e.id()));
         let state = Arc::new(State {
+            serving,
             store,
             name: id.me.name.clone(),
             slots,
@@ -177,6 +184,11 @@ impl Server {
         self.buffer_warning.as_deref()
     }
 
+    /// The epoch being served, updated as soon as an import is noticed.
+    pub fn serving(&self) -> watch::Receiver<Option<EpochId>> {
+        self.state.serving.subscribe()
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.endpoint.local_addr()?)
@@ -201,8 +213,20 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
         let mut tasks = tokio::task::JoinSet::new();
+        // An import is picked up within a second, not at the next query: the old key leaves
+        // this process as soon as it is replaced.
+        let mut watch_epoch = tokio::time::interval(EPOCH_WATCH);
+        let mut last_failure: Option<String> = None;
         loop {
             tokio::select! {
+                _ = watch_epoch.tick() => {
+                    // Once per distinct failure, not every second.
+                    let failed = self.state.current_epoch().await.err().map(|e| format!("{e:#}"));
+                    if failed.is_some() && failed != last_failure {
+                        tracing::warn!("{}", failed.as_deref().unwrap_or_default());
+                    }
+                    last_failure = failed;
+                }
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     if !incoming.remote_address_validated() {
@@ -317,8 +341,13 @@ impl State {
         let now = self.store.stamp();
         if now != e.stamp {
             let store = self.store.clone();
+            // The old epoch (and its key) is dropped here; running queries hold their own.
             *e = tokio::task::spawn_blocking(move || load_epoch(&store)).await??;
             self.pool.serve(e.epoch.clone());
+            self.serving.send_replace(e.epoch.as_ref().map(|x| x.id()));
+            if let Some(m) = &e.meta {
+                tracing::info!(epoch = %m.id, "serving a new epoch; the old key is dropped");
+            }
         }
         Ok(e.epoch.clone())
     }

@@ -232,8 +232,45 @@ fn peer_table(peers: &[PeerReport]) -> String {
     table
 }
 
-/// Writes the JSON report.
+/// Writes the JSON report (mode 0600: see [`write_private`]).
 pub fn write_json(report: &Report, path: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+    write_private(path, (text + "\n").as_bytes())
+}
+
+/// Writes a report file readable by its owner only (0600, an existing file's mode narrowed
+/// too): a `matches` report lists the dump rows that matched, which is personal data.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let cannot = || format!("cannot write {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(cannot)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(cannot)?;
+    f.write_all(bytes).with_context(cannot)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn reports_are_written_for_their_owner_only_even_over_a_wider_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "old, longer than what replaces it").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"{}").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+    }
 }

@@ -166,7 +166,10 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
     }
     let (report, disagreements) = asked?;
     let html = dir.join("report.html");
-    std::fs::write(&html, html::render_html(&report, DEFAULT_THRESHOLD))?;
+    query::report::write_private(
+        &html,
+        html::render_html(&report, DEFAULT_THRESHOLD).as_bytes(),
+    )?;
     conclude(&dir, &html, &truth, &disagreements, progress);
     Ok(DemoOutcome {
         dir,

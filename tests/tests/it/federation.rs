@@ -214,3 +214,33 @@ async fn police_query_matches_ground_truth_across_institutions() {
         .collect();
     assert_eq!(failed, ["courier", "courier"]);
 }
+
+/// A new import is picked up by a running `serve` within a second or two, with no query to
+/// trigger it: the old epoch and its key leave the serving process at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_import_replaces_the_served_epoch_without_waiting_for_a_query() {
+    let fed = Federation::new();
+    let bank = fed.node("bank", Role::Institution, HOLDER_TOML);
+    write_text(&fed.path("a.csv"), "mobile\n13800000001\n", false);
+    write_text(&fed.path("b.csv"), "mobile\n13800000002\n", false);
+    suyuan_tests::fed::import(&bank, &fed.path("a.csv"));
+    let srv = start(&bank);
+    let mut serving = srv.serving();
+    let first = serving.borrow_and_update().expect("an epoch");
+    suyuan_tests::fed::import(&bank, &fed.path("b.csv"));
+    tokio::time::timeout(std::time::Duration::from_secs(5), serving.changed())
+        .await
+        .expect("picked up within 5 s")
+        .unwrap();
+    let second = serving.borrow().expect("an epoch");
+    assert_ne!(first, second);
+    let stored = NodeDir::open(&bank)
+        .unwrap()
+        .store()
+        .read()
+        .unwrap()
+        .unwrap()
+        .0;
+    assert_eq!(second, stored.id());
+    srv.stop().await;
+}
