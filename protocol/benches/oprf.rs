@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha512};
 use suyuan_protocol::oprf::{Mode, hash_to_group};
 use suyuan_protocol::psi::{
-    EpochBuilder, Holder, HolderMessage, QuerierMessage, Query, QueryKeys, QueryMode,
+    EpochBuilder, Holder, HolderMessage, PreparedCount, QuerierMessage, Query, QueryKeys, QueryMode,
 };
 
 /// Elements per measured batch: four parallel chunks of 1024.
@@ -92,8 +92,28 @@ fn operations(c: &mut Criterion) {
         qk.add_row(&[k]);
     }
     let query = Arc::new(Query::blind(&mut rng, qk.clone()).unwrap());
+    // The floor of preparing a count session: one multiplication per holder key, on points
+    // already decompressed.
+    let points: Vec<RistrettoPoint> = holder
+        .epoch()
+        .points(suyuan_protocol::ident::KeyType::Mobile)
+        .iter()
+        .map(|p| CompressedRistretto(*p).decompress().unwrap())
+        .collect();
+    let r = Scalar::from(987_654_321u64);
 
     for (t, pool) in pools() {
+        g.bench_with_input(BenchmarkId::new("count_prepare_floor", t), &t, |b, _| {
+            b.iter(|| pool.install(|| points.par_iter().map(|p| r * p).collect::<Vec<_>>()))
+        });
+        // A count session's own tags: decompress, multiply, compress, hash, sort.
+        g.bench_with_input(BenchmarkId::new("count_prepare", t), &t, |b, _| {
+            b.iter(|| {
+                pool.install(|| {
+                    PreparedCount::prepare(holder.epoch(), &mut StdRng::seed_from_u64(5)).unwrap()
+                })
+            })
+        });
         g.bench_with_input(BenchmarkId::new("hash_to_group", t), &t, |b, _| {
             b.iter(|| {
                 pool.install(|| {
@@ -127,8 +147,26 @@ fn operations(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
-        // The holder's evaluation of one full chunk (decode, multiply, compress).
-        g.bench_with_input(BenchmarkId::new("evaluate", t), &t, |b, _| {
+        // The holder's evaluation of one full chunk (decode, multiply, compress), without a
+        // proof: a count session's, its key prepared.
+        g.bench_with_input(BenchmarkId::new("evaluate_count", t), &t, |b, _| {
+            b.iter_batched(
+                || {
+                    let (start, awaiting) = query.start(QueryMode::Count);
+                    let prepared =
+                        PreparedCount::prepare(holder.epoch(), &mut rand::rng()).unwrap();
+                    let (accept, s) = holder
+                        .handle_start_prepared(start, prepared, &mut rand::rng())
+                        .unwrap();
+                    let mut q = awaiting.handle_accept(accept).unwrap();
+                    (s, q.poll_message().unwrap())
+                },
+                |(mut s, chunk)| pool.install(|| s.handle(chunk).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+        // The same with the proof of a matches chunk.
+        g.bench_with_input(BenchmarkId::new("evaluate_prove", t), &t, |b, _| {
             b.iter_batched(
                 || {
                     let (start, awaiting) = query.start(QueryMode::Matches);
@@ -140,8 +178,32 @@ fn operations(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
-        // The querier's unblinding and tagging of one full chunk, with the holder's tags loaded.
-        g.bench_with_input(BenchmarkId::new("unblind_tag", t), &t, |b, _| {
+        // The querier's unblinding and tagging of one full count chunk (no proof to check).
+        g.bench_with_input(BenchmarkId::new("unblind_tag_count", t), &t, |b, _| {
+            b.iter_batched(
+                || {
+                    let (start, awaiting) = query.start(QueryMode::Count);
+                    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+                    let mut q = awaiting.handle_accept(accept).unwrap();
+                    while let Some(m) = q.poll_message() {
+                        s.handle(m).unwrap();
+                    }
+                    let mut eval = None;
+                    while let Some(m) = s.poll_message() {
+                        match m {
+                            HolderMessage::Evaluated(_) => eval = eval.or(Some(m)),
+                            tags => q.handle(tags).unwrap(),
+                        }
+                    }
+                    (q, eval.unwrap())
+                },
+                |(mut q, eval)| pool.install(|| q.handle(eval).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+        // The querier's unblinding, proof check and tagging of one full matches chunk, with the
+        // holder's tags loaded.
+        g.bench_with_input(BenchmarkId::new("unblind_verify_tag", t), &t, |b, _| {
             b.iter_batched(
                 || {
                     let (start, awaiting) = query.start(QueryMode::Matches);
