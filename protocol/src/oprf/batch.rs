@@ -92,33 +92,48 @@ pub(crate) fn evaluate_batch(
     k: &Scalar,
     elements: &[[u8; ELEMENT_LEN]],
 ) -> Result<Vec<[u8; ELEMENT_LEN]>, usize> {
+    evaluate_into(k, elements, false).map(|(out, _)| out)
+}
+
+/// [`evaluate_batch`], also handing back the decoded input points (a proof over the same
+/// elements then needs no second decompression).
+pub(crate) fn evaluate_batch_keeping(
+    k: &Scalar,
+    elements: &[[u8; ELEMENT_LEN]],
+) -> Result<(Vec<[u8; ELEMENT_LEN]>, Vec<RistrettoPoint>), usize> {
+    evaluate_into(k, elements, true)
+}
+
+/// The evaluation, keeping the decoded points only if asked (160 bytes each: a count session's
+/// preparation over a whole customer list must not).
+fn evaluate_into(
+    k: &Scalar,
+    elements: &[[u8; ELEMENT_LEN]],
+    keep: bool,
+) -> Result<(Vec<[u8; ELEMENT_LEN]>, Vec<RistrettoPoint>), usize> {
     // k/2 is as secret as k.
     let half = Zeroizing::new(k.div_by_2());
     let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
     // Every chunk reports, so the error names the first invalid element whatever the scheduling.
-    let first_bad = out
+    let decoded: Vec<Result<Vec<RistrettoPoint>, usize>> = out
         .par_chunks_mut(par_chunk_len())
         .zip(elements.par_chunks(par_chunk_len()))
         .enumerate()
-        .filter_map(|(chunk, (out, elements))| {
+        .map(|(chunk, (out, elements))| {
             let points = elements
                 .iter()
                 .enumerate()
                 .map(|(i, e)| decode_element(e).map_err(|_| chunk * par_chunk_len() + i))
-                .collect::<Result<Vec<_>, usize>>();
-            match points {
-                Ok(points) => {
-                    halved_mul_compress(std::iter::repeat(&*half), &points, out);
-                    None
-                }
-                Err(i) => Some(i),
-            }
+                .collect::<Result<Vec<_>, usize>>()?;
+            halved_mul_compress(std::iter::repeat(&*half), &points, out);
+            Ok(if keep { points } else { Vec::new() })
         })
-        .min();
-    match first_bad {
-        Some(i) => Err(i),
-        None => Ok(out),
+        .collect();
+    if let Some(i) = decoded.iter().filter_map(|r| r.as_ref().err()).min() {
+        return Err(*i);
     }
+    let points = decoded.into_iter().flatten().flatten().collect();
+    Ok((out, points))
 }
 
 /// `DeserializeElement` of every element, in parallel; the index of an invalid one on failure.

@@ -164,7 +164,14 @@ impl VoprfClient {
         evaluated: &[Element],
         proof: &Proof,
     ) -> Result<Vec<Output>, OprfError> {
-        verify_proof(Mode::Voprf, &self.public_key, blinded, evaluated, proof)?;
+        verify_proof(
+            Mode::Voprf,
+            &self.public_key,
+            blinded,
+            evaluated,
+            None,
+            proof,
+        )?;
         finalize_batch(inputs, blinds, evaluated)
     }
 }

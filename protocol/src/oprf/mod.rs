@@ -31,7 +31,9 @@ pub(crate) use server::{OprfServer, VoprfServer};
 
 #[cfg(test)]
 pub(crate) use batch::par_chunk_len;
-pub(crate) use batch::{evaluate_batch, hash_mul_compress_batch, hash_mul_compress_into};
+pub(crate) use batch::{
+    evaluate_batch, evaluate_batch_keeping, hash_mul_compress_batch, hash_mul_compress_into,
+};
 pub(crate) use group::{hash_to_scalar_with_dst, random_scalar};
 
 /// The suite identifier of RFC 9497 section 4.1.

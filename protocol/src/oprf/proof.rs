@@ -5,6 +5,7 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::VartimeMultiscalarMul;
 #[cfg(test)]
 use rand_core::CryptoRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
@@ -66,7 +67,8 @@ fn composite_weights(
     push_prefixed(&mut seed_transcript, &seed_dst)?;
     let seed = Sha512::digest(&seed_transcript);
 
-    c.iter()
+    // Independent hashes: in parallel over a chunk (4096 of them, about 1.5 µs each).
+    c.par_iter()
         .zip(d)
         .enumerate()
         .map(|(i, (ci, di))| {
@@ -83,7 +85,35 @@ fn composite_weights(
 }
 
 fn decode_all(elements: &[Element]) -> Result<Vec<RistrettoPoint>, OprfError> {
-    elements.iter().map(Element::to_point).collect()
+    elements.par_iter().map(Element::to_point).collect()
+}
+
+/// `Σ wᵢ·Pᵢ`, the two halves of a large sum on two threads.
+fn multiscalar(weights: &[Scalar], points: &[RistrettoPoint]) -> RistrettoPoint {
+    if points.len() < 1024 {
+        return RistrettoPoint::vartime_multiscalar_mul(weights, points);
+    }
+    let mid = points.len() / 2;
+    let (a, b) = rayon::join(
+        || RistrettoPoint::vartime_multiscalar_mul(&weights[..mid], &points[..mid]),
+        || RistrettoPoint::vartime_multiscalar_mul(&weights[mid..], &points[mid..]),
+    );
+    a + b
+}
+
+/// The points of `elements`, decoded unless the caller already has them.
+fn points_of<'a>(
+    elements: &[Element],
+    decoded: Option<&'a [RistrettoPoint]>,
+) -> Result<std::borrow::Cow<'a, [RistrettoPoint]>, OprfError> {
+    match decoded {
+        Some(p) if p.len() == elements.len() => Ok(std::borrow::Cow::Borrowed(p)),
+        Some(p) => Err(OprfError::LengthMismatch {
+            left: elements.len(),
+            right: p.len(),
+        }),
+        None => Ok(std::borrow::Cow::Owned(decode_all(elements)?)),
+    }
 }
 
 /// `challengeTranscript` over `B, M, Z, t2, t3`, hashed to the scalar `c`.
@@ -108,21 +138,23 @@ pub(crate) fn generate_proof(
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<Proof, OprfError> {
     let r = Zeroizing::new(super::group::random_scalar(rng));
-    generate_proof_with_nonce(mode, k, c, d, &r)
+    generate_proof_with_nonce(mode, k, c, None, d, &r)
 }
 
 /// [`generate_proof`] with the nonce given: the PSI derives one per chunk from a random seed of
 /// the session (a verifier does not care how it was drawn, only that it is never reused).
+/// `c_points`, if given, are `C` already decoded (the evaluation decoded them).
 pub(crate) fn generate_proof_with_nonce(
     mode: Mode,
     k: &super::SecretKey,
     c: &[Element],
+    c_points: Option<&[RistrettoPoint]>,
     d: &[Element],
     r: &Scalar,
 ) -> Result<Proof, OprfError> {
     let b = k.public_key().to_element();
     let weights = composite_weights(mode, &b, c, d)?;
-    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(c)?);
+    let m = multiscalar(&weights, &points_of(c, c_points)?);
     let z = k.0 * m;
     let t2 = RistrettoPoint::mul_base(r);
     let t3 = r * m;
@@ -136,17 +168,22 @@ pub(crate) fn generate_proof_with_nonce(
 
 /// `VerifyProof(A, B, C, D, proof)` with `A = G`, `B = pkS`. Fails with the opaque
 /// [`OprfError::VerifyFailed`]; the challenge is compared in constant time.
+/// `d_points`, if given, are `D` already decoded (the unblinding decoded them).
 pub(crate) fn verify_proof(
     mode: Mode,
     pk: &super::PublicKey,
     c: &[Element],
     d: &[Element],
+    d_points: Option<&[RistrettoPoint]>,
     proof: &Proof,
 ) -> Result<(), OprfError> {
     let b = pk.to_element();
     let weights = composite_weights(mode, &b, c, d)?;
-    let m = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(c)?);
-    let z = RistrettoPoint::vartime_multiscalar_mul(&weights, decode_all(d)?);
+    let (m, z) = rayon::join(
+        || Ok::<_, OprfError>(multiscalar(&weights, &decode_all(c)?)),
+        || Ok::<_, OprfError>(multiscalar(&weights, &points_of(d, d_points)?)),
+    );
+    let (m, z) = (m?, z?);
     let pc = scalar(&proof.c).map_err(|_| OprfError::VerifyFailed)?;
     let ps = scalar(&proof.s).map_err(|_| OprfError::VerifyFailed)?;
     let t2 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&pc, &pk.0, &ps);

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
+use curve25519_dalek::ristretto::RistrettoPoint;
 use rand_core::CryptoRng;
 use rayon::slice::ParallelSliceMut;
 use zeroize::{Zeroize, Zeroizing};
@@ -238,17 +239,24 @@ impl HolderSession {
             .count
             .as_ref()
             .map_or(&self.epoch.key().0, PreparedCount::key);
-        let evaluated =
-            oprf::evaluate_batch(key, &raw).map_err(|i| PeerMisbehaved::InvalidElement {
-                index: self.received + i as u64,
-            })?;
+        let invalid = |i: usize| PeerMisbehaved::InvalidElement {
+            index: self.received + i as u64,
+        };
+        // Matches mode proves the chunk: keep the decoded blinded points for the proof.
+        let (evaluated, blinded_points) = match self.mode {
+            QueryMode::Matches => oprf::evaluate_batch_keeping(key, &raw).map_err(invalid)?,
+            QueryMode::Count => (
+                oprf::evaluate_batch(key, &raw).map_err(invalid)?,
+                Vec::new(),
+            ),
+        };
         self.received += len as u64;
         self.next_seq += 1;
         let elements = evaluated.into_iter().map(Element);
         match self.mode {
             QueryMode::Matches => {
                 let elements: Vec<Element> = elements.collect();
-                let proof = self.prove(chunk.seq, &chunk.elements, &elements)?;
+                let proof = self.prove(chunk.seq, &chunk.elements, &blinded_points, &elements)?;
                 self.outbox
                     .push_back(HolderMessage::Evaluated(EvaluatedChunk {
                         seq: chunk.seq,
@@ -272,6 +280,7 @@ impl HolderSession {
         &self,
         seq: u32,
         blinded: &[Element],
+        blinded_points: &[RistrettoPoint],
         evaluated: &[Element],
     ) -> Result<oprf::Proof, PsiError> {
         let seed = self
@@ -284,6 +293,7 @@ impl HolderSession {
             HASH_MODE,
             self.epoch.key(),
             blinded,
+            Some(blinded_points),
             evaluated,
             &nonce,
         );

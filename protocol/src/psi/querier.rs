@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
@@ -525,12 +526,20 @@ impl Exchanging {
         let (seq, elements) = (chunk.seq, chunk.elements.as_slice());
         self.check_evaluated(seq, elements)?;
         let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
-        let unblinded = oprf::evaluate_batch(&self.query.unblind, &raw).map_err(|i| {
-            PeerMisbehaved::InvalidElement {
-                index: self.evaluated + i as u64,
+        let invalid = |i: usize| PeerMisbehaved::InvalidElement {
+            index: self.evaluated + i as u64,
+        };
+        // Matches mode checks the chunk's proof: keep the decoded evaluations for it.
+        let (unblinded, points) = match self.mode {
+            QueryMode::Matches => {
+                oprf::evaluate_batch_keeping(&self.query.unblind, &raw).map_err(invalid)?
             }
-        })?;
-        self.check_proof(seq, elements, chunk.proof.as_ref())?;
+            QueryMode::Count => (
+                oprf::evaluate_batch(&self.query.unblind, &raw).map_err(invalid)?,
+                Vec::new(),
+            ),
+        };
+        self.check_proof(seq, elements, &points, chunk.proof.as_ref())?;
         self.record_matches(&unblinded);
         if self.mode == QueryMode::Count {
             self.last_count_element = elements.last().map(|e| e.0);
@@ -602,6 +611,7 @@ impl Exchanging {
         &self,
         seq: u32,
         elements: &[Element],
+        points: &[RistrettoPoint],
         proof: Option<&Proof>,
     ) -> Result<(), PsiError> {
         match (self.mode, proof) {
@@ -614,8 +624,15 @@ impl Exchanging {
                     .iter()
                     .map(|b| Element(*b))
                     .collect();
-                oprf::verify_proof(HASH_MODE, &self.public_key, &blinded, elements, proof)
-                    .map_err(|_| PeerMisbehaved::ProofInvalid { seq }.into())
+                oprf::verify_proof(
+                    HASH_MODE,
+                    &self.public_key,
+                    &blinded,
+                    elements,
+                    Some(points),
+                    proof,
+                )
+                .map_err(|_| PeerMisbehaved::ProofInvalid { seq }.into())
             }
         }
     }
