@@ -6,6 +6,7 @@
 //! - [`clock`], [`text`]: wall-clock and display helpers every layer may use;
 //! - [`node_dir`]: a node's directory: identity, `node.toml`, the epoch store, the audit log,
 //!   the tag cache;
+//! - [`evidence`]: what a node signs (the epoch statement) and how others check it;
 //! - [`lists`]: reading customer lists and dumps, and importing a list as a new epoch;
 //! - [`net`]: the only users of quinn, rustls and sockets: frames, TLS, the handshakes, the
 //!   server and the querier's connection;
@@ -13,6 +14,7 @@
 //! - [`tools`]: what is not the node itself: the demo, psi-local, synthetic data, benchmarks.
 
 pub mod clock;
+pub mod evidence;
 pub mod lists;
 pub mod net;
 pub mod node_dir;

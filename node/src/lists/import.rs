@@ -7,6 +7,8 @@ use suyuan_protocol::psi::EpochBuilder;
 
 use crate::Progress;
 use crate::clock;
+use crate::evidence::statement::STATEMENT_CONTEXT;
+use crate::evidence::{EpochStatement, Signed};
 use crate::lists::{InputOptions, InputSummary, build_epoch};
 use crate::node_dir::store::EpochMeta;
 use crate::node_dir::{Lock, NodeDir};
@@ -26,14 +28,21 @@ pub fn run(
     progress.set(summary.quality.rows);
     progress.finish();
     let epoch = builder.finish();
+    let created = clock::now_unix();
+    // The node commits, in writing, to what it will serve under this epoch.
+    let id = node.identity()?;
+    let statement = EpochStatement::of(&epoch, &id.me.name, created);
+    let signed = Signed::sign(STATEMENT_CONTEXT, &statement, &id.key, &id.cert)
+        .context("signing the epoch statement")?;
     let meta = EpochMeta {
         id: epoch.id().to_string(),
-        created: clock::now_unix(),
+        created,
         sizes: epoch.sizes(),
         rows: summary.quality.rows,
         source: input
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        statement: Some(signed),
     };
     node.store()
         .write(&epoch, &meta)

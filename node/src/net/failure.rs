@@ -87,6 +87,12 @@ pub enum FailureKind {
     },
     /// The welcome said our kept tags are current, but we offered none.
     KeptTagsNotOffered,
+    /// The welcome carried no epoch statement.
+    NoStatement,
+    /// The epoch statement is not signed by the holder we reached, or not readable.
+    StatementUnsigned(String),
+    /// The answer differs from the holder's signed epoch statement.
+    Statement(crate::evidence::StatementMismatch),
     /// The holder broke the PSI protocol, or the querier's limits.
     Psi(PsiError),
     /// The whole query took longer than its deadline.
@@ -173,6 +179,9 @@ impl fmt::Display for QueryFailure {
             KeptTagsNotOffered => {
                 write!(f, "{p} said our kept tags are current, but we offered none")
             }
+            NoStatement => write!(f, "{p} sent no signed epoch statement"),
+            StatementUnsigned(why) => write!(f, "{p}'s epoch statement: {why}"),
+            Statement(m) => write!(f, "{p} broke its signed epoch statement: {m}"),
             Psi(e @ PsiError::Limit(LimitExceeded::HolderSetTooLarge { .. })) => {
                 write!(f, "{p}: {e} ([query] max_holder_keys in node.toml)")
             }

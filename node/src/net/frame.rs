@@ -85,6 +85,8 @@ pub struct Welcome {
     /// A count session is being prepared over this many keys of the holder's list before the
     /// accept (0: none, the accept follows at once).
     pub preparing: u64,
+    /// The epoch's statement, signed by the holder at import (`crate::evidence`).
+    pub statement: Option<crate::evidence::Signed>,
 }
 
 /// Why a holder refused a query. Sent to the querier, written to both audit logs.

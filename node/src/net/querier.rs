@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use suyuan_protocol::psi::{
-    Exchanging, HolderMessage, QuerierLimits, Query, QueryMode, QueryResult, QueryStart, TagSet,
+    Exchanging, HolderMessage, QuerierLimits, Query, QueryAccept, QueryMode, QueryResult,
+    QueryStart, TagSet,
 };
+
+use crate::evidence::{EpochStatement, Signed};
 
 use crate::net::failure::{
     FailureKind, QueryFailure, connect_failure, connection_failure, frame_failure,
@@ -16,7 +19,7 @@ use crate::net::failure::{
 use crate::net::frame::{
     ClientFrame, FrameError, Hello, ServerFrame, query_deadline, read_frame, write_frame,
 };
-use crate::net::handshake::querier::QuerierHandshake;
+use crate::net::handshake::querier::{QuerierHandshake, Welcomed};
 use crate::net::server::connection_identity;
 use crate::node_dir::identity;
 use crate::query::{PeerSpec, PeerStats};
@@ -45,6 +48,7 @@ pub(crate) type Answer = (
     identity::PeerIdentity,
     PeerStats,
     Option<TagSet>,
+    Signed,
 );
 
 /// How long to wait for one holder, and how much to accept from it.
@@ -106,6 +110,49 @@ fn failure(
     }
 }
 
+/// The holder's signed epoch statement, from the certificate we reached it by, and the
+/// accept's epoch, key and sizes as it signed them.
+fn check_statement(
+    welcomed: &Welcomed,
+    holder: &identity::PeerIdentity,
+    accept: &QueryAccept,
+) -> Result<(Signed, EpochStatement), FailureKind> {
+    let signed = welcomed.statement.clone().ok_or(FailureKind::NoStatement)?;
+    let cert = signed
+        .certificate()
+        .map_err(|e| FailureKind::StatementUnsigned(e.to_string()))?;
+    if identity::fingerprint(&cert) != holder.fingerprint {
+        return Err(FailureKind::StatementUnsigned(
+            "signed with another certificate than the one it answered with".into(),
+        ));
+    }
+    let statement =
+        EpochStatement::open(&signed).map_err(|e| FailureKind::StatementUnsigned(e.to_string()))?;
+    statement
+        .check_accept(&holder.name, accept)
+        .map_err(FailureKind::Statement)?;
+    Ok((signed, statement))
+}
+
+/// The result of a complete session; in `matches` mode its tags (received or kept) checked
+/// against the statement, and handed back to keep when they were downloaded.
+fn finish(
+    session: Exchanging,
+    statement: &EpochStatement,
+    tags_kept: bool,
+) -> Result<(QueryResult, Option<TagSet>), FailureKind> {
+    if session.mode() == QueryMode::Count {
+        // Count sessions' tags are the session's own: nothing to compare or keep.
+        return session
+            .finish()
+            .map(|r| (r, None))
+            .map_err(FailureKind::Psi);
+    }
+    let (r, set) = session.finish_keeping_tags().map_err(FailureKind::Psi)?;
+    statement.check_tags(&set).map_err(FailureKind::Statement)?;
+    Ok((r, (!tags_kept).then_some(set)))
+}
+
 /// One query to one peer.
 struct Asking<'a> {
     peer: &'a PeerSpec,
@@ -122,9 +169,11 @@ struct Exchange {
     sender: tokio::task::JoinHandle<Result<quinn::SendStream, FrameError>>,
     tags_kept: bool,
     deadline: Duration,
+    signed: Signed,
+    statement: EpochStatement,
 }
 
-type Finished = Result<(QueryResult, Option<TagSet>), QueryFailure>;
+type Finished = Result<(QueryResult, Option<TagSet>, Signed), QueryFailure>;
 
 /// Sends every blinded chunk from a task of its own while the answers stream back.
 fn spawn_sender(
@@ -190,7 +239,7 @@ impl Asking<'_> {
             datagrams_lost: connection.path.lost_packets,
         };
         conn.close(0u32.into(), b"done");
-        result.map(|(r, fresh)| (r, holder, stats, fresh))
+        result.map(|(r, fresh, statement)| (r, holder, stats, fresh, statement))
     }
 
     /// Connects and checks who answered.
@@ -249,6 +298,7 @@ impl Asking<'_> {
             .await
             .map_err(|e| after(frame_failure(e)))?;
         let accept = handshake.handle_accept(second).map_err(after)?;
+        let (signed, statement) = check_statement(&welcomed, holder, &accept).map_err(after)?;
         // The whole exchange has a deadline, known once the holder's size is (saturating:
         // the holder's word, checked by the session).
         let elements = self.query.total_keys().saturating_add(accept.total_keys());
@@ -273,6 +323,8 @@ impl Asking<'_> {
             sender,
             tags_kept: welcomed.tags_kept,
             deadline,
+            signed,
+            statement,
         })
     }
 
@@ -310,19 +362,17 @@ impl Asking<'_> {
             sender,
             tags_kept,
             deadline,
+            signed,
+            statement,
         } = ex;
         let aborted = |kind| failure(self.peer, Some(holder), true, kind);
         let deadline_at = std::time::Instant::now() + deadline;
         let mut unblind = Duration::ZERO;
         let result = loop {
             if session.is_complete() {
-                // Count sessions' tags are new each time: nothing to keep.
-                let done = if tags_kept || self.hello.mode == QueryMode::Count {
-                    session.finish().map(|r| (r, None))
-                } else {
-                    session.finish_keeping_tags().map(|(r, t)| (r, Some(t)))
-                };
-                break done.map_err(|e| aborted(FailureKind::Psi(e)));
+                break finish(session, &statement, tags_kept)
+                    .map(|(r, fresh)| (r, fresh, signed))
+                    .map_err(aborted);
             }
             let wait = self.patience(&session);
             let msg = match next_message(&mut recv, wait, deadline_at, deadline).await {

@@ -16,6 +16,7 @@ use suyuan_protocol::psi::{
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock;
+use crate::evidence::Signed;
 use crate::net::budget::DailyBudget;
 use crate::net::count_pool::CountPool;
 use crate::net::frame::{
@@ -61,6 +62,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 struct LoadedEpoch {
     stamp: Option<(u64, u64, i64)>,
+    /// The epoch's signed statement (a store imported before statements has none).
+    statement: Option<Signed>,
     epoch: Option<Arc<Epoch>>,
     meta: Option<EpochMeta>,
 }
@@ -79,6 +82,8 @@ struct State {
     pool: Arc<CountPool>,
     /// The epoch being served, for whoever watches.
     serving: watch::Sender<Option<EpochId>>,
+    /// Signed statements of the epochs served lately.
+    statements: std::sync::Mutex<std::collections::VecDeque<(EpochId, Signed)>>,
     shutdown: watch::Receiver<bool>,
     /// Held while serving: budgets are counted in this process alone.
     _lock: std::fs::File,
@@ -148,8 +153,16 @@ impl Server {
         )?;
         pool.serve(loaded.epoch.clone());
         let (serving, _) = watch::channel(loaded.epoch.as_ref().map(|e| e.id()));
+        let first: std::collections::VecDeque<(EpochId, Signed)> = loaded
+            .epoch
+            .as_ref()
+            .zip(loaded.statement.as_ref())
+            .map(|(e, s)| (e.id(), s.clone()))
+            .into_iter()
+            .collect();
         let state = Arc::new(State {
             serving,
+            statements: std::sync::Mutex::new(first),
             store,
             name: id.me.name.clone(),
             slots,
@@ -323,11 +336,13 @@ fn load_epoch(store: &EpochStore) -> Result<LoadedEpoch> {
     Ok(match loaded {
         Some((epoch, meta)) => LoadedEpoch {
             stamp,
+            statement: meta.statement.clone(),
             epoch: Some(Arc::new(epoch)),
             meta: Some(meta),
         },
         None => LoadedEpoch {
             stamp,
+            statement: None,
             epoch: None,
             meta: None,
         },
@@ -345,11 +360,33 @@ impl State {
             *e = tokio::task::spawn_blocking(move || load_epoch(&store)).await??;
             self.pool.serve(e.epoch.clone());
             self.serving.send_replace(e.epoch.as_ref().map(|x| x.id()));
+            self.remember_statement(&e);
             if let Some(m) = &e.meta {
                 tracing::info!(epoch = %m.id, "serving a new epoch; the old key is dropped");
             }
         }
         Ok(e.epoch.clone())
+    }
+
+    /// Keeps the statement of a loaded epoch for the welcomes of its queries (the last few
+    /// epochs: a query admitted just before an import still names its own).
+    fn remember_statement(&self, e: &LoadedEpoch) {
+        if let (Some(epoch), Some(s)) = (&e.epoch, &e.statement) {
+            let mut kept = unpoisoned(&self.statements);
+            kept.retain(|(id, _)| *id != epoch.id());
+            kept.push_back((epoch.id(), s.clone()));
+            while kept.len() > 4 {
+                kept.pop_front();
+            }
+        }
+    }
+
+    /// The signed statement of an epoch being served.
+    fn statement(&self, epoch: EpochId) -> Option<Signed> {
+        unpoisoned(&self.statements)
+            .iter()
+            .find(|(id, _)| *id == epoch)
+            .map(|(_, s)| s.clone())
     }
 
     fn open_connections(&self) -> MutexGuard<'_, HashMap<String, usize>> {
@@ -754,6 +791,7 @@ async fn send_welcome(
         epoch,
         tags_kept,
         preparing,
+        statement: state.statement(epoch),
     });
     write_frame(send, &welcome, state.timeout)
         .await

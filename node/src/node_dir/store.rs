@@ -56,6 +56,9 @@ pub struct EpochMeta {
     pub rows: u64,
     /// The imported file's name.
     pub source: String,
+    /// The epoch statement, signed with the node key at import (`crate::evidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<crate::evidence::Signed>,
 }
 
 /// Why the current epoch cannot be served from the store.
@@ -491,6 +494,7 @@ mod tests {
             sizes: e.sizes(),
             rows: n,
             source: "test.csv".into(),
+            statement: None,
         };
         (e, meta)
     }

@@ -281,7 +281,7 @@ impl QueryJob {
             ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         let report = match outcome {
-            Ok((result, holder, stats, fresh)) => {
+            Ok((result, holder, stats, fresh, statement)) => {
                 if let Some(set) = fresh {
                     let (cache, name) = (cache.clone(), peer.name.clone());
                     let kept = tokio::task::spawn_blocking(move || cache.store(&name, &set)).await;
@@ -295,6 +295,7 @@ impl QueryJob {
                     rec.detail = Some(format!("not counted: {w}"));
                 }
                 report.withheld = withheld;
+                report.statement = Some(statement);
                 rec.peer_role = Some(holder.role);
                 rec.fingerprint = Some(holder.fingerprint);
                 rec.epoch = report.epoch.clone();

@@ -84,6 +84,10 @@ pub struct PeerReport {
     /// query was asked again without them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withheld: Option<Withheld>,
+    /// The holder's epoch statement, as it signed it (with its certificate): the answer was
+    /// checked against it (`suyuan verify` checks it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<crate::evidence::Signed>,
 }
 
 /// Sections a holder would not answer, as its refusal named them.
@@ -166,6 +170,7 @@ impl PeerReport {
             error: None,
             stats: None,
             withheld: None,
+            statement: None,
         }
     }
 
@@ -182,6 +187,7 @@ impl PeerReport {
             error: Some(printable(&error)),
             stats: None,
             withheld: None,
+            statement: None,
         }
     }
 }

@@ -740,6 +740,11 @@ impl Exchanging {
         })
     }
 
+    /// The mode of this session.
+    pub fn mode(&self) -> QueryMode {
+        self.mode
+    }
+
     /// Whether every tag has arrived (evaluations come next).
     pub fn tags_done(&self) -> bool {
         self.tags_complete()

@@ -237,13 +237,15 @@ enum HolderStep {
 
 async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
     let id = NodeDir::open(bank).unwrap().identity().unwrap();
-    let (epoch, _) = NodeDir::open(bank)
+    let (epoch, meta) = NodeDir::open(bank)
         .unwrap()
         .store()
         .read()
         .unwrap()
         .unwrap();
     let holder = Holder::new(Arc::new(epoch));
+    // The bank's own signed statement, so that the querier goes on to the exchange.
+    let statement = meta.statement;
     let ep = quinn::Endpoint::server(
         tls::server_config(&id, Duration::from_secs(30), 4).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
@@ -282,6 +284,7 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
             epoch: holder.epoch().id(),
             tags_kept: false,
             preparing: 0,
+            statement,
         });
         write_frame(&mut send, &welcome, t).await.unwrap();
         if step == HolderStep::Welcome {

@@ -168,6 +168,7 @@ async fn fake_holder(
                 epoch: suyuan_protocol::psi::EpochId([0; 16]),
                 tags_kept: false,
                 preparing: 0,
+                statement: None,
             }),
             t,
         )

@@ -7,12 +7,14 @@ use crate::net::failure::FailureKind;
 use crate::net::frame::{NODE_WIRE_VERSION, ServerFrame};
 
 /// What the welcome said: whether the holder found our kept tags current.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcomed {
     /// No tag will be sent; the kept ones stand in.
     pub tags_kept: bool,
     /// Keys the holder prepares a count session over before its accept.
     pub preparing: u64,
+    /// The holder's signed epoch statement.
+    pub statement: Option<crate::evidence::Signed>,
 }
 
 /// One stream's opening, querier side: the welcome must come from the node dialled, in this
@@ -56,6 +58,7 @@ impl QuerierHandshake {
         Ok(Welcomed {
             tags_kept: w.tags_kept,
             preparing: w.preparing,
+            statement: w.statement,
         })
     }
 

@@ -346,6 +346,7 @@ fn welcome(node: &str, epoch: EpochId, tags_kept: bool) -> Option<ServerFrame> {
         epoch,
         tags_kept,
         preparing: 0,
+        statement: None,
     }))
 }
 
@@ -378,6 +379,7 @@ fn the_welcome_must_come_from_the_node_dialled_in_this_version() {
         epoch: e,
         tags_kept: false,
         preparing: 0,
+        statement: None,
     }));
     assert!(matches!(
         QuerierHandshake::new("bank", false).handle_welcome(old),

@@ -1,0 +1,10 @@
+//! What a node signs so that others can hold it to its word: the epoch statement of each import
+//! (which key, which sizes, which tags), checked by every querier against what it receives.
+//! Signatures use the node's certificate key (ECDSA P-256), so anyone holding the federation CA
+//! certificate can check them, long after the query.
+
+pub mod signature;
+pub mod statement;
+
+pub use signature::{SignatureError, Signed};
+pub use statement::{EpochStatement, StatementMismatch};
