@@ -40,6 +40,9 @@ pub(crate) enum Command {
     Gen(GenArgs),
     /// Turn a JSON report of `suyuan query` into a self-contained HTML report.
     Report(ReportArgs),
+    /// Check a JSON report with the federation CA certificate alone: the querier's signature
+    /// on it, each holder's signed statement and answer, and every number against the signed one.
+    Verify(VerifyArgs),
     /// The federation's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -139,6 +142,15 @@ pub(crate) struct ReportArgs {
     /// Flag institutions with at least this many matched records.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub(crate) threshold: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The JSON report of `suyuan query`.
+    pub(crate) report: PathBuf,
+    /// The federation CA certificate (`ca.crt`).
+    #[arg(long)]
+    pub(crate) ca: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ pub(crate) fn run() -> Result<()> {
         Command::Bench(a) => tools::bench(a),
         Command::PsiLocal(a) => tools::psi_local(a),
         Command::Report(a) => query::report(a),
+        Command::Verify(a) => query::verify(a),
         Command::Query(a) => query::query(a, quiet),
         Command::Ca(CaCommand::Init { dir, name }) => node::ca_init(&dir, &name),
         Command::Ca(CaCommand::Issue {

@@ -1,10 +1,12 @@
-//! The querier's commands: `query`, and `report` (a JSON report as HTML).
+//! The querier's commands: `query`, `report` (a JSON report as HTML) and `verify`.
 
 use anyhow::{Context, Result, bail};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use suyuan_node::lists::InputOptions;
 use suyuan_node::query::{self, QueryOptions, Report, html};
 
-use super::args::{QueryArgs, ReportArgs};
+use super::args::{QueryArgs, ReportArgs, VerifyArgs};
 use super::progress::Bar;
 use super::runtime;
 
@@ -43,5 +45,30 @@ pub(crate) fn report(a: ReportArgs) -> Result<()> {
         .with_context(|| format!("{} is not a suyuan query report", a.json.display()))?;
     query::report::write_private(&a.html, html::render_html(&report, a.threshold).as_bytes())?;
     println!("report written to {}", a.html.display());
+    Ok(())
+}
+
+pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.report)
+        .with_context(|| format!("cannot read {}", a.report.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a suyuan query report", a.report.display()))?;
+    let ca = CertificateDer::from_pem_file(&a.ca)
+        .map_err(|e| anyhow::anyhow!("{}: not a readable PEM certificate: {e}", a.ca.display()))?;
+    let v = query::verify::verify(&report, &ca)
+        .map_err(|why| anyhow::anyhow!("{}: NOT VERIFIED: {why}", a.report.display()))?;
+    println!(
+        "{}: verified. Signed by {} ({}); {} signed answer(s) match it:",
+        a.report.display(),
+        v.querier.name,
+        v.querier.role,
+        v.answers.len()
+    );
+    for (name, epoch) in &v.answers {
+        println!("  {name}: epoch {epoch}, statement and answer signed by {name}");
+    }
+    for name in &v.unanswered {
+        println!("  {name}: no answer (nothing to check)");
+    }
     Ok(())
 }

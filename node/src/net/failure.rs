@@ -93,6 +93,8 @@ pub enum FailureKind {
     StatementUnsigned(String),
     /// The answer differs from the holder's signed epoch statement.
     Statement(crate::evidence::StatementMismatch),
+    /// The holder's signed answer is missing, not signed by it, or says something else.
+    Receipt(String),
     /// The holder broke the PSI protocol, or the querier's limits.
     Psi(PsiError),
     /// The whole query took longer than its deadline.
@@ -182,6 +184,7 @@ impl fmt::Display for QueryFailure {
             NoStatement => write!(f, "{p} sent no signed epoch statement"),
             StatementUnsigned(why) => write!(f, "{p}'s epoch statement: {why}"),
             Statement(m) => write!(f, "{p} broke its signed epoch statement: {m}"),
+            Receipt(why) => write!(f, "{p}'s signed answer: {why}"),
             Psi(e @ PsiError::Limit(LimitExceeded::HolderSetTooLarge { .. })) => {
                 write!(f, "{p}: {e} ([query] max_holder_keys in node.toml)")
             }

@@ -46,6 +46,9 @@ pub struct Hello {
     /// The holder's tags as this querier kept them from an earlier query, if any: the holder
     /// sends none when they are still its current tags.
     pub kept: Option<KeptTags>,
+    /// The querier's id of this query, the same for every holder it asks: the holder's signed
+    /// answer names it.
+    pub query_id: [u8; 16],
 }
 
 impl Hello {
@@ -56,6 +59,7 @@ impl Hello {
             case,
             mode,
             kept: None,
+            query_id: rand::random(),
         }
     }
 }
@@ -194,6 +198,8 @@ pub enum ServerFrame {
     Psi(HolderMessage),
     /// The holder gave up on the query (peer misbehaviour, shutdown); the stream ends.
     Abort(AbortReason),
+    /// The last frame of a completed query: the holder's signed answer (`crate::evidence`).
+    Receipt(crate::evidence::Signed),
 }
 
 /// Why a holder gave up on a query it had begun to read or serve: sent to the querier in

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use suyuan_protocol::psi::{
-    Exchanging, HolderMessage, QuerierLimits, Query, QueryAccept, QueryMode, QueryResult,
-    QueryStart, TagSet,
+    Exchanging, HolderMessage, QuerierLimits, QuerierMessage, Query, QueryAccept, QueryMode,
+    QueryResult, QueryStart, TagSet,
 };
 
-use crate::evidence::{EpochStatement, Signed};
+use crate::evidence::answer::body_digest;
+use crate::evidence::{ANSWER_CONTEXT, Answer, EpochStatement, Signed, Transcript};
 
 use crate::net::failure::{
     FailureKind, QueryFailure, connect_failure, connection_failure, frame_failure,
@@ -43,11 +44,12 @@ async fn resolve(address: &str) -> Result<SocketAddr> {
 
 /// What one peer answered: the result, who answered, the exchange's figures, and the tag set
 /// to keep when it was downloaded (not when a kept one was used).
-pub(crate) type Answer = (
+pub(crate) type Reply = (
     QueryResult,
     identity::PeerIdentity,
     PeerStats,
     Option<TagSet>,
+    Signed,
     Signed,
 );
 
@@ -61,12 +63,13 @@ pub(crate) struct Bounds {
 /// Asks one peer. Everything that can go wrong becomes a [`QueryFailure`] naming the peer.
 pub(crate) async fn ask(
     peer: &PeerSpec,
+    me: &identity::PeerIdentity,
     client_cfg: quinn::ClientConfig,
     hello: Hello,
     query: Arc<Query>,
     kept: Option<TagSet>,
     bounds: Bounds,
-) -> Result<Answer, QueryFailure> {
+) -> Result<Reply, QueryFailure> {
     let fail = |kind| failure(peer, None, false, kind);
     let addr = resolve(&peer.address)
         .await
@@ -84,6 +87,7 @@ pub(crate) async fn ask(
     endpoint.set_default_client_config(client_cfg);
     let asking = Asking {
         peer,
+        me,
         hello,
         query,
         kept,
@@ -153,9 +157,36 @@ fn finish(
     Ok((r, (!tags_kept).then_some(set)))
 }
 
+/// The first field in which two answers differ, by name.
+pub(crate) fn first_difference(a: &Answer, b: &Answer) -> Option<&'static str> {
+    let fields: [(&'static str, bool); 15] = [
+        ("node", a.node == b.node),
+        ("querier", a.querier == b.querier),
+        (
+            "querier_fingerprint",
+            a.querier_fingerprint == b.querier_fingerprint,
+        ),
+        ("case", a.case == b.case),
+        ("query_id", a.query_id == b.query_id),
+        ("mode", a.mode == b.mode),
+        ("statement", a.statement == b.statement),
+        ("epoch", a.epoch == b.epoch),
+        ("tag_len", a.tag_len == b.tag_len),
+        ("query_keys", a.query_keys == b.query_keys),
+        ("holder_keys", a.holder_keys == b.holder_keys),
+        ("to_holder", a.to_holder == b.to_holder),
+        ("to_querier", a.to_querier == b.to_querier),
+        ("time", a.time == b.time),
+        ("(all)", a == b),
+    ];
+    fields.iter().find(|(_, same)| !same).map(|(name, _)| *name)
+}
+
 /// One query to one peer.
 struct Asking<'a> {
     peer: &'a PeerSpec,
+    /// This node, as the holder's signed answer must name it.
+    me: &'a identity::PeerIdentity,
     hello: Hello,
     query: Arc<Query>,
     kept: Option<TagSet>,
@@ -166,29 +197,34 @@ struct Asking<'a> {
 struct Exchange {
     session: Exchanging,
     recv: quinn::RecvStream,
-    sender: tokio::task::JoinHandle<Result<quinn::SendStream, FrameError>>,
+    sender: tokio::task::JoinHandle<Result<(quinn::SendStream, Transcript), FrameError>>,
     tags_kept: bool,
     deadline: Duration,
     signed: Signed,
     statement: EpochStatement,
+    /// The digests of both streams so far (the blinded chunks go into the sender's copy).
+    transcript: Transcript,
+    accept: QueryAccept,
 }
 
-type Finished = Result<(QueryResult, Option<TagSet>, Signed), QueryFailure>;
+type Finished = Result<(QueryResult, Option<TagSet>, Signed, Signed), QueryFailure>;
 
 /// Sends every blinded chunk from a task of its own while the answers stream back.
 fn spawn_sender(
     session: &mut Exchanging,
     mut send: quinn::SendStream,
-) -> tokio::task::JoinHandle<Result<quinn::SendStream, FrameError>> {
+    mut transcript: Transcript,
+) -> tokio::task::JoinHandle<Result<(quinn::SendStream, Transcript), FrameError>> {
     let chunks = session.take_outgoing();
     tokio::spawn(async move {
         for m in chunks {
+            transcript.to_holder(&m);
             // The holder reads chunks only after streaming all its tags, which may take longer
             // than one timeout; a dead holder is noticed by the receiver and by QUIC.
             write_frame(&mut send, &ClientFrame::Psi(m), SENDER_PATIENCE).await?;
         }
         let _ = send.finish();
-        Ok::<_, FrameError>(send)
+        Ok::<_, FrameError>((send, transcript))
     })
 }
 
@@ -218,7 +254,7 @@ impl Asking<'_> {
         self,
         endpoint: &quinn::Endpoint,
         addr: SocketAddr,
-    ) -> Result<Answer, QueryFailure> {
+    ) -> Result<Reply, QueryFailure> {
         let started = std::time::Instant::now();
         let (conn, holder) = self.connect(endpoint, addr).await?;
         let (result, unblind, tags_kept) = match self.open(&conn, &holder).await {
@@ -239,7 +275,7 @@ impl Asking<'_> {
             datagrams_lost: connection.path.lost_packets,
         };
         conn.close(0u32.into(), b"done");
-        result.map(|(r, fresh, statement)| (r, holder, stats, fresh, statement))
+        result.map(|(r, fresh, statement, receipt)| (r, holder, stats, fresh, statement, receipt))
     }
 
     /// Connects and checks who answered.
@@ -285,6 +321,8 @@ impl Asking<'_> {
         let before = |kind| failure(peer, Some(holder), false, kind);
         let after = |kind| failure(peer, Some(holder), true, kind);
         let (start, awaiting) = self.query.start_with(self.hello.mode, self.bounds.limits);
+        let mut transcript = Transcript::default();
+        transcript.to_holder(&QuerierMessage::Start(start.clone()));
         let (send, mut recv) = self.send_opening(conn, start).await.map_err(before)?;
         // The holder's first answer says whether the query is admitted.
         let mut handshake = QuerierHandshake::new(&peer.name, self.kept.is_some());
@@ -299,6 +337,8 @@ impl Asking<'_> {
             .map_err(|e| after(frame_failure(e)))?;
         let accept = handshake.handle_accept(second).map_err(after)?;
         let (signed, statement) = check_statement(&welcomed, holder, &accept).map_err(after)?;
+        transcript.to_querier(&HolderMessage::Accept(accept.clone()));
+        let accepted = accept.clone();
         // The whole exchange has a deadline, known once the holder's size is (saturating:
         // the holder's word, checked by the session).
         let elements = self.query.total_keys().saturating_add(accept.total_keys());
@@ -316,7 +356,7 @@ impl Asking<'_> {
                 .use_tag_set(set)
                 .map_err(|e| after(FailureKind::Psi(e)))?;
         }
-        let sender = spawn_sender(&mut session, send);
+        let sender = spawn_sender(&mut session, send, transcript.clone());
         Ok(Exchange {
             session,
             recv,
@@ -325,6 +365,8 @@ impl Asking<'_> {
             deadline,
             signed,
             statement,
+            transcript,
+            accept: accepted,
         })
     }
 
@@ -359,26 +401,40 @@ impl Asking<'_> {
         let Exchange {
             mut session,
             mut recv,
-            sender,
+            mut sender,
             tags_kept,
             deadline,
             signed,
             statement,
+            mut transcript,
+            accept,
         } = ex;
         let aborted = |kind| failure(self.peer, Some(holder), true, kind);
         let deadline_at = std::time::Instant::now() + deadline;
         let mut unblind = Duration::ZERO;
         let result = loop {
             if session.is_complete() {
-                break finish(session, &statement, tags_kept)
-                    .map(|(r, fresh)| (r, fresh, signed))
+                let done = match finish(session, &statement, tags_kept) {
+                    Ok(d) => d,
+                    Err(kind) => break Err(aborted(kind)),
+                };
+                // The sender is done once every chunk is answered: its digest of them.
+                let sent = match tokio::time::timeout(self.bounds.timeout, &mut sender).await {
+                    Ok(Ok(Ok((_, t)))) => t,
+                    _ => break Err(aborted(FailureKind::ClosedMidway)),
+                };
+                let receipt = self
+                    .receipt(&mut recv, holder, &signed, &accept, &sent, &transcript)
+                    .await
                     .map_err(aborted);
+                break receipt.map(|r| (done.0, done.1, signed, r));
             }
             let wait = self.patience(&session);
             let msg = match next_message(&mut recv, wait, deadline_at, deadline).await {
                 Ok(m) => m,
                 Err(kind) => break Err(aborted(kind)),
             };
+            transcript.to_querier(&msg);
             let handled = tokio::task::spawn_blocking(move || {
                 let t = std::time::Instant::now();
                 let r = session.handle(msg);
@@ -394,9 +450,76 @@ impl Asking<'_> {
                 Err(e) => break Err(aborted(FailureKind::UnblindingFailed(e.to_string()))),
             }
         };
-        sender.abort();
-        let _ = sender.await;
+        // (Once polled to the end above, a handle must not be awaited again.)
+        if !sender.is_finished() {
+            sender.abort();
+            let _ = sender.await;
+        }
         (result, unblind)
+    }
+
+    /// The holder's signed answer, the frame after its last PSI message: signed by the
+    /// certificate it answered with, and saying what this side saw.
+    async fn receipt(
+        &self,
+        recv: &mut quinn::RecvStream,
+        holder: &identity::PeerIdentity,
+        statement: &Signed,
+        accept: &QueryAccept,
+        sent: &Transcript,
+        received: &Transcript,
+    ) -> Result<Signed, FailureKind> {
+        let signed = match read_frame::<ServerFrame>(recv, self.bounds.timeout).await {
+            Ok(Some(ServerFrame::Receipt(s))) => s,
+            Ok(Some(ServerFrame::Abort(why))) => return Err(FailureKind::Aborted(why)),
+            Ok(_) => {
+                return Err(FailureKind::Receipt(
+                    "no signed answer after the last message".into(),
+                ));
+            }
+            Err(e) => return Err(frame_failure(e)),
+        };
+        let bad = |why: String| FailureKind::Receipt(why);
+        let cert = signed.certificate().map_err(|e| bad(e.to_string()))?;
+        if identity::fingerprint(&cert) != holder.fingerprint {
+            return Err(bad(
+                "signed with another certificate than the one it answered with".into(),
+            ));
+        }
+        let answer: Answer = signed
+            .open(ANSWER_CONTEXT)
+            .map_err(|e| bad(e.to_string()))?;
+        let expected = Answer {
+            node: holder.name.clone(),
+            querier: self.me.name.clone(),
+            querier_fingerprint: self.me.fingerprint.clone(),
+            case: self.hello.case.clone(),
+            query_id: hex::encode(self.hello.query_id),
+            mode: self.hello.mode,
+            statement: body_digest(&statement.body),
+            epoch: accept.epoch.to_string(),
+            tag_len: accept.tag_len,
+            query_keys: self
+                .query
+                .sections()
+                .iter()
+                .map(|s| (s.key_type, s.count))
+                .collect(),
+            holder_keys: accept
+                .holder_sections
+                .iter()
+                .map(|s| (s.key_type, s.count))
+                .collect(),
+            to_holder: sent.digests().0,
+            to_querier: received.digests().1,
+            time: answer.time,
+        };
+        match first_difference(&expected, &answer) {
+            None => Ok(signed),
+            Some(field) => Err(bad(format!(
+                "its signed answer differs from this query in {field}"
+            ))),
+        }
     }
 
     /// How long to wait for the holder's next frame. In count mode the holder answers only

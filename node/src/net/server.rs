@@ -10,13 +10,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
-    Epoch, EpochId, Holder, HolderLimits, HolderSession, PreparedCount, PsiError, QueryAccept,
-    QueryMode, QueryStart,
+    Epoch, EpochId, Holder, HolderLimits, HolderMessage, HolderSession, PreparedCount, PsiError,
+    QuerierMessage, QueryAccept, QueryMode, QueryStart,
 };
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock;
-use crate::evidence::Signed;
+use crate::evidence::answer::body_digest;
+use crate::evidence::{ANSWER_CONTEXT, Answer, Signed, Transcript};
 use crate::net::budget::DailyBudget;
 use crate::net::count_pool::CountPool;
 use crate::net::frame::{
@@ -82,6 +83,11 @@ struct State {
     pool: Arc<CountPool>,
     /// The epoch being served, for whoever watches.
     serving: watch::Sender<Option<EpochId>>,
+    /// The node's key and certificate, which sign its answers.
+    signer: (
+        rustls::pki_types::PrivateKeyDer<'static>,
+        rustls::pki_types::CertificateDer<'static>,
+    ),
     /// Signed statements of the epochs served lately.
     statements: std::sync::Mutex<std::collections::VecDeque<(EpochId, Signed)>>,
     shutdown: watch::Receiver<bool>,
@@ -161,6 +167,7 @@ impl Server {
             .into_iter()
             .collect();
         let state = Arc::new(State {
+            signer: (id.key.clone_key(), id.cert.clone()),
             serving,
             statements: std::sync::Mutex::new(first),
             store,
@@ -701,7 +708,7 @@ async fn handle_stream(
     } = admitted;
     tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
     let started = std::time::Instant::now();
-    let outcome = run_query(&state, &epoch, start, &hello, &mut send, &mut recv).await;
+    let outcome = run_query(&state, &epoch, start, &hello, &peer, &mut send, &mut recv).await;
     let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
     rec.query_keys = Some(keys);
     rec.epoch = Some(epoch.id().to_string());
@@ -731,6 +738,7 @@ async fn run_query(
     epoch: &Arc<Epoch>,
     start: QueryStart,
     hello: &Hello,
+    peer: &PeerIdentity,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Duration, AbortReason> {
@@ -744,7 +752,7 @@ async fn run_query(
         .map(|s| epoch.tags(s.key_type).len() as u64)
         .sum();
     let deadline = query_deadline(state.timeout, start.total_keys().saturating_add(tags));
-    let serving = serve_query(state, &holder, start, hello.kept.clone(), send, recv);
+    let serving = serve_query(state, &holder, start, hello, peer, send, recv);
     match tokio::time::timeout(deadline, serving).await {
         Ok(o) => o,
         Err(_) => Err(AbortReason::DeadlinePassed(deadline)),
@@ -756,12 +764,51 @@ async fn serve_query(
     state: &State,
     holder: &Holder,
     start: QueryStart,
-    kept: Option<KeptTags>,
+    hello: &Hello,
+    peer: &PeerIdentity,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<Duration, AbortReason> {
-    let session = welcome(state, holder, start, kept, send).await?;
-    stream_session(state, session, send, recv).await
+    let mut transcript = Transcript::default();
+    transcript.to_holder(&QuerierMessage::Start(start.clone()));
+    let query_keys = start
+        .sections
+        .iter()
+        .map(|s| (s.key_type, s.count))
+        .collect();
+    let (session, accept) = welcome(state, holder, start, hello.kept.clone(), send).await?;
+    transcript.to_querier(&HolderMessage::Accept(accept.clone()));
+    let evaluating = stream_session(state, session, send, recv, &mut transcript).await?;
+    let (to_holder, to_querier) = transcript.digests();
+    let answer = Answer {
+        node: state.name.clone(),
+        querier: peer.name.clone(),
+        querier_fingerprint: peer.fingerprint.clone(),
+        case: hello.case.clone(),
+        query_id: hex::encode(hello.query_id),
+        mode: hello.mode,
+        statement: state
+            .statement(accept.epoch)
+            .map(|s| body_digest(&s.body))
+            .unwrap_or_default(),
+        epoch: accept.epoch.to_string(),
+        tag_len: accept.tag_len,
+        query_keys,
+        holder_keys: accept
+            .holder_sections
+            .iter()
+            .map(|s| (s.key_type, s.count))
+            .collect(),
+        to_holder,
+        to_querier,
+        time: clock::now_unix(),
+    };
+    let receipt = Signed::sign(ANSWER_CONTEXT, &answer, &state.signer.0, &state.signer.1)
+        .map_err(|e| AbortReason::EvaluationFailed(format!("signing the answer: {e}")))?;
+    write_frame(send, &ServerFrame::Receipt(receipt), state.timeout)
+        .await
+        .map_err(sending)?;
+    Ok(evaluating)
 }
 
 /// Starts the session, judges the querier's kept tags, sends the welcome and the accept.
@@ -771,7 +818,7 @@ async fn welcome(
     start: QueryStart,
     kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
-) -> Result<HolderSession, AbortReason> {
+) -> Result<(HolderSession, QueryAccept), AbortReason> {
     match start.mode {
         QueryMode::Count => welcome_count(state, holder, start, send).await,
         QueryMode::Matches => welcome_matches(state, holder, start, kept, send).await,
@@ -815,7 +862,7 @@ async fn welcome_count(
     holder: &Holder,
     start: QueryStart,
     send: &mut quinn::SendStream,
-) -> Result<HolderSession, AbortReason> {
+) -> Result<(HolderSession, QueryAccept), AbortReason> {
     // A start the session would refuse must not use up a prepared session.
     holder.check_start(&start).map_err(misbehaved)?;
     let epoch = Arc::clone(holder.epoch());
@@ -838,8 +885,8 @@ async fn welcome_count(
     let (accept, session) = holder
         .handle_start_prepared(start, prepared, &mut rand::rng())
         .map_err(misbehaved)?;
-    send_accept(state, send, accept).await?;
-    Ok(session)
+    send_accept(state, send, accept.clone()).await?;
+    Ok((session, accept))
 }
 
 /// A matches session, with the querier's kept tags judged.
@@ -849,7 +896,7 @@ async fn welcome_matches(
     start: QueryStart,
     kept: Option<KeptTags>,
     send: &mut quinn::SendStream,
-) -> Result<HolderSession, AbortReason> {
+) -> Result<(HolderSession, QueryAccept), AbortReason> {
     let epoch = Arc::clone(holder.epoch());
     let (accept, mut session) = holder
         .handle_start(start, &mut rand::rng())
@@ -872,8 +919,8 @@ async fn welcome_matches(
         session.skip_tags().map_err(misbehaved)?;
     }
     send_welcome(state, send, epoch.id(), tags_kept, 0).await?;
-    send_accept(state, send, accept).await?;
-    Ok(session)
+    send_accept(state, send, accept.clone()).await?;
+    Ok((session, accept))
 }
 
 /// Sends tags and evaluations, takes blinded chunks, until the session is finished; returns
@@ -883,11 +930,13 @@ async fn stream_session(
     mut session: HolderSession,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
+    transcript: &mut Transcript,
 ) -> Result<Duration, AbortReason> {
     let mut evaluating = Duration::ZERO;
     let mut shutdown = state.shutdown.clone();
     loop {
         while let Some(m) = session.poll_message() {
+            transcript.to_querier(&m);
             write_frame(send, &ServerFrame::Psi(m), state.timeout)
                 .await
                 .map_err(sending)?;
@@ -900,6 +949,7 @@ async fn stream_session(
             _ = shutdown.wait_for(|s| *s) => return Err(AbortReason::ShuttingDown),
         };
         let msg = serving_frame(frame)?;
+        transcript.to_holder(&msg);
         // Curve work runs off the async threads (rayon inside); the next chunk keeps arriving.
         let (s, result, spent) = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();

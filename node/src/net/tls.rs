@@ -89,3 +89,25 @@ pub fn client_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ClientC
     cfg.transport_config(Arc::new(t));
     Ok(cfg)
 }
+
+/// Whether `cert` is a member certificate of the federation whose CA is `ca`, as the TLS
+/// handshake would judge it at Unix time `at` (chain, validity, client use), and who it names.
+/// For checking signed documents long after the connection (`suyuan verify`).
+pub fn member_certificate(
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    at: u64,
+) -> Result<crate::node_dir::identity::PeerIdentity> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(ca.clone())
+        .context("the CA certificate is not a valid trust anchor")?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .context("building the certificate verifier")?;
+    let when = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(at));
+    verifier
+        .verify_client_cert(cert, &[], when)
+        .map_err(|e| anyhow::anyhow!("not a certificate of this federation: {e}"))?;
+    crate::node_dir::identity::peer_identity(cert)
+}

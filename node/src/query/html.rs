@@ -165,6 +165,17 @@ fn institutions(h: &mut String, r: &Report, threshold: u64) {
                         format!("no ({} records)", records(p))
                     }
                 );
+                let signed = match &p.answer {
+                    Some(_) => format!(
+                        "answer signed by {} and checked against its signed epoch statement when the query ran (<code>suyuan verify</code> checks it again)",
+                        escape(&p.name)
+                    ),
+                    None => "no signed answer in this report".to_string(),
+                };
+                let _ = writeln!(
+                    h,
+                    "<tr><td></td><td colspan=\"6\" class=\"signed\">{signed}</td></tr>"
+                );
                 if let Some(w) = &p.withheld {
                     let _ = writeln!(
                         h,

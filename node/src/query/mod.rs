@@ -3,6 +3,7 @@
 
 pub mod html;
 pub mod report;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 
 use crate::Progress;
 use crate::clock;
+use crate::evidence::Signed;
 use crate::lists::{InputOptions, InputSummary, for_each_record};
 use crate::net::failure::{FailureKind, QueryFailure};
 use crate::net::frame::{Hello, KeptTags, Refusal};
@@ -129,7 +131,7 @@ pub fn blind_dump(
 /// out. `None` for any other outcome, or when no section would be left.
 fn without_small_sections(
     query: &Query,
-    outcome: &Result<querier::Answer, QueryFailure>,
+    outcome: &Result<querier::Reply, QueryFailure>,
 ) -> Option<(Arc<Query>, Withheld)> {
     let Err(QueryFailure {
         kind: FailureKind::Refused(Refusal::SectionsTooSmall { sections, min }),
@@ -194,11 +196,14 @@ impl QueryJob {
             timeout,
             limits: self.cfg.query.limits(),
         };
+        // One id for this query, named in every holder's signed answer.
+        let query_id: [u8; 16] = rand::random();
         let mut tasks = Vec::new();
         for peer in opts.peers.clone() {
             let query = Arc::clone(&dump.query);
             let client_cfg = client_cfg.clone();
             let cache = cache.clone();
+            let me = self.id.me.clone();
             let (case, mode) = (opts.case.clone(), opts.mode);
             tasks.push(tokio::spawn(async move {
                 let name = peer.name.clone();
@@ -216,11 +221,13 @@ impl QueryJob {
                         tag_len: s.tag_len,
                         digest: *digest,
                     }),
+                    query_id,
                     ..Hello::new(mode, case.clone())
                 };
                 let kept = kept.map(|(set, _)| set);
                 let r = querier::ask(
                     &peer,
+                    &me,
                     client_cfg.clone(),
                     hello,
                     query.clone(),
@@ -232,8 +239,11 @@ impl QueryJob {
                     return (peer, r, None);
                 };
                 // Kept tags cover the sections asked before; download this answer's afresh.
-                let hello = Hello::new(mode, case);
-                let r = querier::ask(&peer, client_cfg, hello, fewer, None, bounds).await;
+                let hello = Hello {
+                    query_id,
+                    ..Hello::new(mode, case)
+                };
+                let r = querier::ask(&peer, &me, client_cfg, hello, fewer, None, bounds).await;
                 (peer, r, Some(withheld))
             }));
         }
@@ -244,7 +254,7 @@ impl QueryJob {
             peers.push(report);
         }
         let summary = &dump.summary;
-        Ok(Report {
+        let mut report = Report {
             case: opts.case.clone(),
             mode: opts.mode,
             created: clock::rfc3339(clock::now_unix()),
@@ -261,14 +271,21 @@ impl QueryJob {
             },
             peers,
             timing: Some(dump.timing),
-        })
+            signature: None,
+        };
+        // The querier answers for its counts and rows: it signs the whole report.
+        report.signature = Some(
+            Signed::sign(verify::REPORT_CONTEXT, &report, &self.id.key, &self.id.cert)
+                .context("signing the report")?,
+        );
+        Ok(report)
     }
 
     /// One peer's answer as a report entry, audited; a downloaded tag set is kept.
     async fn record(
         &self,
         peer: &PeerSpec,
-        outcome: Result<querier::Answer, QueryFailure>,
+        outcome: Result<querier::Reply, QueryFailure>,
         withheld: Option<Withheld>,
         cache: &TagCache,
         dump: &BlindedDump,
@@ -281,7 +298,7 @@ impl QueryJob {
             ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         let report = match outcome {
-            Ok((result, holder, stats, fresh, statement)) => {
+            Ok((result, holder, stats, fresh, statement, receipt)) => {
                 if let Some(set) = fresh {
                     let (cache, name) = (cache.clone(), peer.name.clone());
                     let kept = tokio::task::spawn_blocking(move || cache.store(&name, &set)).await;
@@ -296,6 +313,7 @@ impl QueryJob {
                 }
                 report.withheld = withheld;
                 report.statement = Some(statement);
+                report.answer = Some(receipt);
                 rec.peer_role = Some(holder.role);
                 rec.fingerprint = Some(holder.fingerprint);
                 rec.epoch = report.epoch.clone();

@@ -28,6 +28,10 @@ pub struct Report {
     /// How long reading and blinding the dump took (diagnostics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<QueryTiming>,
+    /// The querier's signature over the whole report, this field left out
+    /// (`query::verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::evidence::Signed>,
 }
 
 /// Where the querier's own time went, before any peer was asked.
@@ -88,6 +92,9 @@ pub struct PeerReport {
     /// checked against it (`suyuan verify` checks it again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<crate::evidence::Signed>,
+    /// The holder's signed answer for this query (`evidence::Answer`), checked at query time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<crate::evidence::Signed>,
 }
 
 /// Sections a holder would not answer, as its refusal named them.
@@ -171,6 +178,7 @@ impl PeerReport {
             stats: None,
             withheld: None,
             statement: None,
+            answer: None,
         }
     }
 
@@ -188,6 +196,7 @@ impl PeerReport {
             stats: None,
             withheld: None,
             statement: None,
+            answer: None,
         }
     }
 }

@@ -115,6 +115,33 @@ fn serve_query_audit_status_through_the_binary() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("r.json")).unwrap()).unwrap();
     assert_eq!(json["peers"][0]["rows"], serde_json::json!([1, 3]));
+
+    // The report is evidence: checked with the CA certificate alone, and an edited one is not.
+    let verified = ok(d, &["verify", "r.json", "--ca", "ca/ca.crt"]);
+    assert!(
+        verified.starts_with("r.json: verified. Signed by police (police); 1 signed answer(s)"),
+        "{verified}"
+    );
+    assert!(verified.contains("  bank: epoch "), "{verified}");
+    let edited = std::fs::read_to_string(d.join("r.json")).unwrap().replacen(
+        "\"matched_rows\": 2",
+        "\"matched_rows\": 1",
+        1,
+    );
+    std::fs::write(d.join("edited.json"), edited).unwrap();
+    assert_eq!(
+        fails(d, &["verify", "edited.json", "--ca", "ca/ca.crt"]),
+        "suyuan: edited.json: NOT VERIFIED: the report differs from what police signed (bank: matched rows)\n"
+    );
+    // Another federation's CA does not vouch for these signatures.
+    ok(d, &["ca", "init", "--dir", "other-ca"]);
+    let err = fails(d, &["verify", "r.json", "--ca", "other-ca/ca.crt"]);
+    assert!(
+        err.starts_with(
+            "suyuan: r.json: NOT VERIFIED: the report: not a certificate of this federation"
+        ),
+        "{err}"
+    );
     assert_eq!(json["dump"]["rejected"]["mobile"]["wrong_length"], 1);
 
     let err = fails(

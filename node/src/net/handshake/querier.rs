@@ -42,7 +42,9 @@ impl QuerierHandshake {
             Some(ServerFrame::Welcome(w)) => w,
             Some(ServerFrame::Refused(r)) => return Err(FailureKind::Refused(r)),
             Some(ServerFrame::Abort(why)) => return Err(FailureKind::Aborted(why)),
-            Some(ServerFrame::Psi(_)) => return Err(FailureKind::AnsweredBeforeWelcome),
+            Some(ServerFrame::Psi(_) | ServerFrame::Receipt(_)) => {
+                return Err(FailureKind::AnsweredBeforeWelcome);
+            }
             None => return Err(FailureKind::NoAnswer),
         };
         if w.version != NODE_WIRE_VERSION || w.node != self.peer {

@@ -1,0 +1,208 @@
+//! `suyuan verify`: a query report checked with nothing but the federation CA certificate. The
+//! querier's signature covers the whole report (its counts and rows); each holder's epoch
+//! statement and signed answer cover what the holder knows (its epoch, key, sizes, the case and
+//! query, and digests of every message). Every number in the report is checked against the one
+//! signed for it, and the first disagreement is named.
+
+use std::collections::BTreeMap;
+
+use rustls::pki_types::CertificateDer;
+use suyuan_protocol::ident::KeyType;
+
+use super::Report;
+use crate::clock;
+use crate::evidence::answer::body_digest;
+use crate::evidence::{ANSWER_CONTEXT, Answer, EpochStatement, Signed};
+use crate::net::tls;
+use crate::node_dir::identity::{PeerIdentity, Role};
+
+/// The context string a querier signs its report under.
+pub const REPORT_CONTEXT: &str = "suyuan query report v1";
+
+/// What a verified report rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Who signed the report.
+    pub querier: PeerIdentity,
+    /// Per answering holder: its name and epoch.
+    pub answers: Vec<(String, String)>,
+    /// Peers that gave no answer (nothing of theirs to check).
+    pub unanswered: Vec<String>,
+}
+
+/// The report as its querier signs it: everything but the signature.
+pub fn unsigned(report: &Report) -> Report {
+    Report {
+        signature: None,
+        ..report.clone()
+    }
+}
+
+/// Checks `report` against the CA certificate `ca`, now.
+pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified, String> {
+    let now = clock::now_unix();
+    let signed = report
+        .signature
+        .as_ref()
+        .ok_or("the report is not signed by its querier")?;
+    let querier = member(ca, signed, now, "the report")?;
+    let body: Report = signed
+        .open(REPORT_CONTEXT)
+        .map_err(|e| format!("the report's signature: {e}"))?;
+    if body != unsigned(report) {
+        return Err(format!(
+            "the report differs from what {} signed ({})",
+            querier.name,
+            first_report_difference(&body, report)
+        ));
+    }
+    let mut answers = Vec::new();
+    let mut unanswered = Vec::new();
+    let mut query_id = None;
+    for p in &report.peers {
+        if p.error.is_some() {
+            unanswered.push(p.name.clone());
+            continue;
+        }
+        let answer = check_peer(report, p, ca, now, &querier)?;
+        if *query_id.get_or_insert_with(|| answer.query_id.clone()) != answer.query_id {
+            return Err(format!("{}: its answer is of another query", p.name));
+        }
+        answers.push((p.name.clone(), answer.epoch));
+    }
+    Ok(Verified {
+        querier,
+        answers,
+        unanswered,
+    })
+}
+
+/// The signer of a document, a member of the federation.
+fn member(
+    ca: &CertificateDer<'static>,
+    signed: &Signed,
+    at: u64,
+    what: &str,
+) -> Result<PeerIdentity, String> {
+    let cert = signed.certificate().map_err(|e| format!("{what}: {e}"))?;
+    tls::member_certificate(ca, &cert, at).map_err(|e| format!("{what}: {e:#}"))
+}
+
+/// One answering peer: its statement and answer signed by one institution certificate of this
+/// federation, naming this peer, and every figure of its entry the signed one.
+fn check_peer(
+    report: &Report,
+    p: &super::PeerReport,
+    ca: &CertificateDer<'static>,
+    now: u64,
+    querier: &PeerIdentity,
+) -> Result<Answer, String> {
+    let name = &p.name;
+    let statement = p
+        .statement
+        .as_ref()
+        .ok_or_else(|| format!("{name}: no signed epoch statement"))?;
+    let signed = p
+        .answer
+        .as_ref()
+        .ok_or_else(|| format!("{name}: no signed answer"))?;
+    let holder = member(ca, signed, now, &format!("{name}'s answer"))?;
+    if holder.role != Role::Institution || holder.name != *name {
+        return Err(format!(
+            "{name}: the answer is signed by {} ({}), not by institution {name}",
+            holder.name, holder.role
+        ));
+    }
+    if statement.certificate != signed.certificate {
+        return Err(format!(
+            "{name}: statement and answer are signed by different certificates"
+        ));
+    }
+    let st = EpochStatement::open(statement).map_err(|e| format!("{name}'s statement: {e}"))?;
+    let answer: Answer = signed
+        .open(ANSWER_CONTEXT)
+        .map_err(|e| format!("{name}'s answer: {e}"))?;
+    let expected_keys = asked_keys(report, p);
+    let checks: [(&str, bool); 11] = [
+        (
+            "the answer's epoch statement",
+            answer.statement == body_digest(&statement.body),
+        ),
+        (
+            "the answering node",
+            answer.node == *name && st.node == *name,
+        ),
+        ("the querier", answer.querier == querier.name),
+        ("the case", answer.case == report.case),
+        ("the mode", answer.mode == report.mode),
+        (
+            "the epoch",
+            Some(&answer.epoch) == p.epoch.as_ref() && st.epoch == answer.epoch,
+        ),
+        ("the holder's keys", answer.holder_keys == p.holder_keys),
+        (
+            "the holder's keys against its statement",
+            sizes_signed(&st, &answer),
+        ),
+        ("the dump's keys asked", answer.query_keys == expected_keys),
+        (
+            "the matched keys' types",
+            p.matched_keys
+                .keys()
+                .all(|k| answer.query_keys.contains_key(k)),
+        ),
+        (
+            "matched keys within what was asked",
+            p.matched_keys
+                .iter()
+                .all(|(k, n)| *n <= answer.query_keys.get(k).copied().unwrap_or(0)),
+        ),
+    ];
+    match checks.iter().find(|(_, ok)| !ok) {
+        Some((what, _)) => Err(format!("{name}: {what} differs from what was signed")),
+        None => Ok(answer),
+    }
+}
+
+/// The dump's distinct keys per type as asked of this peer: all of them, less the sections
+/// it would not count.
+fn asked_keys(report: &Report, p: &super::PeerReport) -> BTreeMap<KeyType, u64> {
+    let mut keys = report.dump.keys.clone();
+    if let Some(w) = &p.withheld {
+        keys.retain(|k, _| !w.keys.contains_key(k));
+    }
+    keys
+}
+
+fn sizes_signed(st: &EpochStatement, answer: &Answer) -> bool {
+    answer
+        .holder_keys
+        .iter()
+        .all(|(k, n)| st.keys.get(k).copied().unwrap_or(0) == *n)
+}
+
+/// Where an edited report first differs from the signed one, for the message.
+fn first_report_difference(signed: &Report, report: &Report) -> String {
+    if signed.case != report.case || signed.mode != report.mode {
+        return "case or mode".into();
+    }
+    if signed.dump != report.dump {
+        return "the dump's summary".into();
+    }
+    for (a, b) in signed.peers.iter().zip(&report.peers) {
+        if a != b {
+            let field = if a.matched_keys != b.matched_keys {
+                "matched keys"
+            } else if a.matched_rows != b.matched_rows || a.rows != b.rows {
+                "matched rows"
+            } else {
+                "its entry"
+            };
+            return format!("{}: {field}", b.name);
+        }
+    }
+    if signed.peers.len() != report.peers.len() {
+        return "the list of peers".into();
+    }
+    "other fields".into()
+}
