@@ -2,6 +2,7 @@
 //! and vanishing peers, faults, load, probing, the demo, the generator and fuzzed inputs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod answers;
 mod demo;
 mod disconnects;
 mod federation;
