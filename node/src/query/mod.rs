@@ -149,6 +149,81 @@ fn without_small_sections(
     Some((Arc::new(fewer), withheld))
 }
 
+/// The dump's part of the report.
+fn dump_summary(dump: &BlindedDump) -> DumpSummary {
+    let summary = &dump.summary;
+    DumpSummary {
+        rows: summary.quality.rows,
+        rows_without_key: summary.quality.rows_without_key,
+        keys: dump
+            .query
+            .sections()
+            .iter()
+            .map(|s| (s.key_type, s.count))
+            .collect(),
+        rejected: summary.quality.rejected.clone(),
+    }
+}
+
+/// What every peer's task needs, cloned into each.
+#[derive(Clone)]
+struct PeerAsking {
+    me: identity::PeerIdentity,
+    client_cfg: quinn::ClientConfig,
+    cache: TagCache,
+    bounds: Bounds,
+    case: Option<String>,
+    mode: QueryMode,
+    query_id: [u8; 16],
+    query: Arc<Query>,
+}
+
+type PeerOutcome = (
+    PeerSpec,
+    Result<querier::Reply, QueryFailure>,
+    Option<Withheld>,
+);
+
+impl PeerAsking {
+    /// Asks one peer, with the tags kept from it in `matches` mode; once more without the
+    /// sections it will not count, if it says so.
+    async fn ask(self, peer: PeerSpec) -> PeerOutcome {
+        let name = peer.name.clone();
+        let cache = self.cache.clone();
+        // Only `matches` answers reuse a holder's tags: a count session's are its own.
+        let kept = match self.mode {
+            QueryMode::Matches => tokio::task::spawn_blocking(move || cache.load(&name))
+                .await
+                .ok()
+                .flatten(),
+            QueryMode::Count => None,
+        };
+        let hello = Hello {
+            kept: kept.as_ref().map(|(s, digest)| KeptTags {
+                epoch: s.epoch,
+                tag_len: s.tag_len,
+                digest: *digest,
+            }),
+            query_id: self.query_id,
+            ..Hello::new(self.mode, self.case.clone())
+        };
+        let kept = kept.map(|(set, _)| set);
+        let (me, cfg, bounds) = (&self.me, self.client_cfg.clone(), self.bounds);
+        let r = querier::ask(&peer, me, cfg, hello, Arc::clone(&self.query), kept, bounds).await;
+        let Some((fewer, withheld)) = without_small_sections(&self.query, &r) else {
+            return (peer, r, None);
+        };
+        // Kept tags cover the sections asked before; download this answer's afresh.
+        let hello = Hello {
+            query_id: self.query_id,
+            ..Hello::new(self.mode, self.case.clone())
+        };
+        let cfg = self.client_cfg.clone();
+        let r = querier::ask(&peer, me, cfg, hello, fewer, None, bounds).await;
+        (peer, r, Some(withheld))
+    }
+}
+
 /// A querier node ready to ask: its identity, configuration and verified audit log.
 pub struct QueryJob {
     opts: QueryOptions,
@@ -190,85 +265,37 @@ impl QueryJob {
     pub async fn ask(&self, dump: BlindedDump) -> Result<Report> {
         let opts = &self.opts;
         let timeout = self.cfg.network.timeout();
-        let client_cfg = tls::client_config(&self.id, timeout)?;
         let cache = self.node.tag_cache(self.cfg.query.tag_cache_bytes());
-        let bounds = Bounds {
-            timeout,
-            limits: self.cfg.query.limits(),
+        let asking = PeerAsking {
+            me: self.id.me.clone(),
+            client_cfg: tls::client_config(&self.id, timeout)?,
+            cache: cache.clone(),
+            bounds: Bounds {
+                timeout,
+                limits: self.cfg.query.limits(),
+            },
+            case: opts.case.clone(),
+            mode: opts.mode,
+            // One id for this query, named in every holder's signed answer.
+            query_id: rand::random(),
+            query: Arc::clone(&dump.query),
         };
-        // One id for this query, named in every holder's signed answer.
-        let query_id: [u8; 16] = rand::random();
-        let mut tasks = Vec::new();
-        for peer in opts.peers.clone() {
-            let query = Arc::clone(&dump.query);
-            let client_cfg = client_cfg.clone();
-            let cache = cache.clone();
-            let me = self.id.me.clone();
-            let (case, mode) = (opts.case.clone(), opts.mode);
-            tasks.push(tokio::spawn(async move {
-                let name = peer.name.clone();
-                // Only `matches` answers reuse a holder's tags: a count session's are its own.
-                let kept = match mode {
-                    QueryMode::Matches => tokio::task::spawn_blocking(move || cache.load(&name))
-                        .await
-                        .ok()
-                        .flatten(),
-                    QueryMode::Count => None,
-                };
-                let hello = Hello {
-                    kept: kept.as_ref().map(|(s, digest)| KeptTags {
-                        epoch: s.epoch,
-                        tag_len: s.tag_len,
-                        digest: *digest,
-                    }),
-                    query_id,
-                    ..Hello::new(mode, case.clone())
-                };
-                let kept = kept.map(|(set, _)| set);
-                let r = querier::ask(
-                    &peer,
-                    &me,
-                    client_cfg.clone(),
-                    hello,
-                    query.clone(),
-                    kept,
-                    bounds,
-                )
-                .await;
-                let Some((fewer, withheld)) = without_small_sections(&query, &r) else {
-                    return (peer, r, None);
-                };
-                // Kept tags cover the sections asked before; download this answer's afresh.
-                let hello = Hello {
-                    query_id,
-                    ..Hello::new(mode, case)
-                };
-                let r = querier::ask(&peer, &me, client_cfg, hello, fewer, None, bounds).await;
-                (peer, r, Some(withheld))
-            }));
-        }
+        let tasks: Vec<_> = opts
+            .peers
+            .iter()
+            .map(|peer| tokio::spawn(asking.clone().ask(peer.clone())))
+            .collect();
         let mut peers = Vec::new();
         for t in tasks {
             let (peer, outcome, withheld) = t.await.context("a peer task failed")?;
             let report = self.record(&peer, outcome, withheld, &cache, &dump).await;
             peers.push(report);
         }
-        let summary = &dump.summary;
         let mut report = Report {
             case: opts.case.clone(),
             mode: opts.mode,
             created: clock::rfc3339(clock::now_unix()),
-            dump: DumpSummary {
-                rows: summary.quality.rows,
-                rows_without_key: summary.quality.rows_without_key,
-                keys: dump
-                    .query
-                    .sections()
-                    .iter()
-                    .map(|s| (s.key_type, s.count))
-                    .collect(),
-                rejected: summary.quality.rejected.clone(),
-            },
+            dump: dump_summary(&dump),
             peers,
             timing: Some(dump.timing),
             signature: None,
