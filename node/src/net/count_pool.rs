@@ -122,8 +122,11 @@ impl CountPool {
                     }
                 }
             };
-            let prepared = match PreparedCount::prepare(&epoch, &mut rand::rng()) {
-                Ok(p) => p,
+            // Given up as soon as a query arrives: the query gets the cores, the work is redone
+            // at the next idle moment.
+            let prepared = match PreparedCount::prepare_while(&epoch, &mut rand::rng(), &idle) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
                 Err(e) => {
                     // A store that passed its digest check has no bad point: this is damage
                     // in memory. Count queries then prepare their own (and fail the same way).

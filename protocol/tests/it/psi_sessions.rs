@@ -640,3 +640,28 @@ fn query_any_point() -> [u8; 32] {
         .try_into()
         .unwrap()
 }
+
+#[test]
+fn a_preparation_gives_up_when_told_and_is_whole_otherwise() {
+    use std::cell::Cell;
+    use suyuan_protocol::psi::{PREPARE_BLOCK, PreparedCount};
+    let mut rng = StdRng::seed_from_u64(31);
+    let ids: Vec<u32> = (0..(PREPARE_BLOCK as u32 * 3 + 5)).collect();
+    let holder = holder_of(&mut rng, &ids);
+    // Told to stop after two looks: nothing comes out.
+    let looks = Cell::new(0);
+    let stopped = PreparedCount::prepare_while(holder.epoch(), &mut rng, || {
+        looks.set(looks.get() + 1);
+        looks.get() <= 2
+    })
+    .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(looks.get(), 3);
+    let whole = PreparedCount::prepare_while(holder.epoch(), &mut rng, || true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        whole.size_bytes(),
+        16 * holder.epoch().sizes().values().sum::<u64>()
+    );
+}
