@@ -282,4 +282,9 @@ fn conclude(
         html.display(),
         dir.display()
     ));
+    progress.say(&format!(
+        "Each report is signed, and so is every institution's answer: check one with `suyuan verify {} --ca {}`.",
+        dir.join("report-matches.json").display(),
+        dir.join("ca").join("ca.crt").display()
+    ));
 }

@@ -1,6 +1,7 @@
 //! The demo end to end at a small size: its attribution equals the truth, and its HTML report is
 //! well-formed and carries the numbers of its JSON.
 
+use rustls::pki_types::pem::PemObject;
 use suyuan_node::query::Report;
 use suyuan_node::query::html::{DEFAULT_THRESHOLD, records, render_html};
 use suyuan_node::tools::demo::{DemoOptions, run};
@@ -61,6 +62,15 @@ async fn the_demo_agrees_with_its_truth() {
     )
     .unwrap();
     assert_eq!(json, out.report);
+    // Both reports are evidence, checked with the demo federation's CA certificate alone.
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(out.dir.join("ca/ca.crt")).unwrap();
+    for name in ["report-count.json", "report-matches.json"] {
+        let report: Report =
+            serde_json::from_str(&std::fs::read_to_string(out.dir.join(name)).unwrap()).unwrap();
+        let v = suyuan_node::query::verify::verify(&report, &ca).unwrap();
+        assert_eq!(v.answers.len(), 4, "{name}");
+        assert!(report.peers.iter().all(|p| p.answer.is_some()), "{name}");
+    }
     let html = std::fs::read_to_string(out.dir.join("report.html")).unwrap();
     well_formed(&html).unwrap();
     // Self-contained: nothing to fetch, nothing to run.
