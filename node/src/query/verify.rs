@@ -38,14 +38,22 @@ pub fn unsigned(report: &Report) -> Report {
     }
 }
 
-/// Checks `report` against the CA certificate `ca`, now.
+/// Checks `report` against the CA certificate `ca`. Certificates are judged at the time the
+/// answers were signed (a certificate that expired since still vouches for what it signed
+/// while valid); a report without answers, now.
 pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified, String> {
-    let now = clock::now_unix();
     let signed = report
         .signature
         .as_ref()
         .ok_or("the report is not signed by its querier")?;
-    let querier = member(ca, signed, now, "the report")?;
+    let signed_at = report
+        .peers
+        .iter()
+        .filter_map(|p| p.answer.as_ref()?.open::<Answer>(ANSWER_CONTEXT).ok())
+        .map(|a| a.time)
+        .max()
+        .unwrap_or_else(clock::now_unix);
+    let querier = member(ca, signed, signed_at, "the report")?;
     let body: Report = signed
         .open(REPORT_CONTEXT)
         .map_err(|e| format!("the report's signature: {e}"))?;
@@ -64,7 +72,7 @@ pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified,
             unanswered.push(p.name.clone());
             continue;
         }
-        let answer = check_peer(report, p, ca, now, &querier)?;
+        let answer = check_peer(report, p, ca, &querier)?;
         if *query_id.get_or_insert_with(|| answer.query_id.clone()) != answer.query_id {
             return Err(format!("{}: its answer is of another query", p.name));
         }
@@ -94,7 +102,6 @@ fn check_peer(
     report: &Report,
     p: &super::PeerReport,
     ca: &CertificateDer<'static>,
-    now: u64,
     querier: &PeerIdentity,
 ) -> Result<Answer, String> {
     let name = &p.name;
@@ -106,7 +113,10 @@ fn check_peer(
         .answer
         .as_ref()
         .ok_or_else(|| format!("{name}: no signed answer"))?;
-    let holder = member(ca, signed, now, &format!("{name}'s answer"))?;
+    let answer: Answer = signed
+        .open(ANSWER_CONTEXT)
+        .map_err(|e| format!("{name}'s answer: {e}"))?;
+    let holder = member(ca, signed, answer.time, &format!("{name}'s answer"))?;
     if holder.role != Role::Institution || holder.name != *name {
         return Err(format!(
             "{name}: the answer is signed by {} ({}), not by institution {name}",
@@ -119,9 +129,6 @@ fn check_peer(
         ));
     }
     let st = EpochStatement::open(statement).map_err(|e| format!("{name}'s statement: {e}"))?;
-    let answer: Answer = signed
-        .open(ANSWER_CONTEXT)
-        .map_err(|e| format!("{name}'s answer: {e}"))?;
     let expected_keys = asked_keys(report, p);
     let checks: [(&str, bool); 11] = [
         (
@@ -132,7 +139,10 @@ fn check_peer(
             "the answering node",
             answer.node == *name && st.node == *name,
         ),
-        ("the querier", answer.querier == querier.name),
+        (
+            "the querier",
+            answer.querier == querier.name && answer.querier_fingerprint == querier.fingerprint,
+        ),
         ("the case", answer.case == report.case),
         ("the mode", answer.mode == report.mode),
         (
