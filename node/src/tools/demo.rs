@@ -18,7 +18,7 @@ use crate::query::{self, PeerSpec, QueryOptions, Report};
 use crate::tools::synth::{self, GenConfig, Truth};
 
 /// The demo's own policy: it lets the police see rows, to show both modes.
-const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n";
+const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
 
 /// What to run.
 #[derive(Debug, Clone)]
