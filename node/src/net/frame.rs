@@ -11,7 +11,8 @@ use thiserror::Error;
 
 use crate::node_dir::identity::Role;
 
-/// Version of the node's framing, in every [`Hello`] and [`Welcome`] (3: typed aborts).
+/// Version of the node's framing, in every [`Hello`] and [`Welcome`] (3: typed aborts; 4: the
+/// minimum per key type, signed statements and answers, protocol version 2 inside).
 pub const NODE_WIRE_VERSION: u16 = 4;
 
 /// Longest case number accepted.
