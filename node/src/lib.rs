@@ -3,7 +3,7 @@
 //! prints, everything here returns values or logs through `tracing`.
 //!
 //! The layers, from the bottom (`docs/architecture.md`):
-//! - [`clock`], [`text`]: wall-clock and display helpers every layer may use;
+//! - [`support`] ([`clock`], [`text`]): wall-clock and display helpers every layer may use;
 //! - [`node_dir`]: a node's directory: identity, `node.toml`, the epoch store, the audit log,
 //!   the tag cache;
 //! - [`evidence`]: what a node signs (the epoch statement) and how others check it;
@@ -13,14 +13,15 @@
 //! - [`query`]: the querier's job and its report;
 //! - [`tools`]: what is not the node itself: the demo, psi-local, synthetic data, benchmarks.
 
-pub mod clock;
 pub mod evidence;
 pub mod lists;
 pub mod net;
 pub mod node_dir;
 pub mod query;
-pub mod text;
+pub mod support;
 pub mod tools;
+
+pub use support::{clock, text};
 
 /// Where a long job reports how far it has got. The CLI draws it; library callers and tests
 /// pass [`Silent`].
