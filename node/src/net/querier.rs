@@ -114,6 +114,17 @@ fn failure(
     }
 }
 
+/// A document signed with the certificate the holder authenticated with in TLS (the signature
+/// itself is checked when it is opened).
+fn signed_by(signed: &Signed, holder: &identity::PeerIdentity) -> Result<(), String> {
+    let cert = signed.certificate().map_err(|e| e.to_string())?;
+    if identity::fingerprint(&cert) == holder.fingerprint {
+        Ok(())
+    } else {
+        Err("signed with another certificate than the one it answered with".into())
+    }
+}
+
 /// The holder's signed epoch statement, from the certificate we reached it by, and the
 /// accept's epoch, key and sizes as it signed them.
 fn check_statement(
@@ -122,14 +133,7 @@ fn check_statement(
     accept: &QueryAccept,
 ) -> Result<(Signed, EpochStatement), FailureKind> {
     let signed = welcomed.statement.clone().ok_or(FailureKind::NoStatement)?;
-    let cert = signed
-        .certificate()
-        .map_err(|e| FailureKind::StatementUnsigned(e.to_string()))?;
-    if identity::fingerprint(&cert) != holder.fingerprint {
-        return Err(FailureKind::StatementUnsigned(
-            "signed with another certificate than the one it answered with".into(),
-        ));
-    }
+    signed_by(&signed, holder).map_err(FailureKind::StatementUnsigned)?;
     let statement =
         EpochStatement::open(&signed).map_err(|e| FailureKind::StatementUnsigned(e.to_string()))?;
     statement
@@ -480,12 +484,7 @@ impl Asking<'_> {
             Err(e) => return Err(frame_failure(e)),
         };
         let bad = |why: String| FailureKind::Receipt(why);
-        let cert = signed.certificate().map_err(|e| bad(e.to_string()))?;
-        if identity::fingerprint(&cert) != holder.fingerprint {
-            return Err(bad(
-                "signed with another certificate than the one it answered with".into(),
-            ));
-        }
+        signed_by(&signed, holder).map_err(bad)?;
         let answer: Answer = signed
             .open(ANSWER_CONTEXT)
             .map_err(|e| bad(e.to_string()))?;

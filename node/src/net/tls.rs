@@ -21,10 +21,10 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(id: &NodeIdentity) -> Result<Arc<RootCertStore>> {
+fn roots(ca: &rustls::pki_types::CertificateDer<'static>) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
     roots
-        .add(id.ca.clone())
+        .add(ca.clone())
         .context("the federation CA certificate is not a valid trust anchor")?;
     Ok(Arc::new(roots))
 }
@@ -48,7 +48,7 @@ pub fn server_config(
     idle: Duration,
     max_streams: u32,
 ) -> Result<quinn::ServerConfig> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&id.ca)?, provider())
         .build()
         .context("building the client certificate verifier")?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
@@ -76,7 +76,7 @@ pub fn server_config(
 pub fn client_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ClientConfig> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(id)?)
+        .with_root_certificates(roots(&id.ca)?)
         .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())
         .context("our certificate and key do not match")?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
@@ -98,11 +98,7 @@ pub fn member_certificate(
     cert: &rustls::pki_types::CertificateDer<'static>,
     at: u64,
 ) -> Result<crate::node_dir::identity::PeerIdentity> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(ca.clone())
-        .context("the CA certificate is not a valid trust anchor")?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
         .build()
         .context("building the certificate verifier")?;
     let when = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(at));
