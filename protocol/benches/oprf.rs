@@ -114,6 +114,16 @@ fn operations(c: &mut Criterion) {
                 })
             })
         });
+        // Eight sessions in one pass, as the node's pool prepares them: each stored point is
+        // decompressed once for all eight. Time per key per session = time / 8.
+        g.bench_with_input(BenchmarkId::new("count_prepare_8", t), &t, |b, _| {
+            b.iter(|| {
+                pool.install(|| {
+                    let mut rng = StdRng::seed_from_u64(6);
+                    PreparedCount::prepare_many_while(holder.epoch(), 8, &mut rng, || true).unwrap()
+                })
+            })
+        });
         g.bench_with_input(BenchmarkId::new("hash_to_group", t), &t, |b, _| {
             b.iter(|| {
                 pool.install(|| {

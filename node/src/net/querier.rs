@@ -203,6 +203,8 @@ struct Exchange {
     recv: quinn::RecvStream,
     sender: tokio::task::JoinHandle<Result<(quinn::SendStream, Transcript), FrameError>>,
     tags_kept: bool,
+    /// Keys the holder said it was preparing a count session over (0: it had one ready).
+    preparing: u64,
     deadline: Duration,
     signed: Signed,
     statement: EpochStatement,
@@ -261,13 +263,13 @@ impl Asking<'_> {
     ) -> Result<Reply, QueryFailure> {
         let started = std::time::Instant::now();
         let (conn, holder) = self.connect(endpoint, addr).await?;
-        let (result, unblind, tags_kept) = match self.open(&conn, &holder).await {
+        let (result, unblind, tags_kept, preparing) = match self.open(&conn, &holder).await {
             Ok(ex) => {
-                let tags_kept = ex.tags_kept;
+                let (tags_kept, preparing) = (ex.tags_kept, ex.preparing);
                 let (r, unblind) = self.exchange(ex, &holder).await;
-                (r, unblind, tags_kept)
+                (r, unblind, tags_kept, preparing)
             }
-            Err(e) => (Err(e), Duration::ZERO, false),
+            Err(e) => (Err(e), Duration::ZERO, false, 0),
         };
         let connection = conn.stats();
         let stats = PeerStats {
@@ -277,6 +279,7 @@ impl Asking<'_> {
             bytes_received: connection.udp_rx.bytes,
             tags_kept,
             datagrams_lost: connection.path.lost_packets,
+            holder_prepared_keys: preparing,
         };
         conn.close(0u32.into(), b"done");
         result.map(|(r, fresh, statement, receipt)| (r, holder, stats, fresh, statement, receipt))
@@ -366,6 +369,7 @@ impl Asking<'_> {
             recv,
             sender,
             tags_kept: welcomed.tags_kept,
+            preparing: welcomed.preparing,
             deadline,
             signed,
             statement,
@@ -412,6 +416,7 @@ impl Asking<'_> {
             statement,
             mut transcript,
             accept,
+            ..
         } = ex;
         let aborted = |kind| failure(self.peer, Some(holder), true, kind);
         let deadline_at = std::time::Instant::now() + deadline;

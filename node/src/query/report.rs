@@ -139,6 +139,10 @@ pub struct PeerStats {
     /// Datagrams sent to the peer that were lost and had to be sent again.
     #[serde(default)]
     pub datagrams_lost: u64,
+    /// Keys the holder had to prepare this count session over before answering (0: it had one
+    /// prepared while idle, or the query was in `matches` mode).
+    #[serde(default)]
+    pub holder_prepared_keys: u64,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {

@@ -136,12 +136,25 @@ fn evaluate_into(
     Ok((out, points))
 }
 
-/// `DeserializeElement` of every element, in parallel; the index of an invalid one on failure.
-#[cfg(test)]
+/// `DeserializeElement` of every element, in parallel; the index of the first invalid one on
+/// failure, whatever the scheduling.
 pub(crate) fn decode_batch(elements: &[[u8; ELEMENT_LEN]]) -> Result<Vec<RistrettoPoint>, usize> {
-    elements
+    let decoded: Vec<Result<RistrettoPoint, usize>> = elements
         .par_iter()
         .enumerate()
         .map(|(i, e)| decode_element(e).map_err(|_| i))
-        .collect()
+        .collect();
+    decoded.into_iter().collect()
+}
+
+/// `compress(k·P)` for points already decoded, in parallel and in order: one decoding can
+/// serve several keys (a count pool preparing several sessions in one pass).
+pub(crate) fn mul_compress_batch(k: &Scalar, points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
+    // k/2 is as secret as k.
+    let half = Zeroizing::new(k.div_by_2());
+    let mut out = vec![[0u8; ELEMENT_LEN]; points.len()];
+    out.par_chunks_mut(par_chunk_len())
+        .zip(points.par_chunks(par_chunk_len()))
+        .for_each(|(out, points)| halved_mul_compress(std::iter::repeat(&*half), points, out));
+    out
 }

@@ -29,10 +29,9 @@ pub(crate) use proof::{generate_proof_with_nonce, verify_proof};
 #[cfg(test)]
 pub(crate) use server::{OprfServer, VoprfServer};
 
-#[cfg(test)]
-pub(crate) use batch::par_chunk_len;
 pub(crate) use batch::{
-    evaluate_batch, evaluate_batch_keeping, hash_mul_compress_batch, hash_mul_compress_into,
+    decode_batch, evaluate_batch, evaluate_batch_keeping, hash_mul_compress_batch,
+    hash_mul_compress_into, mul_compress_batch, par_chunk_len,
 };
 pub(crate) use group::{hash_to_scalar_with_dst, random_scalar};
 

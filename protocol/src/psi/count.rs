@@ -10,7 +10,7 @@ use std::fmt;
 use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::epoch::Epoch;
 use super::tag::{TAG_STORED_LEN, Tag, count_tag};
@@ -18,7 +18,8 @@ use super::{EpochId, Misuse, PsiError};
 use crate::ident::KeyType;
 use crate::oprf;
 
-/// Keys prepared between two looks at whether to go on (about 0.6 s on one core).
+/// Keys prepared between two looks at whether to go on, counted once per session prepared in
+/// the pass (about 0.5 s on one core).
 pub const PREPARE_BLOCK: usize = 1 << 15;
 
 /// One count session's key `r·k` and the sorted tags of `r·k·H(y)` for every key of the epoch.
@@ -61,34 +62,59 @@ impl PreparedCount {
         rng: &mut (impl CryptoRng + ?Sized),
         go_on: impl Fn() -> bool,
     ) -> Result<Option<Self>, PsiError> {
-        let mut r = oprf::random_scalar(rng);
-        let mut tags = BTreeMap::new();
+        Ok(Self::prepare_many_while(epoch, 1, rng, go_on)?.and_then(|mut v| v.pop()))
+    }
+
+    /// `sessions` sessions in one pass over the epoch, each with its own `r`: every stored
+    /// point is decompressed once for all of them (a quarter of one session's cost), so a pool
+    /// that prepares several at a time pays little more than the multiplication per key. Asks
+    /// `go_on` before each block (the same amount of work, [`PREPARE_BLOCK`] keys' worth, at
+    /// any `sessions`) and gives up on all of them (`Ok(None)`) when it says no.
+    pub fn prepare_many_while(
+        epoch: &Epoch,
+        sessions: usize,
+        rng: &mut (impl CryptoRng + ?Sized),
+        go_on: impl Fn() -> bool,
+    ) -> Result<Option<Vec<Self>>, PsiError> {
+        let factors: Zeroizing<Vec<Scalar>> =
+            Zeroizing::new((0..sessions).map(|_| oprf::random_scalar(rng)).collect());
+        let block = (PREPARE_BLOCK / sessions.max(1)).max(oprf::par_chunk_len());
+        let mut tags: Vec<BTreeMap<KeyType, Vec<Tag>>> = vec![BTreeMap::new(); sessions];
         for (kt, _) in epoch.sizes() {
-            let mut t: Vec<Tag> = Vec::with_capacity(epoch.points(kt).len());
-            for (b, block) in epoch.points(kt).chunks(PREPARE_BLOCK).enumerate() {
+            let points = epoch.points(kt);
+            let mut per: Vec<Vec<Tag>> = (0..sessions)
+                .map(|_| Vec::with_capacity(points.len()))
+                .collect();
+            for (b, chunk) in points.chunks(block).enumerate() {
                 if !go_on() {
-                    r.zeroize();
                     return Ok(None);
                 }
-                let evaluated = oprf::evaluate_batch(&r, block).map_err(|i| {
-                    r.zeroize();
-                    Misuse::InvalidEpochPoint {
-                        key_type: kt,
-                        index: b * PREPARE_BLOCK + i,
-                    }
+                let decoded = oprf::decode_batch(chunk).map_err(|i| Misuse::InvalidEpochPoint {
+                    key_type: kt,
+                    index: b * block + i,
                 })?;
-                t.par_extend(evaluated.par_iter().map(count_tag));
+                for (r, t) in factors.iter().zip(&mut per) {
+                    let evaluated = oprf::mul_compress_batch(r, &decoded);
+                    t.par_extend(evaluated.par_iter().map(count_tag));
+                }
             }
-            t.par_sort_unstable();
-            tags.insert(kt, t);
+            for (mut t, session) in per.into_iter().zip(&mut tags) {
+                t.par_sort_unstable();
+                session.insert(kt, t);
+            }
         }
-        let key = r * epoch.key().0;
-        r.zeroize();
-        Ok(Some(PreparedCount {
-            epoch: epoch.id(),
-            key,
-            tags,
-        }))
+        let key = &epoch.key().0;
+        Ok(Some(
+            factors
+                .iter()
+                .zip(tags)
+                .map(|(r, tags)| PreparedCount {
+                    epoch: epoch.id(),
+                    key: r * key,
+                    tags,
+                })
+                .collect(),
+        ))
     }
 
     /// The epoch it was prepared from.

@@ -665,3 +665,62 @@ fn a_preparation_gives_up_when_told_and_is_whole_otherwise() {
         16 * holder.epoch().sizes().values().sum::<u64>()
     );
 }
+
+/// Runs one count session on a prepared session; the result and every tag byte the holder sent.
+fn count_on_prepared(
+    holder: &Holder,
+    query: &Arc<Query>,
+    prepared: suyuan_protocol::psi::PreparedCount,
+) -> (suyuan_protocol::psi::QueryResult, HashSet<Vec<u8>>) {
+    let (start, awaiting) = query.start(QueryMode::Count);
+    let (accept, mut session) = holder
+        .handle_start_prepared(start, prepared, &mut rand::rng())
+        .unwrap();
+    let len = usize::from(accept.tag_len);
+    let mut querier = awaiting.handle_accept(accept).unwrap();
+    let mut tags = HashSet::new();
+    loop {
+        let mut progressed = false;
+        if let Some(m) = querier.poll_message() {
+            session.handle(m).unwrap();
+            progressed = true;
+        }
+        while let Some(m) = session.poll_message() {
+            if let HolderMessage::Tags(t) = &m {
+                tags.extend(t.tags.chunks(len).map(<[u8]>::to_vec));
+            }
+            querier.handle(m).unwrap();
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    (querier.finish().unwrap(), tags)
+}
+
+#[test]
+fn sessions_prepared_in_one_pass_each_count_right_and_share_no_tag() {
+    use suyuan_protocol::psi::PreparedCount;
+    let mut rng = StdRng::seed_from_u64(41);
+    let ids: Vec<u32> = (0..5000).collect();
+    let holder = holder_of(&mut rng, &ids);
+    let rows: Vec<Vec<u32>> = (2500..4000).map(|i| vec![i * 2]).collect();
+    let query = query_of(&mut rng, &rows);
+    let (per_type, _) = expected(&ids, &rows);
+    let sessions = PreparedCount::prepare_many_while(holder.epoch(), 4, &mut rng, || true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sessions.len(), 4);
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    for prepared in sessions {
+        let (r, tags) = count_on_prepared(&holder, &query, prepared);
+        assert_eq!(r.matched_keys, per_type);
+        assert_eq!(tags.len(), ids.len());
+        assert!(
+            seen.is_disjoint(&tags),
+            "a tag came back in another session"
+        );
+        seen.extend(tags);
+    }
+}

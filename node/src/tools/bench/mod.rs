@@ -139,6 +139,10 @@ pub struct BenchReport {
     /// `--repeat`: the same query again, with the kept tag set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<RepeatReport>,
+    /// Count mode: keys the first holder prepared its session over during the query (0: the
+    /// bench waited for its pool, and the session was prepared ahead).
+    #[serde(default)]
+    pub holder_prepared_keys: u64,
 }
 
 fn one() -> usize {
@@ -337,15 +341,26 @@ pub(crate) fn import_list(threads: usize, node: &Path, list: &Path) -> Result<()
 
 /// `suyuan serve` of `node` on an ephemeral loopback port, as a process of its own (killed
 /// when the returned guard drops), and the address it listens on, read from its `--addr-file`.
+/// Its log goes to `NODE.log`.
 pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, String)> {
     let addr_file = node.with_extension("addr");
     let _ = std::fs::remove_file(&addr_file);
+    let log = std::fs::File::create(node.with_extension("log"))
+        .context("creating the holder's log file")?;
     let child = suyuan(threads)?
-        .args(["--quiet", "serve", "--listen", "127.0.0.1:0", "--node"])
+        .args([
+            "--quiet",
+            "-v",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--node",
+        ])
         .arg(node)
         .arg("--addr-file")
         .arg(&addr_file)
         .stdout(Stdio::null())
+        .stderr(log)
         .spawn()
         .context("starting the holder")?;
     let mut holder = Holder(child);
@@ -361,6 +376,35 @@ pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, Strin
             bail!("the holder did not start listening within a minute");
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until the holder serving `node` logs that its pool of count sessions is full, so no
+/// preparation runs beside the query (16 sessions over `holder_rows` keys take about 16 × 15
+/// µs per key on one core).
+fn wait_for_pool(holder: &mut Holder, node: &Path, holder_rows: u64) -> Result<()> {
+    let log = node.with_extension("log");
+    let allowed = Duration::from_secs(120) + Duration::from_micros(holder_rows.saturating_mul(400));
+    let deadline = Instant::now() + allowed;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("the pool of count sessions is full") {
+            return Ok(());
+        }
+        if let Some(status) = holder.0.try_wait()? {
+            bail!(
+                "the holder exited while preparing count sessions ({status}); see {}",
+                log.display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the holder prepared no count session within {} s; see {}",
+                allowed.as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -391,6 +435,11 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
             name: name.clone(),
             address: addr,
         });
+    }
+    // A node fills its pool of count sessions once it is idle: measure the query (in count
+    // mode, on a session prepared ahead) with nothing preparing beside it, as in steady state.
+    for (holder, d) in holders.iter_mut().zip(&holder_dirs) {
+        wait_for_pool(holder, d, o.holder_rows)?;
     }
     let query_opts = QueryOptions {
         node: dir.join("researcher"),
@@ -571,6 +620,7 @@ fn figures(
         import_ratio: import_us / import_floor,
         matched: x.matched,
         repeat: x.repeat.clone(),
+        holder_prepared_keys: x.stats.holder_prepared_keys,
     }
 }
 
@@ -589,6 +639,18 @@ pub fn render(r: &BenchReport) -> String {
             out,
             "  transfer+waiting {rest:>9} ms  (the exchange minus both sides' computing)"
         );
+    }
+    if r.mode == QueryMode::Count {
+        let _ = match r.holder_prepared_keys {
+            0 => writeln!(
+                out,
+                "  count session    prepared ahead, in the holder's pool"
+            ),
+            n => writeln!(
+                out,
+                "  count session    prepared during the query, over {n} keys"
+            ),
+        };
     }
     out.push_str(&costs(r));
     if let Some(x) = &r.repeat {
