@@ -73,6 +73,7 @@ pub async fn ask_one(
             peers: vec![suyuan_node::query::parse_peer(peer).expect("a peer")],
             mode,
             case: case.map(str::to_string),
+            evidence: None,
         },
         suyuan_node::Silent,
     )

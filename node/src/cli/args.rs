@@ -151,6 +151,15 @@ pub(crate) struct VerifyArgs {
     /// The federation CA certificate (`ca.crt`).
     #[arg(long)]
     pub(crate) ca: PathBuf,
+    /// Also recompute every answer from the query's evidence (`suyuan query --evidence`) and
+    /// the dump (--input, read as the query read it).
+    #[arg(long, value_name = "FILE", requires = "input")]
+    pub(crate) evidence: Option<PathBuf>,
+    /// With --evidence: the dump the query was made of.
+    #[arg(long, requires = "evidence")]
+    pub(crate) input: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) input_args: InputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +260,10 @@ pub(crate) struct QueryArgs {
     /// With --html: flag institutions with at least this many matched records.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub(crate) threshold: u64,
+    /// Write the query's evidence here (its blind and every holder's messages; secret, about
+    /// 32 bytes per dump key per holder), for `suyuan verify --evidence`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) evidence: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) input_args: InputArgs,
 }

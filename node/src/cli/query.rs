@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use suyuan_node::evidence::Evidence;
 use suyuan_node::lists::InputOptions;
 use suyuan_node::query::{self, QueryOptions, Report, html};
 
@@ -21,6 +22,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         peers: a.peers,
         mode: a.mode,
         case: a.case,
+        evidence: a.evidence,
     };
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
     print!("{}", query::report::render(&report));
@@ -69,6 +71,26 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
     }
     for name in &v.unanswered {
         println!("  {name}: no answer (nothing to check)");
+    }
+    let (Some(evidence), Some(input)) = (&a.evidence, &a.input) else {
+        return Ok(());
+    };
+    let ev = Evidence::read(evidence)?;
+    let options = InputOptions {
+        overrides: a.input_args.columns,
+        selection: a.input_args.keys,
+    };
+    let (keys, summary) = query::read_dump(input, &options, &mut Bar::new(true))?;
+    let recomputed = query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)
+        .map_err(|why| anyhow::anyhow!("{}: NOT VERIFIED: {why}", a.report.display()))?;
+    println!(
+        "{}: every answer recomputed from {} and {}: each holder's signed messages give the report's figures:",
+        a.report.display(),
+        evidence.display(),
+        input.display()
+    );
+    for (name, matched) in recomputed {
+        println!("  {name}: {matched} matched keys");
     }
     Ok(())
 }

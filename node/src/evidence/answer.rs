@@ -58,6 +58,8 @@ pub struct Answer {
 pub struct Transcript {
     to_holder: Sha256,
     to_querier: Sha256,
+    /// The holder's messages as digested, when kept for an evidence file.
+    received: Option<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Transcript {
@@ -66,14 +68,27 @@ impl std::fmt::Debug for Transcript {
     }
 }
 
-fn feed<T: Serialize>(h: &mut Sha256, m: &T) {
+fn feed<T: Serialize>(h: &mut Sha256, m: &T) -> Vec<u8> {
     // A message that was sent or received encodes; the length prefix keeps messages apart.
     let bytes = codec::encode(m).unwrap_or_default();
+    feed_bytes(h, &bytes);
+    bytes
+}
+
+fn feed_bytes(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_be_bytes());
-    h.update(&bytes);
+    h.update(bytes);
 }
 
 impl Transcript {
+    /// A transcript that also keeps every holder message it digests ([`Transcript::received`]).
+    pub fn recording() -> Self {
+        Transcript {
+            received: Some(Vec::new()),
+            ..Transcript::default()
+        }
+    }
+
     /// A querier's message, as sent or received.
     pub fn to_holder(&mut self, m: &QuerierMessage) {
         feed(&mut self.to_holder, m);
@@ -81,7 +96,21 @@ impl Transcript {
 
     /// A holder's message, as sent or received.
     pub fn to_querier(&mut self, m: &HolderMessage) {
-        feed(&mut self.to_querier, m);
+        let bytes = feed(&mut self.to_querier, m);
+        if let Some(kept) = &mut self.received {
+            kept.push(bytes);
+        }
+    }
+
+    /// A holder's message as its encoding (an evidence file's replay: the bytes kept, not a
+    /// re-encoding of what they decode to).
+    pub fn to_querier_bytes(&mut self, bytes: &[u8]) {
+        feed_bytes(&mut self.to_querier, bytes);
+    }
+
+    /// The holder's messages digested so far, if this transcript keeps them.
+    pub fn received(self) -> Option<Vec<Vec<u8>>> {
+        self.received
     }
 
     /// The two digests, hex: (to holder, to querier).

@@ -5,9 +5,11 @@
 //! certificate can check them, long after the query.
 
 pub mod answer;
+pub mod bundle;
 pub mod signature;
 pub mod statement;
 
 pub use answer::{ANSWER_CONTEXT, Answer, Transcript};
+pub use bundle::{Evidence, EvidenceError};
 pub use signature::{SignatureError, Signed};
 pub use statement::{EpochStatement, StatementMismatch};

@@ -44,20 +44,26 @@ async fn resolve(address: &str) -> Result<SocketAddr> {
 
 /// What one peer answered: the result, who answered, the exchange's figures, and the tag set
 /// to keep when it was downloaded (not when a kept one was used).
-pub(crate) type Reply = (
-    QueryResult,
-    identity::PeerIdentity,
-    PeerStats,
-    Option<TagSet>,
-    Signed,
-    Signed,
-);
+/// One holder's complete answer.
+pub(crate) struct Reply {
+    pub(crate) result: QueryResult,
+    pub(crate) holder: identity::PeerIdentity,
+    pub(crate) stats: PeerStats,
+    /// The tags received in `matches` mode, to keep (none when kept tags were used).
+    pub(crate) fresh: Option<TagSet>,
+    pub(crate) statement: Signed,
+    pub(crate) receipt: Signed,
+    /// Every holder message as digested, when [`Bounds::record`] asked for them.
+    pub(crate) received: Option<Vec<Vec<u8>>>,
+}
 
-/// How long to wait for one holder, and how much to accept from it.
+/// How long to wait for one holder, how much to accept from it, and what to keep.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
     pub(crate) timeout: Duration,
     pub(crate) limits: QuerierLimits,
+    /// Keep every holder message, for an evidence file (`suyuan query --evidence`).
+    pub(crate) record: bool,
 }
 
 /// Asks one peer. Everything that can go wrong becomes a [`QueryFailure`] naming the peer.
@@ -213,7 +219,17 @@ struct Exchange {
     accept: QueryAccept,
 }
 
-type Finished = Result<(QueryResult, Option<TagSet>, Signed, Signed), QueryFailure>;
+/// The result, the tags to keep, the statement, the receipt and the messages kept.
+type Finished = Result<
+    (
+        QueryResult,
+        Option<TagSet>,
+        Signed,
+        Signed,
+        Option<Vec<Vec<u8>>>,
+    ),
+    QueryFailure,
+>;
 
 /// Sends every blinded chunk from a task of its own while the answers stream back.
 fn spawn_sender(
@@ -282,7 +298,15 @@ impl Asking<'_> {
             holder_prepared_keys: preparing,
         };
         conn.close(0u32.into(), b"done");
-        result.map(|(r, fresh, statement, receipt)| (r, holder, stats, fresh, statement, receipt))
+        result.map(|(result, fresh, statement, receipt, received)| Reply {
+            result,
+            holder,
+            stats,
+            fresh,
+            statement,
+            receipt,
+            received,
+        })
     }
 
     /// Connects and checks who answered.
@@ -328,7 +352,10 @@ impl Asking<'_> {
         let before = |kind| failure(peer, Some(holder), false, kind);
         let after = |kind| failure(peer, Some(holder), true, kind);
         let (start, awaiting) = self.query.start_with(self.hello.mode, self.bounds.limits);
-        let mut transcript = Transcript::default();
+        let mut transcript = match self.bounds.record {
+            true => Transcript::recording(),
+            false => Transcript::default(),
+        };
         transcript.to_holder(&QuerierMessage::Start(start.clone()));
         let (send, mut recv) = self.send_opening(conn, start).await.map_err(before)?;
         // The holder's first answer says whether the query is admitted.
@@ -436,7 +463,8 @@ impl Asking<'_> {
                     .receipt(&mut recv, holder, &signed, &accept, &sent, &transcript)
                     .await
                     .map_err(aborted);
-                break receipt.map(|r| (done.0, done.1, signed, r));
+                let received = transcript.received();
+                break receipt.map(|r| (done.0, done.1, signed, r, received));
             }
             let wait = self.patience(&session);
             let msg = match next_message(&mut recv, wait, deadline_at, deadline).await {

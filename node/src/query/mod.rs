@@ -14,7 +14,7 @@ use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 
 use crate::Progress;
 use crate::clock;
-use crate::evidence::Signed;
+use crate::evidence::{Evidence, Signed};
 use crate::lists::{InputOptions, InputSummary, for_each_record};
 use crate::net::failure::{FailureKind, QueryFailure};
 use crate::net::frame::{Hello, KeptTags, Refusal};
@@ -67,6 +67,9 @@ pub struct QueryOptions {
     pub mode: QueryMode,
     /// The case number.
     pub case: Option<String>,
+    /// Write the query's evidence here (`suyuan query --evidence`): its blind and every
+    /// holder's messages, so that `suyuan verify --evidence` can recompute the answers.
+    pub evidence: Option<PathBuf>,
 }
 
 /// A dump read and blinded, ready to be sent to every peer.
@@ -97,17 +100,7 @@ pub fn blind_dump(
     progress: &mut dyn Progress,
 ) -> Result<BlindedDump> {
     let t0 = std::time::Instant::now();
-    progress.start("read dump", None);
-    let mut keys = QueryKeys::new();
-    let summary = for_each_record(input, options, |row, rk| {
-        keys.add_row(&rk.keys);
-        if row % 4096 == 0 {
-            progress.set(row);
-        }
-        Ok(())
-    })?;
-    progress.set(summary.quality.rows);
-    progress.finish();
+    let (keys, summary) = read_dump(input, options, progress)?;
     progress.unit("keys");
     let n: u64 = keys.raw_counts().values().sum();
     let read = t0.elapsed();
@@ -125,6 +118,26 @@ pub fn blind_dump(
         query: Arc::new(query),
         timing,
     })
+}
+
+/// Reads the dump's keys row by row, as a query reads them.
+pub fn read_dump(
+    input: &Path,
+    options: &InputOptions,
+    progress: &mut dyn Progress,
+) -> Result<(QueryKeys, InputSummary)> {
+    progress.start("read dump", None);
+    let mut keys = QueryKeys::new();
+    let summary = for_each_record(input, options, |row, rk| {
+        keys.add_row(&rk.keys);
+        if row % 4096 == 0 {
+            progress.set(row);
+        }
+        Ok(())
+    })?;
+    progress.set(summary.quality.rows);
+    progress.finish();
+    Ok((keys, summary))
 }
 
 /// A holder's refusal of sections below its minimum: the query without them, and what was left
@@ -190,13 +203,16 @@ impl PeerAsking {
     async fn ask(self, peer: PeerSpec) -> PeerOutcome {
         let name = peer.name.clone();
         let cache = self.cache.clone();
-        // Only `matches` answers reuse a holder's tags: a count session's are its own.
+        // Only `matches` answers reuse a holder's tags: a count session's are its own. Evidence
+        // needs every tag as the holder sent it: none are reused then.
         let kept = match self.mode {
-            QueryMode::Matches => tokio::task::spawn_blocking(move || cache.load(&name))
-                .await
-                .ok()
-                .flatten(),
-            QueryMode::Count => None,
+            QueryMode::Matches if !self.bounds.record => {
+                tokio::task::spawn_blocking(move || cache.load(&name))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            QueryMode::Matches | QueryMode::Count => None,
         };
         let hello = Hello {
             kept: kept.as_ref().map(|(s, digest)| KeptTags {
@@ -273,6 +289,7 @@ impl QueryJob {
             bounds: Bounds {
                 timeout,
                 limits: self.cfg.query.limits(),
+                record: opts.evidence.is_some(),
             },
             case: opts.case.clone(),
             mode: opts.mode,
@@ -280,6 +297,10 @@ impl QueryJob {
             query_id: rand::random(),
             query: Arc::clone(&dump.query),
         };
+        let mut evidence = opts
+            .evidence
+            .as_ref()
+            .map(|_| Evidence::new(&dump.query, asking.query_id, opts.mode));
         let tasks: Vec<_> = opts
             .peers
             .iter()
@@ -287,7 +308,12 @@ impl QueryJob {
             .collect();
         let mut peers = Vec::new();
         for t in tasks {
-            let (peer, outcome, withheld) = t.await.context("a peer task failed")?;
+            let (peer, mut outcome, withheld) = t.await.context("a peer task failed")?;
+            if let (Some(ev), Ok(reply)) = (&mut evidence, &mut outcome)
+                && let Some(messages) = reply.received.take()
+            {
+                ev.peers.push((peer.name.clone(), messages));
+            }
             let report = self.record(&peer, outcome, withheld, &cache, &dump).await;
             peers.push(report);
         }
@@ -305,6 +331,20 @@ impl QueryJob {
             Signed::sign(verify::REPORT_CONTEXT, &report, &self.id.key, &self.id.cert)
                 .context("signing the report")?,
         );
+        if let (Some(path), Some(evidence)) = (&opts.evidence, evidence) {
+            // The answers are in hand: a failure here must not lose them (the report is still
+            // returned), but it must be seen.
+            let written = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || evidence.write(&path)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("the evidence was not written: {e}"),
+                Err(e) => tracing::error!("the evidence was not written: {e}"),
+            }
+        }
         Ok(report)
     }
 
@@ -325,7 +365,15 @@ impl QueryJob {
             ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         let report = match outcome {
-            Ok((result, holder, stats, fresh, statement, receipt)) => {
+            Ok(querier::Reply {
+                result,
+                holder,
+                stats,
+                fresh,
+                statement,
+                receipt,
+                ..
+            }) => {
                 if let Some(set) = fresh {
                     let (cache, name) = (cache.clone(), peer.name.clone());
                     let kept = tokio::task::spawn_blocking(move || cache.store(&name, &set)).await;

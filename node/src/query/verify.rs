@@ -5,14 +5,16 @@
 //! signed for it, and the first disagreement is named.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use suyuan_protocol::ident::KeyType;
+use suyuan_protocol::psi::{Query, QueryKeys};
 
 use super::Report;
 use crate::clock;
 use crate::evidence::answer::body_digest;
-use crate::evidence::{ANSWER_CONTEXT, Answer, EpochStatement, Signed};
+use crate::evidence::{ANSWER_CONTEXT, Answer, EpochStatement, Evidence, Signed, bundle};
 use crate::net::tls;
 use crate::node_dir::identity::{PeerIdentity, Role};
 
@@ -83,6 +85,107 @@ pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified,
         answers,
         unanswered,
     })
+}
+
+/// Recomputes every answer of `report` from its evidence and the dump's keys (`rows` rows),
+/// after [`verify`] passed: per answering holder, the querier's messages rebuilt from the dump
+/// and the blind must hash to the `to_holder` digest the holder signed, the evidence's holder
+/// messages to its `to_querier`, and the counts and rows they give must be the report's.
+/// Returns each holder's name and recomputed matched keys.
+pub fn verify_evidence(
+    report: &Report,
+    evidence: &Evidence,
+    keys: QueryKeys,
+    rows: u64,
+) -> Result<Vec<(String, u64)>, String> {
+    if evidence.mode != report.mode {
+        return Err(format!(
+            "the evidence is of a {} query, the report of a {} query",
+            evidence.mode, report.mode
+        ));
+    }
+    let query = Arc::new(
+        Query::reblind(evidence.blind(), keys).map_err(|e| format!("the evidence's blind: {e}"))?,
+    );
+    let dump_keys: BTreeMap<KeyType, u64> = query
+        .sections()
+        .iter()
+        .map(|s| (s.key_type, s.count))
+        .collect();
+    if rows != report.dump.rows || dump_keys != report.dump.keys {
+        return Err(format!(
+            "the dump given has {rows} rows and keys {dump_keys:?}; the report's had {} rows and keys {:?} (another file, or read with other options)",
+            report.dump.rows, report.dump.keys
+        ));
+    }
+    let mut recomputed = Vec::new();
+    for p in report.peers.iter().filter(|p| p.error.is_none()) {
+        let r = replay_peer(report, p, evidence, &query)?;
+        recomputed.push((p.name.clone(), r.matched_keys.values().sum()));
+    }
+    Ok(recomputed)
+}
+
+/// One holder's session replayed, checked against its signed digests and its report entry.
+fn replay_peer(
+    report: &Report,
+    p: &super::PeerReport,
+    evidence: &Evidence,
+    query: &Arc<Query>,
+) -> Result<super::PeerReport, String> {
+    let name = &p.name;
+    let answer: Answer = p
+        .answer
+        .as_ref()
+        .ok_or_else(|| format!("{name}: no signed answer"))?
+        .open(ANSWER_CONTEXT)
+        .map_err(|e| format!("{name}'s answer: {e}"))?;
+    if answer.query_id != evidence.query_id {
+        return Err(format!("{name}: the evidence is of another query"));
+    }
+    let (_, messages) = evidence
+        .peers
+        .iter()
+        .find(|(n, _)| n == name)
+        .ok_or_else(|| format!("{name}: the evidence has no messages from it"))?;
+    let asked = match &p.withheld {
+        Some(w) => {
+            let types: Vec<KeyType> = w.keys.keys().copied().collect();
+            Arc::new(
+                query
+                    .without(&types)
+                    .ok_or_else(|| format!("{name}: nothing was left to ask"))?,
+            )
+        }
+        None => Arc::clone(query),
+    };
+    let signed = bundle::SignedDigests {
+        to_holder: &answer.to_holder,
+        to_querier: &answer.to_querier,
+    };
+    let result =
+        bundle::replay(name, &asked, report.mode, messages, signed).map_err(|e| e.to_string())?;
+    let spec = super::PeerSpec {
+        name: name.clone(),
+        address: p.address.clone(),
+    };
+    let again = super::PeerReport::from_result(&spec, &result, report.dump.rows);
+    let figures: [(&str, bool); 4] = [
+        ("matched keys", again.matched_keys == p.matched_keys),
+        (
+            "matched rows",
+            again.matched_rows == p.matched_rows && again.rows == p.rows,
+        ),
+        ("holder keys", again.holder_keys == p.holder_keys),
+        ("containment", again.containment == p.containment),
+    ];
+    match figures.iter().find(|(_, same)| !same) {
+        Some((what, _)) => Err(format!(
+            "{name}: {what} recomputed from {name}'s signed messages differ from the report's (recomputed matched keys {:?}, report {:?})",
+            again.matched_keys, p.matched_keys
+        )),
+        None => Ok(again),
+    }
 }
 
 /// The signer of a document, a member of the federation.

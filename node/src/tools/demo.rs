@@ -236,6 +236,7 @@ async fn ask_both(
             peers: peers.clone(),
             mode,
             case: Some(case.clone()),
+            evidence: None,
         };
         let job = query::QueryJob::open(&opts)?;
         let dump = tokio::task::block_in_place(|| {

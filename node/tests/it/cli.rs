@@ -89,8 +89,21 @@ fn serve_query_audit_status_through_the_binary() {
     let out = ok(
         d,
         &[
-            "query", "--node", "police", "--input", "dump.csv", "--peer", &peer, "--mode",
-            "matches", "--case", "2026-001", "--json", "r.json",
+            "query",
+            "--node",
+            "police",
+            "--input",
+            "dump.csv",
+            "--peer",
+            &peer,
+            "--mode",
+            "matches",
+            "--case",
+            "2026-001",
+            "--json",
+            "r.json",
+            "--evidence",
+            "r.evidence",
         ],
     );
     assert!(
@@ -142,6 +155,41 @@ fn serve_query_audit_status_through_the_binary() {
         ),
         "{err}"
     );
+    // With the evidence and the dump, every figure is recomputed from bank's signed messages.
+    let recomputed = ok(
+        d,
+        &[
+            "verify",
+            "r.json",
+            "--ca",
+            "ca/ca.crt",
+            "--evidence",
+            "r.evidence",
+            "--input",
+            "dump.csv",
+        ],
+    );
+    assert!(
+        recomputed.ends_with(
+            "r.json: every answer recomputed from r.evidence and dump.csv: each holder's signed messages give the report's figures:\n  bank: 2 matched keys\n"
+        ),
+        "{recomputed}"
+    );
+    std::fs::write(d.join("other.csv"), "mobile\n13900000001\n").unwrap();
+    let err = fails(
+        d,
+        &[
+            "verify",
+            "r.json",
+            "--ca",
+            "ca/ca.crt",
+            "--evidence",
+            "r.evidence",
+            "--input",
+            "other.csv",
+        ],
+    );
+    assert!(err.contains("NOT VERIFIED: the dump given has"), "{err}");
     assert_eq!(json["dump"]["rejected"]["mobile"]["wrong_length"], 1);
 
     let err = fails(

@@ -59,6 +59,7 @@ async fn ask(d: &Path, addr: &str, dump: &str) -> Result<query::PeerReport, Stri
             peers: vec![parse_peer(&format!("bank={addr}")).unwrap()],
             mode: QueryMode::Count,
             case: Some("2026-001".into()),
+            evidence: None,
         },
         suyuan_node::Silent,
     )

@@ -184,4 +184,7 @@ pub enum Misuse {
     /// Kept tags in `count` mode, whose tags are fresh in every session.
     #[error("count mode has no tags to keep: each session's are new")]
     NoKeptTagsInCountMode,
+    /// A blind to rebuild a query with that is not a canonical, non-zero scalar.
+    #[error("the blind is not a canonical, non-zero scalar")]
+    InvalidBlind,
 }

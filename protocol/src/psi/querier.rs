@@ -8,7 +8,7 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{QueryKeys, TypeKeys};
 use super::messages::sections_valid;
@@ -60,10 +60,41 @@ impl Query {
     /// Draws a fresh blind `a` and computes `a·H(type || 0x00 || value)` for every distinct key,
     /// in parallel. Only `a⁻¹` is kept.
     pub fn blind(rng: &mut (impl CryptoRng + ?Sized), keys: QueryKeys) -> Result<Self, PsiError> {
+        Self::blind_with(oprf::random_scalar(rng), keys)
+    }
+
+    /// The query's blind `a`, encoded: what an auditor needs, with the same input, to rebuild
+    /// this query ([`Query::reblind`]) and replay a session from the holder's messages. As
+    /// secret as the dump's blinded elements are revealing: whoever holds it and a holder's
+    /// evaluations learns the OPRF outputs of the dump's keys.
+    pub fn blind_secret(&self) -> Zeroizing<[u8; 32]> {
+        let mut a = self.unblind.invert();
+        let bytes = Zeroizing::new(a.to_bytes());
+        a.zeroize();
+        bytes
+    }
+
+    /// The query of `keys` under a given blind (from [`Query::blind_secret`]): the same
+    /// blinded elements, in the same order, as the query it was taken from, if the keys are the
+    /// same. Refuses a non-canonical or zero scalar.
+    pub fn reblind(blind: &[u8; 32], keys: QueryKeys) -> Result<Self, PsiError> {
+        let a: Option<Scalar> = Scalar::from_canonical_bytes(*blind).into();
+        match a {
+            Some(a) if a != Scalar::ZERO => Self::blind_with(a, keys),
+            _ => Err(Misuse::InvalidBlind.into()),
+        }
+    }
+
+    fn blind_with(mut a: Scalar, keys: QueryKeys) -> Result<Self, PsiError> {
         // Distinct keys of every type first (sorted indices, 8 bytes per key), so that the
         // blinded elements are written straight into one allocation of 32 bytes per key.
-        let (plans, total) = plan(&keys)?;
-        let mut a = oprf::random_scalar(rng);
+        let (plans, total) = match plan(&keys) {
+            Ok(p) => p,
+            Err(e) => {
+                a.zeroize();
+                return Err(e);
+            }
+        };
         let mut blinded = vec![[0u8; 32]; total];
         let mut sections = Vec::new();
         let mut values = Vec::new();

@@ -724,3 +724,35 @@ fn sessions_prepared_in_one_pass_each_count_right_and_share_no_tag() {
         seen.extend(tags);
     }
 }
+
+#[test]
+fn a_query_rebuilt_from_its_blind_sends_the_same_elements() {
+    let mut rng = StdRng::seed_from_u64(43);
+    let holder = holder_of(&mut rng, &(0..300).collect::<Vec<u32>>());
+    let rows: Vec<Vec<u32>> = (100..400).map(|i| vec![i, i + 1000]).collect();
+    let keys = |rows: &[Vec<u32>]| {
+        let mut q = QueryKeys::new();
+        for r in rows {
+            q.add_row(&r.iter().map(|&i| key(i)).collect::<Vec<_>>());
+        }
+        q
+    };
+    let original = Arc::new(Query::blind(&mut rng, keys(&rows)).unwrap());
+    let rebuilt = Arc::new(Query::reblind(&original.blind_secret(), keys(&rows)).unwrap());
+    let chunks = |q: &Arc<Query>| {
+        let (start, awaiting) = q.start(QueryMode::Matches);
+        let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+        let mut session = awaiting.handle_accept(accept).unwrap();
+        session.take_outgoing().collect::<Vec<_>>()
+    };
+    assert_eq!(chunks(&original), chunks(&rebuilt));
+    // Another dump under the same blind sends other elements.
+    let other = Arc::new(Query::reblind(&original.blind_secret(), keys(&rows[1..])).unwrap());
+    assert_ne!(chunks(&original), chunks(&other));
+    for bad in [[0u8; 32], [0xff; 32]] {
+        assert!(matches!(
+            Query::reblind(&bad, keys(&rows)),
+            Err(PsiError::Misuse(suyuan_protocol::psi::Misuse::InvalidBlind))
+        ));
+    }
+}

@@ -71,6 +71,7 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
                 QueryMode::Matches
             },
             case: Some(format!("load-{q}")),
+            evidence: None,
         };
         tasks.spawn(async move {
             let t = Instant::now();

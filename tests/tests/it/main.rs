@@ -5,6 +5,7 @@
 mod answers;
 mod demo;
 mod disconnects;
+mod evidence;
 mod federation;
 mod fuzz_inputs;
 mod generator;

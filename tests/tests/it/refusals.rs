@@ -42,6 +42,7 @@ async fn ask(
             peers: vec![parse_peer(&srv.peer("bank")).unwrap()],
             mode,
             case: case.map(str::to_string),
+            evidence: None,
         },
         suyuan_node::Silent,
     )

@@ -448,6 +448,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         peers,
         mode: o.mode,
         case: None,
+        evidence: None,
     };
     let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
     drop(holders);
