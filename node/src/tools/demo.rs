@@ -236,7 +236,7 @@ async fn ask_both(
             peers: peers.clone(),
             mode,
             case: Some(case.clone()),
-            evidence: None,
+            evidence: Some(dir.join(format!("evidence-{mode}.bin"))),
         };
         let job = query::QueryJob::open(&opts)?;
         let dump = tokio::task::block_in_place(|| {
@@ -284,8 +284,10 @@ fn conclude(
         dir.display()
     ));
     progress.say(&format!(
-        "Each report is signed, and so is every institution's answer: check one with `suyuan verify {} --ca {}`.",
+        "Each report is signed, and so is every institution's answer: check one with `suyuan verify {} --ca {}`,\nand recompute every figure from the institutions' signed messages with `--evidence {} --input {}`.",
         dir.join("report-matches.json").display(),
-        dir.join("ca").join("ca.crt").display()
+        dir.join("ca").join("ca.crt").display(),
+        dir.join("evidence-matches.bin").display(),
+        dir.join("data").join(synth::DUMP_FILE).display()
     ));
 }

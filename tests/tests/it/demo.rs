@@ -70,6 +70,21 @@ async fn the_demo_agrees_with_its_truth() {
         let v = suyuan_node::query::verify::verify(&report, &ca).unwrap();
         assert_eq!(v.answers.len(), 4, "{name}");
         assert!(report.peers.iter().all(|p| p.answer.is_some()), "{name}");
+        // And every figure follows from the institutions' signed messages and the dump.
+        let mode = report.mode;
+        let ev =
+            suyuan_node::evidence::Evidence::read(&out.dir.join(format!("evidence-{mode}.bin")))
+                .unwrap();
+        let (keys, summary) = suyuan_node::query::read_dump(
+            &out.dir.join("data/dump.csv"),
+            &suyuan_node::lists::InputOptions::default(),
+            &mut suyuan_node::Silent,
+        )
+        .unwrap();
+        let recomputed =
+            suyuan_node::query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)
+                .unwrap();
+        assert_eq!(recomputed.len(), 4, "{name}");
     }
     let html = std::fs::read_to_string(out.dir.join("report.html")).unwrap();
     well_formed(&html).unwrap();
