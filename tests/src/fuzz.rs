@@ -248,6 +248,15 @@ pub fn kept_tags(data: &[u8]) {
     }
 }
 
+/// An evidence file (`suyuan verify --evidence`): refused with a reason, or read, and then
+/// written back byte for byte (nothing non-canonical is accepted).
+pub fn evidence(data: &[u8]) {
+    use suyuan_node::evidence::Evidence;
+    if let Ok(ev) = Evidence::decode(std::path::Path::new("fuzz.evidence"), data) {
+        assert_eq!(&ev.encode()[..], data, "a non-canonical file was accepted");
+    }
+}
+
 /// Splits an `audit_chain` input: the text of `audit.head` up to the first newline (none if
 /// empty), then the log's bytes.
 pub fn split_audit(data: &[u8]) -> (&[u8], &[u8]) {
@@ -404,6 +413,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let kept = TagSet::new(epoch.id(), 8, sections, vec![tags]).expect("a well-formed set");
     out.push(("kept_tags", "mobile-64".into(), tag_cache::encode(&kept)));
     out.push(("audit_chain", "three".into(), intact_audit_log(3)));
+    let query = fuzz_query();
+    let mut ev = suyuan_node::evidence::Evidence::new(&query, [9; 16], QueryMode::Matches);
+    ev.peers
+        .push(("bank".into(), transcript(&holder, QueryMode::Matches).1));
+    out.push(("evidence", "matches".into(), ev.encode().to_vec()));
     out
 }
 

@@ -133,12 +133,30 @@ impl Evidence {
         &self.blind
     }
 
-    /// Writes the file, readable by its owner alone (it holds the blind).
+    /// The file's bytes (they hold the blind).
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::new());
+        // Writing to a Vec cannot fail.
+        let _ = self.write_to(&mut *out);
+        out
+    }
+
+    /// Writes the file, readable by its owner alone (it holds the blind), record by record:
+    /// the messages are not copied again.
     pub fn write(&self, path: &Path) -> Result<(), EvidenceError> {
         let io = |source| EvidenceError::Io {
             path: path.to_path_buf(),
             source,
         };
+        let mut w = BufWriter::new(private_file(path).map_err(io)?);
+        self.write_to(&mut w).map_err(io)?;
+        w.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)
+    }
+
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
         let header = Zeroizing::new(
             serde_json::to_vec(&Header {
                 query_id: self.query_id.clone(),
@@ -147,50 +165,57 @@ impl Evidence {
             })
             .unwrap_or_default(),
         );
-        let mut w = BufWriter::new(private_file(path).map_err(io)?);
-        w.write_all(MAGIC).map_err(io)?;
-        record(&mut w, HEADER, &header[..]).map_err(io)?;
+        w.write_all(MAGIC)?;
+        record(w, HEADER, &header)?;
         for (name, messages) in &self.peers {
-            record(&mut w, PEER, name.as_bytes()).map_err(io)?;
+            record(w, PEER, name.as_bytes())?;
             for m in messages {
-                record(&mut w, MESSAGE, m).map_err(io)?;
+                record(w, MESSAGE, m)?;
             }
         }
-        w.flush().map_err(io)?;
-        w.into_inner()
-            .map_err(|e| io(e.into_error()))?
-            .sync_all()
-            .map_err(io)
+        w.flush()
     }
 
     /// Reads a file [`Evidence::write`] wrote; every record is checked for kind and length.
     pub fn read(path: &Path) -> Result<Self, EvidenceError> {
-        let mut bytes = Vec::new();
+        let mut bytes = Zeroizing::new(Vec::new());
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|source| EvidenceError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let bytes = Zeroizing::new(bytes);
-        let mut r = Reader {
-            path,
-            bytes: &bytes,
-            at: 0,
-        };
+        Self::decode(path, &bytes)
+    }
+
+    /// [`Evidence::read`] of bytes already read (`path` names them in errors).
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<Self, EvidenceError> {
+        let mut r = Reader { path, bytes, at: 0 };
         if !bytes.starts_with(MAGIC) {
             return Err(r.malformed("not a suyuan evidence file (version 1)"));
         }
         r.at = MAGIC.len();
-        let header: Header = match r.next()? {
-            Some((HEADER, h)) if h.len() <= MAX_SMALL_RECORD => {
-                serde_json::from_slice(h).map_err(|e| r.malformed(&format!("the header: {e}")))?
-            }
-            _ => return Err(r.malformed("expected the header")),
+        let Some((HEADER, header_bytes)) = r.next()? else {
+            return Err(r.malformed("expected the header"));
         };
+        if header_bytes.len() > MAX_SMALL_RECORD {
+            return Err(r.malformed("the header is over 4096 bytes"));
+        }
+        let header: Header = serde_json::from_slice(header_bytes)
+            .map_err(|e| r.malformed(&format!("the header: {e}")))?;
+        // One encoding only, the one this version writes: a file cannot say one thing two ways.
+        if serde_json::to_vec(&header).ok().as_deref() != Some(header_bytes) {
+            return Err(r.malformed("the header is not as suyuan writes it"));
+        }
+        let lower = |h: &str| !h.bytes().any(|c| c.is_ascii_uppercase());
+        let mut id = [0u8; 16];
+        if hex::decode_to_slice(&header.query_id, &mut id).is_err() || !lower(&header.query_id) {
+            return Err(r.malformed("the header's query id is not 16 bytes of lowercase hex"));
+        }
         let mut blind = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(&header.blind, &mut *blind)
-            .map_err(|_| r.malformed("the header's blind is not 32 bytes of hex"))?;
+        if hex::decode_to_slice(&header.blind, &mut *blind).is_err() || !lower(&header.blind) {
+            return Err(r.malformed("the header's blind is not 32 bytes of lowercase hex"));
+        }
         let mut peers: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
         while let Some((kind, payload)) = r.next()? {
             match kind {

@@ -159,6 +159,11 @@ fn the_seeds_reach_the_end_of_every_format() {
     for s in seeds("audit_chain") {
         assert!(fuzz::audit_chain(&s), "an intact log verifies");
     }
+    for s in seeds("evidence") {
+        let path = std::path::Path::new("seed.evidence");
+        let ev = suyuan_node::evidence::Evidence::decode(path, &s).unwrap();
+        assert_eq!(ev.peers.len(), 1);
+    }
 }
 
 /// Every input a coverage-guided run found crashing, replayed: `tests/fuzz-regressions/TARGET/`.
@@ -179,6 +184,7 @@ fn inputs_that_once_crashed_a_target() {
                 "node_toml" => fuzz::node_toml(&data),
                 "certificate" => fuzz::certificate(&data),
                 "kept_tags" => fuzz::kept_tags(&data),
+                "evidence" => fuzz::evidence(&data),
                 "audit_chain" => drop(fuzz::audit_chain(&data)),
                 other => panic!("unknown target {other}"),
             }
@@ -245,6 +251,16 @@ proptest! {
     #[test]
     fn kept_tag_files_from_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..256)) {
         fuzz::kept_tags(&data);
+    }
+
+    #[test]
+    fn evidence_files_from_mutated_files(data in mutated("evidence")) {
+        fuzz::evidence(&data);
+    }
+
+    #[test]
+    fn evidence_files_from_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        fuzz::evidence(&data);
     }
 
     #[test]
