@@ -260,6 +260,10 @@ pub(crate) struct QueryArgs {
     /// With --html: flag institutions with at least this many matched records.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub(crate) threshold: u64,
+    /// The number of people the dump could have been drawn from, to tell a source from a
+    /// large list that shares people by chance [default: 1410000000, China's population]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) population: Option<u64>,
     /// Write the query's evidence here (its blind and every holder's messages; secret, about
     /// 32 bytes per dump key per holder), for `suyuan verify --evidence`.
     #[arg(long, value_name = "FILE")]

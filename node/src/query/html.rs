@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use suyuan_protocol::psi::QueryMode;
 
+use crate::query::report::{lift, p_value, ranked, share, share_name};
 use crate::query::{PeerReport, Report};
 use crate::text::counts;
 
@@ -63,6 +64,7 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
     );
     chart(&mut h, r, threshold);
     institutions(&mut h, r, threshold);
+    attribution(&mut h, r);
     dump(&mut h, r);
     limits(&mut h, r, threshold);
     let _ = writeln!(
@@ -76,21 +78,31 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
 /// Height of one institution's line in the chart, in pixels.
 const BAR_HEIGHT: usize = 26;
 
-/// One bar per institution, containment as its length.
+/// One bar per institution, its share of the dump as its length, in rank order.
 fn chart(h: &mut String, r: &Report, threshold: u64) {
-    let _ = writeln!(h, "<h2>Containment per institution</h2>");
+    let _ = writeln!(h, "<h2>Share of the dump per institution</h2>");
     let height = 20 + BAR_HEIGHT * r.peers.len().max(1);
     let _ = writeln!(
         h,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"{height}\" viewBox=\"0 0 640 {height}\" role=\"img\" aria-label=\"containment per institution\">"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"{height}\" viewBox=\"0 0 640 {height}\" role=\"img\" aria-label=\"share of the dump per institution\">"
     );
-    for (i, p) in r.peers.iter().enumerate() {
+    for (i, p) in ranked(&r.peers).into_iter().enumerate() {
         bar(h, 10 + i * BAR_HEIGHT, p, threshold);
     }
     let _ = writeln!(h, "</svg>");
     let _ = writeln!(
         h,
-        "<p class=\"meta\">Bar length: containment (matched rows / dump rows in matches mode; the largest share of a key type's dump keys found, in count mode). Red: {threshold} records or more.</p>"
+        "<p class=\"meta\">Bar length: {} ({}). Red: an overlap of {threshold} records or more.{}</p>",
+        share_name(r.mode),
+        match r.mode {
+            QueryMode::Matches => "matched rows / dump rows",
+            QueryMode::Count =>
+                "the largest share of one key type's distinct dump keys found at the institution",
+        },
+        match r.population {
+            Some(_) => " Institutions in the order of the attribution below.",
+            None => "",
+        }
     );
 }
 
@@ -110,7 +122,7 @@ fn bar(h: &mut String, y: usize, p: &PeerReport, threshold: u64) {
         );
         return;
     }
-    let w = (p.containment.clamp(0.0, 1.0) * 400.0).round() as u32;
+    let w = (share(p).clamp(0.0, 1.0) * 400.0).round() as u32;
     let fill = if records(p) >= threshold {
         "#a40000"
     } else {
@@ -127,7 +139,7 @@ fn bar(h: &mut String, y: usize, p: &PeerReport, threshold: u64) {
         "<text x=\"{}\" y=\"{}\">{}</text>",
         136 + w,
         y + 16,
-        pct(p.containment)
+        pct(share(p))
     );
 }
 
@@ -136,9 +148,10 @@ fn institutions(h: &mut String, r: &Report, threshold: u64) {
     let _ = writeln!(h, "<h2>Institutions</h2>");
     let _ = writeln!(
         h,
-        "<table>\n<tr><th>institution</th><th>epoch</th><th>holder keys</th><th>matched keys</th><th>matched rows</th><th>containment</th><th>≥ {threshold}</th></tr>"
+        "<table>\n<tr><th>institution</th><th>epoch</th><th>holder keys</th><th>matched keys</th><th>matched rows</th><th>{}</th><th>overlap ≥ {threshold}</th></tr>",
+        share_name(r.mode)
     );
-    for p in &r.peers {
+    for p in ranked(&r.peers) {
         match &p.error {
             Some(e) => {
                 let _ = writeln!(
@@ -158,11 +171,14 @@ fn institutions(h: &mut String, r: &Report, threshold: u64) {
                     escape(&counts(&p.holder_keys, "–")),
                     escape(&counts(&p.matched_keys, "–")),
                     p.matched_rows.map_or("–".to_string(), |n| n.to_string()),
-                    pct(p.containment),
+                    pct(share(p)),
                     if flagged {
-                        format!("<span class=\"flag\">yes: {} records</span>", records(p))
+                        format!(
+                            "<span class=\"flag\">yes: {} records overlap</span> (shared with the dump, not proven provided)",
+                            records(p)
+                        )
                     } else {
-                        format!("no ({} records)", records(p))
+                        format!("no ({} records overlap)", records(p))
                     }
                 );
                 let signed = match &p.answer {
@@ -184,6 +200,62 @@ fn institutions(h: &mut String, r: &Report, threshold: u64) {
                     );
                 }
             }
+        }
+    }
+    let _ = writeln!(h, "</table>");
+}
+
+/// Per institution and key type: the overlap chance gives a list of that size against the one
+/// observed, ranked.
+fn attribution(h: &mut String, r: &Report) {
+    let Some(population) = r.population else {
+        return;
+    };
+    let _ = writeln!(h, "<h2>Which lists the dump was drawn from</h2>");
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">A large list shares people with any dump. If the dump's keys had been drawn from a population of {population} people regardless of an institution's list, the overlap would follow the hypergeometric distribution: expected = dump keys × list keys / population. Lift = observed / expected; p = the chance of an overlap at least as large (exact upper tail), per key type; an institution's p is its smallest times the number of key types tested. Below 10<sup>−6</sup>, the overlap is more than chance explains for the list's size. A population given too large makes every overlap look significant; too small, none.</p>"
+    );
+    let _ = writeln!(
+        h,
+        "<table>\n<tr><th>rank</th><th>institution</th><th>key type</th><th>dump keys</th><th>list keys</th><th>expected</th><th>observed</th><th>lift</th><th>z</th><th>p</th><th>verdict</th></tr>"
+    );
+    for p in ranked(&r.peers) {
+        let Some(a) = &p.attribution else { continue };
+        let verdict = match a.likely_source {
+            true => format!(
+                "<span class=\"flag\">more than chance (p = {})</span>",
+                p_value(a.log10_p)
+            ),
+            false => format!("no more than chance (p = {})", p_value(a.log10_p)),
+        };
+        let span = a.types.len().max(1);
+        let mut first = true;
+        for (kt, t) in &a.types {
+            let lead = match first {
+                true => format!(
+                    "<td rowspan=\"{span}\" class=\"n\">{}</td><td rowspan=\"{span}\">{}</td>",
+                    a.rank,
+                    escape(&p.name)
+                ),
+                false => String::new(),
+            };
+            let tail = match first {
+                true => format!("<td rowspan=\"{span}\">{verdict}</td>"),
+                false => String::new(),
+            };
+            let _ = writeln!(
+                h,
+                "<tr>{lead}<td>{kt}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td>{tail}</tr>",
+                t.dump,
+                t.holder,
+                t.expected,
+                t.observed,
+                lift(t.lift),
+                t.z,
+                p_value(t.log10_p)
+            );
+            first = false;
         }
     }
     let _ = writeln!(h, "</table>");
@@ -213,7 +285,7 @@ fn dump(h: &mut String, r: &Report) {
     let _ = writeln!(h, "</table>");
 }
 
-/// What the mode revealed, and what containment does not prove.
+/// What the mode revealed, and what an overlap does not prove.
 fn limits(h: &mut String, r: &Report, threshold: u64) {
     let _ = writeln!(h, "<h2>What this report can and cannot say</h2>");
     let learned = match r.mode {
@@ -226,6 +298,6 @@ fn limits(h: &mut String, r: &Report, threshold: u64) {
     };
     let _ = writeln!(
         h,
-        "<p>{learned}</p>\n<p>The dump never left the police node: institutions saw only blinded values they cannot reverse or test guesses against, and learned the number of keys queried, not the keys. No institution's list left its node: the police received keyed fingerprints it cannot test guesses against either. The chance of a single false match in a query is below 2<sup>−40</sup>.</p>\n<p>A high containment shows that the dump and a customer list share people. It does not alone prove that an institution was the source: customers are shared between institutions, and dumps are assembled from several sources. Compare the institutions, and the segments and fields of the dump, before drawing conclusions. Rows at or above {threshold} records are flagged because that is the quantity the 2019 prosecutions treated as serious circumstances (情节严重).</p>"
+        "<p>{learned}</p>\n<p>The dump never left the police node: institutions saw only blinded values they cannot reverse or test guesses against, and learned the number of keys queried, not the keys. No institution's list left its node: the police received keyed fingerprints it cannot test guesses against either. The chance of a single false match in a query is below 2<sup>−40</sup>.</p>\n<p>A large overlap shows that the dump and a customer list share people. It does not alone prove that an institution was the source: customers are shared between institutions, large lists share people with any dump, and dumps are assembled from several sources. The attribution table compares each overlap with what chance gives a list of that size; compare the institutions, and the segments and fields of the dump, before drawing conclusions. An overlap of {threshold} records or more is flagged because that is the quantity the 2019 prosecutions treated as serious circumstances (情节严重); it counts records shared with the dump, not records proven to have been provided.</p>"
     );
 }

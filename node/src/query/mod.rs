@@ -1,6 +1,7 @@
 //! The querier's job (`suyuan query`): read and blind a dump once, ask every peer at once,
 //! audit each answer, and report per peer ([`report`], [`html`]).
 
+pub mod attribution;
 pub mod html;
 pub mod report;
 pub mod verify;
@@ -67,6 +68,9 @@ pub struct QueryOptions {
     pub mode: QueryMode,
     /// The case number.
     pub case: Option<String>,
+    /// The population the dump is taken to be drawn from, for the attribution of each answer
+    /// ([`attribution::DEFAULT_POPULATION`] if `None`).
+    pub population: Option<u64>,
     /// Write the query's evidence here (`suyuan query --evidence`): its blind and every
     /// holder's messages, so that `suyuan verify --evidence` can recompute the answers.
     pub evidence: Option<PathBuf>,
@@ -324,8 +328,11 @@ impl QueryJob {
             dump: dump_summary(&dump),
             peers,
             timing: Some(dump.timing),
+            population: None,
             signature: None,
         };
+        let population = opts.population.unwrap_or(attribution::DEFAULT_POPULATION);
+        attribution::apply(&mut report, population);
         // The querier answers for its counts and rows: it signs the whole report.
         report.signature = Some(
             Signed::sign(verify::REPORT_CONTEXT, &report, &self.id.key, &self.id.cert)

@@ -28,6 +28,10 @@ pub struct Report {
     /// How long reading and blinding the dump took (diagnostics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<QueryTiming>,
+    /// The population the dump is taken to be drawn from (`--population`), for each
+    /// institution's `attribution`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<u64>,
     /// The querier's signature over the whole report, this field left out
     /// (`query::verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,8 +80,19 @@ pub struct PeerReport {
     /// `matches` mode: 1-based data-row numbers of the dump that matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<Vec<u64>>,
-    /// Matched rows / dump rows (`matches`); max over types of matched / dump keys (`count`).
+    /// Deprecated (two measures under one name): `row_share` in `matches` mode, the largest
+    /// `key_share` in `count` mode. Kept for readers of older reports.
     pub containment: f64,
+    /// `matches` mode: matched rows / dump rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_share: Option<f64>,
+    /// Per key type: matched keys / the dump's distinct keys of that type.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_share: BTreeMap<KeyType, f64>,
+    /// Whether the overlap exceeds chance for this list's size (`--population`), ranked among
+    /// the institutions that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<super::attribution::Attribution>,
     /// Why this peer gave no answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -154,12 +169,16 @@ fn ratio(a: u64, b: u64) -> f64 {
 pub fn containment(r: &QueryResult, dump_rows: u64) -> f64 {
     match &r.matched_rows {
         Some(rows) => ratio(rows.len() as u64, dump_rows),
-        None => r
-            .query_keys
-            .iter()
-            .map(|(kt, n)| ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n))
-            .fold(0.0, f64::max),
+        None => key_share(r).into_values().fold(0.0, f64::max),
     }
+}
+
+/// Per key type asked: matched keys / the dump's distinct keys.
+pub fn key_share(r: &QueryResult) -> BTreeMap<KeyType, f64> {
+    r.query_keys
+        .iter()
+        .map(|(kt, n)| (*kt, ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n)))
+        .collect()
 }
 
 impl PeerReport {
@@ -176,8 +195,11 @@ impl PeerReport {
             holder_keys: r.holder_keys.clone(),
             matched_keys: r.matched_keys.clone(),
             matched_rows: rows.as_ref().map(|r| r.len() as u64),
+            row_share: rows.as_ref().map(|r| ratio(r.len() as u64, dump_rows)),
+            key_share: key_share(r),
             rows,
             containment,
+            attribution: None,
             error: None,
             stats: None,
             withheld: None,
@@ -196,6 +218,9 @@ impl PeerReport {
             matched_rows: None,
             rows: None,
             containment: 0.0,
+            row_share: None,
+            key_share: BTreeMap::new(),
+            attribution: None,
             error: Some(printable(&error)),
             stats: None,
             withheld: None,
@@ -205,7 +230,8 @@ impl PeerReport {
     }
 }
 
-/// The report as aligned text: the dump's quality, then one row per peer.
+/// The report as aligned text: the dump's quality, then one row per peer, the strongest
+/// evidence of being a source first.
 pub fn render(report: &Report) -> String {
     let d = &report.dump;
     let quality = text::quality(
@@ -215,40 +241,121 @@ pub fn render(report: &Report) -> String {
         &d.keys,
         &d.rejected,
     );
-    format!("dump: {quality}\n{}", peer_table(&report.peers))
+    format!(
+        "dump: {quality}\n{}{}",
+        peer_table(report),
+        sources_line(report)
+    )
 }
 
-fn peer_table(peers: &[PeerReport]) -> String {
+/// The peers in rank order; those without an answer last, in the order given.
+pub fn ranked(peers: &[PeerReport]) -> Vec<&PeerReport> {
+    let mut v: Vec<&PeerReport> = peers.iter().collect();
+    v.sort_by_key(|p| p.attribution.as_ref().map_or(usize::MAX, |a| a.rank));
+    v
+}
+
+/// `10^log10_p` written so that a reader can check it: `0.37`, `2.0e-28474`.
+pub fn p_value(log10_p: f64) -> String {
+    if log10_p > -3.0 {
+        return format!("{:.3}", 10f64.powf(log10_p));
+    }
+    let e = log10_p.floor();
+    format!("{:.1}e{}", 10f64.powf(log10_p - e), e as i64)
+}
+
+/// A lift, readable at any size: `1.81`, `7.1e8`.
+pub fn lift(x: f64) -> String {
+    match x < 1000.0 {
+        true => format!("{x:.2}"),
+        false => format!("{x:.1e}"),
+    }
+}
+
+/// What the share column measures in this mode.
+pub fn share_name(mode: QueryMode) -> &'static str {
+    match mode {
+        QueryMode::Matches => "dump rows matched",
+        QueryMode::Count => "best key share",
+    }
+}
+
+/// The share a peer is shown with: matched rows over dump rows (`matches`), the largest
+/// share of a key type's dump keys (`count`); a report of an older version has only its
+/// `containment`, which is the same.
+pub fn share(p: &PeerReport) -> f64 {
+    p.row_share
+        .or_else(|| p.key_share.values().copied().reduce(f64::max))
+        .unwrap_or(p.containment)
+}
+
+fn peer_table(report: &Report) -> String {
     let mut rows = vec![
         [
             "peer",
             "holder keys",
             "matched keys",
             "matched rows",
-            "containment",
+            share_name(report.mode),
+            "lift",
+            "p",
+            "likely source",
         ]
         .map(String::from)
         .to_vec(),
     ];
-    for p in peers {
-        rows.push(match &p.error {
-            Some(e) => vec![p.name.clone(), format!("error: {e}")],
-            None => vec![
+    for p in ranked(&report.peers) {
+        rows.push(match (&p.error, p.attribution.as_ref()) {
+            (Some(e), _) => vec![p.name.clone(), format!("error: {e}")],
+            (None, a) => vec![
                 p.name.clone(),
                 text::counts(&p.holder_keys, "-"),
                 text::counts(&p.matched_keys, "-"),
                 p.matched_rows.map_or("-".to_string(), |n| n.to_string()),
-                format!("{:.1}%", 100.0 * p.containment),
+                format!("{:.1}%", 100.0 * share(p)),
+                a.map_or("-".into(), |a| lift(a.lift)),
+                a.map_or("-".into(), |a| p_value(a.log10_p)),
+                a.map_or("-", |a| if a.likely_source { "yes" } else { "no" })
+                    .to_string(),
             ],
         });
     }
-    let mut table = text::aligned(&rows, &[false, false, false, true, true]);
-    for p in peers {
+    let right = [false, false, false, true, true, true, true, false];
+    let mut table = text::aligned(&rows, &right);
+    for p in &report.peers {
         if let Some(w) = &p.withheld {
             table.push_str(&format!("{}: not counted: {w}\n", p.name));
         }
     }
     table
+}
+
+/// Which institutions overlap the dump more than chance explains, against which population.
+fn sources_line(report: &Report) -> String {
+    let Some(population) = report.population else {
+        return String::new();
+    };
+    let names = |likely: bool| -> Vec<&str> {
+        ranked(&report.peers)
+            .into_iter()
+            .filter(|p| {
+                p.attribution
+                    .as_ref()
+                    .is_some_and(|a| a.likely_source == likely)
+            })
+            .map(|p| p.name.as_str())
+            .collect()
+    };
+    let (yes, no) = (names(true), names(false));
+    let list = |v: &[&str]| match v.is_empty() {
+        true => "none".to_string(),
+        false => v.join(", "),
+    };
+    format!(
+        "against a population of {population}: more overlap than chance for its size (p ≤ 1e-6): {}; no more than chance: {}\n",
+        list(&yes),
+        list(&no)
+    )
 }
 
 /// Writes the JSON report (mode 0600: see [`write_private`]).

@@ -11,7 +11,7 @@ use rustls::pki_types::CertificateDer;
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{Query, QueryKeys};
 
-use super::Report;
+use super::{Report, attribution};
 use crate::clock;
 use crate::evidence::answer::body_digest;
 use crate::evidence::{ANSWER_CONTEXT, Answer, EpochStatement, Evidence, Signed, bundle};
@@ -66,6 +66,7 @@ pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified,
             first_report_difference(&body, report)
         ));
     }
+    check_attribution(report)?;
     let mut answers = Vec::new();
     let mut unanswered = Vec::new();
     let mut query_id = None;
@@ -85,6 +86,30 @@ pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified,
         answers,
         unanswered,
     })
+}
+
+/// Each institution's attribution must follow from its figures and the report's population
+/// (to a relative 10^-9, so that another build's rounding does not fail an honest report).
+fn check_attribution(report: &Report) -> Result<(), String> {
+    let Some(population) = report.population else {
+        return Ok(());
+    };
+    let mut again = unsigned(report);
+    attribution::apply(&mut again, population);
+    for (a, p) in again.peers.iter().zip(&report.peers) {
+        let agree = match (&a.attribution, &p.attribution) {
+            (Some(a), Some(b)) => attribution::agrees(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !agree {
+            return Err(format!(
+                "{}: the attribution does not follow from its figures and the population of {population}",
+                p.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Recomputes every answer of `report` from its evidence and the dump's keys (`rows` rows),

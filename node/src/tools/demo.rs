@@ -237,6 +237,7 @@ async fn ask_both(
             mode,
             case: Some(case.clone()),
             evidence: Some(dir.join(format!("evidence-{mode}.bin"))),
+            population: Some(truth.population),
         };
         let job = query::QueryJob::open(&opts)?;
         let dump = tokio::task::block_in_place(|| {

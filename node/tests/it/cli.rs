@@ -115,13 +115,13 @@ fn serve_query_audit_status_through_the_binary() {
     assert!(out.contains("rejected mobile: wrong length (1)"), "{out}");
     assert!(
         out.contains(
-            "peer  holder keys              matched keys             matched rows  containment"
+            "peer  holder keys              matched keys             matched rows  dump rows matched   lift       p  likely source"
         ),
         "{out}"
     );
     assert!(
         out.contains(
-            "bank  mobile 3, resident_id 1  mobile 1, resident_id 1             2        40.0%"
+            "bank  mobile 3, resident_id 1  mobile 1, resident_id 1             2              40.0%  7.0e8  2.8e-9  yes"
         ),
         "{out}"
     );

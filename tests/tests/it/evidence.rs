@@ -36,6 +36,7 @@ async fn ask(police: &Path, dump: &Path, peer: &str, mode: QueryMode, ev: &Path)
             mode,
             case: Some("2026-刑-9".into()),
             evidence: Some(ev.to_path_buf()),
+            population: None,
         },
         suyuan_node::Silent,
     )
@@ -90,8 +91,22 @@ async fn a_querier_that_inflates_a_count_is_caught_by_the_evidence() {
         if let Some(rows) = &mut lie.peers[0].matched_rows {
             *rows += 40;
         }
-        lie.signature =
-            Some(Signed::sign(REPORT_CONTEXT, &lie, &police_id.key, &police_id.cert).unwrap());
+        // Its attribution no longer follows from the figures: refused on signatures alone.
+        let sign = |r: &Report| {
+            Some(Signed::sign(REPORT_CONTEXT, r, &police_id.key, &police_id.cert).unwrap())
+        };
+        lie.signature = sign(&unsigned(&lie));
+        let population = lie.population.unwrap();
+        assert_eq!(
+            verify::verify(&lie, &ca).unwrap_err(),
+            format!(
+                "bank: the attribution does not follow from its figures and the population of {population}"
+            )
+        );
+        // A careful liar recomputes the attribution too: signatures alone pass that.
+        lie = unsigned(&lie);
+        suyuan_node::query::attribution::apply(&mut lie, population);
+        lie.signature = sign(&lie);
         verify::verify(&lie, &ca).expect("a querier's own signature verifies");
         let e = recompute(&lie, &ev, &dump).unwrap_err();
         assert!(

@@ -449,6 +449,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         mode: o.mode,
         case: None,
         evidence: None,
+        population: None,
     };
     let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
     drop(holders);
