@@ -129,16 +129,16 @@ fn key_table(result: &QueryResult) -> String {
     text::aligned(&rows, &[false, true, true, true])
 }
 
-/// What the mode revealed: the matched rows (the first 20) or only the containment.
+/// What the mode revealed: the matched rows (the first 20) or only the best key share.
 fn outcome(r: &PsiLocalReport) -> String {
     let containment = 100.0 * r.containment();
     let Some(rows) = &r.matched_rows else {
         return format!(
-            "mode count: containment {containment:.1}% (best key type); which rows matched is not revealed\n"
+            "mode count: best key share {containment:.1}% (matched keys / dump keys of the best type); which rows matched is not revealed\n"
         );
     };
     let mut out = format!(
-        "mode matches: {} of {} dump rows matched (containment {containment:.1}%)\n",
+        "mode matches: {} of {} dump rows matched ({containment:.1}%)\n",
         rows.len(),
         r.querier.quality.rows,
     );

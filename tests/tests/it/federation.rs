@@ -127,7 +127,8 @@ async fn police_query_matches_ground_truth_across_institutions() {
     assert_eq!(rows(bank_r), truth_bank);
     assert_eq!(rows(telecom_r), truth_telecom);
     assert_eq!(bank_r.matched_rows, Some(truth_bank.len() as u64));
-    assert!((bank_r.containment - truth_bank.len() as f64 / row as f64).abs() < 1e-12);
+    assert!((bank_r.row_share.unwrap() - truth_bank.len() as f64 / row as f64).abs() < 1e-12);
+    assert_eq!(bank_r.containment, bank_r.row_share.unwrap());
     let err = courier_r.error.as_deref().unwrap();
     assert!(
         err.starts_with("courier did not answer at 127.0.0.1:9"),
