@@ -60,6 +60,10 @@ pub(crate) enum Command {
     /// The tag sets this node keeps from earlier queries (`[query] tag_cache_mib`).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Canaries: identifiers an institution plants in one export, so that a dump holding them
+    /// names the export.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
     /// Run holder and querier in one process on two files (no network).
     PsiLocal(PsiLocalArgs),
 }
@@ -270,6 +274,42 @@ pub(crate) struct QueryArgs {
     pub(crate) evidence: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) input_args: InputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CanaryCommand {
+    /// Mint canaries the institution controls: e-mail addresses at its domain, or mobile
+    /// numbers in a range it owns (never resident IDs or bank cards: a made-up one may be a
+    /// real person's).
+    Mint(MintArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["email_domain", "mobile_range", "resident_id", "bank_card"])))]
+pub(crate) struct MintArgs {
+    /// The export the canaries go into (a partner file, an outsourcer's copy, a branch's
+    /// extract), as it will be reported when one reaches a dump.
+    #[arg(long)]
+    pub(crate) export: String,
+    /// How many.
+    #[arg(long)]
+    pub(crate) count: u64,
+    /// E-mail addresses RANDOM@DOMAIN, at a domain the institution controls.
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) email_domain: Option<String>,
+    /// Mobile numbers PREFIX + random digits, in a range the institution owns (3 to 10 leading
+    /// digits, e.g. 1700000).
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) mobile_range: Option<String>,
+    /// Refused, with the reason.
+    #[arg(long)]
+    pub(crate) resident_id: bool,
+    /// Refused, with the reason.
+    #[arg(long)]
+    pub(crate) bank_card: bool,
+    /// The list to write (CSV: export, then the identifier; mode 0600; must not exist).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

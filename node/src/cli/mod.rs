@@ -11,7 +11,7 @@ mod tools;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use args::{AuditCommand, CaCommand, CacheCommand, Cli, Command};
+use args::{AuditCommand, CaCommand, CacheCommand, CanaryCommand, Cli, Command};
 
 /// Parses the flags and runs the command; any error is printed by `main`.
 pub(crate) fn run() -> Result<()> {
@@ -37,6 +37,7 @@ pub(crate) fn run() -> Result<()> {
         Command::Serve(a) => node::serve(a),
         Command::Status(a) => node::status(&a.node),
         Command::Cache(CacheCommand::Clear(a)) => node::cache_clear(&a.node),
+        Command::Canary(CanaryCommand::Mint(a)) => tools::canary_mint(a),
         Command::Audit(AuditCommand::Verify(a)) => node::audit_verify(&a.node),
         Command::Audit(AuditCommand::Show { node, json }) => node::audit_show(&node, json),
     }

@@ -3,11 +3,12 @@
 use anyhow::{Context, Result, bail};
 use suyuan_node::lists::InputOptions;
 use suyuan_node::tools::bench::{self, BenchOptions, load as bench_load};
+use suyuan_node::tools::canary::{self, CanaryKind};
 use suyuan_node::tools::demo::{self, DemoOptions};
 use suyuan_node::tools::psi_local::{self, PsiLocalConfig};
 use suyuan_node::tools::synth::{self, GenConfig};
 
-use super::args::{BenchArgs, DemoArgs, GenArgs, PsiLocalArgs};
+use super::args::{BenchArgs, DemoArgs, GenArgs, MintArgs, PsiLocalArgs};
 use super::progress::Bar;
 use super::{runtime, write_file};
 
@@ -43,6 +44,24 @@ pub(crate) fn gen_data(a: GenArgs, quiet: bool) -> Result<()> {
         a.out.join(synth::DUMP_FILE).display(),
         truth.dump.rows,
         a.out.join(synth::TRUTH_FILE).display()
+    );
+    Ok(())
+}
+
+pub(crate) fn canary_mint(a: MintArgs) -> Result<()> {
+    let kind = match (a.email_domain, a.mobile_range) {
+        (Some(domain), _) => CanaryKind::Email { domain },
+        (_, Some(prefix)) => CanaryKind::Mobile { prefix },
+        _ if a.resident_id => CanaryKind::ResidentId,
+        _ => CanaryKind::BankCard,
+    };
+    let canaries = canary::mint(&kind, a.count)?;
+    canary::write(&a.out, &a.export, &canaries)?;
+    println!(
+        "{}: {} canaries for export {:?}; plant each in that export only, and keep this file as private as the node key",
+        a.out.display(),
+        canaries.len(),
+        a.export
     );
     Ok(())
 }

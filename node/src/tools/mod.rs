@@ -2,6 +2,7 @@
 //! in one process), synthetic data with ground truth, and the whole-path benchmarks.
 
 pub mod bench;
+pub mod canary;
 pub mod demo;
 pub mod psi_local;
 pub mod synth;
