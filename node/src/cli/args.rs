@@ -8,6 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use suyuan_node::lists::parse_override;
 use suyuan_node::node_dir::identity::Role;
+use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
 use suyuan_node::tools::bench::MAX_HOLDERS;
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
@@ -60,6 +61,9 @@ pub(crate) enum Command {
     /// The tag sets this node keeps from earlier queries (`[query] tag_cache_mib`).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The federation's certificate revocation list, on a node.
+    #[command(subcommand)]
+    Crl(CrlCommand),
     /// Canaries: identifiers an institution plants in one export, so that a dump holding them
     /// names the export.
     #[command(subcommand)]
@@ -191,6 +195,50 @@ pub(crate) enum CaCommand {
         /// The node directory to create.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Revoke a member's certificate (a stolen key, a member leaving) and sign a new
+    /// revocation list (`CA/crl.pem`) to install on every node.
+    Revoke {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The member's node name.
+        #[arg(long)]
+        name: String,
+        /// Why, as the record and every refusal will say it.
+        #[arg(long)]
+        reason: String,
+        /// The member's node.crt, for a certificate this CA issued before it kept copies.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Days until the list is due to be replaced.
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
+        days: u32,
+    },
+    /// Sign a current revocation list (the next number, a new due date) and write it out.
+    Crl {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Where to write it (it is also kept as CA/crl.pem).
+        #[arg(long)]
+        out: PathBuf,
+        /// Days until the list is due to be replaced.
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
+        days: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CrlCommand {
+    /// Install the CA's revocation list in a node; a running `serve` applies it within a
+    /// second (or at SIGHUP), and every query from then on.
+    Install {
+        /// The node directory.
+        #[arg(long)]
+        node: PathBuf,
+        /// The list (`crl.pem` from `suyuan ca revoke` or `suyuan ca crl`).
+        file: PathBuf,
     },
 }
 

@@ -11,7 +11,7 @@ mod tools;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use args::{AuditCommand, CaCommand, CacheCommand, CanaryCommand, Cli, Command};
+use args::{AuditCommand, CaCommand, CacheCommand, CanaryCommand, Cli, Command, CrlCommand};
 
 /// Parses the flags and runs the command; any error is printed by `main`.
 pub(crate) fn run() -> Result<()> {
@@ -33,6 +33,15 @@ pub(crate) fn run() -> Result<()> {
             role,
             out,
         }) => node::ca_issue(&ca, &name, role, &out),
+        Command::Ca(CaCommand::Revoke {
+            ca,
+            name,
+            reason,
+            cert,
+            days,
+        }) => node::ca_revoke(&ca, &name, cert.as_deref(), &reason, days),
+        Command::Ca(CaCommand::Crl { ca, out, days }) => node::ca_crl(&ca, &out, days),
+        Command::Crl(CrlCommand::Install { node, file }) => node::crl_install(&node, &file),
         Command::Import(a) => node::import(a, quiet),
         Command::Serve(a) => node::serve(a),
         Command::Status(a) => node::status(&a.node),

@@ -9,8 +9,9 @@ use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::audit::Entry;
 use suyuan_node::node_dir::config::{DEFAULT_NODE_TOML, NODE_TOML};
 use suyuan_node::node_dir::identity::{self, Role};
+use suyuan_node::node_dir::revocation;
 use suyuan_node::node_dir::store::StoreError;
-use suyuan_node::text;
+use suyuan_node::{clock, text};
 
 use super::args::{ImportArgs, ServeArgs};
 use super::progress::Bar;
@@ -32,6 +33,52 @@ pub(crate) fn ca_issue(ca: &Path, name: &str, role: Role, out: &Path) -> Result<
         "issued {name} ({role}) into {} (certificate sha256 {fp}); edit {NODE_TOML} for its policy",
         out.display()
     );
+    Ok(())
+}
+
+pub(crate) fn ca_revoke(
+    ca: &Path,
+    name: &str,
+    cert: Option<&Path>,
+    reason: &str,
+    days: u32,
+) -> Result<()> {
+    let (path, info) = revocation::ca_revoke(ca, name, cert, reason, days)?;
+    println!(
+        "{name} revoked; revocation list number {} ({} revoked) written to {}: install it on every node with `suyuan crl install --node NODE {}`",
+        info.number,
+        info.revoked,
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn ca_crl(ca: &Path, out: &Path, days: u32) -> Result<()> {
+    let (path, info) = revocation::ca_crl(ca, days)?;
+    std::fs::copy(&path, out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "revocation list number {} ({} revoked, due {}) written to {}",
+        info.number,
+        info.revoked,
+        clock::rfc3339(info.next_update),
+        out.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn crl_install(node: &Path, file: &Path) -> Result<()> {
+    let (info, warnings) = revocation::install(&NodeDir::open(node)?, file)?;
+    println!(
+        "installed revocation list number {} ({} revoked, due {}) in {}; a running serve applies it within a second",
+        info.number,
+        info.revoked,
+        clock::rfc3339(info.next_update),
+        node.display()
+    );
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }
 
@@ -110,6 +157,21 @@ pub(crate) fn status(node: &Path) -> Result<()> {
         // Not damage: a format this version no longer serves, and the message says what to do.
         Err(e @ StoreError::OldFormat { .. }) => println!("epoch: {e}"),
         Err(e) => println!("epoch: DAMAGED: {:#}", anyhow::Error::from(e)),
+    }
+    match id.crls.first().map(|der| revocation::crl_info(der)) {
+        None => println!("revocation list: none installed"),
+        Some(Ok(info)) => {
+            println!(
+                "revocation list: number {}, {} revoked, due {}",
+                info.number,
+                info.revoked,
+                clock::rfc3339(info.next_update)
+            );
+            if let Some(w) = info.stale(clock::now_unix()) {
+                println!("warning: {w}");
+            }
+        }
+        Some(Err(e)) => println!("revocation list: unreadable: {e:#}"),
     }
     let cfg = node.config()?;
     println!("policy: {}", cfg.policy.summary());

@@ -8,6 +8,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rustls::pki_types::pem::PemObject;
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
     Epoch, EpochId, Holder, HolderLimits, HolderMessage, HolderSession, PreparedCount, PsiError,
@@ -32,6 +33,7 @@ use crate::net::tls;
 use crate::node_dir::audit::{AuditLog, Entry, Outcome, Record, Side};
 use crate::node_dir::config::Policy;
 use crate::node_dir::identity::{self, PeerIdentity};
+use crate::node_dir::revocation;
 use crate::node_dir::store::{EpochMeta, EpochStore};
 use crate::node_dir::{Lock, NodeDir};
 
@@ -128,6 +130,56 @@ pub struct Server {
     state: Arc<State>,
     shutdown_tx: watch::Sender<bool>,
     buffer_warning: Option<String>,
+    crl: CrlWatch,
+}
+
+/// What rebuilding the TLS configuration needs when the revocation list changes.
+struct CrlWatch {
+    dir: std::path::PathBuf,
+    timeout: Duration,
+    streams: u32,
+    /// The list's bytes as last applied (`None`: no list).
+    seen: Option<Vec<u8>>,
+    /// The list number last warned about as past its next update.
+    stale_warned: Option<u64>,
+}
+
+impl CrlWatch {
+    /// Applies a changed list (or any list, `forced`) to `endpoint`: new handshakes are judged
+    /// by it at once; a list that cannot be read leaves the previous one in force.
+    fn apply(&mut self, endpoint: &quinn::Endpoint, forced: bool) {
+        let now = std::fs::read(self.dir.join(revocation::CRL_FILE)).ok();
+        if now != self.seen || forced {
+            let rebuilt = NodeDir::open(&self.dir)
+                .and_then(|n| n.identity())
+                .and_then(|id| tls::server_config(&id, self.timeout, self.streams));
+            match rebuilt {
+                Ok(cfg) => {
+                    endpoint.set_server_config(Some(cfg));
+                    tracing::info!("revocation list applied to new connections");
+                }
+                Err(e) => tracing::warn!(
+                    "the revocation list was not applied (the previous one stays in force): {e:#}"
+                ),
+            }
+            self.seen = now;
+        }
+        self.warn_if_stale();
+    }
+
+    fn warn_if_stale(&mut self) {
+        let Some(bytes) = &self.seen else { return };
+        let info = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(bytes)
+            .ok()
+            .and_then(|der| revocation::crl_info(&der).ok());
+        if let Some(info) = info
+            && let Some(w) = info.stale(crate::clock::now_unix())
+            && self.stale_warned != Some(info.number)
+        {
+            tracing::warn!("{w}");
+            self.stale_warned = Some(info.number);
+        }
+    }
 }
 
 impl Server {
@@ -190,11 +242,20 @@ impl Server {
             tag_set_digests: std::sync::Mutex::new(HashMap::new()),
             connections: std::sync::Mutex::new(HashMap::new()),
         });
+        let mut crl = CrlWatch {
+            dir: dir.to_path_buf(),
+            timeout: cfg.network.timeout(),
+            streams,
+            seen: std::fs::read(node.crl_file()).ok(),
+            stale_warned: None,
+        };
+        crl.warn_if_stale();
         Ok(Server {
             endpoint,
             state,
             shutdown_tx,
             buffer_warning,
+            crl,
         })
     }
 
@@ -230,8 +291,11 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then lets in-flight queries finish for a grace period,
     /// aborts the rest (audited), and closes.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        // SIGHUP applies the revocation list at once (it is also looked at every second).
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
         let mut tasks = tokio::task::JoinSet::new();
         // An import is picked up within a second, not at the next query: the old key leaves
         // this process as soon as it is replaced.
@@ -246,7 +310,9 @@ impl Server {
                         tracing::warn!("{}", failed.as_deref().unwrap_or_default());
                     }
                     last_failure = failed;
+                    self.crl.apply(&self.endpoint, false);
                 }
+                _ = hangup.recv() => self.crl.apply(&self.endpoint, true),
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     if !incoming.remote_address_validated() {

@@ -1,11 +1,12 @@
-//! TLS 1.3 for QUIC, mutual authentication against the federation CA, ring as the only
-//! provider, ALPN `suyuan/4`.
+//! TLS 1.3 for QUIC, mutual authentication against the federation CA and its revocation list,
+//! ring as the only provider, ALPN `suyuan/4`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 
@@ -49,6 +50,7 @@ pub fn server_config(
     max_streams: u32,
 ) -> Result<quinn::ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(&id.ca)?, provider())
+        .with_crls(id.crls.iter().cloned())
         .build()
         .context("building the client certificate verifier")?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
@@ -74,9 +76,13 @@ pub fn server_config(
 /// The client side: the server must present a certificate of the federation for the name we
 /// dial, and we present ours.
 pub fn client_config(id: &NodeIdentity, idle: Duration) -> Result<quinn::ClientConfig> {
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots(&id.ca)?, provider())
+        .with_crls(id.crls.iter().cloned())
+        .build()
+        .context("building the server certificate verifier")?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(&id.ca)?)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())
         .context("our certificate and key do not match")?;
     tls.alpn_protocols = vec![ALPN.to_vec()];

@@ -204,6 +204,10 @@ pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<Str
     write_secret(&out.join(NODE_KEY), key_pem.as_bytes())?;
     write_public(&out.join(NODE_CERT), cert.pem().as_bytes())?;
     write_public(&out.join(CA_CERT), ca_cert_pem.as_bytes())?;
+    // The CA keeps a copy, so that `ca revoke --name` finds the serial number.
+    let issued = ca_dir.join(super::revocation::ISSUED_DIR);
+    fs::create_dir_all(&issued).with_context(|| format!("cannot create {}", issued.display()))?;
+    write_public(&issued.join(format!("{name}.crt")), cert.pem().as_bytes())?;
     Ok(fingerprint(cert.der()))
 }
 
@@ -312,6 +316,8 @@ pub struct NodeIdentity {
     pub key: PrivateKeyDer<'static>,
     /// The federation CA certificate.
     pub ca: CertificateDer<'static>,
+    /// The revocation list installed, if any: revoked peers fail the handshake both ways.
+    pub crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
 }
 
 impl fmt::Debug for NodeIdentity {
@@ -341,5 +347,12 @@ pub(crate) fn load(node: &NodeDir) -> Result<NodeIdentity> {
     let cert = read_pem_cert(&node.node_cert())?;
     let ca = read_pem_cert(&node.ca_cert())?;
     let me = peer_identity(&cert).with_context(|| format!("{}", node.node_cert().display()))?;
-    Ok(NodeIdentity { me, cert, key, ca })
+    let crls = super::revocation::installed(node)?.into_iter().collect();
+    Ok(NodeIdentity {
+        me,
+        cert,
+        key,
+        ca,
+        crls,
+    })
 }

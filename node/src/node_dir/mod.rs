@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod identity;
+pub mod revocation;
 pub mod store;
 pub mod tag_cache;
 
@@ -78,6 +79,11 @@ impl NodeDir {
     /// `node.key` (must be private).
     pub fn node_key(&self) -> PathBuf {
         self.root.join(identity::NODE_KEY)
+    }
+
+    /// `crl.pem`, the revocation list installed (`suyuan crl install`), if any.
+    pub fn crl_file(&self) -> PathBuf {
+        self.root.join(revocation::CRL_FILE)
     }
 
     /// `ca.crt`, the federation's trust anchor.

@@ -13,5 +13,6 @@ mod load;
 mod probing;
 mod psi_local;
 mod refusals;
+mod revocation;
 mod robustness;
 mod tag_cache;
