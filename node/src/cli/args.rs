@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use suyuan_node::lists::parse_override;
-use suyuan_node::node_dir::identity::Role;
+use suyuan_node::node_dir::identity::{DEFAULT_CERT_DAYS, Role};
 use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
 use suyuan_node::tools::bench::MAX_HOLDERS;
@@ -195,6 +195,23 @@ pub(crate) enum CaCommand {
         /// The node directory to create.
         #[arg(long)]
         out: PathBuf,
+        /// Days the certificate is valid for.
+        #[arg(long, default_value_t = DEFAULT_CERT_DAYS)]
+        days: u32,
+    },
+    /// A new certificate for an existing node: the same name, role and key (which never leaves
+    /// the node); the old one is kept as node.crt.previous. A running serve uses it within a
+    /// second.
+    Renew {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The node directory (only its node.crt is read and replaced).
+        #[arg(long)]
+        node: PathBuf,
+        /// Days the new certificate is valid for.
+        #[arg(long, default_value_t = DEFAULT_CERT_DAYS)]
+        days: u32,
     },
     /// Revoke a member's certificate (a stolen key, a member leaving) and sign a new
     /// revocation list (`CA/crl.pem`) to install on every node.

@@ -32,7 +32,9 @@ pub(crate) fn run() -> Result<()> {
             name,
             role,
             out,
-        }) => node::ca_issue(&ca, &name, role, &out),
+            days,
+        }) => node::ca_issue(&ca, &name, role, &out, days),
+        Command::Ca(CaCommand::Renew { ca, node, days }) => node::ca_renew(&ca, &node, days),
         Command::Ca(CaCommand::Revoke {
             ca,
             name,

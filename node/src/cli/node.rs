@@ -26,8 +26,18 @@ pub(crate) fn ca_init(dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn ca_issue(ca: &Path, name: &str, role: Role, out: &Path) -> Result<()> {
-    let fp = identity::ca_issue(ca, name, role, out)?;
+pub(crate) fn ca_renew(ca: &Path, node: &Path, days: u32) -> Result<()> {
+    let (fp, until) = identity::ca_renew(ca, node, days)?;
+    println!(
+        "renewed the certificate of {} (sha256 {fp}), valid until {}; the old one is kept as node.crt.previous",
+        node.display(),
+        clock::rfc3339(until)
+    );
+    Ok(())
+}
+
+pub(crate) fn ca_issue(ca: &Path, name: &str, role: Role, out: &Path, days: u32) -> Result<()> {
+    let fp = identity::ca_issue_for(ca, name, role, out, days)?;
     write_file(&out.join(NODE_TOML), DEFAULT_NODE_TOML)?;
     println!(
         "issued {name} ({role}) into {} (certificate sha256 {fp}); edit {NODE_TOML} for its policy",
@@ -147,9 +157,15 @@ pub(crate) fn status(node: &Path) -> Result<()> {
     let node = NodeDir::open(node)?;
     let id = node.identity()?;
     println!(
-        "node {} ({}), certificate sha256 {}",
-        id.me.name, id.me.role, id.me.fingerprint
+        "node {} ({}), certificate sha256 {}, valid until {}",
+        id.me.name,
+        id.me.role,
+        id.me.fingerprint,
+        identity::not_after(&id.cert).map_or_else(|_| "?".into(), clock::rfc3339)
     );
+    if let Some(w) = identity::expiry_warning(&id, clock::now_unix()) {
+        println!("warning: {w}");
+    }
     // The whole store is read and checked against its digest, as `serve` would.
     match node.store().read() {
         Ok(Some((_, m))) => println!("{}", render::epoch(&m)),

@@ -120,14 +120,16 @@ fn failure(
     }
 }
 
-/// A document signed with the certificate the holder authenticated with in TLS (the signature
-/// itself is checked when it is opened).
+/// A document signed with the key the holder authenticated with in TLS, under a certificate
+/// of the same name (the one it answered with, or an earlier one of the same key: a renewal
+/// keeps the key); the signature itself is checked when it is opened.
 fn signed_by(signed: &Signed, holder: &identity::PeerIdentity) -> Result<(), String> {
     let cert = signed.certificate().map_err(|e| e.to_string())?;
-    if identity::fingerprint(&cert) == holder.fingerprint {
+    let signer = identity::peer_identity(&cert).map_err(|e| format!("{e:#}"))?;
+    if signer.key == holder.key && signer.name == holder.name && signer.role == holder.role {
         Ok(())
     } else {
-        Err("signed with another certificate than the one it answered with".into())
+        Err("signed with another key than the one it answered with".into())
     }
 }
 

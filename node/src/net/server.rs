@@ -85,11 +85,12 @@ struct State {
     pool: Arc<CountPool>,
     /// The epoch being served, for whoever watches.
     serving: watch::Sender<Option<EpochId>>,
-    /// The node's key and certificate, which sign its answers.
-    signer: (
+    /// The node's key and certificate, which sign its answers (the certificate replaced when
+    /// renewed).
+    signer: std::sync::Mutex<(
         rustls::pki_types::PrivateKeyDer<'static>,
         rustls::pki_types::CertificateDer<'static>,
-    ),
+    )>,
     /// Signed statements of the epochs served lately.
     statements: std::sync::Mutex<std::collections::VecDeque<(EpochId, Signed)>>,
     shutdown: watch::Receiver<bool>,
@@ -140,6 +141,10 @@ struct CrlWatch {
     streams: u32,
     /// The list's bytes as last applied (`None`: no list).
     seen: Option<Vec<u8>>,
+    /// `node.crt` as last applied: a renewed certificate is used without a restart.
+    cert: Option<Vec<u8>>,
+    /// The day (since 1970) the certificate's expiry was last warned about.
+    expiry_warned: Option<u64>,
     /// The list number last warned about as past its next update.
     stale_warned: Option<u64>,
 }
@@ -147,24 +152,44 @@ struct CrlWatch {
 impl CrlWatch {
     /// Applies a changed list (or any list, `forced`) to `endpoint`: new handshakes are judged
     /// by it at once; a list that cannot be read leaves the previous one in force.
-    fn apply(&mut self, endpoint: &quinn::Endpoint, forced: bool) {
+    fn apply(&mut self, endpoint: &quinn::Endpoint, state: &State, forced: bool) {
         let now = std::fs::read(self.dir.join(revocation::CRL_FILE)).ok();
-        if now != self.seen || forced {
+        let cert = std::fs::read(self.dir.join(identity::NODE_CERT)).ok();
+        if now != self.seen || cert != self.cert || forced {
             let rebuilt = NodeDir::open(&self.dir)
                 .and_then(|n| n.identity())
-                .and_then(|id| tls::server_config(&id, self.timeout, self.streams));
+                .and_then(|id| Ok((tls::server_config(&id, self.timeout, self.streams)?, id)));
             match rebuilt {
-                Ok(cfg) => {
+                Ok((cfg, id)) => {
                     endpoint.set_server_config(Some(cfg));
-                    tracing::info!("revocation list applied to new connections");
+                    *unpoisoned(&state.signer) = (id.key.clone_key(), id.cert.clone());
+                    tracing::info!("certificate and revocation list applied to new connections");
                 }
                 Err(e) => tracing::warn!(
-                    "the revocation list was not applied (the previous one stays in force): {e:#}"
+                    "the certificate or revocation list was not applied (the previous ones stay in force): {e:#}"
                 ),
             }
             self.seen = now;
+            self.cert = cert;
         }
         self.warn_if_stale();
+        self.warn_if_expiring();
+    }
+
+    /// Once a day while the node's certificate is within its warning period.
+    fn warn_if_expiring(&mut self) {
+        let now = crate::clock::now_unix();
+        if self.expiry_warned == Some(now / 86_400) {
+            return;
+        }
+        let warning = NodeDir::open(&self.dir)
+            .and_then(|n| n.identity())
+            .ok()
+            .and_then(|id| identity::expiry_warning(&id, now));
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        self.expiry_warned = Some(now / 86_400);
     }
 
     fn warn_if_stale(&mut self) {
@@ -219,7 +244,7 @@ impl Server {
             .into_iter()
             .collect();
         let state = Arc::new(State {
-            signer: (id.key.clone_key(), id.cert.clone()),
+            signer: std::sync::Mutex::new((id.key.clone_key(), id.cert.clone())),
             serving,
             statements: std::sync::Mutex::new(first),
             store,
@@ -247,9 +272,12 @@ impl Server {
             timeout: cfg.network.timeout(),
             streams,
             seen: std::fs::read(node.crl_file()).ok(),
+            cert: std::fs::read(node.node_cert()).ok(),
             stale_warned: None,
+            expiry_warned: None,
         };
         crl.warn_if_stale();
+        crl.warn_if_expiring();
         Ok(Server {
             endpoint,
             state,
@@ -310,9 +338,9 @@ impl Server {
                         tracing::warn!("{}", failed.as_deref().unwrap_or_default());
                     }
                     last_failure = failed;
-                    self.crl.apply(&self.endpoint, false);
+                    self.crl.apply(&self.endpoint, &self.state, false);
                 }
-                _ = hangup.recv() => self.crl.apply(&self.endpoint, true),
+                _ = hangup.recv() => self.crl.apply(&self.endpoint, &self.state, true),
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     if !incoming.remote_address_validated() {
@@ -869,8 +897,12 @@ async fn serve_query(
         to_querier,
         time: clock::now_unix(),
     };
-    let receipt = Signed::sign(ANSWER_CONTEXT, &answer, &state.signer.0, &state.signer.1)
-        .map_err(|e| AbortReason::EvaluationFailed(format!("signing the answer: {e}")))?;
+    let signed = {
+        let signer = unpoisoned(&state.signer);
+        Signed::sign(ANSWER_CONTEXT, &answer, &signer.0, &signer.1)
+    };
+    let receipt =
+        signed.map_err(|e| AbortReason::EvaluationFailed(format!("signing the answer: {e}")))?;
     write_frame(send, &ServerFrame::Receipt(receipt), state.timeout)
         .await
         .map_err(sending)?;

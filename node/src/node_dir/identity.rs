@@ -118,6 +118,14 @@ fn write_public(path: &Path, contents: &[u8]) -> Result<()> {
     write_new(path, contents, 0o644)
 }
 
+/// Replaces a public file whole (written beside it, then renamed over it).
+fn replace_public(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("new");
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, contents, 0o644)?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
 /// Creates a directory (mode 0700) that must not exist yet or must be empty.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
@@ -167,9 +175,20 @@ pub fn ca_init(dir: &Path, name: &str) -> Result<String> {
     Ok(fingerprint(cert.der()))
 }
 
-/// `suyuan ca issue`: a node identity signed by the CA in `ca_dir`, written to `out`.
+/// Days a node certificate is valid for unless `ca issue --days` says otherwise: two years.
+pub const DEFAULT_CERT_DAYS: u32 = 730;
+
+/// `serve`, `query` and `status` warn this many days before the node's certificate expires.
+pub const EXPIRY_WARNING_DAYS: u64 = 30;
+
+/// `suyuan ca issue`: a node identity signed by the CA in `ca_dir`, written to `out`, valid
+/// for [`DEFAULT_CERT_DAYS`].
 pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<String> {
-    check_node_name(name)?;
+    ca_issue_for(ca_dir, name, role, out, DEFAULT_CERT_DAYS)
+}
+
+/// The CA's certificate and key, to sign with.
+fn ca_issuer(ca_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
     let ca_cert_pem = fs::read_to_string(ca_dir.join(CA_CERT))
         .with_context(|| format!("cannot read {}", ca_dir.join(CA_CERT).display()))?;
     check_private(&ca_dir.join(CA_KEY))?;
@@ -180,9 +199,98 @@ pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<Str
     let ca_key = KeyPair::from_pem(&ca_key_pem).context("reading the CA key")?;
     let issuer =
         Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key).context("reading the CA certificate")?;
+    Ok((ca_cert_pem, issuer))
+}
 
+/// [`ca_issue`] valid for `days` (1 to 3650).
+pub fn ca_issue_for(
+    ca_dir: &Path,
+    name: &str,
+    role: Role,
+    out: &Path,
+    days: u32,
+) -> Result<String> {
+    check_node_name(name)?;
+    check_days(days)?;
+    let (ca_cert_pem, issuer) = ca_issuer(ca_dir)?;
     create_private_dir(out)?;
     let key = KeyPair::generate().context("generating the node key")?;
+    let cert = node_params(name, role, days)?.signed_by(&key, &issuer)?;
+    let key_pem = Zeroizing::new(key.serialize_pem());
+    write_secret(&out.join(NODE_KEY), key_pem.as_bytes())?;
+    write_public(&out.join(NODE_CERT), cert.pem().as_bytes())?;
+    write_public(&out.join(CA_CERT), ca_cert_pem.as_bytes())?;
+    keep_issued(ca_dir, name, &cert.pem(), cert.der())?;
+    Ok(fingerprint(cert.der()))
+}
+
+/// `suyuan ca renew`: a new certificate for the node in `node_dir`, for the same name, role
+/// and key (the key never leaves the node), valid for `days`; the old one is kept as
+/// `node.crt.previous`. Returns the new fingerprint and expiry (Unix seconds).
+pub fn ca_renew(ca_dir: &Path, node_dir: &Path, days: u32) -> Result<(String, u64)> {
+    check_days(days)?;
+    let cert_path = node_dir.join(NODE_CERT);
+    let old = read_pem_cert(&cert_path)?;
+    let me = peer_identity(&old).with_context(|| format!("{}", cert_path.display()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&old)
+        .map_err(|e| anyhow::anyhow!("{}: unreadable certificate: {e}", cert_path.display()))?;
+    let spki = rcgen::SubjectPublicKeyInfo::from_der(parsed.public_key().raw)
+        .context("reading the node's public key")?;
+    let (_, issuer) = ca_issuer(ca_dir)?;
+    let cert = node_params(&me.name, me.role, days)?.signed_by(&spki, &issuer)?;
+    fs::copy(&cert_path, node_dir.join("node.crt.previous"))
+        .with_context(|| format!("cannot keep {}", cert_path.display()))?;
+    replace_public(&cert_path, cert.pem().as_bytes())?;
+    keep_issued(ca_dir, &me.name, &cert.pem(), cert.der())?;
+    Ok((fingerprint(cert.der()), not_after(cert.der())?))
+}
+
+fn check_days(days: u32) -> Result<()> {
+    if !(1..=3650).contains(&days) {
+        bail!("--days must be between 1 and 3650");
+    }
+    Ok(())
+}
+
+/// The CA keeps a copy of every certificate it issues (`issued/NAME.FINGERPRINT.crt`), so that
+/// `ca revoke --name` finds every serial number of that name, renewals included.
+fn keep_issued(ca_dir: &Path, name: &str, pem: &str, der: &[u8]) -> Result<()> {
+    let issued = ca_dir.join(super::revocation::ISSUED_DIR);
+    fs::create_dir_all(&issued).with_context(|| format!("cannot create {}", issued.display()))?;
+    let fp = fingerprint(der);
+    write_public(
+        &issued.join(format!("{name}.{}.crt", &fp[..16])),
+        pem.as_bytes(),
+    )
+}
+
+/// When a certificate expires (Unix seconds).
+pub fn not_after(der: &[u8]) -> Result<u64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| anyhow::anyhow!("unreadable certificate: {e}"))?;
+    Ok(cert.validity().not_after.timestamp().max(0) as u64)
+}
+
+/// A warning when this node's certificate expires within [`EXPIRY_WARNING_DAYS`] of `now`.
+pub fn expiry_warning(id: &NodeIdentity, now: u64) -> Option<String> {
+    let until = not_after(&id.cert).ok()?;
+    let left = until.saturating_sub(now) / 86_400;
+    (until <= now + EXPIRY_WARNING_DAYS * 86_400).then(|| match until > now {
+        true => format!(
+            "this node's certificate ({}) expires on {} ({left} days left): ask the CA for a new one (`suyuan ca renew`)",
+            id.me.name,
+            clock::rfc3339(until)
+        ),
+        false => format!(
+            "this node's certificate ({}) expired on {}: no member will accept it; ask the CA for a new one (`suyuan ca renew`)",
+            id.me.name,
+            clock::rfc3339(until)
+        ),
+    })
+}
+
+/// A node certificate's parameters: name, role, uses and validity.
+fn node_params(name: &str, role: Role, days: u32) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(vec![name.to_string()])?;
     params
         .subject_alt_names
@@ -198,17 +306,19 @@ pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<Str
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
-    validity(&mut params, 2);
-    let cert = params.signed_by(&key, &issuer)?;
-    let key_pem = Zeroizing::new(key.serialize_pem());
-    write_secret(&out.join(NODE_KEY), key_pem.as_bytes())?;
-    write_public(&out.join(NODE_CERT), cert.pem().as_bytes())?;
-    write_public(&out.join(CA_CERT), ca_cert_pem.as_bytes())?;
-    // The CA keeps a copy, so that `ca revoke --name` finds the serial number.
-    let issued = ca_dir.join(super::revocation::ISSUED_DIR);
-    fs::create_dir_all(&issued).with_context(|| format!("cannot create {}", issued.display()))?;
-    write_public(&issued.join(format!("{name}.crt")), cert.pem().as_bytes())?;
-    Ok(fingerprint(cert.der()))
+    // Random, so that a renewal (the same key) gets a serial number of its own (RFC 5280
+    // 4.1.2.2: unique per CA; rcgen would derive it from the key). Positive: top bit clear.
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let today = (clock::now_unix() / 86_400) as i64;
+    let day = |d: i64| {
+        let (y, m, dd) = clock::civil_from_days(d);
+        rcgen::date_time_ymd(y as i32, m as u8, dd as u8)
+    };
+    params.not_before = day(today - 1);
+    params.not_after = day(today + i64::from(days));
+    Ok(params)
 }
 
 /// SHA-256 of a certificate's DER, in hex: how audit logs name a peer's exact certificate.
@@ -225,6 +335,9 @@ pub struct PeerIdentity {
     pub role: Role,
     /// SHA-256 of the certificate.
     pub fingerprint: String,
+    /// SHA-256 of the certificate's public key (SubjectPublicKeyInfo): the same across a
+    /// renewal (`ca renew`), so what the node signed before it still names this node.
+    pub key: String,
 }
 
 /// Reads name and role from a (TLS-verified) end-entity certificate.
@@ -260,6 +373,7 @@ pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity> {
         name,
         role,
         fingerprint: fingerprint(der),
+        key: hex::encode(Sha256::digest(cert.public_key().raw)),
     })
 }
 

@@ -92,8 +92,8 @@ pub fn crl_info(der: &[u8]) -> Result<CrlInfo> {
     })
 }
 
-/// `suyuan ca revoke`: records the revocation of `name`'s certificate (the copy the CA kept
-/// when issuing it, or `cert`) and signs a new list. Returns the list's path and facts.
+/// `suyuan ca revoke`: records the revocation of every certificate the CA issued to `name`
+/// (renewals included; or only `cert`) and signs a new list. Returns the list's path and facts.
 pub fn ca_revoke(
     ca_dir: &Path,
     name: &str,
@@ -104,33 +104,61 @@ pub fn ca_revoke(
     if reason.trim().is_empty() || reason.len() > 256 || reason.chars().any(char::is_control) {
         bail!("--reason: say why in 1 to 256 printable characters");
     }
-    let cert_path = cert.map_or_else(
-        || ca_dir.join(ISSUED_DIR).join(format!("{name}.crt")),
-        Path::to_path_buf,
-    );
-    let der = CertificateDer::from_pem_file(&cert_path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: no certificate of {name} to revoke ({e}); give its node.crt with --cert",
-            cert_path.display()
-        )
-    })?;
-    let named = super::identity::peer_identity(&der)?;
-    if named.name != name {
-        bail!("{} names {}, not {name}", cert_path.display(), named.name);
+    let files = match cert {
+        Some(c) => vec![c.to_path_buf()],
+        None => issued_to(ca_dir, name)?,
+    };
+    if files.is_empty() {
+        bail!(
+            "{}: no certificate of {name} to revoke; give its node.crt with --cert",
+            ca_dir.join(ISSUED_DIR).display()
+        );
     }
-    let (_, parsed) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| anyhow::anyhow!("{}: unreadable certificate: {e}", cert_path.display()))?;
-    let serial = hex::encode(parsed.raw_serial());
     let mut record = read_revocations(ca_dir)?;
-    if !record.revoked.iter().any(|r| r.serial == serial) {
-        record.revoked.push(Revoked {
-            serial,
-            name: name.to_string(),
-            reason: reason.trim().to_string(),
-            time: clock::now_unix(),
-        });
+    for path in files {
+        let der = CertificateDer::from_pem_file(&path)
+            .map_err(|e| anyhow::anyhow!("{}: not a readable certificate: {e}", path.display()))?;
+        let named = super::identity::peer_identity(&der)?;
+        if named.name != name {
+            bail!("{} names {}, not {name}", path.display(), named.name);
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| anyhow::anyhow!("{}: unreadable certificate: {e}", path.display()))?;
+        let serial = hex::encode(parsed.raw_serial());
+        if !record.revoked.iter().any(|r| r.serial == serial) {
+            record.revoked.push(Revoked {
+                serial,
+                name: name.to_string(),
+                reason: reason.trim().to_string(),
+                time: clock::now_unix(),
+            });
+        }
     }
     sign_and_write(ca_dir, &mut record, days)
+}
+
+/// The copies of the certificates the CA issued to `name`.
+fn issued_to(ca_dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+    let dir = ca_dir.join(ISSUED_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.");
+    let mut out = Vec::new();
+    for e in entries {
+        let path = e
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .path();
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        if file.starts_with(&prefix) && file.ends_with(".crt") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// `suyuan ca crl`: a freshly signed list (the next number, a new next-update time) of every

@@ -259,6 +259,9 @@ impl QueryJob {
     pub fn open(opts: &QueryOptions) -> Result<Self> {
         let node = NodeDir::open(&opts.node)?;
         let id = node.identity()?;
+        if let Some(w) = identity::expiry_warning(&id, clock::now_unix()) {
+            tracing::warn!("{w}");
+        }
         let cfg = node.config()?;
         if let Some(c) = &opts.case
             && !config::valid_case(c)

@@ -124,3 +124,101 @@ fn lists_of_another_ca_or_older_ones_are_refused() {
         .to_string();
     assert_eq!(e, "--reason: say why in 1 to 256 printable characters");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statements_still_hold() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use suyuan_node::node_dir::identity;
+    let fed = Federation::new();
+    let bank = fed.node("bank", Role::Institution, HOLDER);
+    let police = fed.node("police", Role::Police, QUERIER);
+    write_text(
+        &fed.path("list.csv"),
+        "mobile\n13900000001\n13900000002\n",
+        false,
+    );
+    write_text(&fed.path("dump.csv"), "mobile\n13900000002\n", false);
+    // The epoch statement is signed under the first certificate.
+    import(&bank, &fed.path("list.csv"));
+    let server = start(&bank);
+    let before = NodeDir::open(&bank).unwrap().identity().unwrap();
+    let (fingerprint, until) = identity::ca_renew(&fed.ca, &bank, 90).unwrap();
+    assert_ne!(fingerprint, before.me.fingerprint);
+    let days = (until - suyuan_node::clock::now_unix()) / 86_400;
+    assert!((89..=91).contains(&days), "{days}");
+    assert!(bank.join("node.crt.previous").exists());
+    let after = NodeDir::open(&bank).unwrap().identity().unwrap();
+    assert_eq!(
+        (&after.me.key, &after.me.name),
+        (&before.me.key, &before.me.name)
+    );
+    // Within a second the running holder answers with the new certificate; its statement
+    // (signed under the old one, by the same key) still holds, and the report verifies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = suyuan_node::query::run(
+            &suyuan_node::query::QueryOptions {
+                node: police.clone(),
+                input: fed.path("dump.csv"),
+                input_options: suyuan_node::lists::InputOptions::default(),
+                peers: vec![suyuan_node::query::parse_peer(&server.peer("bank")).unwrap()],
+                mode: QueryMode::Matches,
+                case: Some("c-2".into()),
+                population: None,
+                evidence: None,
+            },
+            suyuan_node::Silent,
+        )
+        .await
+        .unwrap();
+        let p = &report.peers[0];
+        assert_eq!(p.error, None);
+        let answered = p.answer.as_ref().unwrap().certificate().unwrap();
+        if identity::fingerprint(&answered) == fingerprint {
+            let stated = p.statement.as_ref().unwrap().certificate().unwrap();
+            assert_eq!(identity::fingerprint(&stated), before.me.fingerprint);
+            let ca = CertificateDer::from_pem_file(fed.ca.join("ca.crt")).unwrap();
+            suyuan_node::query::verify::verify(&report, &ca).unwrap();
+            // Revoking the bank revokes both of its certificates.
+            let (_, info) = revocation::ca_revoke(&fed.ca, "bank", None, "closed", 30).unwrap();
+            assert_eq!(info.revoked, 2);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running holder never took the new certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+#[test]
+fn a_certificate_near_its_end_is_warned_about() {
+    use suyuan_node::node_dir::identity;
+    let fed = Federation::new();
+    let out = fed.path("short");
+    identity::ca_issue_for(&fed.ca, "short", Role::Police, &out, 10).unwrap();
+    let id = NodeDir::open(&out).unwrap().identity().unwrap();
+    let now = suyuan_node::clock::now_unix();
+    let w = identity::expiry_warning(&id, now).expect("10 days left");
+    assert!(
+        w.starts_with("this node's certificate (short) expires on "),
+        "{w}"
+    );
+    assert!(
+        w.contains("days left): ask the CA for a new one (`suyuan ca renew`)"),
+        "{w}"
+    );
+    let w = identity::expiry_warning(&id, now + 30 * 86_400).unwrap();
+    assert!(w.contains("expired on"), "{w}");
+    let long = fed.path("long");
+    identity::ca_issue(&fed.ca, "long", Role::Police, &long).unwrap();
+    let id = NodeDir::open(&long).unwrap().identity().unwrap();
+    assert_eq!(identity::expiry_warning(&id, now), None);
+    let e = identity::ca_issue_for(&fed.ca, "zero", Role::Police, &fed.path("zero"), 0)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "--days must be between 1 and 3650");
+}
