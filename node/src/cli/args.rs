@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use suyuan_node::lists::parse_override;
+use suyuan_node::node_dir::directory::DEFAULT_DIRECTORY_DAYS;
 use suyuan_node::node_dir::identity::{DEFAULT_CERT_DAYS, Role};
 use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
@@ -213,6 +214,22 @@ pub(crate) enum CaCommand {
         #[arg(long, default_value_t = DEFAULT_CERT_DAYS)]
         days: u32,
     },
+    /// Sign a federation directory (name, role, address and key of each member) that queriers
+    /// use with --directory.
+    Directory {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// A member: NAME=HOST:PORT (repeat); its role and key come from its certificate.
+        #[arg(long = "add", value_name = "NAME=HOST:PORT", required = true, value_parser = peer)]
+        add: Vec<PeerSpec>,
+        /// Days the directory is current for.
+        #[arg(long, default_value_t = DEFAULT_DIRECTORY_DAYS)]
+        days: u32,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Revoke a member's certificate (a stolen key, a member leaving) and sign a new
     /// revocation list (`CA/crl.pem`) to install on every node.
     Revoke {
@@ -311,9 +328,16 @@ pub(crate) struct QueryArgs {
     /// The dump (CSV or TSV, UTF-8 or GB18030).
     #[arg(long)]
     pub(crate) input: PathBuf,
-    /// A peer to ask: NAME=HOST:PORT (repeat for several; asked concurrently).
-    #[arg(long = "peer", value_name = "NAME=HOST:PORT", required = true, value_parser = peer)]
-    pub(crate) peers: Vec<PeerSpec>,
+    /// A peer to ask: NAME=HOST:PORT, or NAME with --directory (repeat for several; asked
+    /// concurrently).
+    #[arg(long = "peer", value_name = "NAME=HOST:PORT")]
+    pub(crate) peers: Vec<String>,
+    /// The federation directory signed by the CA (`suyuan ca directory`): members by name.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) directory: Option<PathBuf>,
+    /// Ask every institution the directory lists.
+    #[arg(long, requires = "directory")]
+    pub(crate) all_institutions: bool,
     /// count: how many keys matched, per type; matches: which dump rows matched.
     #[arg(long, value_parser = mode())]
     pub(crate) mode: QueryMode,

@@ -43,6 +43,9 @@ pub(crate) fn run() -> Result<()> {
             days,
         }) => node::ca_revoke(&ca, &name, cert.as_deref(), &reason, days),
         Command::Ca(CaCommand::Crl { ca, out, days }) => node::ca_crl(&ca, &out, days),
+        Command::Ca(CaCommand::Directory { ca, add, days, out }) => {
+            node::ca_directory(&ca, &add, days, &out)
+        }
         Command::Crl(CrlCommand::Install { node, file }) => node::crl_install(&node, &file),
         Command::Import(a) => node::import(a, quiet),
         Command::Serve(a) => node::serve(a),

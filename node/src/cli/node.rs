@@ -64,6 +64,27 @@ pub(crate) fn ca_revoke(
     Ok(())
 }
 
+pub(crate) fn ca_directory(
+    ca: &Path,
+    add: &[suyuan_node::query::PeerSpec],
+    days: u32,
+    out: &Path,
+) -> Result<()> {
+    let members: Vec<(String, String)> = add
+        .iter()
+        .map(|p| (p.name.clone(), p.address.clone()))
+        .collect();
+    let dir = suyuan_node::node_dir::directory::ca_directory(ca, &members, days, out)?;
+    println!(
+        "federation directory number {} ({} members, current until {}) written to {}",
+        dir.number,
+        dir.members.len(),
+        clock::rfc3339(dir.expires),
+        out.display()
+    );
+    Ok(())
+}
+
 pub(crate) fn ca_crl(ca: &Path, out: &Path, days: u32) -> Result<()> {
     let (path, info) = revocation::ca_crl(ca, days)?;
     std::fs::copy(&path, out).with_context(|| format!("cannot write {}", out.display()))?;

@@ -3,8 +3,10 @@
 use anyhow::{Context, Result, bail};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use suyuan_node::clock;
 use suyuan_node::evidence::Evidence;
 use suyuan_node::lists::InputOptions;
+use suyuan_node::node_dir::directory;
 use suyuan_node::query::{self, QueryOptions, Report, html};
 
 use super::args::{QueryArgs, ReportArgs, VerifyArgs};
@@ -12,6 +14,16 @@ use super::progress::Bar;
 use super::runtime;
 
 pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
+    let directory = match &a.directory {
+        Some(path) => {
+            let ca = suyuan_node::node_dir::NodeDir::open(&a.node)?
+                .identity()?
+                .ca;
+            Some(directory::load(path, &ca, clock::now_unix())?)
+        }
+        None => None,
+    };
+    let peers = query::resolve_peers(&a.peers, directory.as_ref(), a.all_institutions)?;
     let opts = QueryOptions {
         node: a.node,
         input: a.input,
@@ -19,7 +31,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
             overrides: a.input_args.columns,
             selection: a.input_args.keys,
         },
-        peers: a.peers,
+        peers,
         mode: a.mode,
         case: a.case,
         evidence: a.evidence,

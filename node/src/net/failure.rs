@@ -55,6 +55,8 @@ pub enum FailureKind {
     Certificate(String),
     /// The peer is not an institution.
     NotAnInstitution(Role),
+    /// The peer answered with another key than the federation directory lists for it.
+    UnlistedKey,
     /// No stream opened within the timeout.
     NoStream(Duration),
     /// No frame within the timeout.
@@ -125,6 +127,7 @@ impl QueryFailure {
             | ConnectionLost(_)
             | Certificate(_)
             | NotAnInstitution(_)
+            | UnlistedKey
             | NoStream(_)
             | Stalled(_)
             | Frame(_)
@@ -159,6 +162,10 @@ impl fmt::Display for QueryFailure {
             // The peer's words, shown but never interpreted by a terminal.
             Closed(Some(r)) => write!(f, "{p} closed the connection: {}", printable(r)),
             ConnectionLost(e) => write!(f, "{p}: connection lost: {e}"),
+            UnlistedKey => write!(
+                f,
+                "{p} answered with another key than the federation directory lists; not queried"
+            ),
             NotAnInstitution(role) => {
                 write!(f, "{p} is a {role} node, not an institution; not queried")
             }

@@ -341,6 +341,18 @@ impl Asking<'_> {
             let kind = FailureKind::NotAnInstitution(holder.role);
             return Err(failure(peer, Some(&holder), false, kind));
         }
+        if let Some(listed) = &peer.key
+            && *listed != holder.key
+        {
+            // The directory pins the member's key: another certificate of the name is not it.
+            conn.close(2u32.into(), b"not the listed key");
+            return Err(failure(
+                peer,
+                Some(&holder),
+                false,
+                FailureKind::UnlistedKey,
+            ));
+        }
         Ok((conn, holder))
     }
 

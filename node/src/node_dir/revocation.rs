@@ -168,6 +168,15 @@ pub fn ca_crl(ca_dir: &Path, days: u32) -> Result<(PathBuf, CrlInfo)> {
     sign_and_write(ca_dir, &mut record, days)
 }
 
+/// Serial numbers (hex) the CA has revoked.
+pub fn revoked_serials(ca_dir: &Path) -> Result<Vec<String>> {
+    Ok(read_revocations(ca_dir)?
+        .revoked
+        .into_iter()
+        .map(|r| r.serial)
+        .collect())
+}
+
 fn read_revocations(ca_dir: &Path) -> Result<Revocations> {
     let path = ca_dir.join(REVOCATIONS_FILE);
     match fs::read_to_string(&path) {

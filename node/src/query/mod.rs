@@ -24,6 +24,7 @@ use crate::net::tls;
 use crate::node_dir::NodeDir;
 use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
 use crate::node_dir::config::{self, NodeConfig};
+use crate::node_dir::directory::{self, Directory};
 use crate::node_dir::identity::{self, NodeIdentity};
 use crate::node_dir::tag_cache::TagCache;
 
@@ -36,6 +37,9 @@ pub struct PeerSpec {
     pub name: String,
     /// `HOST:PORT`.
     pub address: String,
+    /// The key it must answer with (SHA-256 of its certificate's public key), when a federation
+    /// directory lists it.
+    pub key: Option<String>,
 }
 
 /// Parses `NAME=HOST:PORT`.
@@ -50,7 +54,46 @@ pub fn parse_peer(s: &str) -> Result<PeerSpec> {
     Ok(PeerSpec {
         name: name.to_string(),
         address: address.to_string(),
+        key: None,
     })
+}
+
+/// The peers to ask: `--peer` values (`NAME=HOST:PORT`, or a bare `NAME` looked up in the
+/// directory) and, with `all_institutions`, every institution the directory lists. Members
+/// found in the directory must answer with the key it lists.
+pub fn resolve_peers(
+    raw: &[String],
+    directory: Option<&Directory>,
+    all_institutions: bool,
+) -> Result<Vec<PeerSpec>> {
+    let listed = |m: &directory::Member| PeerSpec {
+        name: m.name.clone(),
+        address: m.address.clone(),
+        key: Some(m.key.clone()),
+    };
+    let mut peers: Vec<PeerSpec> = Vec::new();
+    if all_institutions {
+        let dir = directory.context("--all-institutions needs --directory FILE")?;
+        peers.extend(dir.institutions().map(listed));
+    }
+    for r in raw {
+        let spec = match (r.contains('='), directory) {
+            (true, _) => parse_peer(r)?,
+            (false, Some(dir)) => listed(dir.member(r)?),
+            (false, None) => {
+                bail!("--peer {r:?}: expected NAME=HOST:PORT (a bare name needs --directory FILE)")
+            }
+        };
+        if !peers.iter().any(|p| p.name == spec.name) {
+            peers.push(spec);
+        }
+    }
+    if peers.is_empty() {
+        bail!(
+            "no peer given: add --peer NAME=HOST:PORT, or --directory FILE with --all-institutions or --peer NAME"
+        );
+    }
+    Ok(peers)
 }
 
 /// A query run, validated.

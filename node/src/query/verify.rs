@@ -193,6 +193,7 @@ fn replay_peer(
     let spec = super::PeerSpec {
         name: name.clone(),
         address: p.address.clone(),
+        key: None,
     };
     let again = super::PeerReport::from_result(&spec, &result, report.dump.rows);
     let figures: [(&str, bool); 4] = [

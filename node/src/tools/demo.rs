@@ -205,6 +205,7 @@ fn serve_all(nodes: &Path, names: &[String]) -> Result<(Vec<LocalServer>, Vec<Pe
         peers.push(PeerSpec {
             name: name.clone(),
             address: server.addr.to_string(),
+            key: None,
         });
         servers.push(server);
     }

@@ -4,6 +4,7 @@
 
 mod answers;
 mod demo;
+mod directory;
 mod disconnects;
 mod evidence;
 mod federation;

@@ -434,6 +434,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         peers.push(PeerSpec {
             name: name.clone(),
             address: addr,
+            key: None,
         });
     }
     // A node fills its pool of count sessions once it is idle: measure the query (in count
