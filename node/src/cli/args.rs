@@ -58,7 +58,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Show the node's identity, epoch, policy and recent queries.
-    Status(NodeArg),
+    Status(StatusArgs),
     /// The tag sets this node keeps from earlier queries (`[query] tag_cache_mib`).
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -274,6 +274,16 @@ pub(crate) enum CrlCommand {
         /// The list (`crl.pem` from `suyuan ca revoke` or `suyuan ca crl`).
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The node directory.
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// The same facts as one JSON object, for scripts.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,7 @@ pub(crate) fn run() -> Result<()> {
         Command::Crl(CrlCommand::Install { node, file }) => node::crl_install(&node, &file),
         Command::Import(a) => node::import(a, quiet),
         Command::Serve(a) => node::serve(a),
+        Command::Status(a) if a.json => node::status_json(&a.node),
         Command::Status(a) => node::status(&a.node),
         Command::Cache(CacheCommand::Clear(a)) => node::cache_clear(&a.node),
         Command::Canary(CanaryCommand::Mint(a)) => tools::canary_mint(a),

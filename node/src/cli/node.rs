@@ -228,6 +228,52 @@ pub(crate) fn status(node: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `status --json`: what `status` prints, as one JSON object (stable field names).
+pub(crate) fn status_json(node: &Path) -> Result<()> {
+    use serde_json::json;
+    let node = NodeDir::open(node)?;
+    let id = node.identity()?;
+    let now = clock::now_unix();
+    let not_after = identity::not_after(&id.cert).ok();
+    let epoch = match node.store().read() {
+        Ok(Some((_, m))) => json!({
+            "id": m.id, "created": m.created, "keys": m.sizes, "rows": m.rows,
+            "source": m.source, "verified": true,
+        }),
+        Ok(None) => serde_json::Value::Null,
+        Err(e) => json!({ "error": format!("{:#}", anyhow::Error::from(e)) }),
+    };
+    let crl = match id.crls.first().map(|der| revocation::crl_info(der)) {
+        None => serde_json::Value::Null,
+        Some(Ok(i)) => json!({
+            "number": i.number, "revoked": i.revoked, "next_update": i.next_update,
+            "stale": i.stale(now).is_some(),
+        }),
+        Some(Err(e)) => json!({ "error": format!("{e:#}") }),
+    };
+    let cfg = node.config()?;
+    let (sets, bytes) = node.tag_cache(cfg.query.tag_cache_bytes()).usage();
+    let audit = match node.audit().verify() {
+        Ok(entries) => json!({ "entries": entries.len(), "intact": true }),
+        Err(e) => json!({ "intact": false, "error": format!("{:#}", anyhow::Error::from(e)) }),
+    };
+    let out = json!({
+        "node": {
+            "name": id.me.name, "role": id.me.role, "fingerprint": id.me.fingerprint,
+            "key": id.me.key, "certificate_expires": not_after,
+            "certificate_days_left": not_after.map(|t| t.saturating_sub(now) / 86_400),
+            "warning": identity::expiry_warning(&id, now),
+        },
+        "epoch": epoch,
+        "revocation_list": crl,
+        "policy": cfg.policy.summary(),
+        "tag_cache": { "sets": sets, "bytes": bytes, "limit_mib": cfg.query.tag_cache_mib },
+        "audit_log": audit,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
 /// The last ten audit entries, oldest first.
 fn print_recent(entries: &[Entry]) {
     let from = entries.len().saturating_sub(10);

@@ -188,7 +188,7 @@ pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<Str
 }
 
 /// The CA's certificate and key, to sign with.
-fn ca_issuer(ca_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
+pub(crate) fn ca_issuer(ca_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
     let ca_cert_pem = fs::read_to_string(ca_dir.join(CA_CERT))
         .with_context(|| format!("cannot read {}", ca_dir.join(CA_CERT).display()))?;
     check_private(&ca_dir.join(CA_KEY))?;

@@ -10,14 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rcgen::{CertificateRevocationListParams, Issuer, KeyPair, RevokedCertParams, SerialNumber};
+use rcgen::{CertificateRevocationListParams, RevokedCertParams, SerialNumber};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::NodeDir;
-use super::identity::{CA_CERT, CA_KEY, check_private};
 use crate::clock;
 
 /// The list's file name, in the CA's directory and in each node's.
@@ -213,16 +211,7 @@ fn sign_and_write(
 /// Signs the list of `record` with the CA key, valid from day `from` to day `until` (days
 /// since 1970, UTC midnight).
 fn sign_crl(ca_dir: &Path, record: &Revocations, from: i64, until: i64) -> Result<String> {
-    let ca_cert_pem = fs::read_to_string(ca_dir.join(CA_CERT))
-        .with_context(|| format!("cannot read {}", ca_dir.join(CA_CERT).display()))?;
-    check_private(&ca_dir.join(CA_KEY))?;
-    let ca_key_pem = Zeroizing::new(
-        fs::read_to_string(ca_dir.join(CA_KEY))
-            .with_context(|| format!("cannot read {}", ca_dir.join(CA_KEY).display()))?,
-    );
-    let ca_key = KeyPair::from_pem(&ca_key_pem).context("reading the CA key")?;
-    let issuer =
-        Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key).context("reading the CA certificate")?;
+    let (_, issuer) = super::identity::ca_issuer(ca_dir)?;
     let day = |d: i64| {
         let (y, m, dd) = clock::civil_from_days(d);
         rcgen::date_time_ymd(y as i32, m as u8, dd as u8)
