@@ -109,6 +109,11 @@ impl Running {
         format!("{name}={}", self.addr)
     }
 
+    /// Where it offers metrics, if its node.toml says `[metrics] listen`.
+    pub fn metrics(&self) -> Option<SocketAddr> {
+        self.server.metrics
+    }
+
     /// The epoch it serves, as it changes.
     pub fn serving(&self) -> tokio::sync::watch::Receiver<Option<suyuan_protocol::psi::EpochId>> {
         self.server.serving.clone()

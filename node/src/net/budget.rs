@@ -42,6 +42,19 @@ impl DailyBudget {
         }
     }
 
+    /// Every peer's keys used on the UTC day of `now_unix` (for metrics).
+    pub fn today(&self, now_unix: u64) -> Vec<(String, u64)> {
+        let day = clock::day_of(now_unix);
+        let mut v: Vec<(String, u64)> = self
+            .used
+            .iter()
+            .filter(|((_, d), _)| *d == day)
+            .map(|((p, _), n)| (p.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Keys `peer` has used on the UTC day of `now_unix`.
     pub fn used(&self, peer: &str, now_unix: u64) -> u64 {
         let key = (peer.to_string(), clock::day_of(now_unix));

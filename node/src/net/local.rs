@@ -18,6 +18,8 @@ pub struct LocalServer {
     pub addr: SocketAddr,
     /// The epoch it serves, as it changes.
     pub serving: watch::Receiver<Option<EpochId>>,
+    /// Where it offers metrics (`[metrics] listen`), if it does.
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<()>>>,
 }
@@ -28,6 +30,7 @@ impl LocalServer {
         let server = Server::bind(node, Some(SocketAddr::from(([127, 0, 0, 1], 0))))?;
         let addr = server.local_addr()?;
         let serving = server.serving();
+        let metrics = server.metrics_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -35,6 +38,7 @@ impl LocalServer {
         Ok(LocalServer {
             addr,
             serving,
+            metrics,
             stop: Some(tx),
             task: Some(task),
         })

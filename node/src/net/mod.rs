@@ -8,6 +8,7 @@ pub mod failure;
 pub mod frame;
 pub mod handshake;
 pub mod local;
+pub mod metrics;
 pub(crate) mod querier;
 pub mod server;
 pub mod tls;

@@ -78,6 +78,8 @@ struct State {
     timeout: Duration,
     audit: AuditLog,
     epoch: Mutex<LoadedEpoch>,
+    /// What `[metrics]` offers.
+    metrics: crate::net::metrics::Metrics,
     /// Keys charged per (peer, UTC day), seeded from the audit log.
     budget: Mutex<DailyBudget>,
     slots: Arc<Semaphore>,
@@ -132,6 +134,8 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     buffer_warning: Option<String>,
     crl: CrlWatch,
+    /// `[metrics] listen`, bound.
+    metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 /// What rebuilding the TLS configuration needs when the revocation list changes.
@@ -255,6 +259,11 @@ impl Server {
             timeout: cfg.network.timeout(),
             audit,
             epoch: Mutex::new(loaded),
+            metrics: {
+                let m = crate::net::metrics::Metrics::new();
+                m.audit_entries(entries.len() as u64);
+                m
+            },
             budget: Mutex::new(budget),
             shutdown,
             _lock: lock,
@@ -278,12 +287,17 @@ impl Server {
         };
         crl.warn_if_stale();
         crl.warn_if_expiring();
+        let metrics_listener = match cfg.metrics.listen {
+            Some(addr) => Some(bind_metrics(addr)?),
+            None => None,
+        };
         Ok(Server {
             endpoint,
             state,
             shutdown_tx,
             buffer_warning,
             crl,
+            metrics_listener,
         })
     }
 
@@ -301,6 +315,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Where metrics are offered, if `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     /// The node's name and current epoch, for the start-up line.
@@ -321,6 +340,13 @@ impl Server {
     /// aborts the rest (audited), and closes.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        if let Some(listener) = self.metrics_listener.take() {
+            tokio::spawn(serve_metrics(
+                listener,
+                Arc::clone(&self.state),
+                self.shutdown_tx.subscribe(),
+            ));
+        }
         // SIGHUP applies the revocation list at once (it is also looked at every second).
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("listening for SIGHUP")?;
@@ -386,6 +412,55 @@ impl Server {
         .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         Ok(())
+    }
+}
+
+/// `[metrics] listen`, bound now so that a bad address fails `serve` at start.
+fn bind_metrics(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let std = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    std.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(std)?)
+}
+
+/// Answers scrapers until shutdown, one task per connection.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let body = async {
+                        let snapshot = state.metrics_snapshot().await;
+                        state.metrics.render(&snapshot)
+                    };
+                    let _ = crate::net::metrics::answer(stream, body).await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// A refusal as one fixed word, for a metric's label.
+fn refusal_reason(r: &crate::net::frame::Refusal) -> &'static str {
+    use crate::net::frame::Refusal;
+    match r {
+        Refusal::UnsupportedVersion(_) => "unsupported_version",
+        Refusal::RoleNotAllowed(_) => "role_not_allowed",
+        Refusal::ModeNotAllowed { .. } => "mode_not_allowed",
+        Refusal::CaseRequired => "case_required",
+        Refusal::InvalidCase => "invalid_case",
+        Refusal::TooSmall { .. } => "too_small",
+        Refusal::TooLarge { .. } => "too_large",
+        Refusal::SectionsTooSmall { .. } => "sections_too_small",
+        Refusal::BudgetExhausted { .. } => "budget_exhausted",
+        _ => "other",
     }
 }
 
@@ -549,6 +624,7 @@ impl State {
 
     /// Audits a refused connection, within [`OUTSIDER_ENTRIES_PER_MINUTE`].
     async fn audit_refused_connection(&self, mut r: Record, detail: String) {
+        self.metrics.refused("connection");
         let carried = {
             let mut b = self.outsider_budget();
             let mut carried = 0;
@@ -617,7 +693,28 @@ impl State {
     async fn append(&self, record: Record) -> Result<()> {
         let log = self.audit.clone();
         tokio::task::spawn_blocking(move || log.append(record)).await??;
+        self.metrics.audit_appended();
         Ok(())
+    }
+
+    /// The scrape-time figures of [`crate::net::metrics::Snapshot`].
+    async fn metrics_snapshot(&self) -> crate::net::metrics::Snapshot {
+        let now = clock::now_unix();
+        let epoch = self
+            .epoch
+            .lock()
+            .await
+            .meta
+            .as_ref()
+            .map(|m| (m.created, m.sizes.iter().map(|(k, n)| (*k, *n)).collect()));
+        let budget = self.budget.lock().await.today(now);
+        let cert = unpoisoned(&self.signer).1.clone();
+        crate::net::metrics::Snapshot {
+            epoch,
+            certificate_expires: identity::not_after(&cert).ok(),
+            budget,
+            now,
+        }
     }
 
     fn record(&self, peer: &PeerIdentity, hello: Option<&Hello>, outcome: Outcome) -> Record {
@@ -726,6 +823,7 @@ async fn end_stream(
 ) {
     let (outcome, detail) = match &frame {
         ServerFrame::Refused(r) => {
+            state.metrics.refused(refusal_reason(r));
             tracing::info!(peer = %peer.name, role = %peer.role, reason = %r, "query refused");
             (Outcome::Refused, r.to_string())
         }
@@ -801,6 +899,7 @@ async fn handle_stream(
         keys,
     } = admitted;
     tracing::info!(peer = %peer.name, role = %peer.role, mode = %hello.mode, keys, "query admitted");
+    state.metrics.admitted(peer.role.as_str());
     let started = std::time::Instant::now();
     let outcome = run_query(&state, &epoch, start, &hello, &peer, &mut send, &mut recv).await;
     let mut rec = state.record(&peer, Some(&hello), Outcome::Completed);
@@ -820,6 +919,8 @@ async fn handle_stream(
             rec.detail = Some(why.to_string());
         }
     }
+    let completed = rec.outcome == Outcome::Completed;
+    state.metrics.finished(completed, keys, started.elapsed());
     // The slot is free once the query is over; whoever reads the audit entry may use it.
     drop(slot);
     state.audit(rec).await;

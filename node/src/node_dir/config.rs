@@ -38,6 +38,9 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 [serve]
 # count_pool_mib = 256          # count sessions prepared while idle (16 bytes per customer key each; 0: none)
 
+[metrics]
+# listen: an address such as "127.0.0.1:9788" turns on Prometheus metrics (GET /metrics, plain HTTP); off by default
+
 [query]
 # tag_cache_mib = 1024          # holders' tag sets kept for repeated queries (0: keep none)
 # max_holder_keys = 536870912   # a holder announcing more is refused (we keep 8-16 bytes per key)
@@ -54,6 +57,22 @@ pub struct NodeConfig {
     pub serve: ServeConfig,
     /// `[query]`.
     pub query: QueryConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where `serve` offers Prometheus metrics (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `listen = "127.0.0.1:9788"`: plain HTTP, `GET /metrics`; keep it on loopback or a
+    /// management network (it names the federation's members and their use of this node).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 /// `[serve]`: how this node answers.
@@ -350,6 +369,7 @@ struct RawFile {
     policy: RawPolicy,
     serve: ServeConfig,
     query: QueryConfig,
+    metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -414,11 +434,23 @@ pub fn parse(text: &str, path: &Path) -> Result<(NodeConfig, Vec<Deprecated>), C
         MAX_SET_SIZE,
     )
     .map_err(invalid)?;
+    let metrics = MetricsConfig {
+        listen: match raw.metrics.listen {
+            None => None,
+            Some(value) => Some(value.parse().map_err(|e: std::net::AddrParseError| {
+                invalid(Problem::Listen {
+                    reason: e.to_string(),
+                    value,
+                })
+            })?),
+        },
+    };
     let cfg = NodeConfig {
         network,
         policy,
         serve: raw.serve,
         query: raw.query,
+        metrics,
     };
     Ok((cfg, deprecated))
 }

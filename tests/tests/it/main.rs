@@ -11,6 +11,7 @@ mod federation;
 mod fuzz_inputs;
 mod generator;
 mod load;
+mod metrics;
 mod probing;
 mod psi_local;
 mod refusals;
