@@ -87,7 +87,9 @@ pub(crate) fn ca_directory(
 
 pub(crate) fn ca_crl(ca: &Path, out: &Path, days: u32) -> Result<()> {
     let (path, info) = revocation::ca_crl(ca, days)?;
-    std::fs::copy(&path, out).with_context(|| format!("cannot write {}", out.display()))?;
+    // From the bytes, not a copy: `--out` may name the CA's own crl.pem.
+    let pem = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    std::fs::write(out, pem).with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "revocation list number {} ({} revoked, due {}) written to {}",
         info.number,

@@ -87,13 +87,19 @@ fn what(stream: &str) -> &'static str {
 }
 
 /// The file's first record.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Header {
     /// Hex of the hello's query id, as every signed answer names it.
     query_id: String,
     mode: QueryMode,
     /// Hex of the blind `a` ([`Query::blind_secret`]).
     blind: String,
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.blind);
+    }
 }
 
 /// A query's evidence, in memory.
@@ -204,7 +210,8 @@ impl Evidence {
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| r.malformed(&format!("the header: {e}")))?;
         // One encoding only, the one this version writes: a file cannot say one thing two ways.
-        if serde_json::to_vec(&header).ok().as_deref() != Some(header_bytes) {
+        let again = Zeroizing::new(serde_json::to_vec(&header).unwrap_or_default());
+        if again.as_slice() != header_bytes {
             return Err(r.malformed("the header is not as suyuan writes it"));
         }
         let lower = |h: &str| !h.bytes().any(|c| c.is_ascii_uppercase());
@@ -233,7 +240,7 @@ impl Evidence {
             }
         }
         Ok(Evidence {
-            query_id: header.query_id,
+            query_id: header.query_id.clone(),
             mode: header.mode,
             blind,
             peers,
@@ -318,7 +325,7 @@ fn record(w: &mut impl Write, kind: u8, payload: &[u8]) -> std::io::Result<()> {
     w.write_all(payload)
 }
 
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let f = std::fs::OpenOptions::new()
         .write(true)

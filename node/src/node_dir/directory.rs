@@ -114,13 +114,14 @@ pub fn ca_directory(
     Ok(dir)
 }
 
-/// The newest certificate the CA issued to `name` that is not revoked.
+/// The newest certificate the CA issued to `name` that has not expired, of a key none of whose
+/// certificates is revoked.
 fn latest_issued(ca_dir: &Path, name: &str, revoked: &[String]) -> Result<CertificateDer<'static>> {
     let dir = ca_dir.join(ISSUED_DIR);
     let prefix = format!("{name}.");
-    // Newest by expiry, then by when the CA wrote it (certificates of one day expire together).
-    let mut best: Option<((u64, std::time::SystemTime), CertificateDer<'static>)> = None;
-    let mut any_revoked = false;
+    let now = clock::now_unix();
+    // (expiry, when the CA wrote it, key, revoked, certificate)
+    let mut all = Vec::new();
     for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         if !file.starts_with(&prefix) || !file.ends_with(".crt") {
@@ -131,22 +132,24 @@ fn latest_issued(ca_dir: &Path, name: &str, revoked: &[String]) -> Result<Certif
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).map_err(|err| {
             anyhow::anyhow!("{}: unreadable certificate: {err}", e.path().display())
         })?;
-        if revoked.contains(&hex::encode(parsed.raw_serial())) {
-            any_revoked = true;
-            continue;
-        }
+        let is_revoked = revoked.contains(&hex::encode(parsed.raw_serial()));
         let written = e
             .metadata()
             .and_then(|m| m.modified())
             .unwrap_or(std::time::UNIX_EPOCH);
-        let rank = (identity::not_after(&der)?, written);
-        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-            best = Some((rank, der));
-        }
+        let key = identity::peer_identity(&der)?.key;
+        all.push((identity::not_after(&der)?, written, key, is_revoked, der));
     }
+    let revoked_keys: Vec<&String> = all.iter().filter(|c| c.3).map(|c| &c.2).collect();
+    // Newest by expiry, then by when the CA wrote it (certificates of one day expire together).
+    let best = all
+        .iter()
+        .filter(|c| c.0 > now && !revoked_keys.contains(&&c.2))
+        .max_by_key(|c| (c.0, c.1));
     match best {
-        Some((_, der)) => Ok(der),
-        None if any_revoked => bail!("{name} is revoked: not listed"),
+        Some(c) => Ok(c.4.clone()),
+        None if !revoked_keys.is_empty() => bail!("{name} is revoked: not listed"),
+        None if !all.is_empty() => bail!("{name}'s certificates have all expired: not listed"),
         None => bail!(
             "{}: no certificate issued to {name} by this CA",
             dir.display()

@@ -234,10 +234,25 @@ pub fn ca_renew(ca_dir: &Path, node_dir: &Path, days: u32) -> Result<(String, u6
     let me = peer_identity(&old).with_context(|| format!("{}", cert_path.display()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(&old)
         .map_err(|e| anyhow::anyhow!("{}: unreadable certificate: {e}", cert_path.display()))?;
+    // Only a certificate this CA issued, of a key it has not revoked, is renewed: a renewal
+    // must never bring a revoked (stolen) key back.
+    let ca = read_pem_cert(&ca_dir.join(CA_CERT))?;
+    let valid_at = (parsed.validity().not_before.timestamp().max(0) as u64) + 1;
+    super::revocation::issued_by(&ca, &old, valid_at).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a certificate of this CA ({e})",
+            cert_path.display()
+        )
+    })?;
+    super::revocation::check_key_not_revoked(ca_dir, &me.name, &me.key, parsed.raw_serial())?;
     let spki = rcgen::SubjectPublicKeyInfo::from_der(parsed.public_key().raw)
         .context("reading the node's public key")?;
     let (_, issuer) = ca_issuer(ca_dir)?;
     let cert = node_params(&me.name, me.role, days)?.signed_by(&spki, &issuer)?;
+    // The CA keeps both: revoking the name revokes the old certificate too.
+    let old_pem = fs::read_to_string(&cert_path)
+        .with_context(|| format!("cannot read {}", cert_path.display()))?;
+    keep_issued(ca_dir, &me.name, &old_pem, &old)?;
     fs::copy(&cert_path, node_dir.join("node.crt.previous"))
         .with_context(|| format!("cannot keep {}", cert_path.display()))?;
     replace_public(&cert_path, cert.pem().as_bytes())?;
@@ -258,10 +273,11 @@ fn keep_issued(ca_dir: &Path, name: &str, pem: &str, der: &[u8]) -> Result<()> {
     let issued = ca_dir.join(super::revocation::ISSUED_DIR);
     fs::create_dir_all(&issued).with_context(|| format!("cannot create {}", issued.display()))?;
     let fp = fingerprint(der);
-    write_public(
-        &issued.join(format!("{name}.{}.crt", &fp[..16])),
-        pem.as_bytes(),
-    )
+    let path = issued.join(format!("{name}.{}.crt", &fp[..16]));
+    if path.exists() {
+        return Ok(());
+    }
+    write_public(&path, pem.as_bytes())
 }
 
 /// When a certificate expires (Unix seconds).

@@ -250,9 +250,17 @@ pub fn install(node: &NodeDir, file: &Path) -> Result<(CrlInfo, Vec<String>)> {
         )
     })?;
     let info = crl_info(&der).with_context(|| format!("{}", file.display()))?;
-    let id = node.identity()?;
+    // Read directly, not through `identity()`, which would refuse a damaged installed list: a
+    // good list must be able to replace it.
+    let ca = CertificateDer::from_pem_file(node.ca_cert())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", node.ca_cert().display()))?;
+    let own = CertificateDer::from_pem_file(node.node_cert())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", node.node_cert().display()))?;
+    // Judged while the node's own certificate is valid, so that its expiry is not taken for a
+    // bad list.
+    let at = clock::now_unix().min(super::identity::not_after(&own)?.saturating_sub(1));
     let mut warnings = Vec::new();
-    match check_against(&id.ca, &id.cert, &der) {
+    match check_against(&ca, &own, std::slice::from_ref(&der), at) {
         Ok(()) => {}
         Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => warnings.push(
             "this node's own certificate is revoked by this list: no other member will accept it"
@@ -263,18 +271,26 @@ pub fn install(node: &NodeDir, file: &Path) -> Result<(CrlInfo, Vec<String>)> {
             file.display()
         ),
     }
-    if let Some(current) = installed(node)? {
-        let now = crl_info(&current)?;
-        if info.number < now.number
-            || (info.number == now.number && current.as_ref() != der.as_ref())
-        {
-            bail!(
-                "{}: list number {} is not newer than the installed one (number {}); refusing to go back",
-                file.display(),
-                info.number,
-                now.number
-            );
+    let current = match installed(node) {
+        Ok(c) => c,
+        Err(e) => {
+            warnings.push(format!("replacing an unreadable list: {e:#}"));
+            None
         }
+    };
+    let installed_info = current
+        .as_ref()
+        .and_then(|c| crl_info(c).ok().map(|i| (c, i)));
+    if let Some((current, now)) = installed_info
+        && (info.number < now.number
+            || (info.number == now.number && current.as_ref() != der.as_ref()))
+    {
+        bail!(
+            "{}: list number {} is not newer than the installed one (number {}); refusing to go back",
+            file.display(),
+            info.number,
+            now.number
+        );
     }
     warnings.extend(info.stale(clock::now_unix()));
     let pem = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -293,11 +309,13 @@ pub fn installed(node: &NodeDir) -> Result<Option<CertificateRevocationListDer<'
         .map_err(|e| anyhow::anyhow!("{}: unreadable revocation list: {e}", path.display()))
 }
 
-/// Whether `cert` passes the handshake's checks with `crl` (its signature by the CA included).
+/// Whether `cert` passes the handshake's checks at Unix time `at` with `crls` (the lists'
+/// signatures by the CA included).
 fn check_against(
     ca: &CertificateDer<'static>,
     cert: &CertificateDer<'static>,
-    crl: &CertificateRevocationListDer<'static>,
+    crls: &[CertificateRevocationListDer<'static>],
+    at: u64,
 ) -> Result<(), rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone())?;
@@ -305,11 +323,45 @@ fn check_against(
         Arc::new(roots),
         Arc::new(rustls::crypto::ring::default_provider()),
     )
-    .with_crls([crl.clone()])
+    .with_crls(crls.iter().cloned())
     .build()
     .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let now = UnixTime::since_unix_epoch(Duration::from_secs(clock::now_unix()));
-    verifier.verify_client_cert(cert, &[], now).map(|_| ())
+    let when = UnixTime::since_unix_epoch(Duration::from_secs(at));
+    verifier.verify_client_cert(cert, &[], when).map(|_| ())
+}
+
+/// Whether the CA `ca` issued `cert` (judged at Unix time `at`, when it was valid).
+pub(crate) fn issued_by(
+    ca: &CertificateDer<'static>,
+    cert: &CertificateDer<'static>,
+    at: u64,
+) -> Result<(), rustls::Error> {
+    check_against(ca, cert, &[], at)
+}
+
+/// Refuses when `serial` or any certificate the CA issued to `name` with the same key (hex
+/// SHA-256 of its public key) is revoked.
+pub(crate) fn check_key_not_revoked(
+    ca_dir: &Path,
+    name: &str,
+    key: &str,
+    serial: &[u8],
+) -> Result<()> {
+    let revoked = revoked_serials(ca_dir)?;
+    let mut serials = vec![hex::encode(serial)];
+    for path in issued_to(ca_dir, name)? {
+        let der = CertificateDer::from_pem_file(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if super::identity::peer_identity(&der)?.key == key {
+            let (_, c) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            serials.push(hex::encode(c.raw_serial()));
+        }
+    }
+    if serials.iter().any(|s| revoked.contains(s)) {
+        bail!("{name}'s key is revoked: issue a new identity with `suyuan ca issue` instead");
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -84,8 +84,15 @@ pub fn resolve_peers(
                 bail!("--peer {r:?}: expected NAME=HOST:PORT (a bare name needs --directory FILE)")
             }
         };
-        if !peers.iter().any(|p| p.name == spec.name) {
-            peers.push(spec);
+        match peers.iter().find(|p| p.name == spec.name) {
+            Some(p) if p.address != spec.address => bail!(
+                "{} is given twice, at {} and at {}: give it once",
+                spec.name,
+                p.address,
+                spec.address
+            ),
+            Some(_) => {}
+            None => peers.push(spec),
         }
     }
     if peers.is_empty() {
@@ -347,6 +354,12 @@ impl QueryJob {
             query_id: rand::random(),
             query: Arc::clone(&dump.query),
         };
+        // The evidence file is created before any holder is asked: answers that could not be
+        // kept as evidence are better not obtained.
+        if let Some(path) = &opts.evidence {
+            crate::evidence::bundle::private_file(path)
+                .with_context(|| format!("cannot create the evidence file {}", path.display()))?;
+        }
         let mut evidence = opts
             .evidence
             .as_ref()
@@ -464,5 +477,32 @@ impl QueryJob {
             tracing::warn!("{:#}", anyhow::Error::from(e));
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_given_twice_at_two_addresses_is_refused() {
+        let raw = [
+            "bank=10.0.0.5:7788".to_string(),
+            "bank=10.0.0.6:7788".into(),
+        ];
+        let e = resolve_peers(&raw, None, false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "bank is given twice, at 10.0.0.5:7788 and at 10.0.0.6:7788: give it once"
+        );
+        let same = [
+            "bank=10.0.0.5:7788".to_string(),
+            "bank=10.0.0.5:7788".into(),
+        ];
+        assert_eq!(resolve_peers(&same, None, false).unwrap().len(), 1);
+        let e = resolve_peers(&["bank".into()], None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a bare name needs --directory FILE"), "{e}");
     }
 }

@@ -92,7 +92,14 @@ pub fn verify(report: &Report, ca: &CertificateDer<'static>) -> Result<Verified,
 /// (to a relative 10^-9, so that another build's rounding does not fail an honest report).
 fn check_attribution(report: &Report) -> Result<(), String> {
     let Some(population) = report.population else {
-        return Ok(());
+        // No population, no attribution: a verdict must say what it was computed against.
+        return match report.peers.iter().find(|p| p.attribution.is_some()) {
+            Some(p) => Err(format!(
+                "{}: an attribution without the population it was computed against",
+                p.name
+            )),
+            None => Ok(()),
+        };
     };
     let mut again = unsigned(report);
     attribution::apply(&mut again, population);
@@ -196,13 +203,15 @@ fn replay_peer(
         key: None,
     };
     let again = super::PeerReport::from_result(&spec, &result, report.dump.rows);
-    let figures: [(&str, bool); 4] = [
+    let figures: [(&str, bool); 6] = [
         ("matched keys", again.matched_keys == p.matched_keys),
         (
             "matched rows",
             again.matched_rows == p.matched_rows && again.rows == p.rows,
         ),
         ("holder keys", again.holder_keys == p.holder_keys),
+        ("row share", again.row_share == p.row_share),
+        ("key shares", again.key_share == p.key_share),
         ("containment", again.containment == p.containment),
     ];
     match figures.iter().find(|(_, same)| !same) {

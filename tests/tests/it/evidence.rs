@@ -103,6 +103,14 @@ async fn a_querier_that_inflates_a_count_is_caught_by_the_evidence() {
                 "bank: the attribution does not follow from its figures and the population of {population}"
             )
         );
+        // Nor may a report drop the population its verdicts were computed against.
+        let mut unpopulated = unsigned(&report);
+        unpopulated.population = None;
+        unpopulated.signature = sign(&unpopulated);
+        assert_eq!(
+            verify::verify(&unpopulated, &ca).unwrap_err(),
+            "bank: an attribution without the population it was computed against"
+        );
         // A careful liar recomputes the attribution too: signatures alone pass that.
         lie = unsigned(&lie);
         suyuan_node::query::attribution::apply(&mut lie, population);
@@ -116,6 +124,24 @@ async fn a_querier_that_inflates_a_count_is_caught_by_the_evidence() {
             "{e}"
         );
 
+        // A share edited alone (the figure the report shows) is caught too.
+        let mut share = unsigned(&report);
+        for v in share.peers[0].key_share.values_mut() {
+            *v = 0.99;
+        }
+        share.signature = sign(&share);
+        verify::verify(&share, &ca).expect("a querier's own signature verifies");
+        let e = recompute(&share, &ev, &dump).unwrap_err();
+        assert!(e.starts_with("bank: key shares recomputed"), "{e}");
+        // A share edited alone (the figure the report shows) is caught too.
+        let mut share = unsigned(&report);
+        for v in share.peers[0].key_share.values_mut() {
+            *v = 0.99;
+        }
+        share.signature = sign(&share);
+        verify::verify(&share, &ca).expect("a querier's own signature verifies");
+        let e = recompute(&share, &ev, &dump).unwrap_err();
+        assert!(e.starts_with("bank: key shares recomputed"), "{e}");
         // Another dump of the same size does not give the messages bank signed as received.
         let e = recompute(&report, &ev, &fed.path("other.csv")).unwrap_err();
         assert_eq!(

@@ -155,7 +155,7 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statement
     );
     // Within a second the running holder answers with the new certificate; its statement
     // (signed under the old one, by the same key) still holds, and the report verifies.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let report = suyuan_node::query::run(
             &suyuan_node::query::QueryOptions {
@@ -173,16 +173,40 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statement
         .await
         .unwrap();
         let p = &report.peers[0];
-        assert_eq!(p.error, None);
+        // A loaded machine may time a query out while the holder switches; the next one must
+        // succeed under the new certificate before the deadline.
+        if let Some(e) = &p.error {
+            assert!(
+                Instant::now() < deadline,
+                "no answer under the new certificate: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let answered = p.answer.as_ref().unwrap().certificate().unwrap();
         if identity::fingerprint(&answered) == fingerprint {
             let stated = p.statement.as_ref().unwrap().certificate().unwrap();
             assert_eq!(identity::fingerprint(&stated), before.me.fingerprint);
             let ca = CertificateDer::from_pem_file(fed.ca.join("ca.crt")).unwrap();
             suyuan_node::query::verify::verify(&report, &ca).unwrap();
-            // Revoking the bank revokes both of its certificates.
+            // Revoking the bank revokes both of its certificates, and its key cannot be
+            // renewed back to life.
             let (_, info) = revocation::ca_revoke(&fed.ca, "bank", None, "closed", 30).unwrap();
             assert_eq!(info.revoked, 2);
+            let e = identity::ca_renew(&fed.ca, &bank, 90)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                "bank's key is revoked: issue a new identity with `suyuan ca issue` instead"
+            );
+            // Nor does this CA renew another federation's certificate.
+            let other = Federation::new();
+            let stranger = other.node("bank", Role::Institution, HOLDER);
+            let e = identity::ca_renew(&fed.ca, &stranger, 90)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a certificate of this CA"), "{e}");
             break;
         }
         assert!(

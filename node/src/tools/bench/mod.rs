@@ -320,6 +320,8 @@ impl Drop for Holder {
 pub(crate) fn suyuan(threads: usize) -> Result<Command> {
     let mut c = Command::new(std::env::current_exe().context("locating the suyuan binary")?);
     c.env("RAYON_NUM_THREADS", threads.to_string());
+    // The bench reads its holders' logs at -v: a RUST_LOG of the caller's must not hide them.
+    c.env_remove("RUST_LOG");
     Ok(c)
 }
 
