@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use suyuan_node::evidence::directory::DEFAULT_DIRECTORY_DAYS;
 use suyuan_node::lists::parse_override;
-use suyuan_node::node_dir::directory::DEFAULT_DIRECTORY_DAYS;
 use suyuan_node::node_dir::identity::{DEFAULT_CERT_DAYS, Role};
 use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};

@@ -74,7 +74,7 @@ pub(crate) fn ca_directory(
         .iter()
         .map(|p| (p.name.clone(), p.address.clone()))
         .collect();
-    let dir = suyuan_node::node_dir::directory::ca_directory(ca, &members, days, out)?;
+    let dir = suyuan_node::evidence::directory::ca_directory(ca, &members, days, out)?;
     println!(
         "federation directory number {} ({} members, current until {}) written to {}",
         dir.number,

@@ -5,8 +5,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use suyuan_node::clock;
 use suyuan_node::evidence::Evidence;
+use suyuan_node::evidence::directory;
 use suyuan_node::lists::InputOptions;
-use suyuan_node::node_dir::directory;
 use suyuan_node::query::{self, QueryOptions, Report, html};
 
 use super::args::{QueryArgs, ReportArgs, VerifyArgs};

@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod bundle;
+pub mod directory;
 pub mod signature;
 pub mod statement;
 

@@ -184,6 +184,13 @@ impl Metrics {
         self.active.dec();
     }
 
+    /// [`Metrics::new`] with the audit log's length at start.
+    pub fn with_audit_entries(n: u64) -> Self {
+        let m = Self::new();
+        m.audit_entries(n);
+        m
+    }
+
     /// One more audit entry.
     pub fn audit_appended(&self) {
         self.audit_entries.inc();

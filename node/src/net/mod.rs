@@ -12,4 +12,5 @@ pub mod metrics;
 pub(crate) mod querier;
 pub mod server;
 pub mod tls;
+mod tls_watch;
 pub mod udp;

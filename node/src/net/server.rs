@@ -8,7 +8,6 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rustls::pki_types::pem::PemObject;
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
     Epoch, EpochId, Holder, HolderLimits, HolderMessage, HolderSession, PreparedCount, PsiError,
@@ -30,10 +29,10 @@ use crate::net::handshake::holder::{
     serving_frame,
 };
 use crate::net::tls;
+use crate::net::tls_watch::{Signer, TlsWatch};
 use crate::node_dir::audit::{AuditLog, Entry, Outcome, Record, Side};
 use crate::node_dir::config::Policy;
 use crate::node_dir::identity::{self, PeerIdentity};
-use crate::node_dir::revocation;
 use crate::node_dir::store::{EpochMeta, EpochStore};
 use crate::node_dir::{Lock, NodeDir};
 
@@ -89,10 +88,7 @@ struct State {
     serving: watch::Sender<Option<EpochId>>,
     /// The node's key and certificate, which sign its answers (the certificate replaced when
     /// renewed).
-    signer: std::sync::Mutex<(
-        rustls::pki_types::PrivateKeyDer<'static>,
-        rustls::pki_types::CertificateDer<'static>,
-    )>,
+    signer: std::sync::Mutex<Signer>,
     /// Signed statements of the epochs served lately.
     statements: std::sync::Mutex<std::collections::VecDeque<(EpochId, Signed)>>,
     shutdown: watch::Receiver<bool>,
@@ -133,82 +129,9 @@ pub struct Server {
     state: Arc<State>,
     shutdown_tx: watch::Sender<bool>,
     buffer_warning: Option<String>,
-    crl: CrlWatch,
+    crl: TlsWatch,
     /// `[metrics] listen`, bound.
     metrics_listener: Option<tokio::net::TcpListener>,
-}
-
-/// What rebuilding the TLS configuration needs when the revocation list changes.
-struct CrlWatch {
-    dir: std::path::PathBuf,
-    timeout: Duration,
-    streams: u32,
-    /// The list's bytes as last applied (`None`: no list).
-    seen: Option<Vec<u8>>,
-    /// `node.crt` as last applied: a renewed certificate is used without a restart.
-    cert: Option<Vec<u8>>,
-    /// The day (since 1970) the certificate's expiry was last warned about.
-    expiry_warned: Option<u64>,
-    /// The list number last warned about as past its next update.
-    stale_warned: Option<u64>,
-}
-
-impl CrlWatch {
-    /// Applies a changed list (or any list, `forced`) to `endpoint`: new handshakes are judged
-    /// by it at once; a list that cannot be read leaves the previous one in force.
-    fn apply(&mut self, endpoint: &quinn::Endpoint, state: &State, forced: bool) {
-        let now = std::fs::read(self.dir.join(revocation::CRL_FILE)).ok();
-        let cert = std::fs::read(self.dir.join(identity::NODE_CERT)).ok();
-        if now != self.seen || cert != self.cert || forced {
-            let rebuilt = NodeDir::open(&self.dir)
-                .and_then(|n| n.identity())
-                .and_then(|id| Ok((tls::server_config(&id, self.timeout, self.streams)?, id)));
-            match rebuilt {
-                Ok((cfg, id)) => {
-                    endpoint.set_server_config(Some(cfg));
-                    *unpoisoned(&state.signer) = (id.key.clone_key(), id.cert.clone());
-                    tracing::info!("certificate and revocation list applied to new connections");
-                }
-                Err(e) => tracing::warn!(
-                    "the certificate or revocation list was not applied (the previous ones stay in force): {e:#}"
-                ),
-            }
-            self.seen = now;
-            self.cert = cert;
-        }
-        self.warn_if_stale();
-        self.warn_if_expiring();
-    }
-
-    /// Once a day while the node's certificate is within its warning period.
-    fn warn_if_expiring(&mut self) {
-        let now = crate::clock::now_unix();
-        if self.expiry_warned == Some(now / 86_400) {
-            return;
-        }
-        let warning = NodeDir::open(&self.dir)
-            .and_then(|n| n.identity())
-            .ok()
-            .and_then(|id| identity::expiry_warning(&id, now));
-        if let Some(w) = warning {
-            tracing::warn!("{w}");
-        }
-        self.expiry_warned = Some(now / 86_400);
-    }
-
-    fn warn_if_stale(&mut self) {
-        let Some(bytes) = &self.seen else { return };
-        let info = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(bytes)
-            .ok()
-            .and_then(|der| revocation::crl_info(&der).ok());
-        if let Some(info) = info
-            && let Some(w) = info.stale(crate::clock::now_unix())
-            && self.stale_warned != Some(info.number)
-        {
-            tracing::warn!("{w}");
-            self.stale_warned = Some(info.number);
-        }
-    }
 }
 
 impl Server {
@@ -231,6 +154,8 @@ impl Server {
         let server_cfg = tls::server_config(&id, cfg.network.timeout(), streams)?;
         let (endpoint, buffer_warning) = crate::net::udp::endpoint(listen, Some(server_cfg))
             .with_context(|| format!("cannot listen on {listen}"))?;
+        // Bound before any thread starts, so that a bad address leaves nothing running.
+        let metrics_listener = cfg.metrics.listen.map(bind_metrics).transpose()?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries));
         let pool = start_pool(
@@ -259,11 +184,7 @@ impl Server {
             timeout: cfg.network.timeout(),
             audit,
             epoch: Mutex::new(loaded),
-            metrics: {
-                let m = crate::net::metrics::Metrics::new();
-                m.audit_entries(entries.len() as u64);
-                m
-            },
+            metrics: crate::net::metrics::Metrics::with_audit_entries(entries.len() as u64),
             budget: Mutex::new(budget),
             shutdown,
             _lock: lock,
@@ -276,21 +197,7 @@ impl Server {
             tag_set_digests: std::sync::Mutex::new(HashMap::new()),
             connections: std::sync::Mutex::new(HashMap::new()),
         });
-        let mut crl = CrlWatch {
-            dir: dir.to_path_buf(),
-            timeout: cfg.network.timeout(),
-            streams,
-            seen: std::fs::read(node.crl_file()).ok(),
-            cert: std::fs::read(node.node_cert()).ok(),
-            stale_warned: None,
-            expiry_warned: None,
-        };
-        crl.warn_if_stale();
-        crl.warn_if_expiring();
-        let metrics_listener = match cfg.metrics.listen {
-            Some(addr) => Some(bind_metrics(addr)?),
-            None => None,
-        };
+        let crl = TlsWatch::new(&node, cfg.network.timeout(), streams);
         Ok(Server {
             endpoint,
             state,
@@ -364,9 +271,9 @@ impl Server {
                         tracing::warn!("{}", failed.as_deref().unwrap_or_default());
                     }
                     last_failure = failed;
-                    self.crl.apply(&self.endpoint, &self.state, false);
+                    self.crl.apply(&self.endpoint, &self.state.signer, false);
                 }
-                _ = hangup.recv() => self.crl.apply(&self.endpoint, &self.state, true),
+                _ = hangup.recv() => self.crl.apply(&self.endpoint, &self.state.signer, true),
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     if !incoming.remote_address_validated() {
@@ -382,7 +289,13 @@ impl Server {
             }
             while tasks.try_join_next().is_some() {}
         }
-        // No new connections or queries; queries already running get a grace period.
+        self.drain(tasks).await;
+        Ok(())
+    }
+
+    /// No new connections or queries; queries already running get a grace period, the rest
+    /// are aborted (and audited).
+    async fn drain(&mut self, mut tasks: tokio::task::JoinSet<()>) {
         self.endpoint.set_server_config(None);
         self.state
             .draining
@@ -411,7 +324,6 @@ impl Server {
         })
         .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
-        Ok(())
     }
 }
 

@@ -4,7 +4,6 @@
 
 pub mod audit;
 pub mod config;
-pub mod directory;
 pub mod identity;
 pub mod revocation;
 pub mod store;

@@ -15,6 +15,7 @@ use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
 
 use crate::Progress;
 use crate::clock;
+use crate::evidence::directory::{self, Directory};
 use crate::evidence::{Evidence, Signed};
 use crate::lists::{InputOptions, InputSummary, for_each_record};
 use crate::net::failure::{FailureKind, QueryFailure};
@@ -24,7 +25,6 @@ use crate::net::tls;
 use crate::node_dir::NodeDir;
 use crate::node_dir::audit::{AuditLog, Outcome, Record, Side};
 use crate::node_dir::config::{self, NodeConfig};
-use crate::node_dir::directory::{self, Directory};
 use crate::node_dir::identity::{self, NodeIdentity};
 use crate::node_dir::tag_cache::TagCache;
 
@@ -354,16 +354,7 @@ impl QueryJob {
             query_id: rand::random(),
             query: Arc::clone(&dump.query),
         };
-        // The evidence file is created before any holder is asked: answers that could not be
-        // kept as evidence are better not obtained.
-        if let Some(path) = &opts.evidence {
-            crate::evidence::bundle::private_file(path)
-                .with_context(|| format!("cannot create the evidence file {}", path.display()))?;
-        }
-        let mut evidence = opts
-            .evidence
-            .as_ref()
-            .map(|_| Evidence::new(&dump.query, asking.query_id, opts.mode));
+        let mut evidence = self.open_evidence(&dump, asking.query_id)?;
         let tasks: Vec<_> = opts
             .peers
             .iter()
@@ -380,11 +371,40 @@ impl QueryJob {
             let report = self.record(&peer, outcome, withheld, &cache, &dump).await;
             peers.push(report);
         }
+        let report = self.signed_report(&dump, peers)?;
+        if let (Some(path), Some(evidence)) = (&opts.evidence, evidence) {
+            // The answers are in hand: a failure here must not lose them (the report is still
+            // returned), but it must be seen.
+            let path = path.clone();
+            match tokio::task::spawn_blocking(move || evidence.write(&path)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("the evidence was not written: {e}"),
+                Err(e) => tracing::error!("the evidence was not written: {e}"),
+            }
+        }
+        Ok(report)
+    }
+
+    /// With `--evidence`, the file is created before any holder is asked (answers that could
+    /// not be kept as evidence are better not obtained), and the evidence starts.
+    fn open_evidence(&self, dump: &BlindedDump, query_id: [u8; 16]) -> Result<Option<Evidence>> {
+        let Some(path) = &self.opts.evidence else {
+            return Ok(None);
+        };
+        crate::evidence::bundle::private_file(path)
+            .with_context(|| format!("cannot create the evidence file {}", path.display()))?;
+        Ok(Some(Evidence::new(&dump.query, query_id, self.opts.mode)))
+    }
+
+    /// The report of `peers`, attributed against the population and signed by this node: the
+    /// querier answers for its counts and rows.
+    fn signed_report(&self, dump: &BlindedDump, peers: Vec<PeerReport>) -> Result<Report> {
+        let opts = &self.opts;
         let mut report = Report {
             case: opts.case.clone(),
             mode: opts.mode,
             created: clock::rfc3339(clock::now_unix()),
-            dump: dump_summary(&dump),
+            dump: dump_summary(dump),
             peers,
             timing: Some(dump.timing),
             population: None,
@@ -392,25 +412,10 @@ impl QueryJob {
         };
         let population = opts.population.unwrap_or(attribution::DEFAULT_POPULATION);
         attribution::apply(&mut report, population);
-        // The querier answers for its counts and rows: it signs the whole report.
         report.signature = Some(
             Signed::sign(verify::REPORT_CONTEXT, &report, &self.id.key, &self.id.cert)
                 .context("signing the report")?,
         );
-        if let (Some(path), Some(evidence)) = (&opts.evidence, evidence) {
-            // The answers are in hand: a failure here must not lose them (the report is still
-            // returned), but it must be seen.
-            let written = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || evidence.write(&path)
-            })
-            .await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("the evidence was not written: {e}"),
-                Err(e) => tracing::error!("the evidence was not written: {e}"),
-            }
-        }
         Ok(report)
     }
 

@@ -5,7 +5,7 @@
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use suyuan_node::clock;
-use suyuan_node::node_dir::directory;
+use suyuan_node::evidence::directory;
 use suyuan_node::node_dir::identity::{self, Role};
 use suyuan_node::node_dir::revocation;
 use suyuan_node::query::{self, QueryOptions};

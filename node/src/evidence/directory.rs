@@ -13,10 +13,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::identity::{self, CA_CERT, CA_KEY, Role, check_private};
-use super::revocation::ISSUED_DIR;
+use super::Signed;
 use crate::clock;
-use crate::evidence::Signed;
+use crate::node_dir::identity::{self, CA_CERT, CA_KEY, Role, check_private};
+use crate::node_dir::revocation::{self, ISSUED_DIR};
 
 /// The context string the CA signs a directory under.
 pub const DIRECTORY_CONTEXT: &str = "suyuan federation directory v1";
@@ -65,7 +65,7 @@ pub fn ca_directory(
     if members.is_empty() {
         bail!("no member given: add --add NAME=HOST:PORT");
     }
-    let revoked = super::revocation::revoked_serials(ca_dir)?;
+    let revoked = revocation::revoked_serials(ca_dir)?;
     let mut listed = Vec::new();
     for (name, address) in members {
         if listed.iter().any(|m: &Member| m.name == *name) {
