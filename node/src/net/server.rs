@@ -344,7 +344,11 @@ async fn serve_metrics(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
                 let state = Arc::clone(&state);
                 tokio::spawn(async move {
                     let body = async {
