@@ -11,11 +11,10 @@ use anyhow::{Context, Result, bail};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::Signed;
 use crate::clock;
-use crate::node_dir::identity::{self, CA_CERT, CA_KEY, Role, check_private};
+use crate::node_dir::identity::{self, CA_CERT, Role};
 use crate::node_dir::revocation::{self, ISSUED_DIR};
 
 /// The context string the CA signs a directory under.
@@ -95,12 +94,8 @@ pub fn ca_directory(
     };
     let ca_cert = CertificateDer::from_pem_file(ca_dir.join(CA_CERT))
         .map_err(|e| anyhow::anyhow!("{}: {e}", ca_dir.join(CA_CERT).display()))?;
-    check_private(&ca_dir.join(CA_KEY))?;
-    let key_pem = Zeroizing::new(
-        fs::read(ca_dir.join(CA_KEY))
-            .with_context(|| format!("cannot read {}", ca_dir.join(CA_KEY).display()))?,
-    );
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key_pem = identity::ca_key_pem(ca_dir)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| anyhow::anyhow!("reading the CA key: {e}"))?;
     let signed =
         Signed::sign(DIRECTORY_CONTEXT, &dir, &key, &ca_cert).context("signing the directory")?;

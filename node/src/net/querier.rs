@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use suyuan_protocol::psi::{
     Exchanging, HolderMessage, QuerierLimits, QuerierMessage, Query, QueryAccept, QueryMode,
-    QueryResult, QueryStart, TagSet,
+    QueryResult, QueryStart, TagSet, section_counts,
 };
 
 use crate::evidence::answer::body_digest;
@@ -545,17 +545,8 @@ impl Asking<'_> {
             statement: body_digest(&statement.body),
             epoch: accept.epoch.to_string(),
             tag_len: accept.tag_len,
-            query_keys: self
-                .query
-                .sections()
-                .iter()
-                .map(|s| (s.key_type, s.count))
-                .collect(),
-            holder_keys: accept
-                .holder_sections
-                .iter()
-                .map(|s| (s.key_type, s.count))
-                .collect(),
+            query_keys: section_counts(self.query.sections()),
+            holder_keys: section_counts(&accept.holder_sections),
             to_holder: sent.digests().0,
             to_querier: received.digests().1,
             time: answer.time,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{
     Epoch, EpochId, Holder, HolderLimits, HolderMessage, HolderSession, PreparedCount, PsiError,
-    QuerierMessage, QueryAccept, QueryMode, QueryStart,
+    QuerierMessage, QueryAccept, QueryMode, QueryStart, section_counts,
 };
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -882,11 +882,7 @@ async fn serve_query(
 ) -> Result<Duration, AbortReason> {
     let mut transcript = Transcript::default();
     transcript.to_holder(&QuerierMessage::Start(start.clone()));
-    let query_keys = start
-        .sections
-        .iter()
-        .map(|s| (s.key_type, s.count))
-        .collect();
+    let query_keys = section_counts(&start.sections);
     let (session, accept) = welcome(state, holder, start, hello.kept.clone(), send).await?;
     transcript.to_querier(&HolderMessage::Accept(accept.clone()));
     let evaluating = stream_session(state, session, send, recv, &mut transcript).await?;
@@ -905,11 +901,7 @@ async fn serve_query(
         epoch: accept.epoch.to_string(),
         tag_len: accept.tag_len,
         query_keys,
-        holder_keys: accept
-            .holder_sections
-            .iter()
-            .map(|s| (s.key_type, s.count))
-            .collect(),
+        holder_keys: section_counts(&accept.holder_sections),
         to_holder,
         to_querier,
         time: clock::now_unix(),

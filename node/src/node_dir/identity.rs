@@ -118,8 +118,8 @@ fn write_public(path: &Path, contents: &[u8]) -> Result<()> {
     write_new(path, contents, 0o644)
 }
 
-/// Replaces a public file whole (written beside it, then renamed over it).
-fn replace_public(path: &Path, contents: &[u8]) -> Result<()> {
+/// Replaces a public file whole (written beside it, then renamed over it), mode 0644.
+pub(crate) fn replace_public(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = path.with_extension("new");
     let _ = fs::remove_file(&tmp);
     write_new(&tmp, contents, 0o644)?;
@@ -187,16 +187,20 @@ pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<Str
     ca_issue_for(ca_dir, name, role, out, DEFAULT_CERT_DAYS)
 }
 
+/// The CA's private key (PEM), once its file is checked to be the owner's alone.
+pub(crate) fn ca_key_pem(ca_dir: &Path) -> Result<Zeroizing<String>> {
+    let path = ca_dir.join(CA_KEY);
+    check_private(&path)?;
+    Ok(Zeroizing::new(fs::read_to_string(&path).with_context(
+        || format!("cannot read {}", path.display()),
+    )?))
+}
+
 /// The CA's certificate and key, to sign with.
 pub(crate) fn ca_issuer(ca_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
     let ca_cert_pem = fs::read_to_string(ca_dir.join(CA_CERT))
         .with_context(|| format!("cannot read {}", ca_dir.join(CA_CERT).display()))?;
-    check_private(&ca_dir.join(CA_KEY))?;
-    let ca_key_pem = Zeroizing::new(
-        fs::read_to_string(ca_dir.join(CA_KEY))
-            .with_context(|| format!("cannot read {}", ca_dir.join(CA_KEY).display()))?,
-    );
-    let ca_key = KeyPair::from_pem(&ca_key_pem).context("reading the CA key")?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem(ca_dir)?).context("reading the CA key")?;
     let issuer =
         Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key).context("reading the CA certificate")?;
     Ok((ca_cert_pem, issuer))

@@ -197,12 +197,12 @@ fn sign_and_write(
     let today = (clock::now_unix() / 86_400) as i64;
     let pem = sign_crl(ca_dir, record, today, today + i64::from(days))?;
     // The record first: a list is never signed with a number the record has not kept.
-    write_atomic(
+    super::identity::replace_public(
         &ca_dir.join(REVOCATIONS_FILE),
         (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
     )?;
     let path = ca_dir.join(CRL_FILE);
-    write_atomic(&path, pem.as_bytes())?;
+    super::identity::replace_public(&path, pem.as_bytes())?;
     let der = CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| anyhow::anyhow!("the new list does not read back: {e}"))?;
     Ok((path, crl_info(&der)?))
@@ -294,7 +294,7 @@ pub fn install(node: &NodeDir, file: &Path) -> Result<(CrlInfo, Vec<String>)> {
     }
     warnings.extend(info.stale(clock::now_unix()));
     let pem = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    write_atomic(&node.crl_file(), &pem)?;
+    super::identity::replace_public(&node.crl_file(), &pem)?;
     Ok((info, warnings))
 }
 
@@ -364,17 +364,11 @@ pub(crate) fn check_key_not_revoked(
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 #[cfg(test)]
 pub(crate) fn sign_crl_for_test(ca_dir: &Path, from_day: i64, until_day: i64) -> Result<String> {
     let mut record = read_revocations(ca_dir)?;
     record.crl_number += 1;
-    write_atomic(
+    super::identity::replace_public(
         &ca_dir.join(REVOCATIONS_FILE),
         serde_json::to_string(&record)?.as_bytes(),
     )?;

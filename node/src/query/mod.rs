@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::psi::{Query, QueryKeys, QueryMode};
+use suyuan_protocol::psi::{Query, QueryKeys, QueryMode, section_counts};
 
 use crate::Progress;
 use crate::clock;
@@ -210,7 +210,7 @@ fn without_small_sections(
     let types: Vec<KeyType> = sections.iter().map(|s| s.key_type).collect();
     let fewer = query.without(&types)?;
     let withheld = Withheld {
-        keys: sections.iter().map(|s| (s.key_type, s.count)).collect(),
+        keys: section_counts(sections),
         min: *min,
     };
     Some((Arc::new(fewer), withheld))
@@ -222,12 +222,7 @@ fn dump_summary(dump: &BlindedDump) -> DumpSummary {
     DumpSummary {
         rows: summary.quality.rows,
         rows_without_key: summary.quality.rows_without_key,
-        keys: dump
-            .query
-            .sections()
-            .iter()
-            .map(|s| (s.key_type, s.count))
-            .collect(),
+        keys: section_counts(dump.query.sections()),
         rejected: summary.quality.rejected.clone(),
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::psi::{Query, QueryKeys};
+use suyuan_protocol::psi::{Query, QueryKeys, section_counts};
 
 use super::{Report, attribution};
 use crate::clock;
@@ -139,11 +139,7 @@ pub fn verify_evidence(
     let query = Arc::new(
         Query::reblind(evidence.blind(), keys).map_err(|e| format!("the evidence's blind: {e}"))?,
     );
-    let dump_keys: BTreeMap<KeyType, u64> = query
-        .sections()
-        .iter()
-        .map(|s| (s.key_type, s.count))
-        .collect();
+    let dump_keys: BTreeMap<KeyType, u64> = section_counts(query.sections());
     if rows != report.dump.rows || dump_keys != report.dump.keys {
         return Err(format!(
             "the dump given has {rows} rows and keys {dump_keys:?}; the report's had {} rows and keys {:?} (another file, or read with other options)",

@@ -148,6 +148,11 @@ pub(crate) fn sections_valid(sections: &[Section], nonzero: bool) -> bool {
         && (!nonzero || sections.iter().all(|s| s.count > 0))
 }
 
+/// Each section's count by key type: the sizes a report and a signed answer state.
+pub fn section_counts(sections: &[Section]) -> std::collections::BTreeMap<KeyType, u64> {
+    sections.iter().map(|s| (s.key_type, s.count)).collect()
+}
+
 /// Sum of section counts, saturating (a hostile peer can send u64::MAX).
 pub(crate) fn total(sections: &[Section]) -> u64 {
     sections.iter().fold(0u64, |a, s| a.saturating_add(s.count))

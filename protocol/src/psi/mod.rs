@@ -40,7 +40,7 @@ pub use keys::QueryKeys;
 pub use local::run_local;
 pub use messages::{
     BlindedChunk, EvaluatedChunk, HolderMessage, QuerierMessage, QueryAccept, QueryStart, Section,
-    TagChunk,
+    TagChunk, section_counts,
 };
 pub use querier::{AwaitingAccept, BlindedChunks, Exchanging, QuerierLimits, Query, QueryResult};
 pub use tag::{COUNT_TAG_DST, TAG_STORED_LEN, Tag, tag_len};

@@ -18,7 +18,7 @@ use super::{
     BlindedChunk, EpochId, EvaluatedChunk, HASH_MODE, HolderMessage, LimitExceeded,
     MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError,
     QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, TagSet, chunk_len,
-    oprf_prefix, tag_len,
+    oprf_prefix, section_counts, tag_len,
 };
 use crate::ident::KeyType;
 use crate::oprf::{self, Element, Proof, PublicKey};
@@ -838,12 +838,8 @@ impl Exchanging {
             mode: self.mode,
             epoch: self.epoch,
             tag_len: self.tag_len as u8,
-            query_keys: q.sections.iter().map(|s| (s.key_type, s.count)).collect(),
-            holder_keys: self
-                .holder_sections
-                .iter()
-                .map(|s| (s.key_type, s.count))
-                .collect(),
+            query_keys: section_counts(&q.sections),
+            holder_keys: section_counts(&self.holder_sections),
             matched_keys: q
                 .sections
                 .iter()

@@ -14,7 +14,7 @@ use suyuan_node::net::frame::{
 use suyuan_node::net::tls;
 use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::identity::Role;
-use suyuan_protocol::psi::{Holder, HolderMessage, QuerierMessage, QueryMode};
+use suyuan_protocol::psi::{Holder, HolderMessage, QuerierMessage, QueryMode, section_counts};
 use suyuan_tests::fed::{Federation, ask_one};
 use suyuan_tests::write_text;
 
@@ -55,11 +55,7 @@ async fn holder(bank: &Path, police: &Path, lie: Lie) -> std::net::SocketAddr {
         };
         let mut transcript = Transcript::default();
         transcript.to_holder(&QuerierMessage::Start(start.clone()));
-        let query_keys = start
-            .sections
-            .iter()
-            .map(|s| (s.key_type, s.count))
-            .collect();
+        let query_keys = section_counts(&start.sections);
         let (accept, mut session) = holder.handle_start(start, &mut rand::rng()).unwrap();
         let welcome = ServerFrame::Welcome(Welcome {
             version: NODE_WIRE_VERSION,
@@ -91,11 +87,7 @@ async fn holder(bank: &Path, police: &Path, lie: Lie) -> std::net::SocketAddr {
             session.handle(m).unwrap();
         }
         let (to_holder, mut to_querier) = transcript.digests();
-        let mut holder_keys: std::collections::BTreeMap<_, _> = accept
-            .holder_sections
-            .iter()
-            .map(|s| (s.key_type, s.count))
-            .collect();
+        let mut holder_keys = section_counts(&accept.holder_sections);
         match lie {
             Lie::None => {}
             Lie::HolderKeys => *holder_keys.values_mut().next().unwrap() += 1,

@@ -16,19 +16,24 @@ const HOLDER: &str =
     "[policy]\nmin_query_keys = 1\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
 const QUERIER: &str = "[network]\ntimeout_secs = 5\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_member_is_refused_both_ways_without_a_restart() {
-    let fed = Federation::new();
-    let bank = fed.node("bank", Role::Institution, HOLDER);
-    let police = fed.node("police", Role::Police, QUERIER);
-    let thief = fed.node("thief", Role::Police, QUERIER);
+/// The bank's list (two customers) imported, and a dump of one of them.
+fn lists(fed: &Federation, bank: &std::path::Path) {
     write_text(
         &fed.path("list.csv"),
         "mobile\n13900000001\n13900000002\n",
         false,
     );
     write_text(&fed.path("dump.csv"), "mobile\n13900000002\n", false);
-    import(&bank, &fed.path("list.csv"));
+    import(bank, &fed.path("list.csv"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_member_is_refused_both_ways_without_a_restart() {
+    let fed = Federation::new();
+    let bank = fed.node("bank", Role::Institution, HOLDER);
+    let police = fed.node("police", Role::Police, QUERIER);
+    let thief = fed.node("thief", Role::Police, QUERIER);
+    lists(&fed, &bank);
     let server = start(&bank);
     let dump = fed.path("dump.csv");
     let ask = |node: std::path::PathBuf| {
@@ -133,14 +138,8 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statement
     let fed = Federation::new();
     let bank = fed.node("bank", Role::Institution, HOLDER);
     let police = fed.node("police", Role::Police, QUERIER);
-    write_text(
-        &fed.path("list.csv"),
-        "mobile\n13900000001\n13900000002\n",
-        false,
-    );
-    write_text(&fed.path("dump.csv"), "mobile\n13900000002\n", false);
     // The epoch statement is signed under the first certificate.
-    import(&bank, &fed.path("list.csv"));
+    lists(&fed, &bank);
     let server = start(&bank);
     let before = NodeDir::open(&bank).unwrap().identity().unwrap();
     let (fingerprint, until) = identity::ca_renew(&fed.ca, &bank, 90).unwrap();
