@@ -32,7 +32,6 @@ fn halved_mul_compress<'s>(
 }
 
 /// `compress(s_i·P_i)` for per-element scalars, in order.
-#[cfg(test)]
 pub(crate) fn mul_each_compress_batch(
     scalars: &[Scalar],
     points: &[RistrettoPoint],

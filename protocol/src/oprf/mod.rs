@@ -2,13 +2,14 @@
 //!
 //! The names follow the RFC: [`derive_key_pair`] is `DeriveKeyPair`, [`hash_to_group`] is
 //! `HashToGroup`. The PSI evaluates in batches (`batch.rs`) and proves its `matches`
-//! evaluations with the VOPRF's batched DLEQ proof (`proof.rs`); the RFC's own client and server
-//! (`Blind`, `BlindEvaluate`, `Finalize`) are built for tests only, which check them against every vector of RFC 9497 Appendix A.1 and
-//! against the `voprf` crate, and the batch code against them. Randomness is always injected,
-//! so tests replay the RFC's blinds and proof nonces.
+//! evaluations with the VOPRF's batched DLEQ proof (`proof.rs`). The RFC's own client and server
+//! ([`OprfClient`], [`VoprfClient`], [`OprfServer`], [`VoprfServer`]: `Blind`, `BlindEvaluate`,
+//! `Finalize`, `Evaluate`) are for other drivers (the Python package) and for the tests, which
+//! check them against every vector of RFC 9497 Appendix A.1 and against the `voprf` crate, and the
+//! batch code against them. Randomness is always injected, or the blind and nonce given, so tests
+//! replay the RFC's blinds and proof nonces.
 
 mod batch;
-#[cfg(test)]
 mod client;
 mod error;
 mod group;
@@ -16,18 +17,15 @@ mod key;
 mod proof;
 #[cfg(test)]
 mod rfc_tests;
-#[cfg(test)]
 mod server;
 
-#[cfg(test)]
-pub(crate) use client::{OprfClient, VoprfClient};
+pub use client::{Blind, OprfClient, VoprfClient};
 pub use error::OprfError;
 pub use group::{Element, hash_to_group, hash_to_scalar};
 pub use key::{PublicKey, SecretKey, derive_key_pair};
 pub use proof::Proof;
 pub(crate) use proof::{generate_proof_with_nonce, verify_proof};
-#[cfg(test)]
-pub(crate) use server::{OprfServer, VoprfServer};
+pub use server::{OprfServer, VoprfServer};
 
 pub(crate) use batch::{
     decode_batch, evaluate_batch, evaluate_batch_keeping, hash_mul_compress_batch,

@@ -3,13 +3,11 @@
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::VartimeMultiscalarMul;
-#[cfg(test)]
 use rand_core::CryptoRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
-#[cfg(test)]
 use zeroize::Zeroizing;
 
 use super::group::hash_to_scalar;
@@ -129,7 +127,6 @@ fn challenge(mode: Mode, b: &Element, points: [&RistrettoPoint; 4]) -> Result<Sc
 
 /// `GenerateProof(k, A, B, C, D)` with `A = G`, `B = k·G`, using `ComputeCompositesFast`.
 /// The nonce `r` is drawn from `rng` (`RandomScalar`).
-#[cfg(test)]
 pub(crate) fn generate_proof(
     mode: Mode,
     k: &super::SecretKey,

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use crate::oprf::{
-    Element, Mode, OprfClient, OprfServer, Proof, PublicKey, VoprfClient, VoprfServer,
+    Blind, Element, Mode, OprfClient, OprfServer, Proof, PublicKey, VoprfClient, VoprfServer,
     derive_key_pair,
 };
 use rand_core::{TryCryptoRng, TryRng};
@@ -156,6 +156,20 @@ fn oprf_mode0_vectors() {
                 .to_vec(),
             expected[0]
         );
+
+        // Blinds given instead of drawn, and the server's own Evaluate, give the same bytes.
+        let given: Vec<Blind> = list(&v.blind)
+            .iter()
+            .map(|b| Blind::from_bytes(&b.as_slice().try_into().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            OprfClient::blind_batch_with(&inputs, &given).unwrap(),
+            blinded
+        );
+        assert_eq!(given[0].to_bytes().to_vec(), list(&v.blind)[0]);
+        for (input, out) in inputs.iter().zip(&expected) {
+            assert_eq!(server.evaluate(input).unwrap().to_vec(), *out);
+        }
     }
 }
 
@@ -192,6 +206,22 @@ fn voprf_mode1_vectors_including_batches() {
             .unwrap();
         assert_eq!(evaluated, elements(&v.evaluation_element));
         assert_eq!(hex::encode(proof.to_bytes()), pv.proof);
+        let nonce: [u8; 32] = hex::decode(&pv.r).unwrap().try_into().unwrap();
+        let (again, proof_again) = server
+            .blind_evaluate_batch_with_nonce(&blinded, &nonce)
+            .unwrap();
+        assert_eq!((again, proof_again), (evaluated.clone(), proof));
+        let given: Vec<Blind> = list(&v.blind)
+            .iter()
+            .map(|b| Blind::from_bytes(&b.as_slice().try_into().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            VoprfClient::blind_batch_with(&inputs, &given).unwrap(),
+            blinded
+        );
+        for (input, out) in inputs.iter().zip(list(&v.output)) {
+            assert_eq!(server.evaluate(input).unwrap().to_vec(), out);
+        }
 
         let out = client
             .finalize_batch(&inputs, &blinds, &blinded, &evaluated, &proof)
@@ -224,4 +254,27 @@ fn voprf_mode1_vectors_including_batches() {
             );
         }
     }
+}
+
+#[test]
+fn blinds_and_nonces_must_be_canonical_non_zero_scalars() {
+    assert_eq!(
+        Blind::from_bytes(&[0u8; 32]).unwrap_err(),
+        crate::oprf::OprfError::InvalidScalar
+    );
+    // The group order ℓ itself is not a canonical encoding.
+    let ell =
+        hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010").unwrap();
+    let ell: [u8; 32] = ell.try_into().unwrap();
+    assert!(Blind::from_bytes(&ell).is_err());
+    let s = suite(1);
+    let seed: [u8; 32] = hex::decode(&s.seed).unwrap().try_into().unwrap();
+    let (sk, _) = derive_key_pair(Mode::Voprf, &seed, &hex::decode(&s.key_info).unwrap()).unwrap();
+    let blinded = elements(&s.vectors[0].blinded_element);
+    assert_eq!(
+        VoprfServer::new(sk)
+            .blind_evaluate_batch_with_nonce(&blinded, &ell)
+            .unwrap_err(),
+        crate::oprf::OprfError::InvalidScalar
+    );
 }
