@@ -194,6 +194,7 @@ pub fn records(data: &[u8]) -> anyhow::Result<u64> {
     let opts = input::InputOptions {
         overrides: Vec::new(),
         selection: KeySelection::all(),
+        labels: Vec::new(),
     };
     let mut rows = 0;
     input::read_records(

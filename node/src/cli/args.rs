@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use suyuan_node::evidence::directory::DEFAULT_DIRECTORY_DAYS;
-use suyuan_node::lists::parse_override;
+use suyuan_node::lists::{LabelOption, parse_label, parse_override};
 use suyuan_node::node_dir::identity::{DEFAULT_CERT_DAYS, Role};
 use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
@@ -314,6 +314,11 @@ pub(crate) struct ImportArgs {
     pub(crate) input: PathBuf,
     #[command(flatten)]
     pub(crate) input_args: InputArgs,
+    /// Attach a label to each record from one of its columns: NAME=HEADER (e.g.
+    /// branch=开户网点), or NAME=HEADER:month to keep the month YYYY-MM of a date column.
+    /// Up to 8.
+    #[arg(long = "label", value_name = "NAME=HEADER[:month]", value_parser = label)]
+    pub(crate) labels: Vec<LabelOption>,
 }
 
 #[derive(Debug, Args)]
@@ -474,6 +479,10 @@ fn explain(flag: &str, s: &str, e: &anyhow::Error) -> String {
 
 fn peer(s: &str) -> Result<PeerSpec, String> {
     parse_peer(s).map_err(|e| explain("--peer", s, &e))
+}
+
+fn label(s: &str) -> Result<LabelOption, String> {
+    parse_label(s).map_err(|e| format!("{e:#}"))
 }
 
 fn column(s: &str) -> Result<(Field, String), String> {

@@ -119,10 +119,14 @@ pub(crate) fn import(a: ImportArgs, quiet: bool) -> Result<()> {
     let opts = InputOptions {
         overrides: a.input_args.columns,
         selection: a.input_args.keys,
+        labels: a.labels,
     };
     let (summary, meta) = list_import::run(&a.node, &a.input, &opts, &mut Bar::new(quiet))?;
     println!("{} ({summary})", a.input.display());
     print!("{}", render::quality(&summary));
+    for l in &meta.labels {
+        println!("{}", render::label(l));
+    }
     println!(
         "new epoch {}: distinct keys {}; it replaces the previous epoch",
         meta.id,

@@ -30,6 +30,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         input_options: InputOptions {
             overrides: a.input_args.columns,
             selection: a.input_args.keys,
+            labels: Vec::new(),
         },
         peers,
         mode: a.mode,
@@ -92,6 +93,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
     let options = InputOptions {
         overrides: a.input_args.columns,
         selection: a.input_args.keys,
+        labels: Vec::new(),
     };
     let (keys, summary) = query::read_dump(input, &options, &mut Bar::new(true))?;
     let recomputed = query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)

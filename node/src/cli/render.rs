@@ -2,7 +2,7 @@
 
 use suyuan_node::lists::InputSummary;
 use suyuan_node::node_dir::audit::{Entry, Side};
-use suyuan_node::node_dir::store::EpochMeta;
+use suyuan_node::node_dir::store::{EpochMeta, LabelSummary};
 use suyuan_node::{clock, text};
 
 /// The data-quality summary of a file just read.
@@ -45,7 +45,37 @@ pub(crate) fn epoch(m: &EpochMeta) -> String {
         m.source,
         m.rows,
         text::counts(&m.sizes, "")
-    )
+    ) + &m
+        .labels
+        .iter()
+        .map(|l| format!("\n{}", label(l)))
+        .collect::<String>()
+}
+
+/// What an import found for one label: `import` prints it, `status` repeats it.
+pub(crate) fn label(l: &LabelSummary) -> String {
+    let mut line = format!(
+        "label {} ({} from {}): {} distinct values; {} keys carry one",
+        l.name,
+        l.kind.as_str(),
+        l.header,
+        l.stats.values,
+        l.stats.keys_with_value
+    );
+    if l.unreadable > 0 {
+        line += &format!(
+            "; unreadable as a date, left without a value: {} cells",
+            l.unreadable
+        );
+    }
+    if l.stats.capped > 0 {
+        line += &format!(
+            "; keys with more than {} values, which kept the first {0}: {}",
+            suyuan_protocol::psi::labels::MAX_VALUES_PER_KEY,
+            l.stats.capped
+        );
+    }
+    line
 }
 
 /// `n` bytes in MiB, one decimal.

@@ -108,11 +108,13 @@ pub(crate) fn psi_local(a: PsiLocalArgs) -> Result<()> {
         holder_input: InputOptions {
             overrides: a.holder_columns,
             selection: a.keys.clone(),
+            labels: Vec::new(),
         },
         querier: a.querier,
         querier_input: InputOptions {
             overrides: a.querier_columns,
             selection: a.keys,
+            labels: Vec::new(),
         },
         mode: a.mode,
     };

@@ -10,7 +10,7 @@ use crate::clock;
 use crate::evidence::statement::STATEMENT_CONTEXT;
 use crate::evidence::{EpochStatement, Signed};
 use crate::lists::{InputOptions, InputSummary, build_epoch};
-use crate::node_dir::store::EpochMeta;
+use crate::node_dir::store::{EpochMeta, LabelSummary};
 use crate::node_dir::{Lock, NodeDir};
 
 /// Reads `input`, tags every key under a fresh epoch key, and switches the node to it.
@@ -22,7 +22,9 @@ pub fn run(
 ) -> Result<(InputSummary, EpochMeta)> {
     let node = NodeDir::open(node)?;
     let _lock = node.lock(Lock::Import)?;
-    let mut builder = EpochBuilder::new(&mut rand::rng());
+    crate::lists::check_labels(&opts.labels)?;
+    let specs = opts.labels.iter().map(|l| l.spec.clone()).collect();
+    let mut builder = EpochBuilder::new(&mut rand::rng()).with_labels(specs)?;
     progress.start("import", None);
     let summary = build_epoch(input, opts, &mut builder, |row| progress.set(row))?;
     progress.set(summary.quality.rows);
@@ -43,6 +45,18 @@ pub fn run(
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         statement: Some(signed),
+        labels: summary
+            .labels
+            .iter()
+            .zip(epoch.label_stats())
+            .map(|((l, header, unreadable), stats)| LabelSummary {
+                name: l.spec.name.clone(),
+                kind: l.spec.kind,
+                header: header.clone(),
+                stats: stats.clone(),
+                unreadable: *unreadable,
+            })
+            .collect(),
     };
     node.store()
         .write(&epoch, &meta)

@@ -14,6 +14,9 @@ use encoding_rs::{Decoder, DecoderResult, Encoding, GB18030, UTF_8};
 use suyuan_protocol::ident::{ColumnMap, Field, Key, KeySelection, Quality, RecordKeys, extract};
 use suyuan_protocol::psi::EpochBuilder;
 
+use labels::LabelColumns;
+pub use labels::{LabelOption, check_labels, parse_label};
+
 /// How to read a record file.
 #[derive(Debug, Clone, Default)]
 pub struct InputOptions {
@@ -21,6 +24,8 @@ pub struct InputOptions {
     pub overrides: Vec<(Field, String)>,
     /// Which key types to derive.
     pub selection: KeySelection,
+    /// `--label NAME=HEADER[:month]`: segments read with each record (`import` only).
+    pub labels: Vec<LabelOption>,
 }
 
 /// Parses one `FIELD=HEADER` override as given on the command line.
@@ -49,6 +54,8 @@ pub struct InputSummary {
     pub columns: Vec<(Field, String)>,
     /// Rows, keys and rejections.
     pub quality: Quality,
+    /// Each label with the header it was read from and its count of unreadable cells.
+    pub labels: Vec<(LabelOption, String, u64)>,
 }
 
 impl fmt::Display for InputSummary {
@@ -96,6 +103,17 @@ pub fn read_records(
     opts: &InputOptions,
     mut each: impl FnMut(u64, RecordKeys) -> Result<()>,
 ) -> Result<InputSummary> {
+    read_labeled_records(source, path, opts, |row, keys, _| each(row, keys))
+}
+
+/// [`read_records`] with each record's label values (one per `opts.labels`, `None` for an
+/// empty cell or an unreadable date, which the summary counts).
+pub fn read_labeled_records(
+    source: impl Read + 'static,
+    path: &Path,
+    opts: &InputOptions,
+    mut each: impl FnMut(u64, RecordKeys, Vec<Option<String>>) -> Result<()>,
+) -> Result<InputSummary> {
     let (encoding, text) = decoded(source, path)?;
     let mut text = BufReader::with_capacity(1 << 16, text);
     let first_line = peek_first_line(&mut text)
@@ -117,6 +135,9 @@ pub fn read_records(
         .with_context(|| format!("{}: cannot read the header line", path.display()))?
         .clone();
     let columns = find_columns(path, &headers, opts)?;
+    let header_refs: Vec<&str> = headers.iter().collect();
+    let mut label_columns = LabelColumns::find(&opts.labels, &header_refs)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let used: Vec<(Field, String)> = columns
         .fields()
         .map(|(f, i)| (f, headers.get(i).unwrap_or_default().to_string()))
@@ -137,13 +158,21 @@ pub fn read_records(
         let cells: Vec<&str> = record.iter().collect();
         let keys = extract(&columns, &cells, &opts.selection);
         quality.record(&keys);
-        each(row, keys)?;
+        let values = label_columns.values(&cells);
+        each(row, keys, values)?;
     }
+    let labels = label_columns
+        .used(&header_refs)
+        .into_iter()
+        .zip(&label_columns.unreadable)
+        .map(|((l, h), n)| (l, h, *n))
+        .collect();
     Ok(InputSummary {
         encoding: encoding.name(),
         delimiter,
         columns: used,
         quality,
+        labels,
     })
 }
 
@@ -222,6 +251,9 @@ pub fn build_epoch(
     builder: &mut EpochBuilder,
     mut batched: impl FnMut(u64),
 ) -> Result<InputSummary> {
+    if !opts.labels.is_empty() {
+        return build_labeled_epoch(path, opts, builder, batched);
+    }
     let mut batch: Vec<Key> = Vec::with_capacity(EPOCH_BATCH);
     let summary = for_each_record(path, opts, |row, rk| {
         batch.extend(rk.keys);
@@ -233,6 +265,46 @@ pub fn build_epoch(
         Ok(())
     })?;
     builder.add(&batch);
+    Ok(summary)
+}
+
+/// [`build_epoch`] with labels: each record's keys go in with that record's values.
+fn build_labeled_epoch(
+    path: &Path,
+    opts: &InputOptions,
+    builder: &mut EpochBuilder,
+    mut batched: impl FnMut(u64),
+) -> Result<InputSummary> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut rows: Vec<(Vec<Key>, Vec<Option<String>>)> = Vec::new();
+    let mut keys_in_batch = 0usize;
+    let mut flush = |rows: &mut Vec<(Vec<Key>, Vec<Option<String>>)>| -> Result<()> {
+        let values: Vec<Vec<Option<&str>>> = rows
+            .iter()
+            .map(|(_, v)| v.iter().map(Option::as_deref).collect())
+            .collect();
+        let batch: Vec<(&[Key], &[Option<&str>])> = rows
+            .iter()
+            .zip(&values)
+            .map(|((k, _), v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        builder
+            .add_labeled_rows(&batch)
+            .with_context(|| format!("{}: labels", path.display()))?;
+        rows.clear();
+        Ok(())
+    };
+    let summary = read_labeled_records(file, path, opts, |row, rk, values| {
+        keys_in_batch += rk.keys.len();
+        rows.push((rk.keys, values));
+        if keys_in_batch >= EPOCH_BATCH {
+            flush(&mut rows)?;
+            keys_in_batch = 0;
+            batched(row);
+        }
+        Ok(())
+    })?;
+    flush(&mut rows)?;
     Ok(summary)
 }
 
@@ -455,3 +527,4 @@ mod tests {
 }
 
 pub mod import;
+mod labels;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::oprf::SecretKey;
+use suyuan_protocol::psi::labels::{EpochLabels, LabelKind, LabelSpec, LabelStats, TypeLabels};
 use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN};
 use zeroize::Zeroizing;
 
@@ -35,13 +36,24 @@ const TAGS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("t
 const TAGS_PER_CHUNK: usize = 1 << 16;
 /// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] evaluated points, concatenated.
 const POINTS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("points");
+/// `(key type code, chunk index)` → the label keys of up to [`TAGS_PER_CHUNK`] keys, 32 bytes
+/// each, in tag order (format 3, an import with labels).
+const LABEL_KEYS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("label_keys");
+/// `(key type code, chunk index)` → the labels of up to [`TAGS_PER_CHUNK`] keys in tag order:
+/// per key a count byte, then that many `(label: u8, value id: u16 big-endian)`.
+const LABEL_SETS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("label_sets");
+/// The `META` entry holding the labels' specifications and values (JSON).
+const LABELS: &str = "labels";
 /// The `META` entry holding [`digest`] in hex.
 const DIGEST: &str = "digest";
 /// The `META` entry naming the store's format.
 const FORMAT: &str = "format";
 /// This version's store format: 2 added the evaluated points and `Finalize` tags of protocol
-/// version 2. Stores of format 1 (no `format` entry) cannot serve it.
-pub const STORE_FORMAT: u32 = 2;
+/// version 2; 3 keeps the points in tag order and adds labels. Stores of format 1 (no `format`
+/// entry) cannot serve this version; format 2 stores are read as epochs without labels.
+pub const STORE_FORMAT: u32 = 3;
+/// The oldest format this version reads.
+const OLDEST_READABLE: u32 = 2;
 
 /// What `status` and reports say about an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +71,32 @@ pub struct EpochMeta {
     /// The epoch statement, signed with the node key at import (`crate::evidence`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<crate::evidence::Signed>,
+    /// The labels the import attached, with what it found for each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<LabelSummary>,
+}
+
+/// One label of an epoch, as `import` and `status` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelSummary {
+    /// The label's name.
+    pub name: String,
+    /// `text` or `month`.
+    pub kind: LabelKind,
+    /// The column it was read from.
+    pub header: String,
+    /// Distinct values, keys with a value, keys that kept only the first values.
+    #[serde(flatten)]
+    pub stats: LabelStats,
+    /// Non-empty cells that could not be read (a `month` label's unreadable dates).
+    pub unreadable: u64,
+}
+
+/// The labels' specifications and values, as stored under [`LABELS`].
+#[derive(Serialize, Deserialize)]
+struct StoredLabels {
+    specs: Vec<LabelSpec>,
+    values: Vec<Vec<String>>,
 }
 
 /// Why the current epoch cannot be served from the store.
@@ -262,6 +300,9 @@ fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
                 points.insert((kt.code(), i as u32), chunk.concat().as_slice())?;
             }
         }
+        if let Some(labels) = epoch.labels() {
+            write_labels(&txn, &mut meta_t, labels)?;
+        }
         meta_t.insert(FORMAT, STORE_FORMAT.to_string().as_str())?;
         meta_t.insert(DIGEST, hex::encode(digest(epoch)).as_str())?;
     }
@@ -271,8 +312,42 @@ fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
     Ok(())
 }
 
-/// SHA-256 over the key, every tag and every point, recorded at import and checked at every
-/// load: a store damaged on disk is refused instead of answering queries wrongly.
+fn write_labels(
+    txn: &redb::WriteTransaction,
+    meta: &mut redb::Table<'_, &str, &str>,
+    labels: &EpochLabels,
+) -> Result<()> {
+    let stored = StoredLabels {
+        specs: labels.specs.clone(),
+        values: labels.values.clone(),
+    };
+    meta.insert(LABELS, serde_json::to_string(&stored)?.as_str())?;
+    let mut keys = txn.open_table(LABEL_KEYS)?;
+    let mut sets = txn.open_table(LABEL_SETS)?;
+    for (kt, t) in &labels.per_type {
+        for (i, chunk) in t.keys.chunks(TAGS_PER_CHUNK).enumerate() {
+            keys.insert((kt.code(), i as u32), chunk.concat().as_slice())?;
+        }
+        for (c, start) in (0..t.len()).step_by(TAGS_PER_CHUNK).enumerate() {
+            let mut bytes = Vec::new();
+            for k in start..(start + TAGS_PER_CHUNK).min(t.len()) {
+                let pairs = t.of(k);
+                // At most MAX_LABELS · MAX_VALUES_PER_KEY = 32 pairs: the count fits a byte.
+                bytes.push(pairs.len() as u8);
+                for (l, v) in pairs {
+                    bytes.push(*l);
+                    bytes.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+            sets.insert((kt.code(), c as u32), bytes.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 over the key, every tag and every point (and, with labels, every label), recorded at
+/// import and checked at every load: a store damaged on disk is refused instead of answering
+/// queries wrongly.
 pub fn digest(epoch: &Epoch) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"suyuan epoch v2");
@@ -287,6 +362,33 @@ pub fn digest(epoch: &Epoch) -> [u8; 32] {
         }
         for p in epoch.points(kt) {
             h.update(p);
+        }
+    }
+    // An epoch without labels keeps the digest of format 2, so such stores still load.
+    if let Some(labels) = epoch.labels() {
+        h.update(b"labels");
+        for (s, values) in labels.specs.iter().zip(&labels.values) {
+            h.update((s.name.len() as u64).to_le_bytes());
+            h.update(s.name.as_bytes());
+            h.update([u8::from(s.kind == LabelKind::Month)]);
+            h.update((values.len() as u64).to_le_bytes());
+            for v in values {
+                h.update((v.len() as u64).to_le_bytes());
+                h.update(v.as_bytes());
+            }
+        }
+        for (kt, t) in &labels.per_type {
+            h.update([kt.code()]);
+            for k in &t.keys {
+                h.update(k);
+            }
+            for e in &t.ends {
+                h.update(e.to_le_bytes());
+            }
+            for (l, v) in &t.pairs {
+                h.update([*l]);
+                h.update(v.to_le_bytes());
+            }
         }
     }
     h.finalize().into()
@@ -359,8 +461,13 @@ impl EpochStore {
             }
         }
         let id = parse_epoch_id(&meta.id).ok_or_else(|| self.corrupt("invalid epoch id"))?;
-        let epoch = Epoch::from_parts(id, key, tags, points)
+        let mut epoch = Epoch::from_parts(id, key, tags, points)
             .map_err(|_| self.corrupt("tags or points out of order, or counts that differ"))?;
+        if let Some(labels) = self.labels_of(&txn)? {
+            epoch = epoch
+                .with_labels(labels)
+                .map_err(|e| self.corrupt(&e.to_string()))?;
+        }
         self.check_digest(&txn, &epoch)?;
         Ok(Some((epoch, meta)))
     }
@@ -400,7 +507,7 @@ impl EpochStore {
                 .parse()
                 .map_err(|_| self.corrupt("unreadable format"))?,
         };
-        if found != STORE_FORMAT {
+        if !(OLDEST_READABLE..=STORE_FORMAT).contains(&found) {
             return Err(StoreError::OldFormat {
                 path: self.file.clone(),
                 found,
@@ -443,6 +550,62 @@ impl EpochStore {
             }));
         }
         Ok(out)
+    }
+
+    /// The stored labels, if the import had any.
+    fn labels_of(&self, txn: &redb::ReadTransaction) -> Result<Option<EpochLabels>, StoreError> {
+        let t = txn
+            .open_table(META)
+            .map_err(|_| self.corrupt("no meta table"))?;
+        let Some(raw) = t.get(LABELS)? else {
+            return Ok(None);
+        };
+        let stored: StoredLabels = serde_json::from_str(raw.value())
+            .map_err(|_| self.corrupt("unreadable label record"))?;
+        let keys = self.chunks_of::<32>(txn, LABEL_KEYS, "label key")?;
+        let sets = txn
+            .open_table(LABEL_SETS)
+            .map_err(|_| self.corrupt("no label table"))?;
+        let mut per_type = BTreeMap::new();
+        for (kt, keys) in keys {
+            let mut t = TypeLabels {
+                keys,
+                ..TypeLabels::default()
+            };
+            let mut chunk = 0u32;
+            while t.ends.len() < t.keys.len() {
+                let raw = sets
+                    .get((kt.code(), chunk))?
+                    .ok_or_else(|| self.corrupt("a label chunk is missing"))?;
+                self.parse_sets(raw.value(), &mut t)?;
+                chunk += 1;
+            }
+            if t.ends.len() != t.keys.len() {
+                return Err(self.corrupt("label chunks of the wrong size"));
+            }
+            per_type.insert(kt, t);
+        }
+        Ok(Some(EpochLabels {
+            specs: stored.specs,
+            values: stored.values,
+            per_type,
+        }))
+    }
+
+    /// Appends one chunk of encoded label sets to `t`.
+    fn parse_sets(&self, mut b: &[u8], t: &mut TypeLabels) -> Result<(), StoreError> {
+        while let Some((&n, rest)) = b.split_first() {
+            let len = usize::from(n) * 3;
+            if rest.len() < len {
+                return Err(self.corrupt("a label chunk is cut short"));
+            }
+            for p in rest[..len].chunks_exact(3) {
+                t.pairs.push((p[0], u16::from_be_bytes([p[1], p[2]])));
+            }
+            t.ends.push(t.pairs.len() as u32);
+            b = &rest[len..];
+        }
+        Ok(())
     }
 
     fn check_digest(&self, txn: &redb::ReadTransaction, epoch: &Epoch) -> Result<(), StoreError> {
@@ -495,8 +658,70 @@ mod tests {
             rows: n,
             source: "test.csv".into(),
             statement: None,
+            labels: Vec::new(),
         };
         (e, meta)
+    }
+
+    #[test]
+    fn labels_survive_the_store_in_tag_order_and_damage_to_them_is_refused() {
+        use suyuan_protocol::psi::labels::{LabelKind, LabelSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let specs = vec![LabelSpec {
+            name: "branch".into(),
+            kind: LabelKind::Text,
+        }];
+        // Over one chunk of keys, so the chunked tables are exercised.
+        let n = TAGS_PER_CHUNK as u64 + 500;
+        let mut b = EpochBuilder::new(&mut rand::rng())
+            .with_labels(specs)
+            .unwrap();
+        let branches = ["乌鲁木齐分行", "北京分行", "上海分行"];
+        let rows: Vec<(Vec<Key>, [Option<&str>; 1])> = (0..n)
+            .map(|i| {
+                let k = Key::parse(KeyType::Mobile, &format!("{}", 13_800_000_000 + i)).unwrap();
+                let v = (i % 4 != 3).then(|| branches[(i % 3) as usize]);
+                (vec![k], [v])
+            })
+            .collect();
+        let batch: Vec<(&[Key], &[Option<&str>])> = rows
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        b.add_labeled_rows(&batch).unwrap();
+        let e = b.finish();
+        let (_, mut meta) = epoch(0);
+        meta.id = e.id().to_string();
+        meta.sizes = e.sizes();
+        let s = store(dir.path());
+        s.write(&e, &meta).unwrap();
+        let (read, _) = s.read().unwrap().unwrap();
+        assert_eq!(read.labels(), e.labels());
+        assert_eq!(read.tags(KeyType::Mobile), e.tags(KeyType::Mobile));
+        assert_eq!(read.points(KeyType::Mobile), e.points(KeyType::Mobile));
+
+        // A flipped value id is caught by the digest.
+        let db = redb::Database::open(dir.path().join(EPOCH_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(LABEL_SETS).unwrap();
+            let mut v = t
+                .get((KeyType::Mobile.code(), 0))
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
+            let at = v.iter().position(|b| *b == 1).unwrap() + 3;
+            v[at] ^= 1;
+            t.insert((KeyType::Mobile.code(), 0), v.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let err = s.read().unwrap_err().to_string();
+        assert!(
+            err.contains("is corrupt") && (err.contains("digest") || err.contains("labels")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -522,7 +747,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "the store {} was written by an older suyuan (store format 1; this version needs 2). Re-import the customer list with `suyuan import`.",
+                "the store {} was written by an older suyuan (store format 1; this version needs 3). Re-import the customer list with `suyuan import`.",
                 dir.path().join(EPOCH_FILE).display()
             )
         );

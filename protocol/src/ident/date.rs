@@ -69,6 +69,44 @@ pub fn canonical_birthdate(raw: &str) -> Result<String, Rejection> {
     Ok(format!("{y:04}{m:02}{d:02}"))
 }
 
+/// Canonicalise a date or a month to `YYYY-MM`, for a label such as an account's opening date.
+/// Accepts every layout of [`canonical_birthdate`] (the day must be real) and the month alone:
+/// `201903`, `2019-03`, `2019/3`, `2019.03`, `2019年3月`. Years 1900 to 2099.
+pub fn canonical_month(raw: &str) -> Result<String, Rejection> {
+    let folded = fold(raw);
+    let date = strip_time(&folded);
+    if let Ok(full) = canonical_birthdate(date) {
+        return Ok(format!("{}-{}", &full[..4], &full[4..6]));
+    }
+    let (y, m) = split_month(date).ok_or(Rejection::BadDate)?;
+    if y.trim().len() != 4 || m.trim().len() > 2 {
+        return Err(Rejection::BadDate);
+    }
+    match (number(Some(y)), number(Some(m))) {
+        (Some(y), Some(m)) if BIRTH_YEARS.contains(&y) && (1..=12).contains(&m) => {
+            Ok(format!("{y:04}-{m:02}"))
+        }
+        _ => Err(Rejection::BadDate),
+    }
+}
+
+/// Year and month parts of the month-only layouts.
+fn split_month(s: &str) -> Option<(&str, &str)> {
+    if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Some((s.get(0..4)?, s.get(4..6)?));
+    }
+    if let Some((y, rest)) = s.split_once('年') {
+        let m = rest.trim_end();
+        return Some((y, m.strip_suffix('月').unwrap_or(m)));
+    }
+    let sep = s.chars().find(|c| matches!(c, '-' | '/' | '.'))?;
+    let mut parts = s.split(sep);
+    match (parts.next()?, parts.next()?, parts.next()) {
+        (y, m, None) => Some((y, m)),
+        _ => None,
+    }
+}
+
 /// Database dumps often append `00:00:00`; drop it.
 fn strip_time(s: &str) -> &str {
     if let Some((date, time)) = s.split_once([' ', 'T']) {
@@ -125,6 +163,39 @@ mod tests {
             assert_eq!(canonical_birthdate(raw).as_deref(), Ok("19491231"), "{raw}");
         }
         assert_eq!(canonical_birthdate("2000-2-9").as_deref(), Ok("20000209"));
+    }
+
+    #[test]
+    fn months_from_the_layouts_of_chinese_lists() {
+        for raw in [
+            "2019-03-15",
+            "2019/3/15",
+            "20190315",
+            "2019年3月15日",
+            "2019-03-15 09:30:00",
+            "2019/3/15 9:30",
+            "２０１９－０３－１５",
+            "2019-03",
+            "2019/3",
+            "201903",
+            "2019年3月",
+            "2019.03",
+        ] {
+            assert_eq!(canonical_month(raw).as_deref(), Ok("2019-03"), "{raw}");
+        }
+        for raw in [
+            "",
+            "2019",
+            "2019-13",
+            "2019-02-30",
+            "19-03-15",
+            "1899-12",
+            "2019-3-15-1",
+            "三月",
+            "2019年13月",
+        ] {
+            assert_eq!(canonical_month(raw), Err(Rejection::BadDate), "{raw:?}");
+        }
     }
 
     #[test]

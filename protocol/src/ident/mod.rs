@@ -25,7 +25,7 @@ mod testutil;
 
 pub use bank_card::canonical_bank_card;
 pub use columns::{ColumnError, ColumnMap};
-pub use date::canonical_birthdate;
+pub use date::{canonical_birthdate, canonical_month};
 pub use email::{MAX_EMAIL_BYTES, canonical_email};
 pub use field::{Field, UnknownField};
 pub use key_type::{Key, KeyType, UnknownKeyType};

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::batch::{decode_batch, mul_each_compress_batch};
-use super::group::{hash_to_group, random_scalar};
+use super::group::{hash_to_group, random_scalar, secret_scalar};
 use super::proof::{Proof, verify_proof};
 use super::{
     Element, Mode, OprfError, Output, PublicKey, SCALAR_LEN, par_chunk_len, push_prefixed,
@@ -30,11 +30,7 @@ impl Blind {
     /// Reads a blind from its 32-byte little-endian encoding; rejects non-canonical encodings
     /// and zero (a zero blind would send the identity and reveal nothing but fail).
     pub fn from_bytes(bytes: &[u8; SCALAR_LEN]) -> Result<Self, OprfError> {
-        let s: Option<Scalar> = Scalar::from_canonical_bytes(*bytes).into();
-        match s {
-            Some(s) if s != Scalar::ZERO => Ok(Blind(s)),
-            _ => Err(OprfError::InvalidScalar),
-        }
+        secret_scalar(bytes).map(Blind)
     }
 
     /// `SerializeScalar(blind)`, in a buffer that zeroizes itself.

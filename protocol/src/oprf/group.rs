@@ -97,6 +97,15 @@ pub(crate) fn hash_to_scalar_with_dst(input: &[&[u8]], dst: &[u8]) -> Result<Sca
     )))
 }
 
+/// `DeserializeScalar` for a secret (a key, a blind, a nonce): canonical and non-zero.
+pub(crate) fn secret_scalar(bytes: &[u8; 32]) -> Result<Scalar, OprfError> {
+    let s: Option<Scalar> = Scalar::from_canonical_bytes(*bytes).into();
+    match s {
+        Some(s) if s != Scalar::ZERO => Ok(s),
+        _ => Err(OprfError::InvalidScalar),
+    }
+}
+
 /// `RandomScalar`: 32 bytes from the RNG, read as a little-endian scalar, redrawn until canonical
 /// and non-zero. Reading exactly the scalar's bytes is what lets tests replay the RFC's blinds.
 pub(crate) fn random_scalar(rng: &mut (impl CryptoRng + ?Sized)) -> Scalar {

@@ -7,7 +7,7 @@ use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::group::{hash_to_scalar_with_dst, random_scalar};
+use super::group::{hash_to_scalar_with_dst, random_scalar, secret_scalar};
 use super::{Element, Mode, OprfError, SCALAR_LEN, push_prefixed};
 
 /// The server's private key `skS`. Zeroized on drop, never printed, read only through
@@ -24,11 +24,7 @@ impl SecretKey {
     /// Reads a key from its 32-byte little-endian encoding (`DeserializeScalar`); rejects
     /// non-canonical encodings and zero.
     pub fn from_bytes(bytes: &[u8; SCALAR_LEN]) -> Result<Self, OprfError> {
-        let s: Option<Scalar> = Scalar::from_canonical_bytes(*bytes).into();
-        match s {
-            Some(s) if s != Scalar::ZERO => Ok(SecretKey(s)),
-            _ => Err(OprfError::InvalidScalar),
-        }
+        secret_scalar(bytes).map(SecretKey)
     }
 
     /// `SerializeScalar`, in a buffer that zeroizes itself.

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::batch::evaluate_batch;
 use super::client::finalize_hash;
-use super::group::hash_to_group;
+use super::group::{hash_to_group, secret_scalar};
 use super::proof::{Proof, generate_proof, generate_proof_with_nonce};
 use super::{Element, Mode, OprfError, Output, PublicKey, SCALAR_LEN, SecretKey};
 
@@ -92,8 +92,7 @@ impl VoprfServer {
         blinded: &[Element],
         nonce: &[u8; SCALAR_LEN],
     ) -> Result<(Vec<Element>, Proof), OprfError> {
-        let r: Option<Scalar> = Scalar::from_canonical_bytes(*nonce).into();
-        let r = Zeroizing::new(r.ok_or(OprfError::InvalidScalar)?);
+        let r = Zeroizing::new(secret_scalar(nonce)?);
         let evaluated = evaluate(&self.key, blinded)?;
         let proof =
             generate_proof_with_nonce(Mode::Voprf, &self.key, blinded, None, &evaluated, &r)?;

@@ -25,6 +25,9 @@ pub enum PsiError {
     /// The OPRF layer failed on this side's own data.
     #[error(transparent)]
     Oprf(#[from] crate::oprf::OprfError),
+    /// An epoch's labels cannot be built or do not fit it.
+    #[error(transparent)]
+    Labels(#[from] super::labels::LabelError),
 }
 
 /// A protocol violation by the peer. Sessions stop at the first one.

@@ -25,6 +25,7 @@ mod epoch;
 mod error;
 mod holder;
 mod keys;
+pub mod labels;
 mod local;
 mod messages;
 mod querier;

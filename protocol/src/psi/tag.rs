@@ -29,6 +29,12 @@ fn first_bytes(d: &[u8]) -> Tag {
 /// `input` comes in parts (type prefix, value) that are hashed as one; its length fits in two
 /// bytes (values are bounded far below that).
 pub(crate) fn finalize_tag(input: &[&[u8]], element: &[u8; 32]) -> Tag {
+    first_bytes(&finalize_output(input, element))
+}
+
+/// The whole `Finalize` output: bytes 0..16 are the stored tag, bytes 32..64 the label key
+/// ([`super::labels`]).
+pub(crate) fn finalize_output(input: &[&[u8]], element: &[u8; 32]) -> [u8; 64] {
     let len: usize = input.iter().map(|p| p.len()).sum();
     let mut h = Sha512::new();
     h.update((len as u16).to_be_bytes());
@@ -38,7 +44,14 @@ pub(crate) fn finalize_tag(input: &[&[u8]], element: &[u8; 32]) -> Tag {
     h.update(32u16.to_be_bytes());
     h.update(element);
     h.update(b"Finalize");
-    first_bytes(&h.finalize())
+    h.finalize().into()
+}
+
+/// The tag and label key of a `Finalize` output.
+pub(crate) fn split_output(out: &[u8; 64]) -> (Tag, [u8; 32]) {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&out[32..]);
+    (first_bytes(out), key)
 }
 
 /// The tag of an element of a count session, `r·k·H(input)`.

@@ -5,6 +5,7 @@
 
 mod codec_roundtrip;
 mod golden_session;
+mod labels;
 mod linkage;
 mod lying_holder;
 mod psi_sessions;
