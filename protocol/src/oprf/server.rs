@@ -2,7 +2,6 @@
 //! `GenerateProof` (VOPRF), and `Evaluate`, the server's own unblinded evaluation.
 
 use curve25519_dalek::ristretto::RistrettoPoint;
-use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
