@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden test vectors of the suyuan PSI protocol, version 2 (docs/protocol.md section 8).
+"""Golden test vectors of the suyuan PSI protocol, version 3 (docs/protocol.md section 8).
 
 An independent implementation, written from the specification and the RFCs only (RFC 9380
 expand_message_xmd, RFC 9496 ristretto255, RFC 9497 OPRF and its batched DLEQ proof), so that the
@@ -240,7 +240,7 @@ def validate_rfc9497() -> tuple[int, int, list]:
 
 # --- Protocol version 2 ---------------------------------------------------------------------
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3 added labels; the tags and their DSTs are version 2's
 OPRF_MODE = 0x01  # v2 maps keys with the VOPRF context string
 COUNT_TAG_DST = b"suyuan-count-tag-v2"
 PROOF_NONCE_DST = b"suyuan-proof-nonce-v2"
@@ -300,18 +300,68 @@ def sections_enc(sections) -> bytes:
     return varint(len(sections)) + b"".join(varint(KEY_TYPES.index(t)) + varint(c) for t, c in sections)
 
 
-def enc_start(mode, sections):       # QuerierMessage::Start
-    return varint(0) + varint(PROTOCOL_VERSION) + varint(MODES[mode]) + sections_enc(sections)
+def enc_start(mode, sections, labels=False):  # QuerierMessage::Start
+    return (varint(0) + varint(PROTOCOL_VERSION) + varint(MODES[mode]) + sections_enc(sections)
+            + bytes([1 if labels else 0]))
 
 
-def enc_accept(epoch, ell, pk, sections):  # HolderMessage::Accept
+def enc_string(v: str) -> bytes:  # String: byte length as a varint, then UTF-8
+    b = v.encode("utf-8")
+    return varint(len(b)) + b
+
+
+LABEL_KINDS = ["text", "month"]
+
+
+def enc_offer(specs, value_counts, min_cell, nonce) -> bytes:  # LabelOffer
+    assert len(nonce) == 16
+    return (varint(len(specs)) + b"".join(enc_string(n) + varint(LABEL_KINDS.index(k)) for n, k in specs)
+            + varint(len(value_counts)) + b"".join(varint(c) for c in value_counts)
+            + varint(min_cell) + nonce)
+
+
+def enc_accept(epoch, ell, pk, sections, offer=None):  # HolderMessage::Accept
     assert len(pk) == 32  # Element: 32 raw bytes, no length
+    labels = b"\x00" if offer is None else b"\x01" + offer  # Option<LabelOffer>
     return (varint(0) + varint(PROTOCOL_VERSION) + epoch + bytes([ell]) + pk
-            + sections_enc(sections))
+            + sections_enc(sections) + labels)
 
 
-def enc_tags(key_type, tags: bytes):  # HolderMessage::Tags
-    return varint(1) + varint(KEY_TYPES.index(key_type)) + varint(len(tags)) + tags
+def enc_label_values(label: int, values) -> bytes:  # HolderMessage::LabelValues
+    return varint(3) + bytes([label]) + varint(len(values)) + b"".join(enc_string(v) for v in values)
+
+
+# --- Labels (protocol version 3, section 3.9) -------------------------------------------------
+
+LABEL_STREAM_DST = b"suyuan-label-stream-v3"
+SLOTS = 4  # values of one label a key keeps, each a 2-byte slot
+
+
+def label_key(key, k: int) -> bytes:
+    """matches mode: bytes 32..64 of the key's Finalize output (the tag is bytes 0..16)."""
+    return finalize(oprf_input(*key), mul(k, H(key)))[32:]
+
+
+def slots(values_by_label, offered_values) -> bytes:
+    """Per offered label, SLOTS big-endian u16: value id + 1 (ids index the sorted values sent in
+    LabelValues), 0 for an empty slot, 0xFFFF for a value too rare to name."""
+    out = b""
+    for vals, dictionary in zip(values_by_label, offered_values):
+        ids = sorted(dictionary.index(v) + 1 for v in vals)[:SLOTS]
+        out += b"".join(i.to_bytes(2, "big") for i in ids) + bytes(2 * (SLOTS - len(ids)))
+    return out
+
+
+def seal(plain: bytes, key: bytes, nonce: bytes) -> bytes:
+    """slots XOR SHA-512(DST || label key || nonce); the same XOR opens."""
+    ks = hashlib.sha512(LABEL_STREAM_DST + key + nonce).digest()
+    assert len(plain) <= 64
+    return bytes(x ^ y for x, y in zip(plain, ks))
+
+
+def enc_tags(key_type, tags: bytes, sealed: bytes = b""):  # HolderMessage::Tags
+    return (varint(1) + varint(KEY_TYPES.index(key_type)) + varint(len(tags)) + tags
+            + varint(len(sealed)) + sealed)
 
 
 def enc_chunk(variant, seq, elements):  # Blinded (querier 1) / Evaluated (holder 2) w/o proof
@@ -413,16 +463,17 @@ def show_session(msgs, res):
     ell = res["ell"]
     # The byte slicing below assumes this section's shapes: two sections with small counts,
     # one non-empty tag section, fewer than 251 tag bytes and elements (one-byte varints).
-    assert len(msgs["Accept"]) == 56 and msgs["Tags"][2] == len(msgs["Tags"]) - 3 < 251
+    assert len(msgs["Accept"]) == 57 and msgs["Tags"][2] == len(msgs["Tags"]) - 4 < 251
     st, acc = msgs["Start"], msgs["Accept"]
     print(f"querier → holder  Start     {hx(st)}")
     print(f"holder → querier  Accept    {acc[:1].hex()} {acc[1:2].hex()} {acc[2:18].hex()} "
           f"{acc[18:19].hex()} {acc[19:51].hex()} {acc[51:52].hex()} {acc[52:54].hex()} "
-          f"{acc[54:56].hex()}")
+          f"{acc[54:56].hex()} {acc[56:57].hex()}")
     print(f"                            = {hx(acc)}")
     tg = msgs["Tags"]
     tags = " ".join(tg[3 + i:3 + i + ell].hex() for i in range(0, tg[2], ell))
-    print(f"holder → querier  Tags      {tg[:1].hex()} {tg[1:2].hex()} {tg[2:3].hex()} {tags}")
+    print(f"holder → querier  Tags      {tg[:1].hex()} {tg[1:2].hex()} {tg[2:3].hex()} {tags} "
+          f"{tg[-1:].hex()}")
     print(f"                            = {hx(tg)}")
     for name, arrow in (("Blinded", "querier → holder"), ("Evaluated", "holder → querier")):
         m = msgs[name]
@@ -454,7 +505,7 @@ def main():
           f"refused for altered evaluations)")
     print()
 
-    print("### 8.1 Keys, blinds and tags (version 2)")
+    print("### 8.1 Keys, blinds and tags (version 3; tags unchanged since version 2)")
     print(f"k    (holder key)     {hx(s2b(K))}")
     print(f"a    (querier blind)  {hx(s2b(A))}")
     print(f"a⁻¹ mod L             {hx(s2b(inv(A)))}")
@@ -515,6 +566,46 @@ def main():
         print(f" {key[0]} {key[1]}\n  rkH      {hx(u)}\n  counttag {hx(count_tag16(u))}")
     assert res["matched_keys"] == {"mobile": 1, "email": 0}
     print(f"result: matched_keys = {res['matched_keys']} (count mode: no matched_rows)")
+    labelled_session()
+
+
+LABEL_NONCE = hashlib.sha256(b"suyuan golden label nonce").digest()[:16]
+BRANCHES = {("mobile", "13800138000"): ["乌鲁木齐分行"], ("mobile", "13912345678"): ["北京分行"]}
+
+
+def labelled_session():
+    """Section 8.4: the session of 8.2 with labels asked and the label `branch` offered."""
+    print("\n### 8.4 A session with labels (matches mode)")
+    dictionary = sorted({v for vs in BRANCHES.values() for v in vs}, key=lambda v: v.encode())
+    ell = 8
+    pk = mul_base(K)
+    start = enc_start("matches", [("mobile", 1), ("email", 1)], labels=True)
+    offer = enc_offer([("branch", "text")], [len(dictionary)], 1, LABEL_NONCE)
+    accept = enc_accept(EPOCH, ell, pk, [("mobile", 2), ("email", 0)], offer)
+    values = enc_label_values(0, dictionary)
+    held = sorted(HOLDER, key=lambda y: tag16(y, K))
+    sealed = b"".join(seal(slots([BRANCHES[y]], [dictionary]), label_key(y, K), LABEL_NONCE)
+                      for y in held)
+    tags = enc_tags("mobile", b"".join(tag16(y, K)[:ell] for y in held), sealed)
+    print(f"nonce = SHA-256(\"suyuan golden label nonce\")[..16]  {hx(LABEL_NONCE)}")
+    print("(the holder draws the proof-nonce seed of 8.2 first, then this nonce)")
+    for y in held:
+        plain = slots([BRANCHES[y]], [dictionary])
+        print(f"{y[0]} {y[1]} ({BRANCHES[y][0]})\n label key {hx(label_key(y, K))}\n"
+              f" slots     {hx(plain)}\n sealed    {hx(seal(plain, label_key(y, K), LABEL_NONCE))}")
+    print(f"querier → holder  Start        {hx(start)}")
+    print(f"holder → querier  Accept       {hx(accept)}")
+    print(f"holder → querier  LabelValues  {hx(values)}")
+    print(f"holder → querier  Tags         {hx(tags)}")
+    print("(Blinded and Evaluated as in 8.2)")
+    # The querier opens the sealed labels of its matched key with its own Finalize output.
+    mine = ("mobile", "13800138000")
+    at = held.index(mine)
+    w = 2 * SLOTS
+    opened = seal(sealed[at * w:(at + 1) * w], label_key(mine, K), LABEL_NONCE)
+    ids = [int.from_bytes(opened[i:i + 2], "big") for i in range(0, w, 2)]
+    assert ids == [dictionary.index("乌鲁木齐分行") + 1, 0, 0, 0]
+    print(f"querier opens row 1's key: slots {hx(opened)} → branch {dictionary[ids[0] - 1]}")
 
 
 if __name__ == "__main__":

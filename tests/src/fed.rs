@@ -74,6 +74,7 @@ pub async fn ask_one(
             mode,
             case: case.map(str::to_string),
             evidence: None,
+            labels: false,
             population: None,
         },
         suyuan_node::Silent,

@@ -376,6 +376,10 @@ pub(crate) struct QueryArgs {
     /// 32 bytes per dump key per holder), for `suyuan verify --evidence`.
     #[arg(long, value_name = "FILE")]
     pub(crate) evidence: Option<PathBuf>,
+    /// Ask each holder for the labels of the matched keys (branch, opening month...) that its
+    /// policy shows this node: per value in count mode, per matched row in matches mode.
+    #[arg(long)]
+    pub(crate) labels: bool,
     #[command(flatten)]
     pub(crate) input_args: InputArgs,
 }

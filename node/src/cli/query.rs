@@ -36,6 +36,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         mode: a.mode,
         case: a.case,
         evidence: a.evidence,
+        labels: a.labels,
         population: a.population,
     };
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;

@@ -292,23 +292,38 @@ pub fn replay(
     let limits = QuerierLimits {
         max_holder_keys: u64::MAX,
     };
-    let (start, awaiting) = query.start_with(mode, limits);
-    transcript.to_holder(&QuerierMessage::Start(start));
     let HolderMessage::Accept(accept) = decode(0)? else {
         return Err(fail(0, "the first message is not an accept".into()));
     };
-    let mut session = awaiting
-        .handle_accept(accept)
-        .map_err(|e| fail(0, e.to_string()))?;
-    for chunk in session.take_outgoing() {
-        transcript.to_holder(&chunk);
+    // Whether labels were asked is in the start the holder signed: an offer says they were;
+    // without one, either start may be the signed one (a policy that shows none).
+    let mut session = None;
+    for labels in [accept.labels.is_some(), accept.labels.is_none()] {
+        let mut t = transcript.clone();
+        let (start, awaiting) = query.start_asking(mode, limits, labels);
+        t.to_holder(&QuerierMessage::Start(start));
+        let Ok(mut s) = awaiting.handle_accept(accept.clone()) else {
+            continue;
+        };
+        for chunk in s.take_outgoing() {
+            t.to_holder(&chunk);
+        }
+        if t.digests().0 == signed.to_holder {
+            session = Some(s);
+            break;
+        }
     }
-    if transcript.digests().0 != signed.to_holder {
+    let Some(mut session) = session else {
+        // The accept itself may be what the session refuses: say so if it is.
+        let (_, awaiting) = query.start_asking(mode, limits, accept.labels.is_some());
+        awaiting
+            .handle_accept(accept)
+            .map_err(|e| fail(0, e.to_string()))?;
         return Err(EvidenceError::NotSigned {
             peer: peer.to_string(),
             stream: "received",
         });
-    }
+    };
     for index in 1..messages.len() {
         session
             .handle(decode(index)?)

@@ -12,8 +12,9 @@ use thiserror::Error;
 use crate::node_dir::identity::Role;
 
 /// Version of the node's framing, in every [`Hello`] and [`Welcome`] (3: typed aborts; 4: the
-/// minimum per key type, signed statements and answers, protocol version 2 inside).
-pub const NODE_WIRE_VERSION: u16 = 4;
+/// minimum per key type, signed statements and answers, protocol version 2 inside; 5: protocol
+/// version 3 inside, with labels).
+pub const NODE_WIRE_VERSION: u16 = 5;
 
 /// Longest case number accepted.
 pub const MAX_CASE_LEN: usize = 128;

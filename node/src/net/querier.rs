@@ -64,6 +64,8 @@ pub(crate) struct Bounds {
     pub(crate) limits: QuerierLimits,
     /// Keep every holder message, for an evidence file (`suyuan query --evidence`).
     pub(crate) record: bool,
+    /// Ask for the labels of matched keys (`suyuan query --labels`).
+    pub(crate) labels: bool,
 }
 
 /// Asks one peer. Everything that can go wrong becomes a [`QueryFailure`] naming the peer.
@@ -365,7 +367,9 @@ impl Asking<'_> {
         let (peer, timeout) = (self.peer, self.bounds.timeout);
         let before = |kind| failure(peer, Some(holder), false, kind);
         let after = |kind| failure(peer, Some(holder), true, kind);
-        let (start, awaiting) = self.query.start_with(self.hello.mode, self.bounds.limits);
+        let (start, awaiting) =
+            self.query
+                .start_asking(self.hello.mode, self.bounds.limits, self.bounds.labels);
         let mut transcript = match self.bounds.record {
             true => Transcript::recording(),
             false => Transcript::default(),

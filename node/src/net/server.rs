@@ -680,7 +680,7 @@ async fn admit_connection(
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            // Not a member of the federation (or not speaking suyuan/4): nothing is served.
+            // Not a member of the federation (or not speaking suyuan/5): nothing is served.
             tracing::warn!(%remote, error = %e, "TLS handshake failed");
             let why = format!("TLS handshake failed: {e}");
             state
@@ -856,7 +856,8 @@ async fn run_query(
     let limits = HolderLimits {
         max_query_keys: state.policy.max_query_keys,
     };
-    let holder = Holder::with_limits(Arc::clone(epoch), limits);
+    let holder = Holder::with_limits(Arc::clone(epoch), limits)
+        .with_label_policy(state.policy.label_policy(peer.role));
     let tags: u64 = start
         .sections
         .iter()
@@ -1009,7 +1010,8 @@ async fn welcome_matches(
         .handle_start(start, &mut rand::rng())
         .map_err(misbehaved)?;
     let tags_kept = match kept {
-        Some(k) if kept_tags_fit(&k, &epoch, session.tag_len()) => {
+        // Labels travel with the tags: a querier given labels gets the tags again.
+        Some(k) if accept.labels.is_none() && kept_tags_fit(&k, &epoch, session.tag_len()) => {
             let types = session
                 .query_sections()
                 .iter()

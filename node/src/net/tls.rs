@@ -1,5 +1,5 @@
 //! TLS 1.3 for QUIC, mutual authentication against the federation CA and its revocation list,
-//! ring as the only provider, ALPN `suyuan/4`.
+//! ring as the only provider, ALPN `suyuan/5`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,11 @@ use rustls::server::WebPkiClientVerifier;
 
 use crate::node_dir::identity::NodeIdentity;
 
-/// ALPN of node wire version 4 ([`crate::net::frame::NODE_WIRE_VERSION`]).
+/// ALPN of node wire version 5 ([`crate::net::frame::NODE_WIRE_VERSION`]).
 /// Version 2 added kept tag sets to the hello and welcome, version 3 typed abort reasons
 /// (`docs/protocol.md` §9). A node of another version fails the TLS handshake with
 /// `no_application_protocol`, cleanly.
-pub const ALPN: &[u8] = b"suyuan/4";
+pub const ALPN: &[u8] = b"suyuan/5";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

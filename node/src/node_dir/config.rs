@@ -173,6 +173,11 @@ pub struct Policy {
     pub max_concurrent_queries: usize,
     /// Modes each role may use.
     pub allow: BTreeMap<Role, Vec<QueryMode>>,
+    /// `[policy.labels]`: the labels each role may see (none by default).
+    pub labels: BTreeMap<Role, Vec<String>>,
+    /// A label cell (one value, one key type) with fewer matched keys is not reported, and a
+    /// value fewer keys of the whole list carry is never shown by name.
+    pub min_label_cell: u64,
 }
 
 impl Default for Policy {
@@ -188,6 +193,8 @@ impl Default for Policy {
                 (Role::Institution, vec![]),
                 (Role::Researcher, vec![]),
             ]),
+            labels: BTreeMap::new(),
+            min_label_cell: 10,
         }
     }
 }
@@ -235,6 +242,14 @@ impl Policy {
             });
         }
         Ok(())
+    }
+
+    /// What a querier of `role` may see of the labels.
+    pub fn label_policy(&self, role: Role) -> suyuan_protocol::psi::labels::LabelPolicy {
+        suyuan_protocol::psi::labels::LabelPolicy {
+            visible: self.labels.get(&role).cloned().unwrap_or_default(),
+            min_cell: self.min_label_cell,
+        }
     }
 
     /// One line for `status`.
@@ -391,6 +406,8 @@ struct RawPolicy {
     require_case: Option<bool>,
     max_concurrent_queries: Option<usize>,
     allow: Option<BTreeMap<Role, Vec<QueryMode>>>,
+    labels: Option<BTreeMap<Role, Vec<String>>>,
+    min_label_cell: Option<u64>,
 }
 
 /// Reads `node.toml` at `path` (the defaults when absent), logging any deprecated name it
@@ -540,7 +557,10 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Pr
             .max_concurrent_queries
             .unwrap_or(d.max_concurrent_queries),
         allow: raw.allow.unwrap_or(d.allow),
+        labels: raw.labels.unwrap_or(d.labels),
+        min_label_cell: raw.min_label_cell.unwrap_or(d.min_label_cell),
     };
+    in_range("policy.min_label_cell", p.min_label_cell, 1, 1_000_000)?;
     if p.min_query_keys > p.max_query_keys {
         return Err(Problem::MinAboveMax);
     }

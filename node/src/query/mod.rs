@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod html;
+pub mod labels;
 pub mod report;
 pub mod verify;
 
@@ -124,6 +125,8 @@ pub struct QueryOptions {
     /// Write the query's evidence here (`suyuan query --evidence`): its blind and every
     /// holder's messages, so that `suyuan verify --evidence` can recompute the answers.
     pub evidence: Option<PathBuf>,
+    /// Ask each holder for the labels of the matched keys (`suyuan query --labels`).
+    pub labels: bool,
 }
 
 /// A dump read and blinded, ready to be sent to every peer.
@@ -255,7 +258,8 @@ impl PeerAsking {
         // Only `matches` answers reuse a holder's tags: a count session's are its own. Evidence
         // needs every tag as the holder sent it: none are reused then.
         let kept = match self.mode {
-            QueryMode::Matches if !self.bounds.record => {
+            // Labels travel with the tags: a query asking for them takes the tags afresh.
+            QueryMode::Matches if !self.bounds.record && !self.bounds.labels => {
                 tokio::task::spawn_blocking(move || cache.load(&name))
                     .await
                     .ok()
@@ -342,6 +346,7 @@ impl QueryJob {
                 timeout,
                 limits: self.cfg.query.limits(),
                 record: opts.evidence.is_some(),
+                labels: opts.labels,
             },
             case: opts.case.clone(),
             mode: opts.mode,

@@ -110,6 +110,27 @@ pub struct PeerReport {
     /// The holder's signed answer for this query (`evidence::Answer`), checked at query time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<crate::evidence::Signed>,
+    /// `query --labels`: label → value → key type → matched dump keys held by a record of
+    /// the holder's carrying that value (cells of at least `label_min_cell` keys).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: super::labels::LabelCounts,
+    /// Per label, the cells withheld (under `label_min_cell`, or a value too rare in the
+    /// holder's list to name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels_suppressed: BTreeMap<String, u64>,
+    /// The holder's `min_label_cell`, when labels were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_min_cell: Option<u64>,
+    /// `matches` mode with labels: for each matched row (1-based, as `rows`) its values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_labels: Option<super::labels::RowLabels>,
+    /// Matched keys whose labels did not open.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labels_unreadable: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Sections a holder would not answer, as its refusal named them.
@@ -188,7 +209,16 @@ impl PeerReport {
             .as_ref()
             .map(|rows| rows.iter().map(|i| i + 1).collect());
         let containment = containment(r, dump_rows);
+        let labels = r.labels.as_ref().map(super::labels::report);
         PeerReport {
+            labels_suppressed: labels
+                .as_ref()
+                .map(|l| l.suppressed.clone())
+                .unwrap_or_default(),
+            label_min_cell: labels.as_ref().map(|l| l.min_cell),
+            row_labels: labels.as_ref().and_then(|l| l.rows.clone()),
+            labels_unreadable: labels.as_ref().map_or(0, |l| l.unreadable),
+            labels: labels.map(|l| l.labels).unwrap_or_default(),
             name: peer.name.clone(),
             address: peer.address.clone(),
             epoch: Some(r.epoch.to_string()),
@@ -226,6 +256,11 @@ impl PeerReport {
             withheld: None,
             statement: None,
             answer: None,
+            labels: BTreeMap::new(),
+            labels_suppressed: BTreeMap::new(),
+            label_min_cell: None,
+            row_labels: None,
+            labels_unreadable: 0,
         }
     }
 }
@@ -242,10 +277,61 @@ pub fn render(report: &Report) -> String {
         &d.rejected,
     );
     format!(
-        "dump: {quality}\n{}{}",
+        "dump: {quality}\n{}{}{}",
         peer_table(report),
-        sources_line(report)
+        sources_line(report),
+        label_lines(report)
     )
+}
+
+/// Values shown per label in the terminal; the JSON and HTML reports have them all.
+const LABEL_VALUES_SHOWN: usize = 8;
+
+/// Per peer that gave labels: each label's values, the most matched keys first.
+fn label_lines(report: &Report) -> String {
+    let mut out = String::new();
+    for p in ranked(&report.peers) {
+        let Some(min) = p.label_min_cell else {
+            continue;
+        };
+        let withheld: Vec<String> = p
+            .labels_suppressed
+            .iter()
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect();
+        out += &format!(
+            "labels of {}'s matches (cells of fewer than {min} keys withheld{}):\n",
+            p.name,
+            if withheld.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", withheld.join(", "))
+            }
+        );
+        if p.labels.is_empty() {
+            out += "  none to report\n";
+        }
+        for (label, values) in &p.labels {
+            let mut v: Vec<(&String, &BTreeMap<KeyType, u64>)> = values.iter().collect();
+            v.sort_by_key(|(name, per)| (std::cmp::Reverse(per.values().sum::<u64>()), *name));
+            let shown: Vec<String> = v
+                .iter()
+                .take(LABEL_VALUES_SHOWN)
+                .map(|(name, per)| format!("{} {}", printable(name), text::counts(per, "")))
+                .collect();
+            let more = v.len().saturating_sub(LABEL_VALUES_SHOWN);
+            out += &format!(
+                "  {label}: {}{}\n",
+                shown.join(" · "),
+                if more > 0 {
+                    format!(" · {more} more in the JSON report")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    out
 }
 
 /// The peers in rank order; those without an answer last, in the order given.

@@ -199,8 +199,16 @@ fn replay_peer(
         key: None,
     };
     let again = super::PeerReport::from_result(&spec, &result, report.dump.rows);
-    let figures: [(&str, bool); 6] = [
+    let figures: [(&str, bool); 7] = [
         ("matched keys", again.matched_keys == p.matched_keys),
+        (
+            "labels",
+            again.labels == p.labels
+                && again.labels_suppressed == p.labels_suppressed
+                && again.row_labels == p.row_labels
+                && again.label_min_cell == p.label_min_cell
+                && again.labels_unreadable == p.labels_unreadable,
+        ),
         (
             "matched rows",
             again.matched_rows == p.matched_rows && again.rows == p.rows,

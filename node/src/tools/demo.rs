@@ -238,6 +238,7 @@ async fn ask_both(
             mode,
             case: Some(case.clone()),
             evidence: Some(dir.join(format!("evidence-{mode}.bin"))),
+            labels: false,
             population: Some(truth.population),
         };
         let job = query::QueryJob::open(&opts)?;

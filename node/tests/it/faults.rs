@@ -60,6 +60,7 @@ async fn ask(d: &Path, addr: &str, dump: &str) -> Result<query::PeerReport, Stri
             mode: QueryMode::Count,
             case: Some("2026-001".into()),
             evidence: None,
+            labels: false,
             population: None,
         },
         suyuan_node::Silent,

@@ -13,7 +13,8 @@ use rayon::prelude::*;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::epoch::Epoch;
-use super::tag::{TAG_STORED_LEN, Tag, count_tag};
+use super::labels::LabelKey;
+use super::tag::{TAG_STORED_LEN, Tag, count_output, count_tag, split_output};
 use super::{EpochId, Misuse, PsiError};
 use crate::ident::KeyType;
 use crate::oprf;
@@ -28,6 +29,9 @@ pub struct PreparedCount {
     epoch: EpochId,
     key: Scalar,
     tags: BTreeMap<KeyType, Vec<Tag>>,
+    /// An epoch with labels: per sorted tag, the key's label key in this session and its index
+    /// in the epoch (where its labels are).
+    labels: BTreeMap<KeyType, Vec<(LabelKey, u32)>>,
 }
 
 impl Drop for PreparedCount {
@@ -80,8 +84,22 @@ impl PreparedCount {
             Zeroizing::new((0..sessions).map(|_| oprf::random_scalar(rng)).collect());
         let block = (PREPARE_BLOCK / sessions.max(1)).max(oprf::par_chunk_len());
         let mut tags: Vec<BTreeMap<KeyType, Vec<Tag>>> = vec![BTreeMap::new(); sessions];
+        let mut labels: Vec<BTreeMap<KeyType, Vec<(LabelKey, u32)>>> =
+            vec![BTreeMap::new(); sessions];
+        let labeled = epoch.labels().is_some();
         for (kt, _) in epoch.sizes() {
             let points = epoch.points(kt);
+            if labeled {
+                for (r, (t, l)) in factors.iter().zip(tags.iter_mut().zip(&mut labels)) {
+                    let Some((kt_tags, kt_labels)) = prepare_labeled(epoch, kt, r, block, &go_on)?
+                    else {
+                        return Ok(None);
+                    };
+                    t.insert(kt, kt_tags);
+                    l.insert(kt, kt_labels);
+                }
+                continue;
+            }
             let mut per: Vec<Vec<Tag>> = (0..sessions)
                 .map(|_| Vec::with_capacity(points.len()))
                 .collect();
@@ -107,11 +125,12 @@ impl PreparedCount {
         Ok(Some(
             factors
                 .iter()
-                .zip(tags)
-                .map(|(r, tags)| PreparedCount {
+                .zip(tags.into_iter().zip(labels))
+                .map(|(r, (tags, labels))| PreparedCount {
                     epoch: epoch.id(),
                     key: r * key,
                     tags,
+                    labels,
                 })
                 .collect(),
         ))
@@ -122,12 +141,21 @@ impl PreparedCount {
         self.epoch
     }
 
-    /// Bytes its tags take ([`TAG_STORED_LEN`] per key), for sizing a pool of them.
+    /// Bytes its tags take ([`TAG_STORED_LEN`] per key, and 36 more with labels), for sizing
+    /// a pool of them.
     pub fn size_bytes(&self) -> u64 {
-        self.tags
+        let tags: u64 = self
+            .tags
             .values()
             .map(|t| (t.len() * TAG_STORED_LEN) as u64)
-            .sum()
+            .sum();
+        let labels: u64 = self.labels.values().map(|l| (l.len() * 36) as u64).sum();
+        tags + labels
+    }
+
+    /// An epoch with labels: the label key and epoch index of the `i`-th sorted tag.
+    pub(crate) fn label_of(&self, key_type: KeyType, i: usize) -> Option<&(LabelKey, u32)> {
+        self.labels.get(&key_type)?.get(i)
     }
 
     pub(crate) fn key(&self) -> &Scalar {
@@ -137,4 +165,36 @@ impl PreparedCount {
     pub(crate) fn tags(&self, key_type: KeyType) -> &[Tag] {
         self.tags.get(&key_type).map_or(&[], Vec::as_slice)
     }
+}
+
+/// One session's tags of one key type of an epoch with labels, with each key's label key and
+/// epoch index carried through the sort (the labels must follow their tags). `None` when
+/// `go_on` said stop.
+#[allow(clippy::type_complexity)]
+fn prepare_labeled(
+    epoch: &Epoch,
+    kt: KeyType,
+    r: &Scalar,
+    block: usize,
+    go_on: &impl Fn() -> bool,
+) -> Result<Option<(Vec<Tag>, Vec<(LabelKey, u32)>)>, PsiError> {
+    let points = epoch.points(kt);
+    let mut all: Vec<(Tag, LabelKey, u32)> = Vec::with_capacity(points.len());
+    for (b, chunk) in points.chunks(block).enumerate() {
+        if !go_on() {
+            return Ok(None);
+        }
+        let decoded = oprf::decode_batch(chunk).map_err(|i| Misuse::InvalidEpochPoint {
+            key_type: kt,
+            index: b * block + i,
+        })?;
+        let evaluated = oprf::mul_compress_batch(r, &decoded);
+        let base = (b * block) as u32;
+        all.par_extend(evaluated.par_iter().enumerate().map(|(i, e)| {
+            let (tag, key) = split_output(&count_output(e));
+            (tag, key, base + i as u32)
+        }));
+    }
+    all.par_sort_unstable_by_key(|(t, _, _)| *t);
+    Ok(Some(all.into_iter().map(|(t, k, i)| (t, (k, i))).unzip()))
 }

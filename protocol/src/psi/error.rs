@@ -94,6 +94,21 @@ pub enum PeerMisbehaved {
         /// Its 0-based position in the stream.
         index: u64,
     },
+    /// A label offer the querier did not ask for, or one that is not well formed.
+    #[error("a label offer that was not asked for or is malformed")]
+    BadLabelOffer,
+    /// Label values out of place: before the accept's offer, for the wrong label, more than
+    /// announced, too long, or after tags began.
+    #[error("label values out of place or malformed: {0}")]
+    BadLabelValues(&'static str),
+    /// Sealed labels of the wrong length for the tags they come with.
+    #[error("a tag chunk with {got} bytes of sealed labels where {expected} are due")]
+    BadSealedLabels {
+        /// Bytes received.
+        got: usize,
+        /// Bytes due.
+        expected: usize,
+    },
     /// The holder chose a tag length other than the formula's.
     #[error("tag length {got} where the size formula gives {expected}")]
     WrongTagLength {

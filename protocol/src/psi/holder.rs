@@ -6,16 +6,21 @@ use std::sync::Arc;
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use rand_core::CryptoRng;
-use rayon::slice::ParallelSliceMut;
+use rayon::prelude::*;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::HASH_MODE;
+use super::labels::{
+    LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, apply_keystream, encode_slots, value_key_counts,
+};
 use super::messages::{sections_valid, total};
 use super::{
-    BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS,
-    MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PreparedCount, PsiError,
-    QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, chunk_len, tag_len,
+    BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LabelValues, LimitExceeded,
+    MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PreparedCount,
+    PsiError, QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, chunk_len,
+    tag_len,
 };
+use crate::ident::KeyType;
 
 /// Domain-separation tag of the proof nonces, `HashToScalar(seed || I2OSP(seq, 4))`.
 pub const PROOF_NONCE_DST: &[u8] = b"suyuan-proof-nonce-v2";
@@ -42,6 +47,10 @@ impl Default for HolderLimits {
 pub struct Holder {
     epoch: Arc<Epoch>,
     limits: HolderLimits,
+    /// Which labels queriers of this connection may see.
+    label_policy: LabelPolicy,
+    /// An epoch with labels: per label, per value, keys of the whole list carrying it.
+    value_keys: Option<Arc<Vec<Vec<u64>>>>,
 }
 
 impl Holder {
@@ -52,7 +61,20 @@ impl Holder {
 
     /// A holder for `epoch` with explicit limits.
     pub fn with_limits(epoch: Arc<Epoch>, limits: HolderLimits) -> Self {
-        Holder { epoch, limits }
+        let value_keys = epoch.labels().map(|l| Arc::new(value_key_counts(l)));
+        Holder {
+            epoch,
+            limits,
+            label_policy: LabelPolicy::default(),
+            value_keys,
+        }
+    }
+
+    /// The same holder showing the labels `policy` allows (none by default) to queriers that
+    /// ask for them: a node sets it per connection, from the querier's role.
+    pub fn with_label_policy(mut self, policy: LabelPolicy) -> Self {
+        self.label_policy = policy;
+        self
     }
 
     /// The epoch served.
@@ -136,12 +158,18 @@ impl Holder {
             })
             .collect();
         let l = tag_len(n, total(&holder_sections));
+        let labels = if start.labels {
+            self.label_session(rng)
+        } else {
+            None
+        };
         let accept = QueryAccept {
             version: PROTOCOL_VERSION,
             epoch: self.epoch.id(),
             tag_len: l as u8,
             public_key: self.epoch.key().public_key().to_element(),
             holder_sections: holder_sections.clone(),
+            labels: labels.as_ref().map(|s| s.offer.clone()),
         };
         let session = HolderSession {
             epoch: Arc::clone(&self.epoch),
@@ -159,9 +187,75 @@ impl Holder {
             count_buffer: Vec::new(),
             count_cursor: None,
             next_out_seq: 0,
+            labels,
         };
         (accept, session)
     }
+
+    /// The offer of this policy and the session's sealing state; `None` if the epoch has no
+    /// labels or the policy shows none of them.
+    fn label_session(&self, rng: &mut (impl CryptoRng + ?Sized)) -> Option<SessionLabels> {
+        let labels = self.epoch.labels()?;
+        let value_keys = self.value_keys.as_ref()?;
+        let offered: Vec<u8> = (0..labels.specs.len() as u8)
+            .filter(|l| {
+                self.label_policy
+                    .visible
+                    .contains(&labels.specs[usize::from(*l)].name)
+            })
+            .collect();
+        if offered.is_empty() {
+            return None;
+        }
+        let min_cell = self.label_policy.min_cell;
+        let rare: Vec<Vec<bool>> = offered
+            .iter()
+            .map(|l| {
+                value_keys[usize::from(*l)]
+                    .iter()
+                    .map(|n| *n < min_cell)
+                    .collect()
+            })
+            .collect();
+        let mut nonce = [0u8; 16];
+        rng.fill_bytes(&mut nonce);
+        let mut preamble = VecDeque::new();
+        for (o, l) in offered.iter().enumerate() {
+            for values in labels.values[usize::from(*l)].chunks(VALUES_PER_MESSAGE) {
+                preamble.push_back(HolderMessage::LabelValues(LabelValues {
+                    label: o as u8,
+                    values: values.to_vec(),
+                }));
+            }
+        }
+        let offer = LabelOffer {
+            specs: offered
+                .iter()
+                .map(|l| labels.specs[usize::from(*l)].clone())
+                .collect(),
+            value_counts: offered
+                .iter()
+                .map(|l| labels.values[usize::from(*l)].len() as u32)
+                .collect(),
+            min_cell,
+            nonce,
+        };
+        Some(SessionLabels {
+            offer,
+            offered,
+            rare,
+            preamble,
+        })
+    }
+}
+
+/// A session's labels: the offer sent, which epoch labels it covers, which of their values
+/// are too rare to show, and the value messages still to send before the tags.
+struct SessionLabels {
+    offer: LabelOffer,
+    offered: Vec<u8>,
+    rare: Vec<Vec<bool>>,
+    preamble: VecDeque<HolderMessage>,
 }
 
 /// One query being answered (its [`QueryAccept`] already handed out): feed it [`QuerierMessage`]s with [`HolderSession::handle`], send
@@ -187,6 +281,8 @@ pub struct HolderSession {
     /// `count` mode, once every chunk is in: where the next evaluated chunk starts.
     count_cursor: Option<usize>,
     next_out_seq: u32,
+    /// With a label offer: its sealing state.
+    labels: Option<SessionLabels>,
 }
 
 impl fmt::Debug for HolderSession {
@@ -372,6 +468,9 @@ impl HolderSession {
     /// The next message to send after the accept: every tag chunk, then evaluations as they
     /// become ready. `None` means nothing is ready now (or everything is sent).
     pub fn poll_message(&mut self) -> Option<HolderMessage> {
+        if let Some(v) = self.labels.as_mut().and_then(|l| l.preamble.pop_front()) {
+            return Some(v);
+        }
         if let Some(t) = self.next_tag_chunk() {
             return Some(t);
         }
@@ -399,11 +498,43 @@ impl HolderSession {
                 bytes.extend_from_slice(&t[..self.tag_len]);
             }
             self.tag_cursor = (section, end);
+            let labels = self.seal_labels(s.key_type, sent..end);
             return Some(HolderMessage::Tags(TagChunk {
                 key_type: s.key_type,
                 tags: bytes,
+                labels,
             }));
         }
+    }
+
+    /// The sealed labels of the keys behind tags `range` of one type (empty without an offer):
+    /// each key's slots, XORed with its label key's keystream under the session's nonce. In
+    /// `count` mode the label keys are the session's own and follow the session's sort.
+    fn seal_labels(&self, kt: KeyType, range: std::ops::Range<usize>) -> Vec<u8> {
+        let (Some(sl), Some(labels)) = (&self.labels, self.epoch.labels()) else {
+            return Vec::new();
+        };
+        let Some(per_type) = labels.per_type.get(&kt) else {
+            return Vec::new();
+        };
+        let w = sl.offer.sealed_len();
+        let mut out = vec![0u8; range.len() * w];
+        out.par_chunks_mut(w)
+            .zip(range.into_par_iter())
+            .for_each(|(buf, i)| {
+                let (key, index) = match &self.count {
+                    Some(c) => match c.label_of(kt, i) {
+                        Some((k, idx)) => (k, *idx as usize),
+                        None => return,
+                    },
+                    None => (&per_type.keys[i], i),
+                };
+                let mut slots = Vec::with_capacity(w);
+                encode_slots(per_type.of(index), &sl.offered, &sl.rare, &mut slots);
+                buf.copy_from_slice(&slots);
+                apply_keystream(key, &sl.offer.nonce, buf);
+            });
+        out
     }
 
     /// ℓ, the tag length of this session.

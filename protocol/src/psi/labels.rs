@@ -15,13 +15,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
 
 use crate::ident::KeyType;
 
 /// Most labels one import may carry.
 pub const MAX_LABELS: usize = 8;
-/// Most distinct values one label may take across an epoch.
-pub const MAX_LABEL_VALUES: usize = 65_535;
+/// Most distinct values one label may take across an epoch (a slot on the wire holds a value
+/// id plus one, with 0 for none and `0xFFFF` for a value too rare to show).
+pub const MAX_LABEL_VALUES: usize = 65_534;
 /// Longest value, in UTF-8 bytes.
 pub const MAX_VALUE_BYTES: usize = 128;
 /// Most values of one label a single key keeps.
@@ -366,4 +368,172 @@ pub(crate) fn merge_pairs(
         }
     }
     out[start..].sort_unstable();
+}
+
+/// Domain-separation prefix of the keystream that seals each key's labels.
+pub const LABEL_STREAM_DST: &[u8] = b"suyuan-label-stream-v3";
+/// Values per [`super::LabelValues`] message: 4,096 values of at most 128 bytes fit a frame.
+pub const VALUES_PER_MESSAGE: usize = 4096;
+/// A slot holding no value.
+pub const SLOT_EMPTY: u16 = 0;
+/// A slot holding a value that fewer than the offer's `min_cell` keys of the holder's whole
+/// list carry: shown as suppressed, never by name.
+pub const SLOT_RARE: u16 = 0xFFFF;
+
+/// What a holder lets one querier see of its labels: the labels named (in the epoch's order),
+/// how many values each has (sent next), the smallest cell the holder lets be reported, and
+/// the session's nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelOffer {
+    /// The labels offered, 1..=[`MAX_LABELS`].
+    pub specs: Vec<LabelSpec>,
+    /// Values of each offered label, ≤ [`MAX_LABEL_VALUES`].
+    pub value_counts: Vec<u32>,
+    /// The holder's `min_label_cell`: fewer matched keys than this in a cell is not reported.
+    pub min_cell: u64,
+    /// Fresh per session: each key's label key seals once per session.
+    pub nonce: [u8; 16],
+}
+
+impl LabelOffer {
+    /// Bytes of one key's sealed labels: [`MAX_VALUES_PER_KEY`] two-byte slots per label.
+    pub fn sealed_len(&self) -> usize {
+        self.specs.len() * MAX_VALUES_PER_KEY * 2
+    }
+
+    /// Whether the offer is well formed (a querier checks it before anything else).
+    pub fn is_valid(&self) -> bool {
+        !self.specs.is_empty()
+            && check_specs(&self.specs).is_ok()
+            && self.value_counts.len() == self.specs.len()
+            && self
+                .value_counts
+                .iter()
+                .all(|n| *n as usize <= MAX_LABEL_VALUES)
+    }
+}
+
+/// Which labels the holder's policy shows this querier, and its smallest reportable cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelPolicy {
+    /// Label names this querier may see; labels the epoch lacks are ignored.
+    pub visible: Vec<String>,
+    /// `min_label_cell`.
+    pub min_cell: u64,
+}
+
+/// `SHA-512(LABEL_STREAM_DST || label key || nonce)`: one block of keystream, as long as the
+/// longest sealed labels (8 labels · 4 slots · 2 bytes).
+fn keystream(key: &LabelKey, nonce: &[u8; 16]) -> [u8; 64] {
+    Sha512::new()
+        .chain_update(LABEL_STREAM_DST)
+        .chain_update(key)
+        .chain_update(nonce)
+        .finalize()
+        .into()
+}
+
+/// XORs `buf` (at most 64 bytes) with the keystream of `key` and `nonce`: seals and opens alike.
+pub(crate) fn apply_keystream(key: &LabelKey, nonce: &[u8; 16], buf: &mut [u8]) {
+    for (b, k) in buf.iter_mut().zip(keystream(key, nonce)) {
+        *b ^= k;
+    }
+}
+
+/// The slots of one key for an offer: per offered label (by its index in the epoch),
+/// [`MAX_VALUES_PER_KEY`] big-endian slots, each a value id plus one, [`SLOT_RARE`] for a value
+/// in `rare`, [`SLOT_EMPTY`] for none.
+pub(crate) fn encode_slots(
+    pairs: &[(u8, u16)],
+    offered: &[u8],
+    rare: &[Vec<bool>],
+    out: &mut Vec<u8>,
+) {
+    for (o, label) in offered.iter().enumerate() {
+        let mut n = 0;
+        for (l, v) in pairs {
+            if l != label {
+                continue;
+            }
+            let slot = if rare[o].get(usize::from(*v)).copied().unwrap_or(true) {
+                SLOT_RARE
+            } else {
+                v + 1
+            };
+            out.extend_from_slice(&slot.to_be_bytes());
+            n += 1;
+        }
+        for _ in n..MAX_VALUES_PER_KEY {
+            out.extend_from_slice(&SLOT_EMPTY.to_be_bytes());
+        }
+    }
+}
+
+/// What one opened slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// A value, by its id in the offer's values of that label.
+    Value(u16),
+    /// A value too rare in the holder's list to be shown.
+    Rare,
+}
+
+/// Reads the opened slots of one key: `(offered label, slot)` for every non-empty slot, or
+/// `None` when a slot names a value the offer does not have (a holder that sealed garbage, or
+/// a tag that collided at ℓ bytes with another key's).
+pub(crate) fn decode_slots(plain: &[u8], value_counts: &[u32]) -> Option<Vec<(u8, Slot)>> {
+    let mut out = Vec::new();
+    for (o, chunk) in plain.chunks_exact(MAX_VALUES_PER_KEY * 2).enumerate() {
+        for s in chunk.chunks_exact(2) {
+            match u16::from_be_bytes([s[0], s[1]]) {
+                SLOT_EMPTY => {}
+                SLOT_RARE => out.push((o as u8, Slot::Rare)),
+                v if u32::from(v) <= *value_counts.get(o)? => {
+                    out.push((o as u8, Slot::Value(v - 1)));
+                }
+                _ => return None,
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+/// Per label, per value: how many keys of the whole list (all types) carry it.
+pub fn value_key_counts(labels: &EpochLabels) -> Vec<Vec<u64>> {
+    let mut counts: Vec<Vec<u64>> = labels.values.iter().map(|v| vec![0; v.len()]).collect();
+    for t in labels.per_type.values() {
+        for (l, v) in &t.pairs {
+            if let Some(c) = counts
+                .get_mut(usize::from(*l))
+                .and_then(|c| c.get_mut(usize::from(*v)))
+            {
+                *c += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// What a querier learns of the labels of one holder's matched keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelAnswer {
+    /// The labels offered.
+    pub specs: Vec<LabelSpec>,
+    /// Per offered label, its values (a value id indexes this).
+    pub values: Vec<Vec<String>>,
+    /// The holder's smallest reportable cell.
+    pub min_cell: u64,
+    /// `(label, value)` → key type → distinct matched query keys held by at least one of the
+    /// holder's records carrying that value.
+    pub counts: BTreeMap<(u8, u16), BTreeMap<KeyType, u64>>,
+    /// `(label, key type)` → matched keys carrying a value too rare in the holder's list to show.
+    pub rare: BTreeMap<(u8, KeyType), u64>,
+    /// `matches` mode: each matched row (0-based) with a labelled key, and its `(label, value)`
+    /// pairs; `None` in `count` mode, where labels are counts alone.
+    pub rows: Option<BTreeMap<u64, Vec<(u8, u16)>>>,
+    /// Matched keys whose sealed labels named no value of the offer (a tag collision at ℓ
+    /// bytes, or a holder sealing garbage).
+    pub unreadable: u64,
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::labels::LabelOffer;
 use super::{EpochId, QueryMode};
 use crate::ident::KeyType;
 use crate::oprf::{Element, Proof};
@@ -24,6 +25,8 @@ pub struct QueryStart {
     pub mode: QueryMode,
     /// Blinded elements per key type, in the order they will be sent; counts ≥ 1.
     pub sections: Vec<Section>,
+    /// Whether the querier asks for the labels of matched keys ([`super::labels`]).
+    pub labels: bool,
 }
 
 /// Holder → querier, first: the epoch answering, the tag length ℓ, and the holder's set size for
@@ -40,6 +43,10 @@ pub struct QueryAccept {
     pub public_key: Element,
     /// One section per query section, same key types, same order.
     pub holder_sections: Vec<Section>,
+    /// The labels this querier may see, if it asked and the holder's policy shows any: their
+    /// values follow in [`LabelValues`] messages before the first tag chunk, and every tag
+    /// chunk carries each key's encrypted labels.
+    pub labels: Option<LabelOffer>,
 }
 
 /// Querier → holder: the next blinded elements `a·H(x)`, in section order.
@@ -71,6 +78,19 @@ pub struct TagChunk {
     pub key_type: KeyType,
     /// `count · ℓ` bytes, 1 ≤ count ≤ [`super::MAX_CHUNK_ELEMENTS`].
     pub tags: Vec<u8>,
+    /// With a label offer: `count · w` bytes, each tag's key's encrypted labels
+    /// ([`super::labels::LabelOffer::sealed_len`]); empty otherwise.
+    pub labels: Vec<u8>,
+}
+
+/// Holder → querier, after the accept and before any tag: the values of one offered label, in
+/// value-id order, split over as many messages as needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelValues {
+    /// The label's index in the offer.
+    pub label: u8,
+    /// 1..=[`super::labels::VALUES_PER_MESSAGE`] values.
+    pub values: Vec<String>,
 }
 
 /// Every message the querier sends.
@@ -91,6 +111,8 @@ pub enum HolderMessage {
     Tags(TagChunk),
     /// Evaluations.
     Evaluated(EvaluatedChunk),
+    /// The values of an offered label.
+    LabelValues(LabelValues),
 }
 
 impl QueryStart {
@@ -138,6 +160,7 @@ impl HolderMessage {
             HolderMessage::Accept(_) => "QueryAccept",
             HolderMessage::Tags(_) => "TagChunk",
             HolderMessage::Evaluated(_) => "EvaluatedChunk",
+            HolderMessage::LabelValues(_) => "LabelValues",
         }
     }
 }

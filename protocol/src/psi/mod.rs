@@ -40,8 +40,8 @@ pub use holder::{Holder, HolderLimits, HolderSession, PROOF_NONCE_DST};
 pub use keys::QueryKeys;
 pub use local::run_local;
 pub use messages::{
-    BlindedChunk, EvaluatedChunk, HolderMessage, QuerierMessage, QueryAccept, QueryStart, Section,
-    TagChunk, section_counts,
+    BlindedChunk, EvaluatedChunk, HolderMessage, LabelValues, QuerierMessage, QueryAccept,
+    QueryStart, Section, TagChunk, section_counts,
 };
 pub use querier::{AwaitingAccept, BlindedChunks, Exchanging, QuerierLimits, Query, QueryResult};
 pub use tag::{COUNT_TAG_DST, TAG_STORED_LEN, Tag, tag_len};
@@ -51,10 +51,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::oprf;
 
-/// The protocol version carried in the first message of each direction, and `-v2` in every
-/// domain-separation tag of ours. (The node's transport is versioned apart, by its ALPN.)
-/// Version 1 tagged `k·H(y)` alone and used one key for every session of an epoch.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version carried in the first message of each direction. (The node's transport
+/// is versioned apart, by its ALPN.) Version 1 tagged `k·H(y)` alone and used one key for every
+/// session of an epoch; version 2 brought the tags and domain-separation tags (`-v2`) still in
+/// use; version 3 adds labels (the start's request, the accept's offer, [`LabelValues`], the
+/// encrypted labels in each [`TagChunk`]), whose own tags end in `-v3`.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Keys map to the group with RFC 9497's `HashToGroup` of the VOPRF mode, so that a `matches`
 /// evaluation is exactly the RFC's VOPRF `BlindEvaluate` and can carry its proof.

@@ -11,11 +11,14 @@ use rayon::prelude::*;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{QueryKeys, TypeKeys};
+use super::labels::{
+    LabelAnswer, LabelOffer, MAX_VALUE_BYTES, Slot, apply_keystream, decode_slots,
+};
 use super::messages::sections_valid;
-use super::tag::{count_tag, finalize_tag};
+use super::tag::{count_output, finalize_output, split_output};
 use super::tag_index::TagIndex;
 use super::{
-    BlindedChunk, EpochId, EvaluatedChunk, HASH_MODE, HolderMessage, LimitExceeded,
+    BlindedChunk, EpochId, EvaluatedChunk, HASH_MODE, HolderMessage, LabelValues, LimitExceeded,
     MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError,
     QuerierMessage, QueryAccept, QueryMode, QueryStart, Section, TagChunk, TagSet, chunk_len,
     oprf_prefix, section_counts, tag_len,
@@ -224,10 +227,22 @@ impl Query {
         mode: QueryMode,
         limits: QuerierLimits,
     ) -> (QueryStart, AwaitingAccept) {
+        self.start_asking(mode, limits, false)
+    }
+
+    /// [`Query::start_with`], asking (if `labels`) for the labels of matched keys: in `matches`
+    /// mode per matched key and row, in `count` mode as counts only ([`LabelAnswer`]).
+    pub fn start_asking(
+        self: &Arc<Self>,
+        mode: QueryMode,
+        limits: QuerierLimits,
+        labels: bool,
+    ) -> (QueryStart, AwaitingAccept) {
         let msg = QueryStart {
             version: PROTOCOL_VERSION,
             mode,
             sections: self.sections.clone(),
+            labels,
         };
         (
             msg,
@@ -235,6 +250,7 @@ impl Query {
                 query: Arc::clone(self),
                 mode,
                 limits,
+                labels,
             },
         )
     }
@@ -307,6 +323,8 @@ pub struct AwaitingAccept {
     query: Arc<Query>,
     mode: QueryMode,
     limits: QuerierLimits,
+    /// Whether labels were asked for.
+    labels: bool,
 }
 
 impl AwaitingAccept {
@@ -343,6 +361,13 @@ impl AwaitingAccept {
             tag_len: usize::from(tag_len),
             public_key,
             epoch: accept.epoch,
+            labels: accept.labels.map(|offer| QuerierLabels {
+                values: vec![Vec::new(); offer.specs.len()],
+                sealed: vec![Vec::new(); accept.holder_sections.len()],
+                found: Vec::new(),
+                unreadable: 0,
+                offer,
+            }),
             holder_sections: accept.holder_sections,
             total: n,
             query: self.query,
@@ -388,6 +413,11 @@ impl AwaitingAccept {
         }
         let public_key = PublicKey::from_element(&accept.public_key)
             .map_err(|_| PeerMisbehaved::InvalidPublicKey)?;
+        if let Some(offer) = &accept.labels
+            && (!self.labels || !offer.is_valid())
+        {
+            return Err(PeerMisbehaved::BadLabelOffer.into());
+        }
         Ok((expected, public_key))
     }
 }
@@ -420,6 +450,29 @@ pub struct Exchanging {
     last_count_element: Option<[u8; 32]>,
     /// Cumulative ends of the query's sections in the element stream.
     section_ends: Vec<u64>,
+    /// With a label offer: the values, the sealed labels and what opened.
+    labels: Option<QuerierLabels>,
+}
+
+/// The querier's side of a label offer.
+struct QuerierLabels {
+    offer: LabelOffer,
+    /// Per offered label, its values as received.
+    values: Vec<Vec<String>>,
+    /// Per holder section, the sealed labels of its tags, in tag order.
+    sealed: Vec<Vec<u8>>,
+    /// Per matched key: its position in the query and its opened slots.
+    found: Vec<(u64, Vec<(u8, Slot)>)>,
+    /// Matched keys whose sealed labels named no value of the offer.
+    unreadable: u64,
+}
+
+impl QuerierLabels {
+    /// The first label whose values are not all in, if any.
+    fn filling(&self) -> Option<usize> {
+        (0..self.values.len())
+            .find(|o| self.values[*o].len() < self.offer.value_counts[*o] as usize)
+    }
 }
 
 impl fmt::Debug for Exchanging {
@@ -471,6 +524,7 @@ impl Exchanging {
         match msg {
             HolderMessage::Tags(chunk) => self.handle_tags(chunk),
             HolderMessage::Evaluated(chunk) => self.handle_evaluated(chunk),
+            HolderMessage::LabelValues(v) => self.handle_label_values(v),
             other => Err(PeerMisbehaved::UnexpectedMessage {
                 expected: self.expecting(),
                 got: other.name(),
@@ -506,7 +560,36 @@ impl Exchanging {
             .all(|s| self.tags_received(s) == self.holder_sections[s].count)
     }
 
+    fn handle_label_values(&mut self, msg: LabelValues) -> Result<(), PsiError> {
+        let bad = |why| Err(PeerMisbehaved::BadLabelValues(why).into());
+        let Some(ql) = self.labels.as_mut() else {
+            return bad("no labels were offered");
+        };
+        let Some(o) = ql.filling() else {
+            return bad("every offered value is already in");
+        };
+        if usize::from(msg.label) != o {
+            return bad("values for a label out of turn");
+        }
+        let left = ql.offer.value_counts[o] as usize - ql.values[o].len();
+        if msg.values.is_empty() || msg.values.len() > left {
+            return bad("more values than the offer announced, or none");
+        }
+        if msg.values.iter().any(|v| v.len() > MAX_VALUE_BYTES) {
+            return bad("a value longer than 128 bytes");
+        }
+        ql.values[o].extend(msg.values);
+        Ok(())
+    }
+
     fn handle_tags(&mut self, chunk: TagChunk) -> Result<(), PsiError> {
+        if self.labels.as_ref().is_some_and(|l| l.filling().is_some()) {
+            return Err(PeerMisbehaved::UnexpectedMessage {
+                expected: "LabelValues",
+                got: "TagChunk",
+            }
+            .into());
+        }
         self.skip_full_sections();
         let l = self.tag_len;
         let Some(section) = self.holder_sections.get(self.tag_section).copied() else {
@@ -548,7 +631,21 @@ impl Exchanging {
         if !sorted {
             return Err(PeerMisbehaved::TagsNotSorted(chunk.key_type).into());
         }
+        let expected = self
+            .labels
+            .as_ref()
+            .map_or(0, |ql| count * ql.offer.sealed_len());
+        if chunk.labels.len() != expected {
+            return Err(PeerMisbehaved::BadSealedLabels {
+                got: chunk.labels.len(),
+                expected,
+            }
+            .into());
+        }
         buf.extend_from_slice(&chunk.tags);
+        if let Some(ql) = self.labels.as_mut() {
+            ql.sealed[self.tag_section].extend_from_slice(&chunk.labels);
+        }
         self.skip_full_sections();
         Ok(())
     }
@@ -700,30 +797,48 @@ impl Exchanging {
         let start = self.evaluated;
         let (ends, tags, index, l) = (&self.section_ends, &self.tags, &self.index, self.tag_len);
         let (query, mode, prefixes) = (&self.query, self.mode, &self.prefixes);
-        let found: Vec<(usize, bool)> = unblinded
+        let labels = self.labels.as_ref();
+        type Found = (usize, bool, Option<Option<Vec<(u8, Slot)>>>);
+        let found: Vec<Found> = unblinded
             .par_iter()
             .enumerate()
             .map(|(i, u)| {
                 let position = start + i as u64;
                 let section = ends.partition_point(|&end| end <= position);
-                let tag = match mode {
+                let out = match mode {
                     QueryMode::Matches => {
-                        finalize_tag(&[&prefixes[section], query.value(position as usize)], u)
+                        finalize_output(&[&prefixes[section], query.value(position as usize)], u)
                     }
                     // Sorted: positions say nothing, and no input enters the tag.
-                    QueryMode::Count => count_tag(u),
+                    QueryMode::Count => count_output(u),
                 };
-                (
-                    section,
-                    index[section].contains(&tags[section], l, &tag[..l]),
-                )
+                let (tag, label_key) = split_output(&out);
+                let hit = index[section].contains(&tags[section], l, &tag[..l]);
+                let opened = match labels {
+                    Some(ql) if hit => Some(open_labels(
+                        ql,
+                        &tags[section],
+                        l,
+                        section,
+                        &tag[..l],
+                        &label_key,
+                    )),
+                    _ => None,
+                };
+                (section, hit, opened)
             })
             .collect();
-        for (i, (section, hit)) in found.into_iter().enumerate() {
+        for (i, (section, hit, opened)) in found.into_iter().enumerate() {
             if hit {
                 self.matched_per_section[section] += 1;
                 if let Some(m) = self.matched.get_mut(start as usize + i) {
                     *m = true;
+                }
+            }
+            if let (Some(ql), Some(opened)) = (self.labels.as_mut(), opened) {
+                match opened {
+                    Some(slots) => ql.found.push((start + i as u64, slots)),
+                    None => ql.unreadable += 1,
                 }
             }
         }
@@ -736,6 +851,10 @@ impl Exchanging {
     pub fn use_tag_set(&mut self, set: TagSet) -> Result<(), PsiError> {
         if self.mode == QueryMode::Count {
             return Err(Misuse::NoKeptTagsInCountMode.into());
+        }
+        if self.labels.is_some() {
+            // Labels travel with the tags: a kept set has none.
+            return Err(Misuse::TagSetMismatch.into());
         }
         let fits = set.is_well_formed()
             && set.epoch == self.epoch
@@ -834,7 +953,9 @@ impl Exchanging {
             }
             rows
         });
+        let labels = self.labels.as_ref().map(|ql| self.label_answer(ql));
         Ok(QueryResult {
+            labels,
             mode: self.mode,
             epoch: self.epoch,
             tag_len: self.tag_len as u8,
@@ -849,6 +970,96 @@ impl Exchanging {
             matched_rows,
         })
     }
+}
+
+impl Exchanging {
+    /// Sums what opened: per (label, value) the matched keys of each type carrying it, per
+    /// (label, type) those carrying a value too rare to show, and in `matches` mode each matched
+    /// row's values.
+    fn label_answer(&self, ql: &QuerierLabels) -> LabelAnswer {
+        let q = &self.query;
+        let mut counts: BTreeMap<(u8, u16), BTreeMap<KeyType, u64>> = BTreeMap::new();
+        let mut rare: BTreeMap<(u8, KeyType), u64> = BTreeMap::new();
+        let mut by_position: BTreeMap<u64, Vec<(u8, u16)>> = BTreeMap::new();
+        for (position, slots) in &ql.found {
+            let section = self.section_ends.partition_point(|&end| end <= *position);
+            let kt = q.sections[section].key_type;
+            let mut rare_seen = [false; super::labels::MAX_LABELS];
+            for (o, slot) in slots {
+                match slot {
+                    Slot::Value(v) => {
+                        *counts.entry((*o, *v)).or_default().entry(kt).or_default() += 1;
+                        by_position.entry(*position).or_default().push((*o, *v));
+                    }
+                    Slot::Rare if !rare_seen[usize::from(*o)] => {
+                        rare_seen[usize::from(*o)] = true;
+                        *rare.entry((*o, kt)).or_default() += 1;
+                    }
+                    Slot::Rare => {}
+                }
+            }
+        }
+        let rows = (self.mode == QueryMode::Matches).then(|| {
+            let mut rows = BTreeMap::new();
+            let mut start = 0;
+            for (r, &end) in q.row_ends.iter().enumerate() {
+                let mut values: Vec<(u8, u16)> = q.row_positions[start..end]
+                    .iter()
+                    .filter_map(|p| by_position.get(&u64::from(*p)))
+                    .flatten()
+                    .copied()
+                    .collect();
+                if !values.is_empty() {
+                    values.sort_unstable();
+                    values.dedup();
+                    rows.insert(r as u64, values);
+                }
+                start = end;
+            }
+            rows
+        });
+        LabelAnswer {
+            specs: ql.offer.specs.clone(),
+            values: ql.values.clone(),
+            min_cell: ql.offer.min_cell,
+            counts,
+            rare,
+            rows,
+            unreadable: ql.unreadable,
+        }
+    }
+}
+
+/// Opens the sealed labels of the holder's key whose tag matched: found by its tag (the first
+/// of equal ℓ-byte tags), opened with the label key this side derived for its own input.
+fn open_labels(
+    ql: &QuerierLabels,
+    tags: &[u8],
+    l: usize,
+    section: usize,
+    tag: &[u8],
+    label_key: &super::labels::LabelKey,
+) -> Option<Vec<(u8, Slot)>> {
+    let n = tags.len() / l;
+    let at = partition(n, |i| &tags[i * l..(i + 1) * l] < tag);
+    let w = ql.offer.sealed_len();
+    let mut buf = ql.sealed.get(section)?.get(at * w..(at + 1) * w)?.to_vec();
+    apply_keystream(label_key, &ql.offer.nonce, &mut buf);
+    decode_slots(&buf, &ql.offer.value_counts)
+}
+
+/// The first index in `0..n` where `less` is false (`less` true then false).
+fn partition(n: usize, less: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if less(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The blinded chunks of a query, in order, for a sender of their own (see
@@ -901,4 +1112,6 @@ pub struct QueryResult {
     pub matched_keys: BTreeMap<KeyType, u64>,
     /// `matches` mode: 0-based indices of rows with at least one matched key, ascending.
     pub matched_rows: Option<Vec<u64>>,
+    /// With a label offer: the labels of the matched keys.
+    pub labels: Option<LabelAnswer>,
 }

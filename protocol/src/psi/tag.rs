@@ -56,12 +56,17 @@ pub(crate) fn split_output(out: &[u8; 64]) -> (Tag, [u8; 32]) {
 
 /// The tag of an element of a count session, `r·k·H(input)`.
 pub(crate) fn count_tag(element: &[u8; 32]) -> Tag {
-    first_bytes(
-        &Sha512::new()
-            .chain_update(COUNT_TAG_DST)
-            .chain_update(element)
-            .finalize(),
-    )
+    first_bytes(&count_output(element))
+}
+
+/// The whole hash a count tag is cut from: bytes 32..64 are the key's label key in this
+/// session.
+pub(crate) fn count_output(element: &[u8; 32]) -> [u8; 64] {
+    Sha512::new()
+        .chain_update(COUNT_TAG_DST)
+        .chain_update(element)
+        .finalize()
+        .into()
 }
 
 /// `⌈log₂ x⌉` for `x ≥ 1` (0 for 0 and 1).

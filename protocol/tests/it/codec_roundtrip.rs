@@ -35,6 +35,7 @@ fn querier_message() -> impl Strategy<Value = QuerierMessage> {
                 version,
                 mode,
                 sections,
+                labels: false,
             })
         }),
         (any::<u32>(), elements())
@@ -58,10 +59,16 @@ fn holder_message() -> impl Strategy<Value = HolderMessage> {
                     tag_len,
                     public_key: Element(pk),
                     holder_sections,
+                    labels: None,
                 })
             }),
-        (key_type(), prop::collection::vec(any::<u8>(), 0..300))
-            .prop_map(|(key_type, tags)| HolderMessage::Tags(TagChunk { key_type, tags })),
+        (key_type(), prop::collection::vec(any::<u8>(), 0..300)).prop_map(|(key_type, tags)| {
+            HolderMessage::Tags(TagChunk {
+                key_type,
+                tags,
+                labels: Vec::new(),
+            })
+        }),
         (
             any::<u32>(),
             elements(),
@@ -164,9 +171,10 @@ fn oversize_frames_and_lying_lengths_are_refused() {
             key_type: KeyType::Email,
             count: 1,
         }],
+        labels: false,
     });
     let mut bytes = codec::encode(&start).unwrap();
-    let kt = bytes.len() - 2; // [.., key_type, count=1]
+    let kt = bytes.len() - 3; // [.., key_type, count=1, labels=0]
     bytes[kt] = 200;
     assert!(matches!(
         codec::decode::<QuerierMessage>(&bytes),
@@ -186,9 +194,10 @@ fn the_worked_example_with_large_counts_encodes_as_written() {
             section(KeyType::ResidentId, 70_000),
             section(KeyType::Email, 5_000_000_000),
         ],
+        labels: false,
     });
     assert_eq!(
         hex::encode(codec::encode(&start).unwrap()),
-        "0002000300fb2c0101fc7011010003fd00f2052a01000000"
+        "0003000300fb2c0101fc7011010003fd00f2052a0100000000"
     );
 }

@@ -108,7 +108,7 @@ fn complete_session_bytes() {
     let wire_start = QuerierMessage::from(start.clone());
     assert_eq!(
         hex(&codec::encode(&wire_start).unwrap()),
-        "0002010200010301"
+        "000301020001030100"
     );
     // The holder's proof-nonce seed, SHA-256("suyuan golden proof seed").
     let mut holder_rng = ReplayRng(hex::decode(SEED).unwrap());
@@ -116,13 +116,13 @@ fn complete_session_bytes() {
     assert!(holder_rng.0.is_empty(), "the seed is drawn once");
     assert_eq!(
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
-        "0002000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da70150200020300"
+        "0003000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da7015020002030000"
     );
     let tags = s.poll_message().unwrap();
     assert!(matches!(tags, HolderMessage::Tags(_)));
     assert_eq!(
         hex(&codec::encode(&tags).unwrap()),
-        "0100104e1952403ff423207a236895d0dd84fb"
+        "0100104e1952403ff423207a236895d0dd84fb00"
     );
     let mut q = awaiting.handle_accept(accept).unwrap();
     q.handle(tags).unwrap();
@@ -167,19 +167,19 @@ fn complete_count_session_bytes() {
     let (start, awaiting) = query.start(QueryMode::Count);
     assert_eq!(
         hex(&codec::encode(&QuerierMessage::from(start.clone())).unwrap()),
-        "0002000200010301"
+        "000300020001030100"
     );
     let mut holder_rng = ReplayRng(hex::decode(R).unwrap());
     let (accept, mut s) = holder.handle_start(start, &mut holder_rng).unwrap();
     assert!(holder_rng.0.is_empty(), "r is drawn once");
     assert_eq!(
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
-        "0002000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da70150200020300"
+        "0003000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da7015020002030000"
     );
     let tags = s.poll_message().unwrap();
     assert_eq!(
         hex(&codec::encode(&tags).unwrap()),
-        "01001086d100af62540a1ebdb247acfcaf986d"
+        "01001086d100af62540a1ebdb247acfcaf986d00"
     );
     let mut q = awaiting.handle_accept(accept).unwrap();
     q.handle(tags).unwrap();
@@ -198,4 +198,78 @@ fn complete_count_session_bytes() {
     assert_eq!(r.matched_keys[&KeyType::Mobile], 1);
     assert_eq!(r.matched_keys[&KeyType::Email], 0);
     assert_eq!(r.matched_rows, None);
+}
+
+/// The label nonce of section 8.4, drawn by the holder after the proof-nonce seed.
+const LABEL_NONCE: &str = "1ad58bbf381c3bfa0b4139675664f9e4";
+
+#[test]
+fn complete_labelled_session_bytes() {
+    use suyuan_protocol::psi::QuerierLimits;
+    use suyuan_protocol::psi::labels::{LabelKind, LabelPolicy, LabelSpec};
+    let key = SecretKey::from_bytes(&hex::decode(K).unwrap().try_into().unwrap()).unwrap();
+    let id = EpochId(
+        hex::decode("000102030405060708090a0b0c0d0e0f")
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let spec = LabelSpec {
+        name: "branch".into(),
+        kind: LabelKind::Text,
+    };
+    let mut b = EpochBuilder::with_key(id, key)
+        .with_labels(vec![spec])
+        .unwrap();
+    for (m, branch) in [("13800138000", "乌鲁木齐分行"), ("13912345678", "北京分行")] {
+        b.add_labeled(&[Key::parse(KeyType::Mobile, m).unwrap()], &[Some(branch)])
+            .unwrap();
+    }
+    let holder = Holder::new(Arc::new(b.finish())).with_label_policy(LabelPolicy {
+        visible: vec!["branch".into()],
+        min_cell: 1,
+    });
+    let mut rows = QueryKeys::new();
+    rows.add_row(&[Key::parse(KeyType::Mobile, "13800138000").unwrap()]);
+    rows.add_row(&[Key::parse(KeyType::Email, "a@b.cn").unwrap()]);
+    let query = Arc::new(Query::blind(&mut ReplayRng(hex::decode(A).unwrap()), rows).unwrap());
+    let (start, awaiting) = query.start_asking(QueryMode::Matches, QuerierLimits::default(), true);
+    assert_eq!(
+        hex(&codec::encode(&QuerierMessage::from(start.clone())).unwrap()),
+        "000301020001030101"
+    );
+    let mut holder_rng = ReplayRng(hex::decode(format!("{SEED}{LABEL_NONCE}")).unwrap());
+    let (accept, mut s) = holder.handle_start(start, &mut holder_rng).unwrap();
+    assert!(holder_rng.0.is_empty());
+    assert_eq!(
+        hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
+        "0003000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7\
+         c568ececc842da701502000203000101066272616e6368000102011ad58bbf381c3bfa0b4139675664f9e4"
+    );
+    let mut q = awaiting.handle_accept(accept).unwrap();
+    let values = s.poll_message().unwrap();
+    assert_eq!(
+        hex(&codec::encode(&values).unwrap()),
+        "03000212e4b98ce9b281e69ca8e9bd90e58886e8a18c0ce58c97e4baace58886e8a18c"
+    );
+    let tags = s.poll_message().unwrap();
+    assert_eq!(
+        hex(&codec::encode(&tags).unwrap()),
+        "0100104e1952403ff423207a236895d0dd84fb109ceee3a2ddca104f24b5b67388ec60e4"
+    );
+    q.handle(values).unwrap();
+    q.handle(tags).unwrap();
+    while let Some(m) = q.poll_message() {
+        s.handle(m).unwrap();
+    }
+    while let Some(m) = s.poll_message() {
+        q.handle(m).unwrap();
+    }
+    let r = q.finish().unwrap();
+    let labels = r.labels.unwrap();
+    assert_eq!(labels.values, [vec!["乌鲁木齐分行", "北京分行"]]);
+    assert_eq!(
+        labels.rows,
+        Some(std::collections::BTreeMap::from([(0, vec![(0, 0)])]))
+    );
 }

@@ -181,3 +181,125 @@ fn bad_labels_are_refused_with_the_reason() {
     // A value already known is still accepted at the bound.
     b.add_labeled(&k, &[Some("0"), None]).unwrap();
 }
+
+/// A holder with labels shown to everyone, and a querier's session up to the accept.
+fn labelled_session(
+    ask_labels: bool,
+) -> (
+    suyuan_protocol::psi::QueryAccept,
+    suyuan_protocol::psi::AwaitingAccept,
+    Vec<suyuan_protocol::psi::HolderMessage>,
+) {
+    use std::sync::Arc;
+    use suyuan_protocol::psi::labels::LabelPolicy;
+    use suyuan_protocol::psi::{Holder, QuerierLimits, Query, QueryKeys, QueryMode};
+    let mut b = EpochBuilder::new(&mut rand::rng())
+        .with_labels(specs())
+        .unwrap();
+    for i in 0..50 {
+        b.add_labeled(
+            &[mobile(&format!("138{i:08}"))],
+            &[Some("b"), Some("2019-03")],
+        )
+        .unwrap();
+    }
+    let holder = Holder::new(Arc::new(b.finish())).with_label_policy(LabelPolicy {
+        visible: vec!["branch".into(), "opened".into()],
+        min_cell: 1,
+    });
+    let mut keys = QueryKeys::new();
+    keys.add_row(&[mobile("13800000001")]);
+    let query = Arc::new(Query::blind(&mut rand::rng(), keys).unwrap());
+    let (start, awaiting) =
+        query.start_asking(QueryMode::Matches, QuerierLimits::default(), ask_labels);
+    let (accept, mut hs) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let mut sent = Vec::new();
+    while let Some(m) = hs.poll_message() {
+        sent.push(m);
+    }
+    (accept, awaiting, sent)
+}
+
+fn refused(e: PsiError) -> suyuan_protocol::psi::PeerMisbehaved {
+    match e {
+        PsiError::PeerMisbehaved(p) => p,
+        other => panic!("expected a refusal of the holder, got {other:?}"),
+    }
+}
+
+#[test]
+fn label_messages_out_of_place_are_refused_with_the_reason() {
+    use suyuan_protocol::psi::{HolderMessage, PeerMisbehaved};
+    // Not asked: no offer, no values, no sealed bytes.
+    let (accept, _, sent) = labelled_session(false);
+    assert!(accept.labels.is_none());
+    assert!(sent.iter().all(|m| match m {
+        HolderMessage::Tags(t) => t.labels.is_empty(),
+        HolderMessage::LabelValues(_) => false,
+        _ => true,
+    }));
+    // An offer nobody asked for.
+    let (asked, _, _) = labelled_session(true);
+    let (mut accept, awaiting, _) = labelled_session(false);
+    accept.labels = asked.labels.clone();
+    assert_eq!(
+        refused(awaiting.handle_accept(accept).unwrap_err()),
+        PeerMisbehaved::BadLabelOffer
+    );
+    // Asked: the values come first, then tags with 16 sealed bytes each (2 labels · 4 slots).
+    let (accept, awaiting, sent) = labelled_session(true);
+    let offer = accept.labels.clone().unwrap();
+    assert_eq!(
+        (offer.sealed_len(), offer.value_counts.clone()),
+        (16, vec![1, 1])
+    );
+    assert!(matches!(sent[0], HolderMessage::LabelValues(_)));
+    let mut q = awaiting.handle_accept(accept.clone()).unwrap();
+    // Tags before the values.
+    let err = q.handle(sent[2].clone()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "peer misbehaved: unexpected TagChunk message, expected LabelValues"
+    );
+    // Values out of turn (the second label's first).
+    let (_, awaiting, _) = labelled_session(true);
+    let mut q = awaiting
+        .handle_accept(accept.clone())
+        .unwrap_or_else(|_| unreachable!());
+    let HolderMessage::LabelValues(mut second) = sent[1].clone() else {
+        unreachable!()
+    };
+    assert_eq!(
+        refused(
+            q.handle(HolderMessage::LabelValues(second.clone()))
+                .unwrap_err()
+        ),
+        PeerMisbehaved::BadLabelValues("values for a label out of turn")
+    );
+    // More values than announced.
+    second.label = 0;
+    second.values.push("extra".into());
+    let (_, awaiting, _) = labelled_session(true);
+    let mut q2 = awaiting
+        .handle_accept(accept.clone())
+        .unwrap_or_else(|_| unreachable!());
+    assert_eq!(
+        refused(q2.handle(HolderMessage::LabelValues(second)).unwrap_err()),
+        PeerMisbehaved::BadLabelValues("more values than the offer announced, or none")
+    );
+    // Sealed labels one byte short.
+    q.handle(sent[0].clone()).unwrap();
+    q.handle(sent[1].clone()).unwrap();
+    let HolderMessage::Tags(mut tags) = sent[2].clone() else {
+        unreachable!()
+    };
+    let expected = tags.labels.len();
+    tags.labels.pop();
+    assert_eq!(
+        refused(q.handle(HolderMessage::Tags(tags)).unwrap_err()),
+        PeerMisbehaved::BadSealedLabels {
+            got: expected - 1,
+            expected
+        }
+    );
+}

@@ -39,6 +39,7 @@ fn count_session(holder: &Holder, keys: &[&Key], rng: &mut StdRng) -> Vec<([u8; 
             key_type: KeyType::Mobile,
             count: keys.len() as u64,
         }],
+        labels: false,
     };
     let (accept, mut session) = holder.handle_start(start, rng).unwrap();
     let l = usize::from(accept.tag_len);
@@ -48,6 +49,7 @@ fn count_session(holder: &Holder, keys: &[&Key], rng: &mut StdRng) -> Vec<([u8; 
         HolderMessage::Tags(t) => tags.extend(t.tags.chunks(l).map(<[u8]>::to_vec)),
         HolderMessage::Evaluated(e) => evaluated.extend(e.elements),
         HolderMessage::Accept(_) => unreachable!("one accept"),
+        HolderMessage::LabelValues(_) => unreachable!("no labels asked for"),
     };
     for (seq, chunk) in blinded.chunks(MAX_CHUNK_ELEMENTS).enumerate() {
         let msg = QuerierMessage::Blinded(BlindedChunk {

@@ -5,6 +5,7 @@
 
 mod codec_roundtrip;
 mod golden_session;
+mod label_privacy;
 mod labels;
 mod linkage;
 mod lying_holder;

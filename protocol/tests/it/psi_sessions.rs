@@ -254,6 +254,7 @@ fn start_msg(sections: Vec<Section>) -> QueryStart {
         version: PROTOCOL_VERSION,
         mode: QueryMode::Matches,
         sections,
+        labels: false,
     }
 }
 
@@ -274,7 +275,7 @@ fn holder_refuses_bad_starts() {
         misbehaved(holder.handle_start(s, &mut rand::rng()).unwrap_err()),
         PeerMisbehaved::UnsupportedVersion {
             got: 1,
-            supported: 2
+            supported: 3
         }
     );
     for bad in [

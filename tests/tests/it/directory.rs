@@ -55,6 +55,7 @@ async fn a_signed_directory_names_the_institutions_and_pins_their_keys() {
         case: Some("d-1".into()),
         population: None,
         evidence: None,
+        labels: false,
     };
     let report = query::run(&ask(peers), suyuan_node::Silent).await.unwrap();
     assert!(

@@ -36,6 +36,7 @@ async fn ask(police: &Path, dump: &Path, peer: &str, mode: QueryMode, ev: &Path)
             mode,
             case: Some("2026-刑-9".into()),
             evidence: Some(ev.to_path_buf()),
+            labels: false,
             population: None,
         },
         suyuan_node::Silent,

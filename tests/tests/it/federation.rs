@@ -112,6 +112,7 @@ async fn police_query_matches_ground_truth_across_institutions() {
         mode,
         case: Some("2026-京-0042".to_string()),
         evidence: None,
+        labels: false,
         population: None,
     };
 

@@ -72,6 +72,7 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
             },
             case: Some(format!("load-{q}")),
             evidence: None,
+            labels: false,
             population: None,
         };
         tasks.spawn(async move {

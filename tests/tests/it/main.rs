@@ -10,6 +10,7 @@ mod evidence;
 mod federation;
 mod fuzz_inputs;
 mod generator;
+mod labels;
 mod load;
 mod metrics;
 mod probing;

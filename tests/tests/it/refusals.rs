@@ -43,6 +43,7 @@ async fn ask(
             mode,
             case: case.map(str::to_string),
             evidence: None,
+            labels: false,
             population: None,
         },
         suyuan_node::Silent,

@@ -166,6 +166,7 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statement
                 case: Some("c-2".into()),
                 population: None,
                 evidence: None,
+                labels: false,
             },
             suyuan_node::Silent,
         )

@@ -92,6 +92,7 @@ async fn hostile_frames_do_not_crash_the_node() {
                 key_type: KeyType::Mobile,
                 count: u64::MAX,
             }],
+            labels: false,
         })),
     ] {
         let body = suyuan_protocol::codec::encode(&f).unwrap();
@@ -190,6 +191,7 @@ async fn fake_holder(
                         .public_key()
                         .to_element(),
                     holder_sections: Vec::new(),
+                    labels: None,
                 };
                 let frame = ServerFrame::Psi(suyuan_protocol::psi::HolderMessage::Accept(accept));
                 write_frame(&mut send, &frame, t).await.unwrap();

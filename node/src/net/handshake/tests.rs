@@ -39,6 +39,7 @@ fn start(mode: QueryMode, keys: u64) -> ClientFrame {
             key_type: KeyType::Mobile,
             count: keys,
         }],
+        labels: false,
     }))
 }
 
@@ -359,6 +360,7 @@ fn accept(epoch: EpochId) -> Option<ServerFrame> {
             .public_key()
             .to_element(),
         holder_sections: vec![],
+        labels: None,
     })))
 }
 

@@ -452,6 +452,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         mode: o.mode,
         case: None,
         evidence: None,
+        labels: false,
         population: None,
     };
     let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
