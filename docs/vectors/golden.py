@@ -313,11 +313,11 @@ def enc_string(v: str) -> bytes:  # String: byte length as a varint, then UTF-8
 LABEL_KINDS = ["text", "month"]
 
 
-def enc_offer(specs, value_counts, min_cell, nonce) -> bytes:  # LabelOffer
+def enc_offer(specs, value_counts, min_cell, totals, nonce) -> bytes:  # LabelOffer
     assert len(nonce) == 16
     return (varint(len(specs)) + b"".join(enc_string(n) + varint(LABEL_KINDS.index(k)) for n, k in specs)
             + varint(len(value_counts)) + b"".join(varint(c) for c in value_counts)
-            + varint(min_cell) + nonce)
+            + varint(min_cell) + bytes([1 if totals else 0]) + nonce)
 
 
 def enc_accept(epoch, ell, pk, sections, offer=None):  # HolderMessage::Accept
@@ -327,8 +327,9 @@ def enc_accept(epoch, ell, pk, sections, offer=None):  # HolderMessage::Accept
             + sections_enc(sections) + labels)
 
 
-def enc_label_values(label: int, values) -> bytes:  # HolderMessage::LabelValues
-    return varint(3) + bytes([label]) + varint(len(values)) + b"".join(enc_string(v) for v in values)
+def enc_label_values(label: int, values, totals=()) -> bytes:  # HolderMessage::LabelValues
+    return (varint(3) + bytes([label]) + varint(len(values)) + b"".join(enc_string(v) for v in values)
+            + varint(len(totals)) + b"".join(varint(t) for t in totals))
 
 
 # --- Labels (protocol version 3, section 3.9) -------------------------------------------------
@@ -580,9 +581,12 @@ def labelled_session():
     ell = 8
     pk = mul_base(K)
     start = enc_start("matches", [("mobile", 1), ("email", 1)], labels=True)
-    offer = enc_offer([("branch", "text")], [len(dictionary)], 1, LABEL_NONCE)
+    # share_label_totals on: per value, per holder section (mobile, email), its keys.
+    offer = enc_offer([("branch", "text")], [len(dictionary)], 1, True, LABEL_NONCE)
     accept = enc_accept(EPOCH, ell, pk, [("mobile", 2), ("email", 0)], offer)
-    values = enc_label_values(0, dictionary)
+    totals = [n for v in dictionary for n in (sum(v in BRANCHES[y] for y in HOLDER), 0)]
+    assert totals == [1, 0, 1, 0]
+    values = enc_label_values(0, dictionary, totals)
     held = sorted(HOLDER, key=lambda y: tag16(y, K))
     sealed = b"".join(seal(slots([BRANCHES[y]], [dictionary]), label_key(y, K), LABEL_NONCE)
                       for y in held)

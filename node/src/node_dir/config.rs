@@ -178,6 +178,10 @@ pub struct Policy {
     /// A label cell (one value, one key type) with fewer matched keys is not reported, and a
     /// value fewer keys of the whole list carry is never shown by name.
     pub min_label_cell: u64,
+    /// Send each shown value's number of keys in the whole list, so a querier can tell a
+    /// segment over-represented among its matches from a large one (off by default: it tells
+    /// the size of each branch).
+    pub share_label_totals: bool,
 }
 
 impl Default for Policy {
@@ -195,6 +199,7 @@ impl Default for Policy {
             ]),
             labels: BTreeMap::new(),
             min_label_cell: 10,
+            share_label_totals: false,
         }
     }
 }
@@ -249,6 +254,7 @@ impl Policy {
         suyuan_protocol::psi::labels::LabelPolicy {
             visible: self.labels.get(&role).cloned().unwrap_or_default(),
             min_cell: self.min_label_cell,
+            share_totals: self.share_label_totals,
         }
     }
 
@@ -408,6 +414,7 @@ struct RawPolicy {
     allow: Option<BTreeMap<Role, Vec<QueryMode>>>,
     labels: Option<BTreeMap<Role, Vec<String>>>,
     min_label_cell: Option<u64>,
+    share_label_totals: Option<bool>,
 }
 
 /// Reads `node.toml` at `path` (the defaults when absent), logging any deprecated name it
@@ -559,6 +566,7 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Pr
         allow: raw.allow.unwrap_or(d.allow),
         labels: raw.labels.unwrap_or(d.labels),
         min_label_cell: raw.min_label_cell.unwrap_or(d.min_label_cell),
+        share_label_totals: raw.share_label_totals.unwrap_or(d.share_label_totals),
     };
     in_range("policy.min_label_cell", p.min_label_cell, 1, 1_000_000)?;
     if p.min_query_keys > p.max_query_keys {

@@ -16,7 +16,7 @@ pub type LabelCounts = BTreeMap<String, BTreeMap<String, BTreeMap<KeyType, u64>>
 pub type RowLabels = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 /// What the report says of one holder's labels.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabelReport {
     /// The reported cells.
     pub labels: LabelCounts,
@@ -29,10 +29,102 @@ pub struct LabelReport {
     pub rows: Option<RowLabels>,
     /// Matched keys whose labels did not open (reported, never silently dropped).
     pub unreadable: u64,
+    /// With the holder's totals (`share_label_totals`): each reported value's keys in the
+    /// holder's whole list, per key type.
+    pub totals: LabelTotals,
+    /// With those totals: per reported value, how much more often it carries the matches than
+    /// the whole list.
+    pub lift: BTreeMap<String, BTreeMap<String, LabelTest>>,
 }
 
-/// Applies the holder's smallest reportable cell to what opened.
-pub fn report(a: &LabelAnswer) -> LabelReport {
+/// Whether a value is over-represented among a holder's matches: of the `M` matched keys of a
+/// type, `x` carry it, where `K` of the holder's `N` keys of that type do. Under the null
+/// hypothesis that the matches are drawn from the list regardless of the label, `x` is
+/// hypergeometric (the same test as `attribution`, with the list as the population).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelTest {
+    /// The key type tested: the value's cell with the most matched keys.
+    pub key_type: KeyType,
+    /// `N`: the holder's keys of that type.
+    pub list: u64,
+    /// `x / M`.
+    pub share_of_matches: f64,
+    /// `K / N`.
+    pub share_of_list: f64,
+    /// `dump` = `M`, `holder` = `K`, `observed` = `x`, `expected` = `M·K/N`, lift, z and the
+    /// upper-tail p-value.
+    #[serde(flatten)]
+    pub test: super::attribution::TypeTest,
+    /// `log10_p` times the values tested in this label (Bonferroni), at most 0.
+    pub log10_p_corrected: f64,
+}
+
+/// The lift of every reported value with a total, from the report's own figures.
+pub fn lifts(
+    labels: &LabelCounts,
+    totals: &BTreeMap<String, BTreeMap<String, BTreeMap<KeyType, u64>>>,
+    holder_keys: &BTreeMap<KeyType, u64>,
+    matched_keys: &BTreeMap<KeyType, u64>,
+) -> BTreeMap<String, BTreeMap<String, LabelTest>> {
+    let mut out = BTreeMap::new();
+    for (label, values) in labels {
+        let mut tests = BTreeMap::new();
+        for (value, cells) in values {
+            // The cell with the most matched keys; the first key type on a tie.
+            let Some((kt, x)) = cells
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(kt, x)| (*kt, *x))
+            else {
+                continue;
+            };
+            let k = totals
+                .get(label)
+                .and_then(|v| v.get(value))
+                .and_then(|t| t.get(&kt))
+                .copied();
+            let (Some(k), Some(n), Some(m)) = (k, holder_keys.get(&kt), matched_keys.get(&kt))
+            else {
+                continue;
+            };
+            let test = super::attribution::test(*n, *m, k, x);
+            tests.insert(
+                value.clone(),
+                LabelTest {
+                    key_type: kt,
+                    list: *n,
+                    share_of_matches: ratio(x, *m),
+                    share_of_list: ratio(k, *n),
+                    log10_p_corrected: 0.0,
+                    test,
+                },
+            );
+        }
+        let m = (tests.len() as f64).log10();
+        for t in tests.values_mut() {
+            t.log10_p_corrected = (t.test.log10_p + m).min(0.0);
+        }
+        if !tests.is_empty() {
+            out.insert(label.clone(), tests);
+        }
+    }
+    out
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// `label_totals`: label → value → key type → the holder's keys carrying it.
+pub type LabelTotals = BTreeMap<String, BTreeMap<String, BTreeMap<KeyType, u64>>>;
+
+/// Applies the holder's smallest reportable cell to what opened; with totals, tests each
+/// reported value against the holder's sizes (`holder_keys`, `matched_keys` of the answer).
+pub fn report(
+    a: &LabelAnswer,
+    holder_keys: &BTreeMap<KeyType, u64>,
+    matched_keys: &BTreeMap<KeyType, u64>,
+) -> LabelReport {
     let min = a.min_cell.max(1);
     let name = |o: u8| a.specs[usize::from(o)].name.clone();
     let value = |o: u8, v: u16| {
@@ -78,12 +170,27 @@ pub fn report(a: &LabelAnswer) -> LabelReport {
         }
         out
     });
+    // The totals of the reported values only: a withheld cell's value is not named here either.
+    let mut totals = LabelTotals::new();
+    if let Some(t) = &a.totals {
+        for ((o, v), per_type) in t {
+            if shown.contains(&(*o, *v)) {
+                totals
+                    .entry(name(*o))
+                    .or_default()
+                    .insert(value(*o, *v), per_type.clone());
+            }
+        }
+    }
+    let lift = lifts(&labels, &totals, holder_keys, matched_keys);
     LabelReport {
         labels,
         suppressed,
         min_cell: min,
         rows,
         unreadable: a.unreadable,
+        totals,
+        lift,
     }
 }
 
@@ -111,8 +218,9 @@ mod tests {
             rare: BTreeMap::from([((0, KeyType::Mobile), 2)]),
             rows: Some(BTreeMap::from([(0, vec![(0, 0)]), (4, vec![(0, 1)])])),
             unreadable: 1,
+            totals: None,
         };
-        let r = report(&a);
+        let r = report(&a, &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(
             r.labels,
             BTreeMap::from([(
@@ -134,5 +242,50 @@ mod tests {
             )])
         );
         assert_eq!((r.min_cell, r.unreadable), (10, 1));
+    }
+}
+
+#[cfg(test)]
+mod lift_tests {
+    use super::*;
+
+    #[test]
+    fn a_small_branch_holding_most_matches_stands_out_and_a_big_one_does_not() {
+        // 10,000 customers: 乌鲁木齐 400 (4%), 北京 9,600. 1,000 matches: 610 乌鲁木齐, 390 北京.
+        let labels: LabelCounts = BTreeMap::from([(
+            "branch".to_string(),
+            BTreeMap::from([
+                (
+                    "乌鲁木齐分行".to_string(),
+                    BTreeMap::from([(KeyType::Mobile, 610)]),
+                ),
+                (
+                    "北京分行".to_string(),
+                    BTreeMap::from([(KeyType::Mobile, 390)]),
+                ),
+            ]),
+        )]);
+        let totals: LabelTotals = BTreeMap::from([(
+            "branch".to_string(),
+            BTreeMap::from([
+                (
+                    "乌鲁木齐分行".to_string(),
+                    BTreeMap::from([(KeyType::Mobile, 400)]),
+                ),
+                (
+                    "北京分行".to_string(),
+                    BTreeMap::from([(KeyType::Mobile, 9_600)]),
+                ),
+            ]),
+        )]);
+        let n = BTreeMap::from([(KeyType::Mobile, 10_000)]);
+        let m = BTreeMap::from([(KeyType::Mobile, 1_000)]);
+        let l = lifts(&labels, &totals, &n, &m);
+        let u = &l["branch"]["乌鲁木齐分行"];
+        assert_eq!((u.share_of_list, u.share_of_matches), (0.04, 0.61));
+        assert!((u.test.lift - 15.25).abs() < 1e-9, "{}", u.test.lift);
+        assert!(u.log10_p_corrected < -9.0, "{}", u.log10_p_corrected);
+        let b = &l["branch"]["北京分行"];
+        assert!(b.test.lift < 1.0 && b.log10_p_corrected > -1.0);
     }
 }

@@ -127,6 +127,13 @@ pub struct PeerReport {
     /// Matched keys whose labels did not open.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub labels_unreadable: u64,
+    /// With the holder's `share_label_totals`: each reported value's keys in its whole list.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_totals: super::labels::LabelTotals,
+    /// With those totals: each reported value's share of the matches against its share of the
+    /// list, with the hypergeometric test (`query/labels.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_lift: BTreeMap<String, BTreeMap<String, super::labels::LabelTest>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -209,7 +216,10 @@ impl PeerReport {
             .as_ref()
             .map(|rows| rows.iter().map(|i| i + 1).collect());
         let containment = containment(r, dump_rows);
-        let labels = r.labels.as_ref().map(super::labels::report);
+        let labels = r
+            .labels
+            .as_ref()
+            .map(|a| super::labels::report(a, &r.holder_keys, &r.matched_keys));
         PeerReport {
             labels_suppressed: labels
                 .as_ref()
@@ -218,6 +228,11 @@ impl PeerReport {
             label_min_cell: labels.as_ref().map(|l| l.min_cell),
             row_labels: labels.as_ref().and_then(|l| l.rows.clone()),
             labels_unreadable: labels.as_ref().map_or(0, |l| l.unreadable),
+            label_totals: labels
+                .as_ref()
+                .map(|l| l.totals.clone())
+                .unwrap_or_default(),
+            label_lift: labels.as_ref().map(|l| l.lift.clone()).unwrap_or_default(),
             labels: labels.map(|l| l.labels).unwrap_or_default(),
             name: peer.name.clone(),
             address: peer.address.clone(),
@@ -261,6 +276,8 @@ impl PeerReport {
             label_min_cell: None,
             row_labels: None,
             labels_unreadable: 0,
+            label_totals: BTreeMap::new(),
+            label_lift: BTreeMap::new(),
         }
     }
 }
@@ -310,6 +327,26 @@ fn label_lines(report: &Report) -> String {
         );
         if p.labels.is_empty() {
             out += "  none to report\n";
+        }
+        for (label, tests) in &p.label_lift {
+            // The value most over-represented among the matches, if any is beyond chance.
+            let best = tests
+                .iter()
+                .filter(|(_, t)| t.test.lift > 1.0)
+                .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected));
+            if let Some((value, t)) = best {
+                out += &format!(
+                    "  {label}: {} holds {:.1}% of {}'s {} keys but {:.1}% of the matches (lift {:.2}, p {} over {} values)\n",
+                    printable(value),
+                    100.0 * t.share_of_list,
+                    p.name,
+                    t.key_type,
+                    100.0 * t.share_of_matches,
+                    t.test.lift,
+                    p_value(t.log10_p_corrected),
+                    tests.len()
+                );
+            }
         }
         for (label, values) in &p.labels {
             let mut v: Vec<(&String, &BTreeMap<KeyType, u64>)> = values.iter().collect();

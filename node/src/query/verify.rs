@@ -207,7 +207,9 @@ fn replay_peer(
                 && again.labels_suppressed == p.labels_suppressed
                 && again.row_labels == p.row_labels
                 && again.label_min_cell == p.label_min_cell
-                && again.labels_unreadable == p.labels_unreadable,
+                && again.labels_unreadable == p.labels_unreadable
+                && again.label_totals == p.label_totals
+                && again.label_lift == p.label_lift,
         ),
         (
             "matched rows",

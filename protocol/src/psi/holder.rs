@@ -11,7 +11,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::HASH_MODE;
 use super::labels::{
-    LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, apply_keystream, encode_slots, value_key_counts,
+    LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, all_types, apply_keystream, encode_slots,
+    value_key_counts,
 };
 use super::messages::{sections_valid, total};
 use super::{
@@ -50,7 +51,7 @@ pub struct Holder {
     /// Which labels queriers of this connection may see.
     label_policy: LabelPolicy,
     /// An epoch with labels: per label, per value, keys of the whole list carrying it.
-    value_keys: Option<Arc<Vec<Vec<u64>>>>,
+    value_keys: Option<Arc<ValueKeys>>,
 }
 
 impl Holder {
@@ -61,7 +62,13 @@ impl Holder {
 
     /// A holder for `epoch` with explicit limits.
     pub fn with_limits(epoch: Arc<Epoch>, limits: HolderLimits) -> Self {
-        let value_keys = epoch.labels().map(|l| Arc::new(value_key_counts(l)));
+        let value_keys = epoch.labels().map(|l| {
+            let per_type = value_key_counts(l);
+            Arc::new(ValueKeys {
+                all: all_types(&per_type, l),
+                per_type,
+            })
+        });
         Holder {
             epoch,
             limits,
@@ -159,7 +166,7 @@ impl Holder {
             .collect();
         let l = tag_len(n, total(&holder_sections));
         let labels = if start.labels {
-            self.label_session(rng)
+            self.label_session(rng, &holder_sections)
         } else {
             None
         };
@@ -194,7 +201,11 @@ impl Holder {
 
     /// The offer of this policy and the session's sealing state; `None` if the epoch has no
     /// labels or the policy shows none of them.
-    fn label_session(&self, rng: &mut (impl CryptoRng + ?Sized)) -> Option<SessionLabels> {
+    fn label_session(
+        &self,
+        rng: &mut (impl CryptoRng + ?Sized),
+        sections: &[Section],
+    ) -> Option<SessionLabels> {
         let labels = self.epoch.labels()?;
         let value_keys = self.value_keys.as_ref()?;
         let offered: Vec<u8> = (0..labels.specs.len() as u8)
@@ -211,7 +222,7 @@ impl Holder {
         let rare: Vec<Vec<bool>> = offered
             .iter()
             .map(|l| {
-                value_keys[usize::from(*l)]
+                value_keys.all[usize::from(*l)]
                     .iter()
                     .map(|n| *n < min_cell)
                     .collect()
@@ -219,12 +230,31 @@ impl Holder {
             .collect();
         let mut nonce = [0u8; 16];
         rng.fill_bytes(&mut nonce);
+        let share = self.label_policy.share_totals;
         let mut preamble = VecDeque::new();
         for (o, l) in offered.iter().enumerate() {
-            for values in labels.values[usize::from(*l)].chunks(VALUES_PER_MESSAGE) {
+            let li = usize::from(*l);
+            for (c, values) in labels.values[li].chunks(VALUES_PER_MESSAGE).enumerate() {
+                // Per value, per queried key type: its keys of that type (none for a rare one).
+                let (rare, value_keys) = (&rare, &value_keys);
+                let totals = match share {
+                    false => Vec::new(),
+                    true => (0..values.len())
+                        .flat_map(|i| {
+                            let v = c * VALUES_PER_MESSAGE + i;
+                            sections.iter().map(move |s| match rare[o][v] {
+                                true => 0,
+                                false => {
+                                    value_keys.per_type.get(&s.key_type).map_or(0, |t| t[li][v])
+                                }
+                            })
+                        })
+                        .collect(),
+                };
                 preamble.push_back(HolderMessage::LabelValues(LabelValues {
                     label: o as u8,
                     values: values.to_vec(),
+                    totals,
                 }));
             }
         }
@@ -238,6 +268,7 @@ impl Holder {
                 .map(|l| labels.values[usize::from(*l)].len() as u32)
                 .collect(),
             min_cell,
+            totals: share,
             nonce,
         };
         Some(SessionLabels {
@@ -247,6 +278,13 @@ impl Holder {
             preamble,
         })
     }
+}
+
+/// Per label and value, the keys carrying it: per key type, and over all types.
+#[derive(Debug)]
+struct ValueKeys {
+    per_type: std::collections::BTreeMap<KeyType, Vec<Vec<u64>>>,
+    all: Vec<Vec<u64>>,
 }
 
 /// A session's labels: the offer sent, which epoch labels it covers, which of their values

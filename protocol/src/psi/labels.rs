@@ -391,6 +391,9 @@ pub struct LabelOffer {
     pub value_counts: Vec<u32>,
     /// The holder's `min_label_cell`: fewer matched keys than this in a cell is not reported.
     pub min_cell: u64,
+    /// Whether each value comes with its keys in the holder's whole list (`share_label_totals`),
+    /// so the querier can tell a segment over-represented among its matches from a large one.
+    pub totals: bool,
     /// Fresh per session: each key's label key seals once per session.
     pub nonce: [u8; 16],
 }
@@ -420,6 +423,8 @@ pub struct LabelPolicy {
     pub visible: Vec<String>,
     /// `min_label_cell`.
     pub min_cell: u64,
+    /// `share_label_totals`: send each shown value's keys in the whole list, per key type.
+    pub share_totals: bool,
 }
 
 /// `SHA-512(LABEL_STREAM_DST || label key || nonce)`: one block of keystream, as long as the
@@ -500,10 +505,11 @@ pub(crate) fn decode_slots(plain: &[u8], value_counts: &[u32]) -> Option<Vec<(u8
     Some(out)
 }
 
-/// Per label, per value: how many keys of the whole list (all types) carry it.
-pub fn value_key_counts(labels: &EpochLabels) -> Vec<Vec<u64>> {
-    let mut counts: Vec<Vec<u64>> = labels.values.iter().map(|v| vec![0; v.len()]).collect();
-    for t in labels.per_type.values() {
+/// Per key type, per label, per value: how many keys of that type carry it.
+pub fn value_key_counts(labels: &EpochLabels) -> BTreeMap<KeyType, Vec<Vec<u64>>> {
+    let mut out = BTreeMap::new();
+    for (kt, t) in &labels.per_type {
+        let mut counts: Vec<Vec<u64>> = labels.values.iter().map(|v| vec![0; v.len()]).collect();
         for (l, v) in &t.pairs {
             if let Some(c) = counts
                 .get_mut(usize::from(*l))
@@ -512,8 +518,25 @@ pub fn value_key_counts(labels: &EpochLabels) -> Vec<Vec<u64>> {
                 *c += 1;
             }
         }
+        out.insert(*kt, counts);
     }
-    counts
+    out
+}
+
+/// Per label, per value: keys of the whole list (every type) carrying it.
+pub fn all_types(
+    per_type: &BTreeMap<KeyType, Vec<Vec<u64>>>,
+    labels: &EpochLabels,
+) -> Vec<Vec<u64>> {
+    let mut sum: Vec<Vec<u64>> = labels.values.iter().map(|v| vec![0; v.len()]).collect();
+    for counts in per_type.values() {
+        for (s, c) in sum.iter_mut().zip(counts) {
+            for (a, b) in s.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+    }
+    sum
 }
 
 /// What a querier learns of the labels of one holder's matched keys.
@@ -536,4 +559,7 @@ pub struct LabelAnswer {
     /// Matched keys whose sealed labels named no value of the offer (a tag collision at ℓ
     /// bytes, or a holder sealing garbage).
     pub unreadable: u64,
+    /// With `share_label_totals`: `(label, value)` → key type → the holder's keys of that type
+    /// carrying the value (values too rare to name have none).
+    pub totals: Option<BTreeMap<(u8, u16), BTreeMap<KeyType, u64>>>,
 }

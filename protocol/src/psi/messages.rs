@@ -91,6 +91,9 @@ pub struct LabelValues {
     pub label: u8,
     /// 1..=[`super::labels::VALUES_PER_MESSAGE`] values.
     pub values: Vec<String>,
+    /// With an offer of totals: per value, per holder section (in the accept's order), the
+    /// holder's keys of that type carrying it (0 for a value too rare to name); empty otherwise.
+    pub totals: Vec<u64>,
 }
 
 /// Every message the querier sends.

@@ -363,6 +363,7 @@ impl AwaitingAccept {
             epoch: accept.epoch,
             labels: accept.labels.map(|offer| QuerierLabels {
                 values: vec![Vec::new(); offer.specs.len()],
+                totals: vec![Vec::new(); offer.specs.len()],
                 sealed: vec![Vec::new(); accept.holder_sections.len()],
                 found: Vec::new(),
                 unreadable: 0,
@@ -459,6 +460,8 @@ struct QuerierLabels {
     offer: LabelOffer,
     /// Per offered label, its values as received.
     values: Vec<Vec<String>>,
+    /// With an offer of totals: per offered label, per value, per holder section.
+    totals: Vec<Vec<u64>>,
     /// Per holder section, the sealed labels of its tags, in tag order.
     sealed: Vec<Vec<u8>>,
     /// Per matched key: its position in the query and its opened slots.
@@ -578,7 +581,24 @@ impl Exchanging {
         if msg.values.iter().any(|v| v.len() > MAX_VALUE_BYTES) {
             return bad("a value longer than 128 bytes");
         }
+        let sections = &self.holder_sections;
+        let due = if ql.offer.totals {
+            msg.values.len() * sections.len()
+        } else {
+            0
+        };
+        if msg.totals.len() != due {
+            return bad("totals missing, unasked, or of the wrong length");
+        }
+        let within = msg
+            .totals
+            .chunks(sections.len().max(1))
+            .all(|per| per.iter().zip(sections).all(|(n, s)| *n <= s.count));
+        if !within {
+            return bad("a value's total above the holder's keys of that type");
+        }
         ql.values[o].extend(msg.values);
+        ql.totals[o].extend(msg.totals);
         Ok(())
     }
 
@@ -1026,6 +1046,22 @@ impl Exchanging {
             rare,
             rows,
             unreadable: ql.unreadable,
+            totals: ql.offer.totals.then(|| {
+                let n = self.holder_sections.len().max(1);
+                let mut out: BTreeMap<(u8, u16), BTreeMap<KeyType, u64>> = BTreeMap::new();
+                for (o, per_label) in ql.totals.iter().enumerate() {
+                    for (v, per) in per_label.chunks(n).enumerate() {
+                        for (s, t) in self.holder_sections.iter().zip(per) {
+                            if *t > 0 {
+                                out.entry((o as u8, v as u16))
+                                    .or_default()
+                                    .insert(s.key_type, *t);
+                            }
+                        }
+                    }
+                }
+                out
+            }),
         }
     }
 }

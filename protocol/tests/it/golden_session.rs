@@ -228,6 +228,7 @@ fn complete_labelled_session_bytes() {
     let holder = Holder::new(Arc::new(b.finish())).with_label_policy(LabelPolicy {
         visible: vec!["branch".into()],
         min_cell: 1,
+        share_totals: true,
     });
     let mut rows = QueryKeys::new();
     rows.add_row(&[Key::parse(KeyType::Mobile, "13800138000").unwrap()]);
@@ -244,13 +245,13 @@ fn complete_labelled_session_bytes() {
     assert_eq!(
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
         "0003000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7\
-         c568ececc842da701502000203000101066272616e6368000102011ad58bbf381c3bfa0b4139675664f9e4"
+         c568ececc842da701502000203000101066272616e636800010201011ad58bbf381c3bfa0b4139675664f9e4"
     );
     let mut q = awaiting.handle_accept(accept).unwrap();
     let values = s.poll_message().unwrap();
     assert_eq!(
         hex(&codec::encode(&values).unwrap()),
-        "03000212e4b98ce9b281e69ca8e9bd90e58886e8a18c0ce58c97e4baace58886e8a18c"
+        "03000212e4b98ce9b281e69ca8e9bd90e58886e8a18c0ce58c97e4baace58886e8a18c0401000100"
     );
     let tags = s.poll_message().unwrap();
     assert_eq!(
@@ -268,6 +269,14 @@ fn complete_labelled_session_bytes() {
     let r = q.finish().unwrap();
     let labels = r.labels.unwrap();
     assert_eq!(labels.values, [vec!["乌鲁木齐分行", "北京分行"]]);
+    let mobile_one = std::collections::BTreeMap::from([(KeyType::Mobile, 1)]);
+    assert_eq!(
+        labels.totals,
+        Some(std::collections::BTreeMap::from([
+            ((0, 0), mobile_one.clone()),
+            ((0, 1), mobile_one)
+        ]))
+    );
     assert_eq!(
         labels.rows,
         Some(std::collections::BTreeMap::from([(0, vec![(0, 0)])]))

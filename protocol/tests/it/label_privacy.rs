@@ -45,6 +45,7 @@ fn bank() -> (Holder, SecretKey) {
     let holder = Holder::new(Arc::new(epoch)).with_label_policy(LabelPolicy {
         visible: vec!["branch".into()],
         min_cell: 1,
+        share_totals: false,
     });
     (holder, sk)
 }

@@ -206,6 +206,7 @@ fn labelled_session(
     let holder = Holder::new(Arc::new(b.finish())).with_label_policy(LabelPolicy {
         visible: vec!["branch".into(), "opened".into()],
         min_cell: 1,
+        share_totals: false,
     });
     let mut keys = QueryKeys::new();
     keys.add_row(&[mobile("13800000001")]);

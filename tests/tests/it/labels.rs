@@ -71,7 +71,7 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
     let bank = fed.node(
         "bank",
         Role::Institution,
-        "[policy]\nmin_query_keys = 10\nmin_label_cell = 5\n\
+        "[policy]\nmin_query_keys = 10\nmin_label_cell = 5\nshare_label_totals = true\n\
          [policy.allow]\npolice = [\"count\", \"matches\"]\nresearcher = [\"count\"]\n\
          [policy.labels]\npolice = [\"branch\", \"opened\"]\n",
     );
@@ -197,6 +197,28 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
         assert_eq!(p.labels, expected, "{mode}");
         assert_eq!(p.labels_suppressed, suppressed, "{mode}");
         assert_eq!(p.label_min_cell, Some(5));
+        // The bank's totals of the reported values, and each value's test against them: of
+        // the matched keys, 乌鲁木齐分行 (300 of 600 customers) carries about half, as chance
+        // would have it: the dump is every third customer, whatever the branch.
+        let list_branch = |b: &str| {
+            (0..600).filter(|i| branch(*i) == b).count() as u64 + u64::from(b == BRANCHES[1])
+        };
+        for b in branch_count.keys() {
+            assert_eq!(
+                p.label_totals["branch"][b][&KeyType::Mobile],
+                list_branch(b),
+                "{b}"
+            );
+            let t = &p.label_lift["branch"][b];
+            assert_eq!(t.test.observed, branch_count[b]);
+            assert_eq!(t.test.dump, held.len() as u64);
+            assert_eq!((t.test.holder, t.list), (list_branch(b), 600));
+            assert!(t.log10_p_corrected > -3.0, "{b}: no branch stands out here");
+        }
+        assert!(
+            !p.label_totals["branch"].contains_key(BRANCHES[3]),
+            "never named"
+        );
         assert_eq!(p.labels_unreadable, 0);
         match mode {
             QueryMode::Count => assert_eq!(p.row_labels, None),
