@@ -35,6 +35,147 @@ pub struct LabelReport {
     /// With those totals: per reported value, how much more often it carries the matches than
     /// the whole list.
     pub lift: BTreeMap<String, BTreeMap<String, LabelTest>>,
+    /// With those totals, per `month` label: since when the list stopped leaking.
+    pub timeline: BTreeMap<String, Timeline>,
+}
+
+/// Since when: a `month` label's matched keys per month against the holder's keys per month,
+/// split where the share matched drops the most (the split of greatest binomial likelihood
+/// ratio with a lower share after it). A copy taken in a month holds nobody who joined later:
+/// the share drops to the background of people shared by chance from that month on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// The key type counted: the one with the most matched keys.
+    pub key_type: KeyType,
+    /// The first month of the lower share (the most likely split): the copy was taken before it.
+    pub change: String,
+    /// The month before it.
+    pub last_before: String,
+    /// The earliest and latest first months of a split whose likelihood ratio is within 3.84
+    /// (χ²₁ at 95%) of the best: the change lies between them (a profile-likelihood interval).
+    pub earliest: String,
+    /// See `earliest`.
+    pub latest: String,
+    /// Matched keys and list keys before the change, and their ratio.
+    pub before: Share,
+    /// The same from the change on; the counts are withheld under `min_label_cell`.
+    pub after: Option<Share>,
+    /// The two-proportion z of the drop.
+    pub z: f64,
+    /// The likelihood ratio statistic of the split (`2·ln Λ`).
+    pub lr: f64,
+}
+
+/// Matched keys among a set of the holder's keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    /// Matched keys.
+    pub matched: u64,
+    /// The holder's keys.
+    pub keys: u64,
+    /// `matched / keys`.
+    pub share: f64,
+}
+
+/// The timeline of one `month` label: `(month, matched, keys)` in month order.
+fn timeline(kt: KeyType, months: &[(String, u64, u64)], min: u64) -> Option<Timeline> {
+    let ln = |x: f64| if x > 0.0 { x.ln() } else { 0.0 };
+    // x·ln(x/n) + (n−x)·ln(1−x/n): a binomial log-likelihood at its maximum.
+    let ll = |x: u64, n: u64| {
+        let (x, n) = (x as f64, n as f64);
+        if n == 0.0 {
+            0.0
+        } else {
+            x * ln(x / n) + (n - x) * ln(1.0 - x / n)
+        }
+    };
+    let (tx, tn): (u64, u64) = months.iter().fold((0, 0), |a, m| (a.0 + m.1, a.1 + m.2));
+    let mut splits: Vec<(usize, f64)> = Vec::new();
+    let (mut x1, mut n1) = (0u64, 0u64);
+    for t in 1..months.len() {
+        x1 += months[t - 1].1;
+        n1 += months[t - 1].2;
+        let (x2, n2) = (tx - x1, tn - n1);
+        if n1 == 0 || n2 == 0 || x1 * n2 <= x2 * n1 {
+            continue; // no drop at this split
+        }
+        splits.push((t, 2.0 * (ll(x1, n1) + ll(x2, n2) - ll(tx, tn))));
+    }
+    let (t, lr) = splits
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+    let near: Vec<usize> = splits
+        .iter()
+        .filter(|(_, l)| *l >= lr - 3.84)
+        .map(|(s, _)| *s)
+        .collect();
+    let (earliest, latest) = (near.iter().min()?, near.iter().max()?);
+    let (x1, n1): (u64, u64) = months[..t]
+        .iter()
+        .fold((0, 0), |a, m| (a.0 + m.1, a.1 + m.2));
+    let (x2, n2) = (tx - x1, tn - n1);
+    if x1 < min {
+        return None;
+    }
+    let share = |x: u64, n: u64| Share {
+        matched: x,
+        keys: n,
+        share: x as f64 / n as f64,
+    };
+    let p = tx as f64 / tn as f64;
+    let se = (p * (1.0 - p) * (1.0 / n1 as f64 + 1.0 / n2 as f64)).sqrt();
+    let z = if se > 0.0 {
+        (x1 as f64 / n1 as f64 - x2 as f64 / n2 as f64) / se
+    } else {
+        0.0
+    };
+    Some(Timeline {
+        key_type: kt,
+        change: months[t].0.clone(),
+        last_before: months[t - 1].0.clone(),
+        earliest: months[*earliest].0.clone(),
+        latest: months[*latest].0.clone(),
+        before: share(x1, n1),
+        after: (x2 >= min).then(|| share(x2, n2)),
+        z,
+        lr,
+    })
+}
+
+/// Every `month` label's timeline, from what opened (all cells, small ones included: only the
+/// two sums of each side are reported, under the same minimum).
+fn timelines(
+    a: &LabelAnswer,
+    matched_keys: &BTreeMap<KeyType, u64>,
+    min: u64,
+) -> BTreeMap<String, Timeline> {
+    let mut out = BTreeMap::new();
+    let (Some(totals), Some((kt, _))) = (&a.totals, matched_keys.iter().max_by_key(|(_, n)| **n))
+    else {
+        return out;
+    };
+    for (o, spec) in a.specs.iter().enumerate() {
+        if spec.kind != suyuan_protocol::psi::labels::LabelKind::Month {
+            continue;
+        }
+        let o = o as u8;
+        let months: Vec<(String, u64, u64)> = a.values[usize::from(o)]
+            .iter()
+            .enumerate()
+            .filter_map(|(v, name)| {
+                let v = v as u16;
+                // A value too rare to name has no total and no count: left out.
+                let keys = totals.get(&(o, v))?.get(kt).copied()?;
+                let matched = a.counts.get(&(o, v)).and_then(|c| c.get(kt)).copied();
+                Some((name.clone(), matched.unwrap_or(0), keys))
+            })
+            .collect();
+        if let Some(t) = timeline(*kt, &months, min) {
+            out.insert(spec.name.clone(), t);
+        }
+    }
+    out
 }
 
 /// Whether a value is over-represented among a holder's matches: of the `M` matched keys of a
@@ -183,6 +324,7 @@ pub fn report(
         }
     }
     let lift = lifts(&labels, &totals, holder_keys, matched_keys);
+    let timeline = timelines(a, matched_keys, min);
     LabelReport {
         labels,
         suppressed,
@@ -191,6 +333,7 @@ pub fn report(
         unreadable: a.unreadable,
         totals,
         lift,
+        timeline,
     }
 }
 
@@ -287,5 +430,41 @@ mod lift_tests {
         assert!(u.log10_p_corrected < -9.0, "{}", u.log10_p_corrected);
         let b = &l["branch"]["北京分行"];
         assert!(b.test.lift < 1.0 && b.log10_p_corrected > -1.0);
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+
+    #[test]
+    fn the_split_is_where_the_share_matched_drops() {
+        // 24 months of 100 customers: 30 matched per month until 2019-01, then 5.
+        let months: Vec<(String, u64, u64)> = (0..24)
+            .map(|m| {
+                let name = format!("{}-{:02}", 2018 + m / 12, m % 12 + 1);
+                (name, if m < 12 { 30 } else { 5 }, 100)
+            })
+            .collect();
+        let t = timeline(KeyType::Mobile, &months, 10).unwrap();
+        assert_eq!(
+            (t.last_before.as_str(), t.change.as_str()),
+            ("2018-12", "2019-01")
+        );
+        assert_eq!(
+            (t.earliest.as_str(), t.latest.as_str()),
+            ("2019-01", "2019-01")
+        );
+        assert_eq!((t.before.matched, t.before.keys), (360, 1200));
+        assert_eq!(t.after.as_ref().map(|a| a.matched), Some(60));
+        assert!(t.z > 10.0, "{}", t.z);
+        // Under the minimum, the after side's counts are withheld, the change is still named.
+        let t = timeline(KeyType::Mobile, &months, 61).unwrap();
+        assert_eq!((t.change.as_str(), t.after), ("2019-01", None));
+        // No drop anywhere: no timeline.
+        let flat: Vec<(String, u64, u64)> = (0..6)
+            .map(|m| (format!("2019-0{}", m + 1), 10 + m, 100))
+            .collect();
+        assert!(timeline(KeyType::Mobile, &flat, 1).is_none());
     }
 }

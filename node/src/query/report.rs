@@ -134,6 +134,10 @@ pub struct PeerReport {
     /// list, with the hypergeometric test (`query/labels.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub label_lift: BTreeMap<String, BTreeMap<String, super::labels::LabelTest>>,
+    /// With those totals, per `month` label: the month from which the share of the list found
+    /// in the dump drops (the copy was taken before it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_timeline: BTreeMap<String, super::labels::Timeline>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -233,6 +237,10 @@ impl PeerReport {
                 .map(|l| l.totals.clone())
                 .unwrap_or_default(),
             label_lift: labels.as_ref().map(|l| l.lift.clone()).unwrap_or_default(),
+            label_timeline: labels
+                .as_ref()
+                .map(|l| l.timeline.clone())
+                .unwrap_or_default(),
             labels: labels.map(|l| l.labels).unwrap_or_default(),
             name: peer.name.clone(),
             address: peer.address.clone(),
@@ -278,6 +286,7 @@ impl PeerReport {
             labels_unreadable: 0,
             label_totals: BTreeMap::new(),
             label_lift: BTreeMap::new(),
+            label_timeline: BTreeMap::new(),
         }
     }
 }
@@ -328,7 +337,32 @@ fn label_lines(report: &Report) -> String {
         if p.labels.is_empty() {
             out += "  none to report\n";
         }
-        for (label, tests) in &p.label_lift {
+        for (label, t) in &p.label_timeline {
+            let after = match &t.after {
+                Some(a) => format!("{:.1}% from {} on", 100.0 * a.share, t.change),
+                None => format!("fewer than {min} keys from {} on", t.change),
+            };
+            let when = match t.earliest == t.latest {
+                true => format!("predates {}", t.change),
+                false => format!(
+                    "predates {} (most likely; between {} and {})",
+                    t.change, t.earliest, t.latest
+                ),
+            };
+            out += &format!(
+                "  {label}: the copy {when}: {:.1}% of {}'s {} keys opened up to {} are in the dump, {after} (z {:.1})\n",
+                100.0 * t.before.share,
+                p.name,
+                t.key_type,
+                t.last_before,
+                t.z
+            );
+        }
+        for (label, tests) in p
+            .label_lift
+            .iter()
+            .filter(|(l, _)| !p.label_timeline.contains_key(*l))
+        {
             // The value most over-represented among the matches, if any is beyond chance.
             let best = tests
                 .iter()
@@ -348,7 +382,12 @@ fn label_lines(report: &Report) -> String {
                 );
             }
         }
-        for (label, values) in &p.labels {
+        // A month label with a timeline is said by it; its months are in the JSON report.
+        for (label, values) in p
+            .labels
+            .iter()
+            .filter(|(l, _)| !p.label_timeline.contains_key(*l))
+        {
             let mut v: Vec<(&String, &BTreeMap<KeyType, u64>)> = values.iter().collect();
             v.sort_by_key(|(name, per)| (std::cmp::Reverse(per.values().sum::<u64>()), *name));
             let shown: Vec<String> = v

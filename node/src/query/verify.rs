@@ -209,7 +209,8 @@ fn replay_peer(
                 && again.label_min_cell == p.label_min_cell
                 && again.labels_unreadable == p.labels_unreadable
                 && again.label_totals == p.label_totals
-                && again.label_lift == p.label_lift,
+                && again.label_lift == p.label_lift
+                && again.label_timeline == p.label_timeline,
         ),
         (
             "matched rows",

@@ -8,17 +8,17 @@ use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::QueryMode;
 
 use crate::Progress;
-use crate::lists::InputOptions;
 use crate::lists::import;
+use crate::lists::{InputOptions, parse_label};
 use crate::net::local::LocalServer;
 use crate::node_dir::config::NODE_TOML;
 use crate::node_dir::identity::{self, Role};
 use crate::query::html::{self, DEFAULT_THRESHOLD};
 use crate::query::{self, PeerSpec, QueryOptions, Report};
-use crate::tools::synth::{self, GenConfig, Truth};
+use crate::tools::synth::{self, GenConfig, LeakTruth, Truth};
 
 /// The demo's own policy: it lets the police see rows, to show both modes.
-const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
+const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\nshare_label_totals = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# The bank imports two labels; the police may see them, with each value's size in the list.\n[policy.labels]\npolice = [\"branch\", \"opened\"]\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -114,6 +114,45 @@ pub fn compare(report: &Report, truth: &Truth) -> Vec<String> {
             ));
         }
     }
+    if let Some(leak) = &truth.leak {
+        out.extend(compare_leak(report, leak));
+    }
+    out
+}
+
+/// The leak's branch is the value most over-represented among the institution's matches, and
+/// the share of its list found in the dump drops from the copy's month on.
+fn compare_leak(report: &Report, leak: &LeakTruth) -> Vec<String> {
+    let Some(p) = report.peers.iter().find(|p| p.name == leak.institution) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let best = p.label_lift.get(&leak.label).and_then(|tests| {
+        tests
+            .iter()
+            .filter(|(_, t)| t.test.lift > 1.0)
+            .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected))
+    });
+    match best {
+        Some((value, t)) if *value == leak.value && t.log10_p_corrected <= -6.0 => {}
+        Some((value, t)) => out.push(format!(
+            "{}: the most over-represented {} is {value} (p 10^{:.1}), truth {}",
+            p.name, leak.label, t.log10_p_corrected, leak.value
+        )),
+        None => out.push(format!("{}: no {} label in the report", p.name, leak.label)),
+    }
+    match p.label_timeline.get(&leak.month_label) {
+        // Months are compared as YYYY-MM text, which sorts as time does.
+        Some(t) if t.earliest <= leak.copied && leak.copied <= t.latest => {}
+        Some(t) => out.push(format!(
+            "{}: the share found drops from between {} and {}, truth {}",
+            p.name, t.earliest, t.latest, leak.copied
+        )),
+        None => out.push(format!(
+            "{}: no timeline of {} in the report",
+            p.name, leak.month_label
+        )),
+    }
     out
 }
 
@@ -142,13 +181,23 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
     ));
     let nodes = dir.join("nodes");
     federation(&dir.join("ca"), &nodes, &names)?;
-    progress.say("3/6 each institution imports its list under a fresh key");
+    progress.say(
+        "3/6 each institution imports its list under a fresh key (the bank with its branch and opening month)",
+    );
     for t in &truth.institutions {
         let (node, list) = (nodes.join(&t.name), data.join(&t.file));
-        tokio::task::block_in_place(|| {
-            import::run(&node, &list, &InputOptions::default(), progress)
-        })
-        .with_context(|| format!("importing {}", t.file))?;
+        let opts = InputOptions {
+            labels: match t.name.as_str() {
+                "bank" => vec![
+                    parse_label("branch=开户网点")?,
+                    parse_label("opened=开户日期:month")?,
+                ],
+                _ => Vec::new(),
+            },
+            ..InputOptions::default()
+        };
+        tokio::task::block_in_place(|| import::run(&node, &list, &opts, progress))
+            .with_context(|| format!("importing {}", t.file))?;
     }
     let (servers, peers) = serve_all(&nodes, &names)?;
     let addrs: Vec<String> = peers
@@ -238,7 +287,7 @@ async fn ask_both(
             mode,
             case: Some(case.clone()),
             evidence: Some(dir.join(format!("evidence-{mode}.bin"))),
-            labels: false,
+            labels: true,
             population: Some(truth.population),
         };
         let job = query::QueryJob::open(&opts)?;
@@ -273,7 +322,7 @@ fn conclude(
         truth.dump.junk_rows
     ));
     if disagreements.is_empty() {
-        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth.",
+        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth; so do the leak's branch (the most over-represented) and the copy's month (within the timeline's interval).",
         );
     } else {
         progress.say("Check against truth.json: DISAGREEMENT:");

@@ -94,7 +94,14 @@ const INSTITUTIONS: [Institution; 4] = [
         holds: [0.95, 1.0, 1.0],
         encoding: Encoding::Utf8,
         delimiter: ',',
-        headers: &["客户姓名", "手机号码", "证件号码", "银行卡号", "开户网点"],
+        headers: &[
+            "客户姓名",
+            "手机号码",
+            "证件号码",
+            "银行卡号",
+            "开户网点",
+            "开户日期",
+        ],
     },
     Institution {
         name: "telecom",
@@ -127,6 +134,23 @@ const INSTITUTIONS: [Institution; 4] = [
 
 /// Where dump rows come from: (institution index or none, share).
 const SOURCES: [(Option<usize>, f64); 3] = [(Some(1), 0.60), (Some(0), 0.25), (None, 0.15)];
+/// The bank's leak: an insider at one branch sold a copy of its records taken before a month.
+/// Of the bank's rows in the dump, this share are customers of the insider's branch
+/// (`tables::BRANCHES[0]`); the rest any customer the insider could look up. None opened an
+/// account in or after the copy's month.
+const LEAK_FROM_BRANCH: f64 = 0.7;
+/// Opening months run from 2005-01 (0) to 2020-12 (`OPENING_MONTHS` − 1).
+const OPENING_MONTHS: u64 = 192;
+/// The month the copy was taken: 2019-01.
+const COPIED_MONTH: u64 = 168;
+/// Share of the bank's opening dates written so that they cannot be read.
+const UNREADABLE_DATES: f64 = 0.004;
+
+/// `YYYY-MM` of an opening-month index.
+fn month_name(m: u64) -> String {
+    format!("{}-{:02}", 2005 + m / 12, m % 12 + 1)
+}
+
 /// Share of dump rows that are junk (invalid identifiers only).
 const JUNK: f64 = 0.02;
 /// Share of dump rows that repeat a recent person.
@@ -166,6 +190,21 @@ pub struct DumpTruth {
     pub keys: BTreeMap<KeyType, u64>,
 }
 
+/// Where the bank's part of the dump leaked from: a label value, and the month the copy was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakTruth {
+    /// The institution.
+    pub institution: String,
+    /// The label naming the branch.
+    pub label: String,
+    /// The insider's branch.
+    pub value: String,
+    /// The month label of the opening date.
+    pub month_label: String,
+    /// The copy's month: no leaked customer opened an account in or after it.
+    pub copied: String,
+}
+
 /// `truth.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truth {
@@ -177,6 +216,9 @@ pub struct Truth {
     pub dump: DumpTruth,
     /// Per institution, in the order of the files.
     pub institutions: Vec<InstitutionTruth>,
+    /// The bank's leak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak: Option<LeakTruth>,
 }
 
 /// File name of the dump.
@@ -201,14 +243,29 @@ impl World {
         self.member(k, i) && Stream::new(self.seed, 200 + 10 * k as u64 + id as u64, i).chance(p)
     }
 
-    /// A random customer of institution `k` (by rejection; shares are large).
+    /// A random customer of institution `k` (by rejection; shares are large). The bank's are
+    /// the leak's: opened before the copy, mostly at the insider's branch.
     fn customer_of(&self, k: usize, s: &mut Stream) -> u64 {
+        let from_branch = k == 0 && s.chance(LEAK_FROM_BRANCH);
         loop {
             let i = s.below(self.population);
-            if self.member(k, i) {
+            let leaked =
+                k != 0 || (self.opened(i) < COPIED_MONTH && (!from_branch || self.branch(i) == 0));
+            if self.member(k, i) && leaked {
                 return i;
             }
         }
+    }
+
+    /// The bank branch of person `i` (an index of `tables::BRANCHES`).
+    fn branch(&self, i: u64) -> usize {
+        let cumulative = tables::cumulative(tables::BRANCHES);
+        Stream::new(self.seed, 500, i).weighted(&cumulative)
+    }
+
+    /// The month person `i` opened a bank account (0 = 2005-01).
+    fn opened(&self, i: u64) -> u64 {
+        Stream::new(self.seed, 501, i).below(OPENING_MONTHS)
     }
 }
 
@@ -298,6 +355,13 @@ pub fn generate(out: &Path, cfg: &GenConfig, progress: &mut dyn Progress) -> Res
         population: cfg.population,
         dump,
         institutions: truths,
+        leak: Some(LeakTruth {
+            institution: INSTITUTIONS[0].name.to_string(),
+            label: "branch".to_string(),
+            value: tables::BRANCHES[0].0.to_string(),
+            month_label: "opened".to_string(),
+            copied: month_name(COPIED_MONTH),
+        }),
     };
     let f = File::create(out.join(TRUTH_FILE))?;
     serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;
@@ -370,10 +434,39 @@ fn list_row(world: &World, k: usize, i: u64) -> Vec<String> {
     };
     let other = |s: &mut Stream, t: &[&str]| pick(s, t).to_string();
     match inst.name {
-        "bank" => vec![p.name, m, id, card, other(&mut s, tables::BRANCHES)],
+        "bank" => {
+            let branch = tables::BRANCHES[world.branch(i)].0.to_string();
+            vec![
+                p.name,
+                m,
+                id,
+                card,
+                branch,
+                opening_date(world.opened(i), &mut s),
+            ]
+        }
         "telecom" => vec![p.name, m, id, other(&mut s, tables::PLANS)],
         "courier" => vec![p.name, m, p.address],
         _ => vec![p.name, id, m, other(&mut s, tables::DEPARTMENTS)],
+    }
+}
+
+/// An opening date in the month `m`, written the ways bank systems write dates.
+fn opening_date(m: u64, s: &mut Stream) -> String {
+    if s.chance(UNREADABLE_DATES) {
+        return pick(s, &["不详", "0000-00-00", "--"]).to_string();
+    }
+    let (y, mo, d) = (2005 + m / 12, m % 12 + 1, 1 + s.below(28));
+    match s.below(5) {
+        0 => format!("{y}-{mo:02}-{d:02}"),
+        1 => format!("{y}/{mo}/{d}"),
+        2 => format!("{y}{mo:02}{d:02}"),
+        3 => format!("{y}年{mo}月{d}日"),
+        _ => format!(
+            "{y}-{mo:02}-{d:02} {:02}:{:02}:00",
+            s.below(24),
+            s.below(60)
+        ),
     }
 }
 

@@ -261,7 +261,15 @@ pub(crate) const PLANS: &[&str] = &["畅享套餐", "5G尊享", "校园卡", "�
 pub(crate) const DEPARTMENTS: &[&str] =
     &["内科", "外科", "儿科", "妇产科", "眼科", "口腔科", "皮肤科"];
 /// Bank branches.
-pub(crate) const BRANCHES: &[&str] = &["营业部", "东城支行", "开发区支行", "城南支行", "高新支行"];
+/// The bank's branches (开户网点) and the share of its customers each opened (per cent). The
+/// first is the branch of the demo's insider.
+pub(crate) const BRANCHES: &[(&str, u32)] = &[
+    ("乌鲁木齐分行", 6),
+    ("北京分行", 30),
+    ("上海分行", 26),
+    ("广州分行", 22),
+    ("成都分行", 16),
+];
 
 /// Cumulative weights of a weighted table, for [`super::rng::Stream::weighted`].
 pub(crate) fn cumulative<T>(table: &[(T, u32)]) -> Vec<u32> {
