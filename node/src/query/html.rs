@@ -1,7 +1,9 @@
 //! A query report as one self-contained HTML file: no scripts, no fetches, readable printed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::QueryMode;
 
 use crate::query::report::{lift, p_value, ranked, share, share_name};
@@ -65,6 +67,7 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
     chart(&mut h, r, threshold);
     institutions(&mut h, r, threshold);
     attribution(&mut h, r);
+    labels(&mut h, r);
     dump(&mut h, r);
     limits(&mut h, r, threshold);
     let _ = writeln!(
@@ -259,6 +262,156 @@ fn attribution(h: &mut String, r: &Report) {
         }
     }
     let _ = writeln!(h, "</table>");
+}
+
+/// Inside each institution that gave labels: which of its segments the matches sit in, which
+/// stand out against the whole list, and since when its list leaked.
+fn labels(h: &mut String, r: &Report) {
+    let peers: Vec<&PeerReport> = ranked(&r.peers)
+        .into_iter()
+        .filter(|p| p.label_min_cell.is_some())
+        .collect();
+    if peers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<h2>Inside each institution: which part, since when</h2>"
+    );
+    for p in peers {
+        let min = p.label_min_cell.unwrap_or(0);
+        let withheld: Vec<String> = p
+            .labels_suppressed
+            .iter()
+            .map(|(l, n)| format!("{} {n}", escape(l)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<h3>{}</h3>\n<p class=\"meta\">Labels of the matched keys, as {} shows them to this node. A cell (one value, one key type) of fewer than {min} keys is withheld{}.</p>",
+            escape(&p.name),
+            escape(&p.name),
+            match withheld.is_empty() {
+                true => String::new(),
+                false => format!(" (withheld: {})", withheld.join(", ")),
+            }
+        );
+        for (label, t) in &p.label_timeline {
+            timeline_chart(h, p, label, t);
+        }
+        for (label, values) in p
+            .labels
+            .iter()
+            .filter(|(l, _)| !p.label_timeline.contains_key(*l))
+        {
+            let tests = p.label_lift.get(label);
+            let _ = writeln!(
+                h,
+                "<table>\n<tr><th>{}</th><th>matched keys</th><th>share of the list</th><th>share of the matches</th><th>lift</th><th>p (corrected)</th></tr>",
+                escape(label)
+            );
+            let mut rows: Vec<(&String, &BTreeMap<KeyType, u64>)> = values.iter().collect();
+            rows.sort_by(|a, b| {
+                let p = |v: &String| {
+                    tests
+                        .and_then(|t| t.get(v))
+                        .map_or(0.0, |t| t.log10_p_corrected)
+                };
+                p(a.0).total_cmp(&p(b.0))
+            });
+            for (value, cells) in rows {
+                let counts: Vec<String> = cells.iter().map(|(kt, n)| format!("{kt} {n}")).collect();
+                let test = tests.and_then(|t| t.get(value));
+                let (list, matches, l, pv) = match test {
+                    Some(t) => (
+                        pct(t.share_of_list),
+                        pct(t.share_of_matches),
+                        lift(t.test.lift),
+                        p_value(t.log10_p_corrected),
+                    ),
+                    None => Default::default(),
+                };
+                let flag = test.is_some_and(|t| t.test.lift > 1.0 && t.log10_p_corrected <= -6.0);
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}{}</td><td>{}</td><td class=\"n\">{list}</td><td class=\"n\">{matches}</td><td class=\"n\">{l}</td><td class=\"n\">{pv}</td></tr>",
+                    if flag { "<span class=\"flag\">" } else { "" },
+                    escape(value) + if flag { "</span>" } else { "" },
+                    counts.join(", ")
+                );
+            }
+            let _ = writeln!(h, "</table>");
+        }
+    }
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">Share of the list: the institution's keys of that type carrying the value, over all its keys of that type; share of the matches: the same among the keys found in the dump. Lift = their ratio; p = the chance that matches drawn from the list regardless of the label carry the value at least that often (hypergeometric), times the number of values tested. Red: p ≤ 10<sup>−6</sup> with a lift above 1. A timeline splits the months where the share of the list found in the dump drops the most; the copy was taken before the first month of the lower share.</p>"
+    );
+}
+
+/// A `month` label: per reported month, the share of the holder's keys opened that month that
+/// are in the dump, and the split of the timeline.
+fn timeline_chart(h: &mut String, p: &PeerReport, label: &str, t: &super::labels::Timeline) {
+    let months: Vec<(&String, f64)> = p
+        .labels
+        .get(label)
+        .into_iter()
+        .flatten()
+        .filter_map(|(m, cells)| {
+            let x = *cells.get(&t.key_type)?;
+            let k = *p.label_totals.get(label)?.get(m)?.get(&t.key_type)?;
+            (k > 0).then(|| (m, x as f64 / k as f64))
+        })
+        .collect();
+    let top = months.iter().map(|(_, s)| *s).fold(0.0, f64::max).max(1e-9);
+    let n = months.len().max(1);
+    let w = (600 / n).clamp(2, 24);
+    let _ = writeln!(
+        h,
+        "<p><strong>{}</strong>: the copy predates {} (between {} and {}); {} of the {} keys opened up to {} are in the dump{}.</p>",
+        escape(label),
+        escape(&t.change),
+        escape(&t.earliest),
+        escape(&t.latest),
+        pct(t.before.share),
+        t.key_type,
+        escape(&t.last_before),
+        match &t.after {
+            Some(a) => format!(", {} from {} on", pct(a.share), escape(&t.change)),
+            None => String::new(),
+        }
+    );
+    let width = 40 + w * n;
+    let _ = writeln!(
+        h,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"160\" viewBox=\"0 0 {width} 160\" role=\"img\" aria-label=\"share found per month\">"
+    );
+    for (i, (m, share)) in months.iter().enumerate() {
+        let bh = (share / top * 120.0).round() as usize;
+        let fill = if m.as_str() < t.change.as_str() {
+            "#a40000"
+        } else {
+            "#3465a4"
+        };
+        let _ = writeln!(
+            h,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"{fill}\"><title>{}: {}</title></rect>",
+            40 + i * w,
+            130 - bh,
+            w.saturating_sub(1).max(1),
+            escape(m),
+            pct(*share)
+        );
+    }
+    if let (Some(first), Some(last)) = (months.first(), months.last()) {
+        let _ = writeln!(
+            h,
+            "<text x=\"40\" y=\"150\">{}</text><text x=\"{}\" y=\"150\" text-anchor=\"end\">{}</text>",
+            escape(first.0),
+            40 + w * n,
+            escape(last.0)
+        );
+    }
+    let _ = writeln!(h, "</svg>");
 }
 
 /// The dump's data quality.

@@ -57,7 +57,7 @@ async fn the_demo_agrees_with_its_truth() {
     assert_eq!(out.report.peers.len(), 4);
     assert!(out.report.peers.iter().all(|p| p.error.is_none()));
     // Adjusted for size, the two sources rank first and the courier, which shares people with
-    // the dump by chance (3,051 rows at the default size, over the legal threshold), is not
+    // the dump by chance (3,043 rows at the default size, over the legal threshold), is not
     // among them.
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.dir.join("data/truth.json")).unwrap())
@@ -110,6 +110,16 @@ async fn the_demo_agrees_with_its_truth() {
     let html = std::fs::read_to_string(out.dir.join("report.html")).unwrap();
     well_formed(&html).unwrap();
     assert!(html.contains("<h2>Which lists the dump was drawn from</h2>"));
+    // Inside the bank: the insider's branch flagged, the timeline drawn with its split.
+    assert!(html.contains("<h2>Inside each institution: which part, since when</h2>"));
+    assert!(html.contains("<tr><td><span class=\"flag\">乌鲁木齐分行</span></td>"));
+    let bank = json.peers.iter().find(|p| p.name == "bank").unwrap();
+    let t = &bank.label_timeline["opened"];
+    assert!(html.contains(&format!(
+        "the copy predates {} (between {} and {})",
+        t.change, t.earliest, t.latest
+    )));
+    assert!(html.contains("aria-label=\"share found per month\""));
     assert!(html.contains("no more than chance (p = 1.000)"));
     // Self-contained: nothing to fetch, nothing to run.
     for needle in ["<script", "src=", "href=", "@import", "url("] {
@@ -140,7 +150,9 @@ fn the_html_flags_the_legal_threshold_and_escapes_what_it_shows() {
         "dump": {"rows": 10000, "rows_without_key": 0, "keys": {"mobile": 10000}, "rejected": {}},
         "peers": [
             {"name": "bank", "address": "a", "epoch": "00", "holder_keys": {"mobile": 50000},
-             "matched_keys": {"mobile": 3000}, "matched_rows": 3000, "rows": [], "containment": 0.3},
+             "matched_keys": {"mobile": 3000}, "matched_rows": 3000, "rows": [], "containment": 0.3,
+             "labels": {"branch<i>": {"<img src=x>": {"mobile": 12}}}, "label_min_cell": 10,
+             "labels_suppressed": {"branch<i>": 2}},
             {"name": "shop", "address": "b", "epoch": "00", "holder_keys": {"mobile": 50000},
              "matched_keys": {"mobile": 2999}, "matched_rows": 2999, "rows": [], "containment": 0.2999},
             {"name": "gone", "address": "c", "holder_keys": {}, "matched_keys": {},
@@ -157,4 +169,8 @@ fn the_html_flags_the_legal_threshold_and_escapes_what_it_shows() {
     assert!(html.contains("<span class=\"flag\">yes: 3000 records overlap</span>"));
     assert!(html.contains("no (2999 records overlap)"));
     assert!(html.contains("no answer: gone did not answer &lt;in time&gt;"));
+    // A holder's label names and values are its words: escaped like every other.
+    assert!(!html.contains("<img") && !html.contains("<i>"));
+    assert!(html.contains("<td>&lt;img src=x&gt;</td><td>mobile 12</td>"));
+    assert!(html.contains("(withheld: branch&lt;i&gt; 2)"));
 }
