@@ -195,6 +195,7 @@ pub fn records(data: &[u8]) -> anyhow::Result<u64> {
         overrides: Vec::new(),
         selection: KeySelection::all(),
         labels: Vec::new(),
+        canaries: None,
     };
     let mut rows = 0;
     input::read_records(

@@ -319,6 +319,11 @@ pub(crate) struct ImportArgs {
     /// Up to 8.
     #[arg(long = "label", value_name = "NAME=HEADER[:month]", value_parser = label)]
     pub(crate) labels: Vec<LabelOption>,
+    /// Records planted in exports (`suyuan canary mint` writes them): identifier columns and an
+    /// `export` column. Held with the label canary = EXPORT, offered to every querier that asks
+    /// for labels and never suppressed; not among the list's rows.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) canaries: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

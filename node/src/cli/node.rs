@@ -120,12 +120,16 @@ pub(crate) fn import(a: ImportArgs, quiet: bool) -> Result<()> {
         overrides: a.input_args.columns,
         selection: a.input_args.keys,
         labels: a.labels,
+        canaries: a.canaries,
     };
     let (summary, meta) = list_import::run(&a.node, &a.input, &opts, &mut Bar::new(quiet))?;
     println!("{} ({summary})", a.input.display());
     print!("{}", render::quality(&summary));
     for l in &meta.labels {
         println!("{}", render::label(l));
+    }
+    if let Some(c) = &meta.canaries {
+        println!("{}", render::canaries(c));
     }
     println!(
         "new epoch {}: distinct keys {}; it replaces the previous epoch",

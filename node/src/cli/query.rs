@@ -31,6 +31,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
             overrides: a.input_args.columns,
             selection: a.input_args.keys,
             labels: Vec::new(),
+            canaries: None,
         },
         peers,
         mode: a.mode,
@@ -95,6 +96,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
         overrides: a.input_args.columns,
         selection: a.input_args.keys,
         labels: Vec::new(),
+        canaries: None,
     };
     let (keys, summary) = query::read_dump(input, &options, &mut Bar::new(true))?;
     let recomputed = query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)

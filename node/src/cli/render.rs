@@ -2,7 +2,7 @@
 
 use suyuan_node::lists::InputSummary;
 use suyuan_node::node_dir::audit::{Entry, Side};
-use suyuan_node::node_dir::store::{EpochMeta, LabelSummary};
+use suyuan_node::node_dir::store::{CanarySummary, EpochMeta, LabelSummary};
 use suyuan_node::{clock, text};
 
 /// The data-quality summary of a file just read.
@@ -50,6 +50,21 @@ pub(crate) fn epoch(m: &EpochMeta) -> String {
         .iter()
         .map(|l| format!("\n{}", label(l)))
         .collect::<String>()
+        + &m.canaries
+            .as_ref()
+            .map(|c| format!("\n{}", canaries(c)))
+            .unwrap_or_default()
+}
+
+/// The canaries an import planted: `import` prints it, `status` repeats it.
+pub(crate) fn canaries(c: &CanarySummary) -> String {
+    format!(
+        "canaries: {} records from {} in {} export(s) ({}); held with the label canary, not among the list's rows",
+        c.records,
+        c.file,
+        c.exports.len(),
+        c.exports.join(", ")
+    )
 }
 
 /// What an import found for one label: `import` prints it, `status` repeats it.

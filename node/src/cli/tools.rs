@@ -109,12 +109,14 @@ pub(crate) fn psi_local(a: PsiLocalArgs) -> Result<()> {
             overrides: a.holder_columns,
             selection: a.keys.clone(),
             labels: Vec::new(),
+            canaries: None,
         },
         querier: a.querier,
         querier_input: InputOptions {
             overrides: a.querier_columns,
             selection: a.keys,
             labels: Vec::new(),
+            canaries: None,
         },
         mode: a.mode,
     };

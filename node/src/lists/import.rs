@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use suyuan_protocol::psi::EpochBuilder;
 
 use crate::Progress;
@@ -10,8 +10,10 @@ use crate::clock;
 use crate::evidence::statement::STATEMENT_CONTEXT;
 use crate::evidence::{EpochStatement, Signed};
 use crate::lists::{InputOptions, InputSummary, build_epoch};
-use crate::node_dir::store::{EpochMeta, LabelSummary};
+use crate::lists::{LabelOption, build_labeled_epoch};
+use crate::node_dir::store::{CanarySummary, EpochMeta, LabelSummary};
 use crate::node_dir::{Lock, NodeDir};
+use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelKind, LabelSpec};
 
 /// Reads `input`, tags every key under a fresh epoch key, and switches the node to it.
 pub fn run(
@@ -23,12 +25,25 @@ pub fn run(
     let node = NodeDir::open(node)?;
     let _lock = node.lock(Lock::Import)?;
     crate::lists::check_labels(&opts.labels)?;
-    let specs = opts.labels.iter().map(|l| l.spec.clone()).collect();
+    let mut specs: Vec<LabelSpec> = opts.labels.iter().map(|l| l.spec.clone()).collect();
+    if opts.canaries.is_some() {
+        if specs.iter().any(|s| s.name == CANARY_LABEL) {
+            bail!("--label {CANARY_LABEL}=...: the name is kept for --canaries; choose another");
+        }
+        specs.push(LabelSpec {
+            name: CANARY_LABEL.into(),
+            kind: LabelKind::Text,
+        });
+    }
     let mut builder = EpochBuilder::new(&mut rand::rng()).with_labels(specs)?;
     progress.start("import", None);
     let summary = build_epoch(input, opts, &mut builder, |row| progress.set(row))?;
     progress.set(summary.quality.rows);
     progress.finish();
+    let canaries = match &opts.canaries {
+        Some(file) => Some(read_canaries(file, opts, &mut builder)?),
+        None => None,
+    };
     let epoch = builder.finish();
     let created = clock::now_unix();
     // The node commits, in writing, to what it will serve under this epoch.
@@ -45,6 +60,7 @@ pub fn run(
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         statement: Some(signed),
+        canaries,
         labels: summary
             .labels
             .iter()
@@ -62,4 +78,48 @@ pub fn run(
         .write(&epoch, &meta)
         .context("storing the new epoch")?;
     Ok((summary, meta))
+}
+
+/// The canaries of `file` (identifier columns found as in any list, and an `export` column),
+/// added to the epoch with the label `canary` = their export and no other.
+fn read_canaries(
+    file: &Path,
+    opts: &InputOptions,
+    builder: &mut EpochBuilder,
+) -> Result<CanarySummary> {
+    let canary_opts = InputOptions {
+        labels: vec![LabelOption {
+            spec: LabelSpec {
+                name: CANARY_LABEL.into(),
+                kind: LabelKind::Text,
+            },
+            header: "export".into(),
+        }],
+        selection: opts.selection.clone(),
+        ..InputOptions::default()
+    };
+    let mut exports = std::collections::BTreeSet::new();
+    let before = builder.label_specs().len() - 1;
+    let summary = build_labeled_epoch(file, &canary_opts, builder, (before, 0), |_| {})
+        .with_context(|| format!("reading the canaries {}", file.display()))?;
+    // The exports named, read once more from the file (small by nature).
+    crate::lists::for_each_labeled_record(file, &canary_opts, |_, _, values| {
+        if let Some(Some(e)) = values.first() {
+            exports.insert(e.clone());
+        }
+        Ok(())
+    })?;
+    if summary.quality.rows == 0 || exports.is_empty() {
+        bail!(
+            "{}: no canary with an export name (a column headed `export`, as `suyuan canary mint` writes)",
+            file.display()
+        );
+    }
+    Ok(CanarySummary {
+        file: file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        records: summary.quality.rows,
+        exports: exports.into_iter().collect(),
+    })
 }

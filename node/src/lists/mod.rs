@@ -26,6 +26,8 @@ pub struct InputOptions {
     pub selection: KeySelection,
     /// `--label NAME=HEADER[:month]`: segments read with each record (`import` only).
     pub labels: Vec<LabelOption>,
+    /// `--canaries FILE`: records planted in exports, each with its `export` (`import` only).
+    pub canaries: Option<std::path::PathBuf>,
 }
 
 /// Parses one `FIELD=HEADER` override as given on the command line.
@@ -90,6 +92,16 @@ pub fn for_each_record(
 ) -> Result<InputSummary> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     read_records(file, path, opts, each)
+}
+
+/// [`for_each_record`] with each record's label values ([`read_labeled_records`]).
+pub fn for_each_labeled_record(
+    path: &Path,
+    opts: &InputOptions,
+    each: impl FnMut(u64, RecordKeys, Vec<Option<String>>) -> Result<()>,
+) -> Result<InputSummary> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    read_labeled_records(file, path, opts, each)
 }
 
 /// Longest record accepted: a quote that is never closed would otherwise make the reader buffer
@@ -251,8 +263,9 @@ pub fn build_epoch(
     builder: &mut EpochBuilder,
     mut batched: impl FnMut(u64),
 ) -> Result<InputSummary> {
-    if !opts.labels.is_empty() {
-        return build_labeled_epoch(path, opts, builder, batched);
+    if !builder.label_specs().is_empty() {
+        let pad = builder.label_specs().len() - opts.labels.len();
+        return build_labeled_epoch(path, opts, builder, (0, pad), batched);
     }
     let mut batch: Vec<Key> = Vec::with_capacity(EPOCH_BATCH);
     let summary = for_each_record(path, opts, |row, rk| {
@@ -268,11 +281,14 @@ pub fn build_epoch(
     Ok(summary)
 }
 
-/// [`build_epoch`] with labels: each record's keys go in with that record's values.
-fn build_labeled_epoch(
+/// [`build_epoch`] with labels: each record's keys go in with that record's values, after
+/// `pad.0` and before `pad.1` labels it has no column for (a list has no `canary`, a canary
+/// file none of the list's labels).
+pub fn build_labeled_epoch(
     path: &Path,
     opts: &InputOptions,
     builder: &mut EpochBuilder,
+    pad: (usize, usize),
     mut batched: impl FnMut(u64),
 ) -> Result<InputSummary> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -296,6 +312,10 @@ fn build_labeled_epoch(
     };
     let summary = read_labeled_records(file, path, opts, |row, rk, values| {
         keys_in_batch += rk.keys.len();
+        let values = std::iter::repeat_n(None, pad.0)
+            .chain(values)
+            .chain(std::iter::repeat_n(None, pad.1))
+            .collect();
         rows.push((rk.keys, values));
         if keys_in_batch >= EPOCH_BATCH {
             flush(&mut rows)?;

@@ -74,6 +74,21 @@ pub struct EpochMeta {
     /// The labels the import attached, with what it found for each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<LabelSummary>,
+    /// The canaries it planted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canaries: Option<CanarySummary>,
+}
+
+/// The canaries an import planted (`import --canaries`): held like any record with the label
+/// `canary` = their export, and not among the list's rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanarySummary {
+    /// The canary file's name.
+    pub file: String,
+    /// Its records.
+    pub records: u64,
+    /// The exports they name.
+    pub exports: Vec<String>,
 }
 
 /// One label of an epoch, as `import` and `status` report it.
@@ -659,6 +674,7 @@ mod tests {
             source: "test.csv".into(),
             statement: None,
             labels: Vec::new(),
+            canaries: None,
         };
         (e, meta)
     }

@@ -64,6 +64,17 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
         escape(&r.created),
         threshold
     );
+    for p in &r.peers {
+        for hit in &p.canary_hits {
+            let _ = writeln!(
+                h,
+                "<p class=\"flag\" role=\"alert\">CANARY: {} keys planted by {} in export “{}” are in the dump: the dump holds that export.</p>",
+                hit.keys,
+                escape(&p.name),
+                escape(&hit.export)
+            );
+        }
+    }
     chart(&mut h, r, threshold);
     institutions(&mut h, r, threshold);
     attribution(&mut h, r);

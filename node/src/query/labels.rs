@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::psi::labels::LabelAnswer;
+use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelAnswer};
 
 /// `labels`: label → value → key type → distinct matched dump keys held by at least one of the
 /// holder's records carrying that value.
@@ -37,6 +37,18 @@ pub struct LabelReport {
     pub lift: BTreeMap<String, BTreeMap<String, LabelTest>>,
     /// With those totals, per `month` label: since when the list stopped leaking.
     pub timeline: BTreeMap<String, Timeline>,
+    /// Planted records found in the dump: per export, the matched keys (every cell, however
+    /// small: a canary is nobody).
+    pub canary_hits: Vec<CanaryHit>,
+}
+
+/// An export whose planted records are in the dump: proof that the dump holds that export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryHit {
+    /// The export named when the canaries were planted.
+    pub export: String,
+    /// Distinct matched dump keys planted in it.
+    pub keys: u64,
 }
 
 /// Since when: a `month` label's matched keys per month against the holder's keys per month,
@@ -279,7 +291,17 @@ pub fn report(
     let mut suppressed: BTreeMap<String, u64> =
         a.specs.iter().map(|s| (s.name.clone(), 0)).collect();
     let mut shown: Vec<(u8, u16)> = Vec::new();
+    let canary = a.specs.iter().position(|s| s.name == CANARY_LABEL);
+    let mut canary_hits = Vec::new();
     for ((o, v), per_type) in &a.counts {
+        if Some(usize::from(*o)) == canary {
+            canary_hits.push(CanaryHit {
+                export: value(*o, *v),
+                keys: per_type.values().sum(),
+            });
+            shown.push((*o, *v));
+            continue;
+        }
         for (kt, n) in per_type {
             if *n >= min {
                 labels
@@ -298,6 +320,7 @@ pub fn report(
         *suppressed.entry(name(*o)).or_default() += 1;
     }
     suppressed.retain(|_, n| *n > 0);
+    canary_hits.sort_by(|a, b| b.keys.cmp(&a.keys).then(a.export.cmp(&b.export)));
     let rows = a.rows.as_ref().map(|rows| {
         let mut out = RowLabels::new();
         for (row, pairs) in rows {
@@ -315,7 +338,7 @@ pub fn report(
     let mut totals = LabelTotals::new();
     if let Some(t) = &a.totals {
         for ((o, v), per_type) in t {
-            if shown.contains(&(*o, *v)) {
+            if shown.contains(&(*o, *v)) && Some(usize::from(*o)) != canary {
                 totals
                     .entry(name(*o))
                     .or_default()
@@ -323,8 +346,29 @@ pub fn report(
             }
         }
     }
-    let lift = lifts(&labels, &totals, holder_keys, matched_keys);
-    let timeline = timelines(a, matched_keys, min);
+    // Canaries are nobody: the tests count customers only, the list's and the matched.
+    let (mut customers, mut matched) = (holder_keys.clone(), matched_keys.clone());
+    if let Some(o) = canary {
+        let o = o as u8;
+        for ((l, _), per_type) in &a.counts {
+            if *l == o {
+                for (kt, n) in per_type {
+                    matched.entry(*kt).and_modify(|m| *m = m.saturating_sub(*n));
+                }
+            }
+        }
+        for ((l, _), per_type) in a.totals.iter().flatten() {
+            if *l == o {
+                for (kt, n) in per_type {
+                    customers
+                        .entry(*kt)
+                        .and_modify(|m| *m = m.saturating_sub(*n));
+                }
+            }
+        }
+    }
+    let lift = lifts(&labels, &totals, &customers, &matched);
+    let timeline = timelines(a, &matched, min);
     LabelReport {
         labels,
         suppressed,
@@ -334,6 +378,7 @@ pub fn report(
         totals,
         lift,
         timeline,
+        canary_hits,
     }
 }
 

@@ -138,6 +138,10 @@ pub struct PeerReport {
     /// in the dump drops (the copy was taken before it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub label_timeline: BTreeMap<String, super::labels::Timeline>,
+    /// Exports whose planted records (`import --canaries`) are in the dump, most keys first:
+    /// proof that the dump holds that export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary_hits: Vec<super::labels::CanaryHit>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -241,6 +245,10 @@ impl PeerReport {
                 .as_ref()
                 .map(|l| l.timeline.clone())
                 .unwrap_or_default(),
+            canary_hits: labels
+                .as_ref()
+                .map(|l| l.canary_hits.clone())
+                .unwrap_or_default(),
             labels: labels.map(|l| l.labels).unwrap_or_default(),
             name: peer.name.clone(),
             address: peer.address.clone(),
@@ -287,6 +295,7 @@ impl PeerReport {
             label_totals: BTreeMap::new(),
             label_lift: BTreeMap::new(),
             label_timeline: BTreeMap::new(),
+            canary_hits: Vec::new(),
         }
     }
 }
@@ -303,11 +312,28 @@ pub fn render(report: &Report) -> String {
         &d.rejected,
     );
     format!(
-        "dump: {quality}\n{}{}{}",
+        "{}dump: {quality}\n{}{}{}",
+        canary_banner(report),
         peer_table(report),
         sources_line(report),
         label_lines(report)
     )
+}
+
+/// First and loudest: every export whose planted records are in the dump.
+fn canary_banner(report: &Report) -> String {
+    let mut out = String::new();
+    for p in &report.peers {
+        for hit in &p.canary_hits {
+            out += &format!(
+                "CANARY: {} keys planted by {} in export {:?} are in the dump: the dump holds that export\n",
+                hit.keys,
+                p.name,
+                printable(&hit.export)
+            );
+        }
+    }
+    out
 }
 
 /// Values shown per label in the terminal; the JSON and HTML reports have them all.

@@ -210,7 +210,8 @@ fn replay_peer(
                 && again.labels_unreadable == p.labels_unreadable
                 && again.label_totals == p.label_totals
                 && again.label_lift == p.label_lift
-                && again.label_timeline == p.label_timeline,
+                && again.label_timeline == p.label_timeline
+                && again.canary_hits == p.canary_hits,
         ),
         (
             "matched rows",

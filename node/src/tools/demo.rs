@@ -153,6 +153,17 @@ fn compare_leak(report: &Report, leak: &LeakTruth) -> Vec<String> {
             p.name, leak.month_label
         )),
     }
+    let hits: Vec<(&str, u64)> = p
+        .canary_hits
+        .iter()
+        .map(|h| (h.export.as_str(), h.keys))
+        .collect();
+    if hits != [(leak.canary_export.as_str(), leak.canary_keys)] {
+        out.push(format!(
+            "{}: canary hits {hits:?}, truth {} keys of {}",
+            p.name, leak.canary_keys, leak.canary_export
+        ));
+    }
     out
 }
 
@@ -194,6 +205,7 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
                 ],
                 _ => Vec::new(),
             },
+            canaries: (t.name == "bank").then(|| data.join(synth::CANARY_FILE)),
             ..InputOptions::default()
         };
         tokio::task::block_in_place(|| import::run(&node, &list, &opts, progress))
@@ -322,7 +334,7 @@ fn conclude(
         truth.dump.junk_rows
     ));
     if disagreements.is_empty() {
-        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth; so do the leak's branch (the most over-represented) and the copy's month (within the timeline's interval).",
+        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth; so do the leak's branch (the most over-represented), the copy's month (within the timeline's interval) and the export whose canaries reached the dump.",
         );
     } else {
         progress.say("Check against truth.json: DISAGREEMENT:");

@@ -11,8 +11,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::HASH_MODE;
 use super::labels::{
-    LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, all_types, apply_keystream, encode_slots,
-    value_key_counts,
+    CANARY_LABEL, LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, all_types, apply_keystream,
+    encode_slots, value_key_counts,
 };
 use super::messages::{sections_valid, total};
 use super::{
@@ -210,9 +210,9 @@ impl Holder {
         let value_keys = self.value_keys.as_ref()?;
         let offered: Vec<u8> = (0..labels.specs.len() as u8)
             .filter(|l| {
-                self.label_policy
-                    .visible
-                    .contains(&labels.specs[usize::from(*l)].name)
+                let name = &labels.specs[usize::from(*l)].name;
+                // Canaries are nobody: their export is shown to whoever asks for labels.
+                name == CANARY_LABEL || self.label_policy.visible.contains(name)
             })
             .collect();
         if offered.is_empty() {
@@ -222,9 +222,10 @@ impl Holder {
         let rare: Vec<Vec<bool>> = offered
             .iter()
             .map(|l| {
+                let canary = labels.specs[usize::from(*l)].name == CANARY_LABEL;
                 value_keys.all[usize::from(*l)]
                     .iter()
-                    .map(|n| *n < min_cell)
+                    .map(|n| !canary && *n < min_cell)
                     .collect()
             })
             .collect();

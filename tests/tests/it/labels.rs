@@ -85,20 +85,46 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
     }
     list.push_str(&format!("{},{},{}\n", mobile(7), BRANCHES[1], opened(7)));
     write_text(&fed.path("list.csv"), &list, false);
+    // Canaries planted in two partner exports: held like any record, not among the list's rows.
+    write_text(
+        &fed.path("canaries.csv"),
+        "export,mobile\npartner-A,17000000001\npartner-A,17000000002\npartner-A,17000000003\n\
+         partner-B,17000000011\npartner-B,17000000012\n",
+        false,
+    );
     let opts = InputOptions {
         labels: vec![
             parse_label("branch=开户网点").unwrap(),
             parse_label("opened=开户日期:month").unwrap(),
         ],
+        canaries: Some(fed.path("canaries.csv")),
         ..InputOptions::default()
     };
-    suyuan_node::lists::import::run(
-        &bank,
-        &fed.path("list.csv"),
-        &opts,
-        &mut suyuan_node::Silent,
-    )
-    .unwrap();
+    let import = |o: &InputOptions| {
+        suyuan_node::lists::import::run(&bank, &fed.path("list.csv"), o, &mut suyuan_node::Silent)
+    };
+    // The name is kept for them.
+    let clash = InputOptions {
+        labels: vec![parse_label("canary=开户网点").unwrap()],
+        ..opts.clone()
+    };
+    let err = import(&clash).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("the name is kept for --canaries"),
+        "{err:#}"
+    );
+    let (_, meta) = import(&opts).unwrap();
+    assert_eq!(meta.rows, 601, "the canaries are not rows of the list");
+    let c = meta.canaries.as_ref().unwrap();
+    assert_eq!(
+        (c.records, c.exports.clone()),
+        (5, vec!["partner-A".to_string(), "partner-B".to_string()])
+    );
+    assert_eq!(
+        meta.sizes[&KeyType::Mobile],
+        605,
+        "they are keys of the epoch"
+    );
 
     // The dump: every third customer, customer 7 and one of 拉萨支行's two, and strangers.
     let held: Vec<u64> = (0..600)
@@ -116,6 +142,10 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
             rows.push(None);
         }
     }
+    // Two of partner-A's canaries reached the dump (fewer than the minimum cell: never withheld).
+    dump.push_str("17000000001\n17000000003\n");
+    rows.push(None);
+    rows.push(None);
     write_text(&fed.path("dump.csv"), &dump, false);
 
     // What the report must say, computed plainly: per value, the matched dump keys held by a
@@ -193,7 +223,16 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
         );
         let p: PeerReport = report.peers[0].clone();
         assert_eq!(p.error, None, "{mode}");
-        assert_eq!(p.matched_keys[&KeyType::Mobile], held.len() as u64);
+        assert_eq!(p.matched_keys[&KeyType::Mobile], held.len() as u64 + 2);
+        assert_eq!(
+            p.canary_hits,
+            [suyuan_node::query::labels::CanaryHit {
+                export: "partner-A".into(),
+                keys: 2
+            }],
+            "{mode}"
+        );
+        assert!(!p.labels.contains_key("canary"));
         assert_eq!(p.labels, expected, "{mode}");
         assert_eq!(p.labels_suppressed, suppressed, "{mode}");
         assert_eq!(p.label_min_cell, Some(5));
@@ -224,10 +263,16 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
             QueryMode::Count => assert_eq!(p.row_labels, None),
             QueryMode::Matches => {
                 let row_labels = p.row_labels.unwrap();
-                // Customer 598's values are both withheld: its row carries none.
-                assert_eq!(row_labels.len(), held.len() - 1);
+                // Customer 598's values are withheld; the two canary rows name their export.
+                assert_eq!(row_labels.len(), held.len() - 1 + 2);
                 for (r, i) in rows.iter().enumerate() {
                     let got = row_labels.get(&(r + 1).to_string());
+                    if r + 2 >= rows.len() {
+                        let want =
+                            BTreeMap::from([("canary".to_string(), vec!["partner-A".to_string()])]);
+                        assert_eq!(got, Some(&want), "canary row {}", r + 1);
+                        continue;
+                    }
                     let Some(i) = i else {
                         assert_eq!(got, None, "a stranger's row {}", r + 1);
                         continue;
@@ -257,7 +302,7 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
         }
     }
 
-    // A researcher may count, but the policy shows it no label.
+    // A researcher may count, but the policy shows it no label of the list.
     let r = query::run(
         &QueryOptions {
             node: researcher.clone(),
@@ -277,6 +322,8 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
     .peers
     .remove(0);
     assert_eq!(r.error, None);
-    assert!(r.labels.is_empty() && r.label_min_cell.is_none());
+    // The policy shows it no label; canaries, which are nobody, are shown to whoever asks.
+    assert!(r.labels.is_empty() && r.label_totals.is_empty());
+    assert_eq!(r.canary_hits.len(), 1);
     server.stop().await;
 }

@@ -146,6 +146,23 @@ const COPIED_MONTH: u64 = 168;
 /// Share of the bank's opening dates written so that they cannot be read.
 const UNREADABLE_DATES: f64 = 0.004;
 
+/// The bank's partner exports, each carrying `CANARIES_PER_EXPORT` planted mobile numbers in
+/// a range the bank owns (`1700000` + the export's digit + three digits). The first export's
+/// copy reached the dump: its last `CANARY_ROWS` rows are that export's first canaries.
+const EXPORTS: [&str; 3] = [
+    "快递合作方导出-2018-06",
+    "催收外包导出-2018-09",
+    "营销外包导出-2018-11",
+];
+const CANARIES_PER_EXPORT: u64 = 20;
+const CANARY_ROWS: u64 = 3;
+/// The bank's canary file.
+pub const CANARY_FILE: &str = "bank-canaries.csv";
+
+fn canary_mobile(export: usize, n: u64) -> String {
+    format!("1700000{export}{n:03}")
+}
+
 /// `YYYY-MM` of an opening-month index.
 fn month_name(m: u64) -> String {
     format!("{}-{:02}", 2005 + m / 12, m % 12 + 1)
@@ -203,6 +220,12 @@ pub struct LeakTruth {
     pub month_label: String,
     /// The copy's month: no leaked customer opened an account in or after it.
     pub copied: String,
+    /// The export whose canaries are in the dump.
+    pub canary_export: String,
+    /// Its canaries in the dump (distinct keys).
+    pub canary_keys: u64,
+    /// The bank's canary file.
+    pub canary_file: String,
 }
 
 /// `truth.json`.
@@ -348,6 +371,10 @@ pub fn generate(out: &Path, cfg: &GenConfig, progress: &mut dyn Progress) -> Res
     for k in 0..INSTITUTIONS.len() {
         truths.push(write_list(out, &world, k, progress)?);
     }
+    write_canaries(out)?;
+    // The bank holds its canaries like any record: they are among its keys, not its rows.
+    *truths[0].keys.entry(KeyType::Mobile).or_insert(0) +=
+        CANARIES_PER_EXPORT * EXPORTS.len() as u64;
     let dump = write_dump(out, &world, cfg, &mut truths, progress)?;
     progress.finish();
     let truth = Truth {
@@ -361,6 +388,9 @@ pub fn generate(out: &Path, cfg: &GenConfig, progress: &mut dyn Progress) -> Res
             value: tables::BRANCHES[0].0.to_string(),
             month_label: "opened".to_string(),
             copied: month_name(COPIED_MONTH),
+            canary_export: EXPORTS[0].to_string(),
+            canary_keys: CANARY_ROWS,
+            canary_file: CANARY_FILE.to_string(),
         }),
     };
     let f = File::create(out.join(TRUTH_FILE))?;
@@ -675,8 +705,17 @@ fn write_dump(
         junk_rows: 0,
         duplicate_rows: 0,
     };
+    // The last rows are the leaked export's planted numbers, as the buyer's file has them.
+    let first_canary = cfg.dump_rows - cfg.dump_rows.min(CANARY_ROWS);
     for row in 1..=cfg.dump_rows {
         progress.set(cfg.population * INSTITUTIONS.len() as u64 + row);
+        if row > first_canary {
+            let n = row - first_canary - 1;
+            sink.line(&["", &canary_mobile(0, n), "", "", "", "导出"], ',')?;
+            *st.sources.entry("bank canaries".into()).or_insert(0) += 1;
+            truths[0].matched_rows.push(row);
+            continue;
+        }
         let mut s = Stream::new(cfg.seed, 300, row);
         if s.chance(JUNK) {
             let (m, id) = junk(&mut s);
@@ -693,7 +732,23 @@ fn write_dump(
         st.count(world, row, person, carry, truths);
     }
     sink.finish()?;
-    Ok(dump_truth(world, cfg, st, truths))
+    let mut truth = dump_truth(world, cfg, st, truths);
+    let planted = cfg.dump_rows.min(CANARY_ROWS);
+    *truth.keys.entry(KeyType::Mobile).or_insert(0) += planted;
+    *truths[0].matched_keys.entry(KeyType::Mobile).or_insert(0) += planted;
+    Ok(truth)
+}
+
+/// The bank's canaries, as `suyuan canary mint` writes them.
+fn write_canaries(out: &Path) -> Result<()> {
+    let mut sink = open(&out.join(CANARY_FILE), Encoding::Utf8)?;
+    sink.line(&["export", "mobile"], ',')?;
+    for (e, export) in EXPORTS.iter().enumerate() {
+        for n in 0..CANARIES_PER_EXPORT {
+            sink.line(&[export, &canary_mobile(e, n)], ',')?;
+        }
+    }
+    sink.finish()
 }
 
 /// The dump's distinct keys, and each institution's share of them.
