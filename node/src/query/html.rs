@@ -315,6 +315,9 @@ fn labels(h: &mut String, r: &Report) {
             .filter(|(l, _)| !p.label_timeline.contains_key(*l))
         {
             let tests = p.label_lift.get(label);
+            if let Some(tests) = tests {
+                shares_chart(h, label, tests);
+            }
             let _ = writeln!(
                 h,
                 "<table>\n<tr><th>{}</th><th>matched keys</th><th>share of the list</th><th>share of the matches</th><th>lift</th><th>p (corrected)</th></tr>",
@@ -357,6 +360,47 @@ fn labels(h: &mut String, r: &Report) {
         h,
         "<p class=\"meta\">Share of the list: the institution's keys of that type carrying the value, over all its keys of that type; share of the matches: the same among the keys found in the dump. Lift = their ratio; p = the chance that matches drawn from the list regardless of the label carry the value at least that often (hypergeometric), times the number of values tested. Red: p ≤ 10<sup>−6</sup> with a lift above 1. A timeline splits the months where the share of the list found in the dump drops the most; the copy was taken before the first month of the lower share.</p>"
     );
+}
+
+/// One label's values: per value, its share of the list (grey) and of the matches (red when it
+/// stands out), the most over-represented first; at most 20 values.
+fn shares_chart(h: &mut String, label: &str, tests: &BTreeMap<String, super::labels::LabelTest>) {
+    let mut v: Vec<(&String, &super::labels::LabelTest)> = tests.iter().collect();
+    v.sort_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected));
+    v.truncate(20);
+    let top = v
+        .iter()
+        .map(|(_, t)| t.share_of_list.max(t.share_of_matches))
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let height = 10 + 30 * v.len();
+    let _ = writeln!(
+        h,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"{height}\" viewBox=\"0 0 640 {height}\" role=\"img\" aria-label=\"{}: share of the list and of the matches\">",
+        escape(label)
+    );
+    for (i, (value, t)) in v.iter().enumerate() {
+        let y = 5 + 30 * i;
+        let list = (t.share_of_list / top * 380.0).round() as u32;
+        let matched = (t.share_of_matches / top * 380.0).round() as u32;
+        let fill = if t.test.lift > 1.0 && t.log10_p_corrected <= -6.0 {
+            "#a40000"
+        } else {
+            "#3465a4"
+        };
+        let _ = writeln!(
+            h,
+            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"160\" y=\"{y}\" width=\"{list}\" height=\"11\" fill=\"#bbb\"/><rect x=\"160\" y=\"{}\" width=\"{matched}\" height=\"11\" fill=\"{fill}\"/><text x=\"{}\" y=\"{}\">{} of the list · {} of the matches</text>",
+            y + 16,
+            escape(value),
+            y + 12,
+            166 + list.max(matched),
+            y + 16,
+            pct(t.share_of_list),
+            pct(t.share_of_matches)
+        );
+    }
+    let _ = writeln!(h, "</svg>");
 }
 
 /// A `month` label: per reported month, the share of the holder's keys opened that month that

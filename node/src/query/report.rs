@@ -394,18 +394,31 @@ fn label_lines(report: &Report) -> String {
                 .iter()
                 .filter(|(_, t)| t.test.lift > 1.0)
                 .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected));
-            if let Some((value, t)) = best {
-                out += &format!(
-                    "  {label}: {} holds {:.1}% of {}'s {} keys but {:.1}% of the matches (lift {:.2}, p {} over {} values)\n",
-                    printable(value),
-                    100.0 * t.share_of_list,
-                    p.name,
-                    t.key_type,
-                    100.0 * t.share_of_matches,
-                    t.test.lift,
-                    p_value(t.log10_p_corrected),
-                    tests.len()
-                );
+            match best {
+                Some((value, t)) if t.log10_p_corrected <= super::attribution::SOURCE_LOG10_P => {
+                    out += &format!(
+                        "  {label}: {} holds {:.1}% of {}'s {} keys but {:.1}% of the matches (lift {:.2}, p {} over {} values)\n",
+                        printable(value),
+                        100.0 * t.share_of_list,
+                        p.name,
+                        t.key_type,
+                        100.0 * t.share_of_matches,
+                        t.test.lift,
+                        p_value(t.log10_p_corrected),
+                        tests.len()
+                    );
+                }
+                _ => {
+                    let smallest = tests
+                        .values()
+                        .map(|t| t.log10_p_corrected)
+                        .fold(0.0, f64::min);
+                    out += &format!(
+                        "  {label}: no value stands out among the matches (smallest p {} over {} values)\n",
+                        p_value(smallest),
+                        tests.len()
+                    );
+                }
             }
         }
         // A month label with a timeline is said by it; its months are in the JSON report.

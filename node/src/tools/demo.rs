@@ -18,7 +18,7 @@ use crate::query::{self, PeerSpec, QueryOptions, Report};
 use crate::tools::synth::{self, GenConfig, LeakTruth, Truth};
 
 /// The demo's own policy: it lets the police see rows, to show both modes.
-const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\nshare_label_totals = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# The bank imports two labels; the police may see them, with each value's size in the list.\n[policy.labels]\npolice = [\"branch\", \"opened\"]\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
+const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\nshare_label_totals = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# The bank imports two labels; the police may see them, with each value's size in the list.\n[policy.labels]\npolice = [\"branch\", \"opened\", \"plan\"]\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -203,6 +203,8 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
                     parse_label("branch=开户网点")?,
                     parse_label("opened=开户日期:month")?,
                 ],
+                // The telecom's own segment: its plans (the dump came from all of them alike).
+                "telecom" => vec![parse_label("plan=套餐")?],
                 _ => Vec::new(),
             },
             canaries: (t.name == "bank").then(|| data.join(synth::CANARY_FILE)),
