@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use suyuan_protocol::psi::{Epoch, EpochId, PreparedCount, TAG_STORED_LEN};
+use suyuan_protocol::psi::{Epoch, EpochId, PreparedCount};
 
 /// Most sessions kept ready, whatever the memory bound allows: enough for a burst of queries.
 pub const MAX_PREPARED: usize = 16;
@@ -106,7 +106,7 @@ impl CountPool {
     /// nothing while fewer than a pass's worth are missing.
     fn wanted(&self, s: &PoolState) -> Option<(Arc<Epoch>, usize)> {
         let epoch = s.epoch.as_ref()?;
-        let size = (epoch.sizes().values().sum::<u64>() * TAG_STORED_LEN as u64).max(1);
+        let size = PreparedCount::size_of(epoch).max(1);
         let capacity = usize::try_from(self.limit_bytes / size)
             .unwrap_or(usize::MAX)
             .min(MAX_PREPARED);

@@ -89,19 +89,12 @@ impl PreparedCount {
         let labeled = epoch.labels().is_some();
         for (kt, _) in epoch.sizes() {
             let points = epoch.points(kt);
-            if labeled {
-                for (r, (t, l)) in factors.iter().zip(tags.iter_mut().zip(&mut labels)) {
-                    let Some((kt_tags, kt_labels)) = prepare_labeled(epoch, kt, r, block, &go_on)?
-                    else {
-                        return Ok(None);
-                    };
-                    t.insert(kt, kt_tags);
-                    l.insert(kt, kt_labels);
-                }
-                continue;
-            }
-            let mut per: Vec<Vec<Tag>> = (0..sessions)
-                .map(|_| Vec::with_capacity(points.len()))
+            // An epoch with labels keeps each tag's label key and epoch index through the sort.
+            let mut per: Vec<Vec<(Tag, LabelKey, u32)>> = (0..sessions)
+                .map(|_| Vec::with_capacity(if labeled { points.len() } else { 0 }))
+                .collect();
+            let mut plain: Vec<Vec<Tag>> = (0..sessions)
+                .map(|_| Vec::with_capacity(if labeled { 0 } else { points.len() }))
                 .collect();
             for (b, chunk) in points.chunks(block).enumerate() {
                 if !go_on() {
@@ -111,14 +104,29 @@ impl PreparedCount {
                     key_type: kt,
                     index: b * block + i,
                 })?;
-                for (r, t) in factors.iter().zip(&mut per) {
+                let base = (b * block) as u32;
+                for (s, r) in factors.iter().enumerate() {
                     let evaluated = oprf::mul_compress_batch(r, &decoded);
-                    t.par_extend(evaluated.par_iter().map(count_tag));
+                    if labeled {
+                        per[s].par_extend(evaluated.par_iter().enumerate().map(|(i, e)| {
+                            let (tag, key) = split_output(&count_output(e));
+                            (tag, key, base + i as u32)
+                        }));
+                    } else {
+                        plain[s].par_extend(evaluated.par_iter().map(count_tag));
+                    }
                 }
             }
-            for (mut t, session) in per.into_iter().zip(&mut tags) {
-                t.par_sort_unstable();
-                session.insert(kt, t);
+            for (s, (mut t, mut l)) in plain.into_iter().zip(per).enumerate() {
+                if labeled {
+                    l.par_sort_unstable_by_key(|(t, _, _)| *t);
+                    let (kt_tags, kt_labels) = l.into_iter().map(|(t, k, i)| (t, (k, i))).unzip();
+                    tags[s].insert(kt, kt_tags);
+                    labels[s].insert(kt, kt_labels);
+                } else {
+                    t.par_sort_unstable();
+                    tags[s].insert(kt, t);
+                }
             }
         }
         let key = &epoch.key().0;
@@ -153,6 +161,13 @@ impl PreparedCount {
         tags + labels
     }
 
+    /// Bytes one session of `epoch` will take once prepared: [`TAG_STORED_LEN`] per key, and
+    /// with labels 36 more (its label key in the session and its place in the epoch).
+    pub fn size_of(epoch: &Epoch) -> u64 {
+        let per_key = TAG_STORED_LEN as u64 + if epoch.labels().is_some() { 36 } else { 0 };
+        epoch.sizes().values().sum::<u64>() * per_key
+    }
+
     /// An epoch with labels: the label key and epoch index of the `i`-th sorted tag.
     pub(crate) fn label_of(&self, key_type: KeyType, i: usize) -> Option<&(LabelKey, u32)> {
         self.labels.get(&key_type)?.get(i)
@@ -165,36 +180,4 @@ impl PreparedCount {
     pub(crate) fn tags(&self, key_type: KeyType) -> &[Tag] {
         self.tags.get(&key_type).map_or(&[], Vec::as_slice)
     }
-}
-
-/// One session's tags of one key type of an epoch with labels, with each key's label key and
-/// epoch index carried through the sort (the labels must follow their tags). `None` when
-/// `go_on` said stop.
-#[allow(clippy::type_complexity)]
-fn prepare_labeled(
-    epoch: &Epoch,
-    kt: KeyType,
-    r: &Scalar,
-    block: usize,
-    go_on: &impl Fn() -> bool,
-) -> Result<Option<(Vec<Tag>, Vec<(LabelKey, u32)>)>, PsiError> {
-    let points = epoch.points(kt);
-    let mut all: Vec<(Tag, LabelKey, u32)> = Vec::with_capacity(points.len());
-    for (b, chunk) in points.chunks(block).enumerate() {
-        if !go_on() {
-            return Ok(None);
-        }
-        let decoded = oprf::decode_batch(chunk).map_err(|i| Misuse::InvalidEpochPoint {
-            key_type: kt,
-            index: b * block + i,
-        })?;
-        let evaluated = oprf::mul_compress_batch(r, &decoded);
-        let base = (b * block) as u32;
-        all.par_extend(evaluated.par_iter().enumerate().map(|(i, e)| {
-            let (tag, key) = split_output(&count_output(e));
-            (tag, key, base + i as u32)
-        }));
-    }
-    all.par_sort_unstable_by_key(|(t, _, _)| *t);
-    Ok(Some(all.into_iter().map(|(t, k, i)| (t, (k, i))).unzip()))
 }

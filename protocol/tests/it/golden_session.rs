@@ -38,7 +38,8 @@ fn hex(b: &[u8]) -> String {
     hex::encode(b)
 }
 
-fn holder() -> Holder {
+/// An epoch of key `K` and id `00..0f`, as section 8 has it.
+fn golden_epoch() -> EpochBuilder {
     let key = SecretKey::from_bytes(&hex::decode(K).unwrap().try_into().unwrap()).unwrap();
     let id = EpochId(
         hex::decode("000102030405060708090a0b0c0d0e0f")
@@ -46,7 +47,11 @@ fn holder() -> Holder {
             .try_into()
             .unwrap(),
     );
-    let mut b = EpochBuilder::with_key(id, key);
+    EpochBuilder::with_key(id, key)
+}
+
+fn holder() -> Holder {
+    let mut b = golden_epoch();
     b.add(&[
         Key::parse(KeyType::Mobile, "13800138000").unwrap(),
         Key::parse(KeyType::Mobile, "13912345678").unwrap(),
@@ -207,20 +212,11 @@ const LABEL_NONCE: &str = "1ad58bbf381c3bfa0b4139675664f9e4";
 fn complete_labelled_session_bytes() {
     use suyuan_protocol::psi::QuerierLimits;
     use suyuan_protocol::psi::labels::{LabelKind, LabelPolicy, LabelSpec};
-    let key = SecretKey::from_bytes(&hex::decode(K).unwrap().try_into().unwrap()).unwrap();
-    let id = EpochId(
-        hex::decode("000102030405060708090a0b0c0d0e0f")
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    );
     let spec = LabelSpec {
         name: "branch".into(),
         kind: LabelKind::Text,
     };
-    let mut b = EpochBuilder::with_key(id, key)
-        .with_labels(vec![spec])
-        .unwrap();
+    let mut b = golden_epoch().with_labels(vec![spec]).unwrap();
     for (m, branch) in [("13800138000", "乌鲁木齐分行"), ("13912345678", "北京分行")] {
         b.add_labeled(&[Key::parse(KeyType::Mobile, m).unwrap()], &[Some(branch)])
             .unwrap();
