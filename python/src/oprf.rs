@@ -123,12 +123,13 @@ fn oprf_blind<'py>(
             Mode::Voprf => VoprfClient::blind_batch_with(&ins, &bl),
         })
         .map_err(|e| oprf_error(py, "blind", &e))?;
-    let blind_bytes: Vec<Zeroizing<[u8; SCALAR_LEN]>> = bl.iter().map(Blind::to_bytes).collect();
+    // Each blind goes from a zeroizing buffer straight into its Python bytes.
+    let blind_bytes: ByteList<'py> = bl
+        .iter()
+        .map(|b| PyBytes::new(py, b.to_bytes().as_slice()))
+        .collect();
     let blinded_bytes: Vec<[u8; ELEMENT_LEN]> = blinded.iter().map(|e| e.0).collect();
-    Ok((
-        byte_list(py, &blind_bytes.iter().map(|b| **b).collect::<Vec<_>>()),
-        byte_list(py, &blinded_bytes),
-    ))
+    Ok((blind_bytes, byte_list(py, &blinded_bytes)))
 }
 
 #[pyfunction]
