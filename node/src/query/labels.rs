@@ -290,7 +290,8 @@ pub fn report(
     let mut labels = LabelCounts::new();
     let mut suppressed: BTreeMap<String, u64> =
         a.specs.iter().map(|s| (s.name.clone(), 0)).collect();
-    let mut shown: Vec<(u8, u16)> = Vec::new();
+    // A set: row labels look every pair of every matched row up in it.
+    let mut shown: std::collections::BTreeSet<(u8, u16)> = std::collections::BTreeSet::new();
     let canary = a.specs.iter().position(|s| s.name == CANARY_LABEL);
     let mut canary_hits = Vec::new();
     for ((o, v), per_type) in &a.counts {
@@ -299,7 +300,7 @@ pub fn report(
                 export: value(*o, *v),
                 keys: per_type.values().sum(),
             });
-            shown.push((*o, *v));
+            shown.insert((*o, *v));
             continue;
         }
         for (kt, n) in per_type {
@@ -310,7 +311,7 @@ pub fn report(
                     .entry(value(*o, *v))
                     .or_default()
                     .insert(*kt, *n);
-                shown.push((*o, *v));
+                shown.insert((*o, *v));
             } else {
                 *suppressed.entry(name(*o)).or_default() += 1;
             }
