@@ -155,6 +155,56 @@ fn timeline(kt: KeyType, months: &[(String, u64, u64)], min: u64) -> Option<Time
     })
 }
 
+/// Each matched row's values (1-based rows), among the values shown.
+fn row_labels(
+    rows: &BTreeMap<u64, Vec<(u8, u16)>>,
+    shown: &std::collections::BTreeSet<(u8, u16)>,
+    name: impl Fn(u8) -> String,
+    value: impl Fn(u8, u16) -> String,
+) -> RowLabels {
+    let mut out = RowLabels::new();
+    for (row, pairs) in rows {
+        let mut per: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (o, v) in pairs.iter().filter(|p| shown.contains(p)) {
+            per.entry(name(*o)).or_default().push(value(*o, *v));
+        }
+        if !per.is_empty() {
+            out.insert((row + 1).to_string(), per);
+        }
+    }
+    out
+}
+
+/// The holder's keys and the matched keys per type with the canaries taken out: the tests
+/// count customers only (a canary is nobody).
+fn without_canaries(
+    a: &LabelAnswer,
+    canary: Option<usize>,
+    holder_keys: &BTreeMap<KeyType, u64>,
+    matched_keys: &BTreeMap<KeyType, u64>,
+) -> (BTreeMap<KeyType, u64>, BTreeMap<KeyType, u64>) {
+    let (mut customers, mut matched) = (holder_keys.clone(), matched_keys.clone());
+    let Some(o) = canary.map(|o| o as u8) else {
+        return (customers, matched);
+    };
+    let take = |sums: &mut BTreeMap<KeyType, u64>, per_type: &BTreeMap<KeyType, u64>| {
+        for (kt, n) in per_type {
+            sums.entry(*kt).and_modify(|m| *m = m.saturating_sub(*n));
+        }
+    };
+    for ((l, _), per_type) in &a.counts {
+        if *l == o {
+            take(&mut matched, per_type);
+        }
+    }
+    for ((l, _), per_type) in a.totals.iter().flatten() {
+        if *l == o {
+            take(&mut customers, per_type);
+        }
+    }
+    (customers, matched)
+}
+
 /// Every `month` label's timeline, from what opened (all cells, small ones included: only the
 /// two sums of each side are reported, under the same minimum).
 fn timelines(
@@ -264,6 +314,16 @@ pub fn lifts(
     out
 }
 
+/// The value most over-represented among the matches, if its corrected p is at most
+/// [`super::attribution::SOURCE_LOG10_P`] (the level that names a likely source).
+pub fn standout(tests: &BTreeMap<String, LabelTest>) -> Option<(&String, &LabelTest)> {
+    tests
+        .iter()
+        .filter(|(_, t)| t.test.lift > 1.0)
+        .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected))
+        .filter(|(_, t)| t.log10_p_corrected <= super::attribution::SOURCE_LOG10_P)
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
@@ -322,19 +382,10 @@ pub fn report(
     }
     suppressed.retain(|_, n| *n > 0);
     canary_hits.sort_by(|a, b| b.keys.cmp(&a.keys).then(a.export.cmp(&b.export)));
-    let rows = a.rows.as_ref().map(|rows| {
-        let mut out = RowLabels::new();
-        for (row, pairs) in rows {
-            let mut per: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for (o, v) in pairs.iter().filter(|p| shown.contains(p)) {
-                per.entry(name(*o)).or_default().push(value(*o, *v));
-            }
-            if !per.is_empty() {
-                out.insert((row + 1).to_string(), per);
-            }
-        }
-        out
-    });
+    let rows = a
+        .rows
+        .as_ref()
+        .map(|rows| row_labels(rows, &shown, name, value));
     // The totals of the reported values only: a withheld cell's value is not named here either.
     let mut totals = LabelTotals::new();
     if let Some(t) = &a.totals {
@@ -347,27 +398,7 @@ pub fn report(
             }
         }
     }
-    // Canaries are nobody: the tests count customers only, the list's and the matched.
-    let (mut customers, mut matched) = (holder_keys.clone(), matched_keys.clone());
-    if let Some(o) = canary {
-        let o = o as u8;
-        for ((l, _), per_type) in &a.counts {
-            if *l == o {
-                for (kt, n) in per_type {
-                    matched.entry(*kt).and_modify(|m| *m = m.saturating_sub(*n));
-                }
-            }
-        }
-        for ((l, _), per_type) in a.totals.iter().flatten() {
-            if *l == o {
-                for (kt, n) in per_type {
-                    customers
-                        .entry(*kt)
-                        .and_modify(|m| *m = m.saturating_sub(*n));
-                }
-            }
-        }
-    }
+    let (customers, matched) = without_canaries(a, canary, holder_keys, matched_keys);
     let lift = lifts(&labels, &totals, &customers, &matched);
     let timeline = timelines(a, &matched, min);
     LabelReport {

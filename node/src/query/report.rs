@@ -364,89 +364,97 @@ fn label_lines(report: &Report) -> String {
             out += "  none to report\n";
         }
         for (label, t) in &p.label_timeline {
-            let after = match &t.after {
-                Some(a) => format!("{:.1}% from {} on", 100.0 * a.share, t.change),
-                None => format!("fewer than {min} keys from {} on", t.change),
-            };
-            let when = match t.earliest == t.latest {
-                true => format!("predates {}", t.change),
-                false => format!(
-                    "predates {} (most likely; between {} and {})",
-                    t.change, t.earliest, t.latest
-                ),
-            };
-            out += &format!(
-                "  {label}: the copy {when}: {:.1}% of {}'s {} keys opened up to {} are in the dump, {after} (z {:.1})\n",
-                100.0 * t.before.share,
-                p.name,
-                t.key_type,
-                t.last_before,
-                t.z
-            );
-        }
-        for (label, tests) in p
-            .label_lift
-            .iter()
-            .filter(|(l, _)| !p.label_timeline.contains_key(*l))
-        {
-            // The value most over-represented among the matches, if any is beyond chance.
-            let best = tests
-                .iter()
-                .filter(|(_, t)| t.test.lift > 1.0)
-                .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected));
-            match best {
-                Some((value, t)) if t.log10_p_corrected <= super::attribution::SOURCE_LOG10_P => {
-                    out += &format!(
-                        "  {label}: {} holds {:.1}% of {}'s {} keys but {:.1}% of the matches (lift {:.2}, p {} over {} values)\n",
-                        printable(value),
-                        100.0 * t.share_of_list,
-                        p.name,
-                        t.key_type,
-                        100.0 * t.share_of_matches,
-                        t.test.lift,
-                        p_value(t.log10_p_corrected),
-                        tests.len()
-                    );
-                }
-                _ => {
-                    let smallest = tests
-                        .values()
-                        .map(|t| t.log10_p_corrected)
-                        .fold(0.0, f64::min);
-                    out += &format!(
-                        "  {label}: no value stands out among the matches (smallest p {} over {} values)\n",
-                        p_value(smallest),
-                        tests.len()
-                    );
-                }
-            }
+            out += &timeline_line(p, label, t, min);
         }
         // A month label with a timeline is said by it; its months are in the JSON report.
-        for (label, values) in p
-            .labels
-            .iter()
-            .filter(|(l, _)| !p.label_timeline.contains_key(*l))
-        {
-            let mut v: Vec<(&String, &BTreeMap<KeyType, u64>)> = values.iter().collect();
-            v.sort_by_key(|(name, per)| (std::cmp::Reverse(per.values().sum::<u64>()), *name));
-            let shown: Vec<String> = v
-                .iter()
-                .take(LABEL_VALUES_SHOWN)
-                .map(|(name, per)| format!("{} {}", printable(name), text::counts(per, "")))
-                .collect();
-            let more = v.len().saturating_sub(LABEL_VALUES_SHOWN);
-            out += &format!(
-                "  {label}: {}{}\n",
-                shown.join(" · "),
-                if more > 0 {
-                    format!(" · {more} more in the JSON report")
-                } else {
-                    String::new()
-                }
-            );
+        let untimed = |l: &&String| !p.label_timeline.contains_key(*l);
+        for (label, tests) in p.label_lift.iter().filter(|(l, _)| untimed(l)) {
+            out += &lift_line(p, label, tests);
+        }
+        for (label, values) in p.labels.iter().filter(|(l, _)| untimed(l)) {
+            out += &values_line(label, values);
         }
     }
     out
+}
+
+/// Since when: the split of a month label's timeline.
+fn timeline_line(p: &PeerReport, label: &str, t: &super::labels::Timeline, min: u64) -> String {
+    // The months are the holder's words: no control sequence reaches the terminal.
+    let (change, earliest, latest, last_before) = (
+        printable(&t.change),
+        printable(&t.earliest),
+        printable(&t.latest),
+        printable(&t.last_before),
+    );
+    let after = match &t.after {
+        Some(a) => format!("{:.1}% from {change} on", 100.0 * a.share),
+        None => format!("fewer than {min} keys from {change} on"),
+    };
+    let when = match t.earliest == t.latest {
+        true => format!("predates {change}"),
+        false => format!("predates {change} (most likely; between {earliest} and {latest})"),
+    };
+    format!(
+        "  {label}: the copy {when}: {:.1}% of {}'s {} keys opened up to {last_before} are in the dump, {after} (z {:.1})\n",
+        100.0 * t.before.share,
+        p.name,
+        t.key_type,
+        t.z
+    )
+}
+
+/// The value of a label that stands out among the matches, or that none does.
+fn lift_line(
+    p: &PeerReport,
+    label: &str,
+    tests: &BTreeMap<String, super::labels::LabelTest>,
+) -> String {
+    match super::labels::standout(tests) {
+        Some((value, t)) => format!(
+            "  {label}: {} holds {:.1}% of {}'s {} keys but {:.1}% of the matches (lift {:.2}, p {} over {} values)\n",
+            printable(value),
+            100.0 * t.share_of_list,
+            p.name,
+            t.key_type,
+            100.0 * t.share_of_matches,
+            t.test.lift,
+            p_value(t.log10_p_corrected),
+            tests.len()
+        ),
+        None => {
+            let smallest = tests
+                .values()
+                .map(|t| t.log10_p_corrected)
+                .fold(0.0, f64::min);
+            format!(
+                "  {label}: no value stands out among the matches (smallest p {} over {} values)\n",
+                p_value(smallest),
+                tests.len()
+            )
+        }
+    }
+}
+
+/// A label's values, the most matched keys first.
+fn values_line(label: &str, values: &BTreeMap<String, BTreeMap<KeyType, u64>>) -> String {
+    let mut v: Vec<(&String, &BTreeMap<KeyType, u64>)> = values.iter().collect();
+    v.sort_by_key(|(name, per)| (std::cmp::Reverse(per.values().sum::<u64>()), *name));
+    let shown: Vec<String> = v
+        .iter()
+        .take(LABEL_VALUES_SHOWN)
+        .map(|(name, per)| format!("{} {}", printable(name), text::counts(per, "")))
+        .collect();
+    let more = v.len().saturating_sub(LABEL_VALUES_SHOWN);
+    format!(
+        "  {label}: {}{}\n",
+        shown.join(" · "),
+        if more > 0 {
+            format!(" · {more} more in the JSON report")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// The peers in rank order; those without an answer last, in the order given.

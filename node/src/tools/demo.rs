@@ -127,19 +127,20 @@ fn compare_leak(report: &Report, leak: &LeakTruth) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let best = p.label_lift.get(&leak.label).and_then(|tests| {
-        tests
-            .iter()
-            .filter(|(_, t)| t.test.lift > 1.0)
-            .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected))
-    });
+    let best = p
+        .label_lift
+        .get(&leak.label)
+        .and_then(query::labels::standout);
     match best {
-        Some((value, t)) if *value == leak.value && t.log10_p_corrected <= -6.0 => {}
+        Some((value, _)) if *value == leak.value => {}
         Some((value, t)) => out.push(format!(
             "{}: the most over-represented {} is {value} (p 10^{:.1}), truth {}",
             p.name, leak.label, t.log10_p_corrected, leak.value
         )),
-        None => out.push(format!("{}: no {} label in the report", p.name, leak.label)),
+        None => out.push(format!(
+            "{}: no {} value stands out in the report",
+            p.name, leak.label
+        )),
     }
     match p.label_timeline.get(&leak.month_label) {
         // Months are compared as YYYY-MM text, which sorts as time does.
