@@ -76,6 +76,8 @@ pub async fn ask_one(
             evidence: None,
             labels: false,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         },
         suyuan_node::Silent,
     )

@@ -337,6 +337,8 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         kept: None,
         // Fixed, so the seed file stays the same bytes.
         query_id: [7; 16],
+        warrant: None,
+        published: false,
     });
     out.push((
         "frames",

@@ -71,6 +71,115 @@ pub(crate) enum Command {
     Canary(CanaryCommand),
     /// Run holder and querier in one process on two files (no network).
     PsiLocal(PsiLocalArgs),
+    /// Warrants: a court's signed permission for one querier to ask one holder in one mode.
+    #[command(subcommand)]
+    Warrant(WarrantCommand),
+    /// Publish a case's seized dump on this police node (its own key and store, destroyed at
+    /// expiry), for institutions to find their exposed customers and other units to link
+    /// seizures; or close a published case.
+    Publish(PublishArgs),
+    /// Check this node's own list against a dump a police node published: which of its own
+    /// rows are in it (matches, written to --out), or how far two seizures overlap (count).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WarrantCommand {
+    /// Sign a warrant with this court node's key: case, holder, mode, validity and legal
+    /// basis, and optionally the signed count it is granted on.
+    Issue(WarrantIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WarrantIssueArgs {
+    /// The court's node directory (issued with --role court).
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// The case it is granted in.
+    #[arg(long = "case")]
+    pub(crate) case: String,
+    /// The holder it is addressed to.
+    #[arg(long)]
+    pub(crate) holder: String,
+    /// The querier allowed to use it [default: the receipt's querier; without a receipt, any
+    /// police node].
+    #[arg(long)]
+    pub(crate) querier: Option<String>,
+    /// The mode it allows.
+    #[arg(long, default_value = "matches", value_parser = mode())]
+    pub(crate) mode: QueryMode,
+    /// How long it is valid: 30d, 12h, or days.
+    #[arg(long, value_parser = duration)]
+    pub(crate) expires: u64,
+    /// The legal basis, as text.
+    #[arg(long)]
+    pub(crate) basis: String,
+    /// The querier's signed count report (`query --json`) the warrant is granted on: checked
+    /// against the federation CA, and the holder's signed answer in it carried in the warrant.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) receipt: Option<PathBuf>,
+    /// Where to write the warrant.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The police node's directory.
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// The case number it is published under.
+    #[arg(
+        long = "case",
+        required_unless_present = "close",
+        conflicts_with = "close"
+    )]
+    pub(crate) case: Option<String>,
+    /// The seized dump (CSV or TSV, UTF-8 or GB18030).
+    #[arg(long, required_unless_present = "close", conflicts_with = "close")]
+    pub(crate) input: Option<PathBuf>,
+    /// How long it stays published: 90d, 12h, or days.
+    #[arg(long, default_value = "90d", value_parser = duration)]
+    pub(crate) expires: u64,
+    /// Only these members may check it (repeat); default: every member the policy admits.
+    #[arg(long = "allow", value_name = "NAME")]
+    pub(crate) allow: Vec<String>,
+    /// Destroy the published case CASE now (its key and store are overwritten).
+    #[arg(long, value_name = "CASE")]
+    pub(crate) close: Option<String>,
+    #[command(flatten)]
+    pub(crate) input_args: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// This node's directory (an institution, or a police unit linking its own seizure).
+    #[arg(long)]
+    pub(crate) node: PathBuf,
+    /// The published case to check against.
+    #[arg(long = "case")]
+    pub(crate) case: String,
+    /// The police node that published it: NAME=HOST:PORT.
+    #[arg(long = "peer", value_name = "NAME=HOST:PORT", value_parser = peer)]
+    pub(crate) peer: PeerSpec,
+    /// This node's own list (CSV or TSV, UTF-8, GB18030 or UTF-16).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// matches: which of its rows are in the dump; count: how far the two overlap.
+    #[arg(long, default_value = "matches", value_parser = mode())]
+    pub(crate) mode: QueryMode,
+    /// matches: write the exposed rows here (the input's own columns and encoding, a 1-based
+    /// `row` column first; readable by this user only).
+    #[arg(long, required_if_eq("mode", "matches"))]
+    pub(crate) out: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) input_args: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +299,7 @@ pub(crate) enum CaCommand {
         /// Node name: lower-case letters, digits, hyphens.
         #[arg(long)]
         name: String,
-        /// institution, police or researcher.
+        /// institution, police, researcher or court.
         #[arg(long, value_parser = role())]
         role: Role,
         /// The node directory to create.
@@ -385,6 +494,10 @@ pub(crate) struct QueryArgs {
     /// policy shows this node: per value in count mode, per matched row in matches mode.
     #[arg(long)]
     pub(crate) labels: bool,
+    /// A court's warrant for one holder (`suyuan warrant issue`), sent in the hello; repeat,
+    /// one per holder.
+    #[arg(long = "warrant", value_name = "FILE")]
+    pub(crate) warrants: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) input_args: InputArgs,
 }
@@ -510,6 +623,21 @@ fn keys(s: &str) -> Result<KeySelection, String> {
                 .map_err(|e| e.to_string())?;
             Ok(KeySelection::only(&types))
         }
+    }
+}
+
+/// `30d`, `12h`, or a number of days, in seconds (at least an hour, at most ten years).
+fn duration(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.strip_suffix('d') {
+        Some(n) => (n, 86_400),
+        None => match s.strip_suffix('h') {
+            Some(n) => (n, 3_600),
+            None => (s, 86_400),
+        },
+    };
+    match n.parse::<u64>() {
+        Ok(n) if n >= 1 && n.saturating_mul(unit) <= 3650 * 86_400 => Ok(n * unit),
+        _ => Err("expected a duration such as 30d or 12h (at least 1h, at most 3650d)".into()),
     }
 }
 

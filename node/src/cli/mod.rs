@@ -11,7 +11,9 @@ mod tools;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use args::{AuditCommand, CaCommand, CacheCommand, CanaryCommand, Cli, Command, CrlCommand};
+use args::{
+    AuditCommand, CaCommand, CacheCommand, CanaryCommand, Cli, Command, CrlCommand, WarrantCommand,
+};
 
 /// Parses the flags and runs the command; any error is printed by `main`.
 pub(crate) fn run() -> Result<()> {
@@ -55,6 +57,9 @@ pub(crate) fn run() -> Result<()> {
         Command::Canary(CanaryCommand::Mint(a)) => tools::canary_mint(a),
         Command::Audit(AuditCommand::Verify(a)) => node::audit_verify(&a.node),
         Command::Audit(AuditCommand::Show { node, json }) => node::audit_show(&node, json),
+        Command::Warrant(WarrantCommand::Issue(a)) => query::warrant_issue(a),
+        Command::Publish(a) => query::publish(a, quiet),
+        Command::Check(a) => query::check(a, quiet),
     }
 }
 

@@ -7,9 +7,10 @@ use suyuan_node::clock;
 use suyuan_node::evidence::Evidence;
 use suyuan_node::evidence::directory;
 use suyuan_node::lists::InputOptions;
+use suyuan_node::query::html::DEFAULT_THRESHOLD;
 use suyuan_node::query::{self, QueryOptions, Report, html};
 
-use super::args::{QueryArgs, ReportArgs, VerifyArgs};
+use super::args::{CheckArgs, PublishArgs, QueryArgs, ReportArgs, VerifyArgs, WarrantIssueArgs};
 use super::progress::Bar;
 use super::runtime;
 
@@ -39,6 +40,8 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         evidence: a.evidence,
         labels: a.labels,
         population: a.population,
+        warrants: a.warrants,
+        published: false,
     };
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
     print!("{}", query::report::render(&report));
@@ -111,4 +114,145 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
         println!("  {name}: {matched} matched keys");
     }
     Ok(())
+}
+
+pub(crate) fn warrant_issue(a: WarrantIssueArgs) -> Result<()> {
+    use suyuan_node::evidence::warrant::{self, Grant};
+    let id = suyuan_node::node_dir::NodeDir::open(&a.node)?.identity()?;
+    let receipt = match &a.receipt {
+        Some(path) => {
+            let report = read_report(path)?;
+            let r = warrant::receipt(&report, &a.holder, &a.case, &id.ca).map_err(|why| {
+                anyhow::anyhow!("{}: not a receipt for this warrant: {why}", path.display())
+            })?;
+            Some(r)
+        }
+        None => None,
+    };
+    let grant = Grant {
+        case: a.case,
+        holder: a.holder,
+        querier: a.querier,
+        mode: a.mode,
+        valid_for: a.expires,
+        basis: a.basis,
+        receipt,
+    };
+    let (w, signed) = warrant::issue(&id, grant, clock::now_unix())?;
+    let json = serde_json::to_string_pretty(&signed)?;
+    query::report::write_private(&a.out, json.as_bytes())?;
+    println!(
+        "warrant {} signed by {}: {} queries of {} in case {:?} by {}, valid until {}",
+        warrant::short(&signed),
+        w.court,
+        w.mode,
+        w.holder,
+        w.case,
+        w.querier.as_deref().unwrap_or("any police node"),
+        clock::rfc3339(w.expires)
+    );
+    if let Some(r) = &w.receipt {
+        println!(
+            "  granted on {}'s signed answer to {}'s count: {} matched records",
+            w.holder, r.querier, r.count
+        );
+    }
+    println!("written to {}", a.out.display());
+    Ok(())
+}
+
+pub(crate) fn publish(a: PublishArgs, quiet: bool) -> Result<()> {
+    use suyuan_node::node_dir::published;
+    if let Some(case) = &a.close {
+        let node = suyuan_node::node_dir::NodeDir::open(&a.node)?;
+        if !published::close(&node, case)? {
+            bail!("no case {case:?} is published on this node");
+        }
+        println!("case {case:?} closed: its key and store are destroyed");
+        return Ok(());
+    }
+    let (Some(case), Some(input)) = (a.case, a.input) else {
+        bail!("--case and --input are required to publish");
+    };
+    let p = published::Publication {
+        case,
+        input,
+        options: InputOptions {
+            overrides: a.input_args.columns,
+            selection: a.input_args.keys,
+            labels: Vec::new(),
+            canaries: None,
+        },
+        valid_for: a.expires,
+        allow: a.allow,
+    };
+    let (summary, meta, case) =
+        published::publish(&a.node, &p, clock::now_unix(), &mut Bar::new(quiet))?;
+    println!("{} ({summary})", p.input.display());
+    print!("{}", super::render::quality(&summary));
+    println!(
+        "case {:?} published under its own key (epoch {}): distinct keys {}; until {}{}",
+        case.case,
+        meta.id,
+        suyuan_node::text::counts(&meta.sizes, ""),
+        clock::rfc3339(case.expires),
+        if case.allow.is_empty() {
+            String::new()
+        } else {
+            format!("; only for {}", case.allow.join(", "))
+        }
+    );
+    Ok(())
+}
+
+pub(crate) fn check(a: CheckArgs, quiet: bool) -> Result<()> {
+    let opts = QueryOptions {
+        node: a.node,
+        input: a.input.clone(),
+        input_options: InputOptions {
+            overrides: a.input_args.columns,
+            selection: a.input_args.keys,
+            labels: Vec::new(),
+            canaries: None,
+        },
+        peers: vec![a.peer],
+        mode: a.mode,
+        case: Some(a.case.clone()),
+        evidence: None,
+        labels: false,
+        population: None,
+        warrants: Vec::new(),
+        published: true,
+    };
+    let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
+    if let Some(path) = &a.json {
+        query::report::write_json(&report, path)?;
+        println!("report written to {}", path.display());
+    }
+    if let Some(path) = &a.html {
+        let html = html::render_html(&report, DEFAULT_THRESHOLD);
+        query::report::write_private(path, html.as_bytes())?;
+        println!("report written to {}", path.display());
+    }
+    let Some(peer) = report.peers.first() else {
+        bail!("no peer was asked");
+    };
+    if let Some(e) = &peer.error {
+        bail!("{}: {e}", peer.name);
+    }
+    for line in query::report::check_lines(&report, peer) {
+        println!("{line}");
+    }
+    if let (Some(out), Some(rows)) = (&a.out, &peer.rows) {
+        let n = suyuan_node::lists::exposed::write(&a.input, rows, out)?;
+        println!("{n} exposed rows written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn read_report(path: &std::path::Path) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a suyuan query report", path.display()))
 }

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod directory;
 pub mod signature;
 pub mod statement;
+pub mod warrant;
 
 pub use answer::{ANSWER_CONTEXT, Answer, Transcript};
 pub use bundle::{Evidence, EvidenceError};

@@ -24,6 +24,21 @@ pub fn run(
 ) -> Result<(InputSummary, EpochMeta)> {
     let node = NodeDir::open(node)?;
     let _lock = node.lock(Lock::Import)?;
+    let (summary, epoch, meta) = build_signed(&node, input, opts, progress)?;
+    node.store()
+        .write(&epoch, &meta)
+        .context("storing the new epoch")?;
+    Ok((summary, meta))
+}
+
+/// Reads `input` into a new epoch under a fresh key, with its statement signed by the node:
+/// what `import` stores as the node's list and `publish` as a case's dump.
+pub(crate) fn build_signed(
+    node: &NodeDir,
+    input: &Path,
+    opts: &InputOptions,
+    progress: &mut dyn Progress,
+) -> Result<(InputSummary, suyuan_protocol::psi::Epoch, EpochMeta)> {
     crate::lists::check_labels(&opts.labels)?;
     let mut specs: Vec<LabelSpec> = opts.labels.iter().map(|l| l.spec.clone()).collect();
     if opts.canaries.is_some() {
@@ -74,10 +89,7 @@ pub fn run(
             })
             .collect(),
     };
-    node.store()
-        .write(&epoch, &meta)
-        .context("storing the new epoch")?;
-    Ok((summary, meta))
+    Ok((summary, epoch, meta))
 }
 
 /// The canaries of `file` (identifier columns found as in any list, and an `export` column),

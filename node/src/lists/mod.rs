@@ -189,7 +189,10 @@ pub fn read_labeled_records(
 }
 
 /// The source as UTF-8 text, after detecting its encoding from the first 64 KiB.
-fn decoded(source: impl Read + 'static, path: &Path) -> Result<(&'static Encoding, Box<dyn Read>)> {
+pub(crate) fn decoded(
+    source: impl Read + 'static,
+    path: &Path,
+) -> Result<(&'static Encoding, Box<dyn Read>)> {
     let mut reader = BufReader::with_capacity(1 << 16, source);
     let mut sample = vec![0u8; 1 << 16];
     let n = read_up_to(&mut reader, &mut sample)
@@ -330,7 +333,7 @@ pub fn build_labeled_epoch(
 
 /// Says what is wrong and where: a row with the wrong number of fields (usually a delimiter
 /// inside an unquoted value) shifts every later column, so it stops the run.
-fn record_error(path: &Path, row: u64, e: &csv::Error) -> anyhow::Error {
+pub(crate) fn record_error(path: &Path, row: u64, e: &csv::Error) -> anyhow::Error {
     let line = e.position().map_or(row + 2, |p| p.line());
     match e.kind() {
         csv::ErrorKind::UnequalLengths {
@@ -402,7 +405,7 @@ fn detect_encoding(sample: &[u8]) -> &'static Encoding {
     }
 }
 
-fn peek_first_line(r: &mut BufReader<Box<dyn Read>>) -> io::Result<String> {
+pub(crate) fn peek_first_line(r: &mut BufReader<Box<dyn Read>>) -> io::Result<String> {
     use std::io::BufRead;
     let buf = r.fill_buf()?;
     let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
@@ -411,7 +414,7 @@ fn peek_first_line(r: &mut BufReader<Box<dyn Read>>) -> io::Result<String> {
 
 /// `.tsv` means tab; otherwise the most frequent of tab, comma, semicolon and pipe in the
 /// header line (comma when none).
-fn detect_delimiter(path: &Path, header: &str) -> u8 {
+pub(crate) fn detect_delimiter(path: &Path, header: &str) -> u8 {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
@@ -546,5 +549,6 @@ mod tests {
     }
 }
 
+pub mod exposed;
 pub mod import;
 mod labels;

@@ -55,6 +55,8 @@ pub enum FailureKind {
     Certificate(String),
     /// The peer is not an institution.
     NotAnInstitution(Role),
+    /// A published case was asked of a node that is not a police node.
+    NotPolice(Role),
     /// The peer answered with another key than the federation directory lists for it.
     UnlistedKey,
     /// No stream opened within the timeout.
@@ -127,6 +129,7 @@ impl QueryFailure {
             | ConnectionLost(_)
             | Certificate(_)
             | NotAnInstitution(_)
+            | NotPolice(_)
             | UnlistedKey
             | NoStream(_)
             | Stalled(_)
@@ -169,6 +172,10 @@ impl fmt::Display for QueryFailure {
             NotAnInstitution(role) => {
                 write!(f, "{p} is a {role} node, not an institution; not queried")
             }
+            NotPolice(role) => write!(
+                f,
+                "{p} is a {role} node; only police nodes publish cases; not asked"
+            ),
             NoStream(t) => write!(f, "{p} allowed no query stream within {t:?}"),
             Stalled(t) => write!(f, "{p} stalled: no answer within {t:?}"),
             WrongWelcome { node, version } => write!(

@@ -13,14 +13,14 @@ use crate::node_dir::identity::Role;
 
 /// Version of the node's framing, in every [`Hello`] and [`Welcome`] (3: typed aborts; 4: the
 /// minimum per key type, signed statements and answers, protocol version 2 inside; 5: protocol
-/// version 3 inside, with labels).
-pub const NODE_WIRE_VERSION: u16 = 5;
+/// version 3 inside, with labels; 6: warrants and published cases in the hello).
+pub const NODE_WIRE_VERSION: u16 = 6;
 
 /// Longest case number accepted.
 pub const MAX_CASE_LEN: usize = 128;
 
 /// Largest first frame (the hello) a holder reads before admission.
-pub const MAX_HELLO_LEN: usize = 4096;
+pub const MAX_HELLO_LEN: usize = 16384;
 
 /// Allowance per element (blinded key or holder tag) in [`query_deadline`]: several times what
 /// the whole exchange costs per key on a 2-core machine (`docs/benchmarks.md`).
@@ -51,6 +51,12 @@ pub struct Hello {
     /// The querier's id of this query, the same for every holder it asks: the holder's signed
     /// answer names it.
     pub query_id: [u8; 16],
+    /// A court's warrant for this query (`crate::evidence::warrant`), where the holder's
+    /// policy asks for one.
+    pub warrant: Option<crate::evidence::Signed>,
+    /// Ask the dump the holder published for the hello's case (`suyuan publish`), not its own
+    /// list: an institution checking which of its customers are exposed.
+    pub published: bool,
 }
 
 impl Hello {
@@ -62,6 +68,8 @@ impl Hello {
             mode,
             kept: None,
             query_id: rand::random(),
+            warrant: None,
+            published: false,
         }
     }
 }
@@ -156,6 +164,15 @@ pub enum Refusal {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The warrant is missing or not accepted.
+    #[error("{0}")]
+    Warrant(crate::evidence::warrant::WarrantRefusal),
+    /// No dump is published for the case asked (never published, closed, or expired).
+    #[error("no dump is published here for case {0:?}")]
+    NoSuchCase(String),
+    /// The published case names the members that may check it, and not this one.
+    #[error("case {0:?} is not published for this node")]
+    NotNamedInCase(String),
     /// Key-type sections below the policy's minimum, which applies to each section answered
     /// (so that padding with other types cannot isolate one person). The querier may ask
     /// again without them.

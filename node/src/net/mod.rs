@@ -3,6 +3,7 @@
 //! querier's connection.
 
 pub mod budget;
+pub mod cases;
 pub mod count_pool;
 pub mod failure;
 pub mod frame;

@@ -337,8 +337,14 @@ impl Asking<'_> {
         tracing::debug!(peer = %peer.name, %addr, "connected");
         let holder = connection_identity(&conn)
             .map_err(|e| fail(FailureKind::Certificate(format!("{e:#}"))))?;
-        if holder.role != identity::Role::Institution {
-            // Only institutions hold customer lists; a police node answering would be a mix-up.
+        // Only institutions hold customer lists, and only police nodes publish seizures; any
+        // other answering would be a mix-up.
+        if self.hello.published && holder.role != identity::Role::Police {
+            conn.close(2u32.into(), b"not a police node");
+            let kind = FailureKind::NotPolice(holder.role);
+            return Err(failure(peer, Some(&holder), false, kind));
+        }
+        if !self.hello.published && holder.role != identity::Role::Institution {
             conn.close(2u32.into(), b"not an institution");
             let kind = FailureKind::NotAnInstitution(holder.role);
             return Err(failure(peer, Some(&holder), false, kind));

@@ -17,12 +17,14 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock;
 use crate::evidence::answer::body_digest;
+use crate::evidence::warrant::{self, WarrantRefusal};
 use crate::evidence::{ANSWER_CONTEXT, Answer, Signed, Transcript};
 use crate::net::budget::DailyBudget;
+use crate::net::cases::{CaseLookup, PublishedCases};
 use crate::net::count_pool::CountPool;
 use crate::net::frame::{
     AbortReason, ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION,
-    ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
+    Refusal, ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
 };
 use crate::net::handshake::holder::{
     Admitted, Charged, HolderEvent, HolderHandshake, kept_tags_current, kept_tags_fit,
@@ -55,6 +57,10 @@ struct OutsiderBudget {
     written: u32,
     suppressed: u64,
 }
+
+/// Epoch statements kept for welcomes and answers: the own epoch's last few and the
+/// published cases'.
+const STATEMENTS_KEPT: usize = 16;
 
 /// How often `serve` looks whether an import replaced the epoch.
 const EPOCH_WATCH: Duration = Duration::from_secs(1);
@@ -100,6 +106,13 @@ struct State {
     tag_set_digests: std::sync::Mutex<DigestMemo>,
     /// Open connections per member (by certificate fingerprint).
     connections: std::sync::Mutex<HashMap<String, usize>>,
+    /// The cases this node published (`suyuan publish`).
+    cases: PublishedCases,
+    /// The node's directory (its revocation list is read afresh for each warrant).
+    node: NodeDir,
+    /// This node's name and key, and the federation CA: what warrants are checked against.
+    me: PeerIdentity,
+    ca: rustls::pki_types::CertificateDer<'static>,
 }
 
 /// One member's open connection, counted while it lives.
@@ -196,6 +209,10 @@ impl Server {
             }),
             tag_set_digests: std::sync::Mutex::new(HashMap::new()),
             connections: std::sync::Mutex::new(HashMap::new()),
+            cases: PublishedCases::new(node.clone()),
+            node: node.clone(),
+            me: id.me.clone(),
+            ca: id.ca.clone(),
         });
         let crl = TlsWatch::new(&node, cfg.network.timeout(), streams);
         Ok(Server {
@@ -271,6 +288,7 @@ impl Server {
                         tracing::warn!("{}", failed.as_deref().unwrap_or_default());
                     }
                     last_failure = failed;
+                    self.state.cases.sweep(clock::now_unix()).await;
                     self.crl.apply(&self.endpoint, &self.state.signer, false);
                 }
                 _ = hangup.recv() => self.crl.apply(&self.endpoint, &self.state.signer, true),
@@ -376,6 +394,8 @@ fn refusal_reason(r: &crate::net::frame::Refusal) -> &'static str {
         Refusal::TooLarge { .. } => "too_large",
         Refusal::SectionsTooSmall { .. } => "sections_too_small",
         Refusal::BudgetExhausted { .. } => "budget_exhausted",
+        Refusal::Warrant(_) => "warrant",
+        Refusal::NoSuchCase(_) | Refusal::NotNamedInCase(_) => "published_case",
         _ => "other",
     }
 }
@@ -464,13 +484,76 @@ impl State {
     /// epochs: a query admitted just before an import still names its own).
     fn remember_statement(&self, e: &LoadedEpoch) {
         if let (Some(epoch), Some(s)) = (&e.epoch, &e.statement) {
-            let mut kept = unpoisoned(&self.statements);
-            kept.retain(|(id, _)| *id != epoch.id());
-            kept.push_back((epoch.id(), s.clone()));
-            while kept.len() > 4 {
-                kept.pop_front();
-            }
+            self.remember(epoch.id(), s.clone());
         }
+    }
+
+    /// Keeps an epoch's statement (the node's own and its published cases' epochs, the last
+    /// [`STATEMENTS_KEPT`]).
+    fn remember(&self, epoch: EpochId, statement: Signed) {
+        let mut kept = unpoisoned(&self.statements);
+        kept.retain(|(id, _)| *id != epoch);
+        kept.push_back((epoch, statement));
+        while kept.len() > STATEMENTS_KEPT {
+            kept.pop_front();
+        }
+    }
+
+    /// The epoch asked for: the node's own, or the dump published for a case (refused if
+    /// there is none for this peer).
+    async fn load_epoch_for(
+        &self,
+        published: Option<&str>,
+        peer: &PeerIdentity,
+    ) -> Result<Result<Option<Arc<Epoch>>, Refusal>> {
+        let Some(case) = published else {
+            return self.current_epoch().await.map(Ok);
+        };
+        match self
+            .cases
+            .epoch(case, &peer.name, clock::now_unix())
+            .await?
+        {
+            CaseLookup::Served(epoch, statement) => {
+                if let Some(s) = statement {
+                    self.remember(epoch.id(), s);
+                }
+                Ok(Ok(Some(epoch)))
+            }
+            CaseLookup::Refused(r) => Ok(Err(r)),
+        }
+    }
+
+    /// Judges a hello's warrant against this node, the peer and the federation CA (with the
+    /// revocation list installed now).
+    fn check_warrant(
+        &self,
+        warrant: &Signed,
+        min_count: Option<u64>,
+        peer: &PeerIdentity,
+        hello: Option<&Hello>,
+    ) -> Result<(), WarrantRefusal> {
+        let crls: Vec<_> = match crate::node_dir::revocation::installed(&self.node) {
+            Ok(c) => c.into_iter().collect(),
+            Err(e) => {
+                // Unreadable revocation list: fail closed, a revoked court must not pass.
+                let why = format!("the revocation list cannot be read: {e:#}");
+                return Err(WarrantRefusal::NotACourt(warrant::short(warrant), why));
+            }
+        };
+        let want = warrant::Expected {
+            ca: &self.ca,
+            crls: &crls,
+            holder: &self.me,
+            querier: peer,
+            case: hello.and_then(|h| h.case.as_deref()),
+            mode: hello.map_or(QueryMode::Count, |h| h.mode),
+            now: clock::now_unix(),
+            min_count,
+        };
+        let accepted = warrant::check(warrant, &want)?;
+        tracing::info!(peer = %peer.name, warrant = %accepted.digest, court = %accepted.court.name, "warrant accepted");
+        Ok(())
     }
 
     /// The signed statement of an epoch being served.
@@ -642,6 +725,8 @@ impl State {
                 .and_then(|h| h.case.clone())
                 .filter(|c| crate::node_dir::config::valid_case(c)),
             mode: hello.map(|h| h.mode),
+            warrant: hello.and_then(|h| h.warrant.as_ref()).map(warrant::digest),
+            published: hello.is_some_and(|h| h.published),
             ..Record::new(Side::Holder, peer.name.clone(), outcome)
         }
     }
@@ -779,9 +864,20 @@ async fn open_stream(
                 slot = Arc::clone(&state.slots).try_acquire_owned().ok();
                 hs.handle_slot(slot.is_some());
             }
-            HolderEvent::LoadEpoch => hs.handle_epoch(state.current_epoch().await.map_err(|e| {
-                tracing::error!("{e:#}");
-            })),
+            HolderEvent::CheckWarrant { warrant, min_count } => {
+                let checked = state.check_warrant(&warrant, min_count, peer, hs.hello());
+                hs.handle_warrant(checked);
+            }
+            HolderEvent::LoadEpoch { published } => {
+                match state.load_epoch_for(published.as_deref(), peer).await {
+                    Ok(Ok(epoch)) => hs.handle_epoch(Ok(epoch)),
+                    Ok(Err(refusal)) => hs.handle_epoch_refused(refusal),
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        hs.handle_epoch(Err(()));
+                    }
+                }
+            }
             HolderEvent::ReadStart => hs.handle_start(read(recv).await),
             HolderEvent::Charge { keys, epoch } => {
                 let charged = state.charge(peer, hs.hello(), keys, epoch).await;

@@ -1,5 +1,5 @@
 //! TLS 1.3 for QUIC, mutual authentication against the federation CA and its revocation list,
-//! ring as the only provider, ALPN `suyuan/5`.
+//! ring as the only provider, ALPN `suyuan/6`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,11 @@ use rustls::server::WebPkiClientVerifier;
 
 use crate::node_dir::identity::NodeIdentity;
 
-/// ALPN of node wire version 5 ([`crate::net::frame::NODE_WIRE_VERSION`]).
+/// ALPN of node wire version 6 ([`crate::net::frame::NODE_WIRE_VERSION`]).
 /// Version 2 added kept tag sets to the hello and welcome, version 3 typed abort reasons
 /// (`docs/protocol.md` §9). A node of another version fails the TLS handshake with
 /// `no_application_protocol`, cleanly.
-pub const ALPN: &[u8] = b"suyuan/5";
+pub const ALPN: &[u8] = b"suyuan/6";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -104,7 +104,18 @@ pub fn member_certificate(
     cert: &rustls::pki_types::CertificateDer<'static>,
     at: u64,
 ) -> Result<crate::node_dir::identity::PeerIdentity> {
+    member_certificate_checked(ca, &[], cert, at)
+}
+
+/// [`member_certificate`], also refusing a certificate the revocation lists `crls` name.
+pub fn member_certificate_checked(
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    crls: &[rustls::pki_types::CertificateRevocationListDer<'static>],
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    at: u64,
+) -> Result<crate::node_dir::identity::PeerIdentity> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+        .with_crls(crls.iter().cloned())
         .build()
         .context("building the certificate verifier")?;
     let when = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(at));

@@ -35,6 +35,12 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 # institution = []
 # researcher = []
 
+# [policy.warrant]              # which modes need a court's warrant (`suyuan warrant issue`)
+# matches = false
+# count = false
+# receipt = false               # the warrant must carry this node's signed count it was granted on
+# min_count = 3000              # ... of at least this many records (with receipt = true)
+
 [serve]
 # count_pool_mib = 256          # count sessions prepared while idle (16 bytes per customer key each; 0: none)
 
@@ -182,6 +188,48 @@ pub struct Policy {
     /// segment over-represented among its matches from a large one (off by default: it tells
     /// the size of each branch).
     pub share_label_totals: bool,
+    /// `[policy.warrant]`: the modes that need a court's warrant, and what it must rest on.
+    pub warrant: WarrantPolicy,
+}
+
+/// `[policy.warrant]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarrantPolicy {
+    /// `matches` queries need a warrant.
+    pub matches: bool,
+    /// `count` queries need a warrant.
+    pub count: bool,
+    /// The warrant must carry this node's signed answer to the querier's count in the case.
+    pub receipt: bool,
+    /// ... with a count of at least this many (`receipt = true`).
+    pub min_count: u64,
+}
+
+impl Default for WarrantPolicy {
+    fn default() -> Self {
+        WarrantPolicy {
+            matches: false,
+            count: false,
+            receipt: false,
+            min_count: crate::evidence::warrant::DEFAULT_MIN_COUNT,
+        }
+    }
+}
+
+impl WarrantPolicy {
+    /// Whether `mode` needs a warrant.
+    pub fn required(&self, mode: QueryMode) -> bool {
+        match mode {
+            QueryMode::Matches => self.matches,
+            QueryMode::Count => self.count,
+        }
+    }
+
+    /// The minimum count a warrant's receipt must show, if a receipt is asked for.
+    pub fn min_receipt(&self) -> Option<u64> {
+        self.receipt.then_some(self.min_count)
+    }
 }
 
 impl Default for Policy {
@@ -200,6 +248,7 @@ impl Default for Policy {
             labels: BTreeMap::new(),
             min_label_cell: 10,
             share_label_totals: false,
+            warrant: WarrantPolicy::default(),
         }
     }
 }
@@ -415,6 +464,7 @@ struct RawPolicy {
     labels: Option<BTreeMap<Role, Vec<String>>>,
     min_label_cell: Option<u64>,
     share_label_totals: Option<bool>,
+    warrant: WarrantPolicy,
 }
 
 /// Reads `node.toml` at `path` (the defaults when absent), logging any deprecated name it
@@ -567,6 +617,7 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Pr
         labels: raw.labels.unwrap_or(d.labels),
         min_label_cell: raw.min_label_cell.unwrap_or(d.min_label_cell),
         share_label_totals: raw.share_label_totals.unwrap_or(d.share_label_totals),
+        warrant: raw.warrant,
     };
     in_range("policy.min_label_cell", p.min_label_cell, 1, 1_000_000)?;
     if p.min_query_keys > p.max_query_keys {

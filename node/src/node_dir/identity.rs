@@ -44,11 +44,18 @@ pub enum Role {
     Police,
     /// A researcher: runs tests and benchmarks against willing nodes.
     Researcher,
+    /// A court or prosecutor's office: signs warrants (`suyuan warrant issue`), queries nobody.
+    Court,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 3] = [Role::Institution, Role::Police, Role::Researcher];
+    pub const ALL: [Role; 4] = [
+        Role::Institution,
+        Role::Police,
+        Role::Researcher,
+        Role::Court,
+    ];
 
     /// `institution`, `police` or `researcher`.
     pub fn as_str(self) -> &'static str {
@@ -56,6 +63,7 @@ impl Role {
             Role::Institution => "institution",
             Role::Police => "police",
             Role::Researcher => "researcher",
+            Role::Court => "court",
         }
     }
 }
@@ -73,7 +81,7 @@ impl FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .with_context(|| {
-                format!("unknown role {s:?} (expected institution, police or researcher)")
+                format!("unknown role {s:?} (expected institution, police, researcher or court)")
             })
     }
 }

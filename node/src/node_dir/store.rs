@@ -192,6 +192,23 @@ impl EpochStore {
         }
     }
 
+    /// The store kept in `dir` (a published case's, `crate::node_dir::published`).
+    pub fn in_dir(dir: &Path) -> Self {
+        EpochStore {
+            dir: dir.to_path_buf(),
+            file: dir.join(EPOCH_FILE),
+            tmp: dir.join(EPOCH_TMP),
+        }
+    }
+
+    /// Overwrites the epoch's file (and any unfinished new one) with zeros and removes them:
+    /// its key is gone.
+    pub fn destroy(&self) -> std::io::Result<()> {
+        discard(&self.tmp)?;
+        discard(&self.file)?;
+        File::open(&self.dir)?.sync_all()
+    }
+
     /// Writes `epoch` as the node's current epoch, atomically replacing the previous one,
     /// whose file is then overwritten (see the module comment).
     pub fn write(&self, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {

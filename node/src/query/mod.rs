@@ -6,7 +6,9 @@ pub mod html;
 pub mod labels;
 pub mod report;
 pub mod verify;
+pub mod warrants;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -127,6 +129,10 @@ pub struct QueryOptions {
     pub evidence: Option<PathBuf>,
     /// Ask each holder for the labels of the matched keys (`suyuan query --labels`).
     pub labels: bool,
+    /// Court warrants to send, at most one per holder (`suyuan query --warrant`).
+    pub warrants: Vec<PathBuf>,
+    /// Ask the dump each peer published for the case, not its own list (`suyuan check`).
+    pub published: bool,
 }
 
 /// A dump read and blinded, ready to be sent to every peer.
@@ -241,6 +247,9 @@ struct PeerAsking {
     mode: QueryMode,
     query_id: [u8; 16],
     query: Arc<Query>,
+    /// Per holder, the warrant to send it.
+    warrants: Arc<BTreeMap<String, Signed>>,
+    published: bool,
 }
 
 type PeerOutcome = (
@@ -274,6 +283,8 @@ impl PeerAsking {
                 digest: *digest,
             }),
             query_id: self.query_id,
+            warrant: self.warrants.get(&peer.name).cloned(),
+            published: self.published,
             ..Hello::new(self.mode, self.case.clone())
         };
         let kept = kept.map(|(set, _)| set);
@@ -285,6 +296,8 @@ impl PeerAsking {
         // Kept tags cover the sections asked before; download this answer's afresh.
         let hello = Hello {
             query_id: self.query_id,
+            warrant: self.warrants.get(&peer.name).cloned(),
+            published: self.published,
             ..Hello::new(self.mode, self.case.clone())
         };
         let cfg = self.client_cfg.clone();
@@ -300,6 +313,7 @@ pub struct QueryJob {
     id: NodeIdentity,
     cfg: NodeConfig,
     audit: AuditLog,
+    warrants: Arc<BTreeMap<String, Signed>>,
 }
 
 impl QueryJob {
@@ -324,12 +338,14 @@ impl QueryJob {
         audit
             .verify()
             .context("the audit log does not verify; refusing to query")?;
+        let warrants = Arc::new(warrants::load(opts, &id, clock::now_unix())?);
         Ok(QueryJob {
             opts: opts.clone(),
             node,
             id,
             cfg,
             audit,
+            warrants,
         })
     }
 
@@ -353,6 +369,8 @@ impl QueryJob {
             // One id for this query, named in every holder's signed answer.
             query_id: rand::random(),
             query: Arc::clone(&dump.query),
+            warrants: Arc::clone(&self.warrants),
+            published: opts.published,
         };
         let mut evidence = self.open_evidence(&dump, asking.query_id)?;
         let tasks: Vec<_> = opts
@@ -409,6 +427,7 @@ impl QueryJob {
             timing: Some(dump.timing),
             population: None,
             signature: None,
+            published: opts.published,
         };
         let population = opts.population.unwrap_or(attribution::DEFAULT_POPULATION);
         attribution::apply(&mut report, population);
@@ -429,10 +448,13 @@ impl QueryJob {
         dump: &BlindedDump,
     ) -> PeerReport {
         let opts = &self.opts;
+        let warrant = self.warrants.get(&peer.name);
         let mut rec = Record {
             case: opts.case.clone(),
             mode: Some(opts.mode),
             query_keys: Some(dump.query.total_keys()),
+            warrant: warrant.map(crate::evidence::warrant::digest),
+            published: opts.published,
             ..Record::new(Side::Querier, peer.name.clone(), Outcome::Completed)
         };
         let report = match outcome {
@@ -460,6 +482,7 @@ impl QueryJob {
                 report.withheld = withheld;
                 report.statement = Some(statement);
                 report.answer = Some(receipt);
+                report.warrant = warrant.cloned();
                 rec.peer_role = Some(holder.role);
                 rec.fingerprint = Some(holder.fingerprint);
                 rec.epoch = report.epoch.clone();

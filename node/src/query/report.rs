@@ -36,6 +36,10 @@ pub struct Report {
     /// (`query::verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::evidence::Signed>,
+    /// The dump asked was the one the holder published for the case (`suyuan check`), not
+    /// its own list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub published: bool,
 }
 
 /// Where the querier's own time went, before any peer was asked.
@@ -142,6 +146,13 @@ pub struct PeerReport {
     /// proof that the dump holds that export.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub canary_hits: Vec<super::labels::CanaryHit>,
+    /// Per key type: matched keys / the holder's keys of that type (the other containment:
+    /// how much of the holder's list, or of a published seizure, is in the dump).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub holder_share: BTreeMap<KeyType, f64>,
+    /// The court's warrant this query was admitted on (`query --warrant`), as signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warrant: Option<crate::evidence::Signed>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -258,6 +269,12 @@ impl PeerReport {
             matched_rows: rows.as_ref().map(|r| r.len() as u64),
             row_share: rows.as_ref().map(|r| ratio(r.len() as u64, dump_rows)),
             key_share: key_share(r),
+            holder_share: r
+                .holder_keys
+                .iter()
+                .map(|(kt, n)| (*kt, ratio(r.matched_keys.get(kt).copied().unwrap_or(0), *n)))
+                .collect(),
+            warrant: None,
             rows,
             containment,
             attribution: None,
@@ -296,6 +313,8 @@ impl PeerReport {
             label_lift: BTreeMap::new(),
             label_timeline: BTreeMap::new(),
             canary_hits: Vec::new(),
+            holder_share: BTreeMap::new(),
+            warrant: None,
         }
     }
 }
@@ -589,6 +608,33 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .with_context(cannot)?;
     f.write_all(bytes).with_context(cannot)
+}
+
+/// What `suyuan check` says of a published case: in `matches` mode how many of this list's
+/// rows the dump holds; in `count` mode both containments per key type ("82% of this seizure
+/// is inside case X", and how much of case X is in this one).
+pub fn check_lines(report: &Report, peer: &PeerReport) -> Vec<String> {
+    let case = report.case.as_deref().unwrap_or("");
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    if let Some(n) = peer.matched_rows {
+        return vec![format!(
+            "{n} of this list's {} rows are in the dump of case {case:?} published by {} ({})",
+            report.dump.rows,
+            peer.name,
+            pct(peer.row_share.unwrap_or(0.0))
+        )];
+    }
+    let mut lines = Vec::new();
+    for (kt, matched) in &peer.matched_keys {
+        let inside = peer.key_share.get(kt).copied().unwrap_or(0.0);
+        let back = peer.holder_share.get(kt).copied().unwrap_or(0.0);
+        lines.push(format!(
+            "{kt}: {matched} keys in common: {} of this seizure is inside case {case:?}; {} of case {case:?} is in this seizure",
+            pct(inside),
+            pct(back)
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

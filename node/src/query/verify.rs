@@ -263,11 +263,20 @@ fn check_peer(
         .open(ANSWER_CONTEXT)
         .map_err(|e| format!("{name}'s answer: {e}"))?;
     let holder = member(ca, signed, answer.time, &format!("{name}'s answer"))?;
-    if holder.role != Role::Institution || holder.name != *name {
+    // A published seizure is held by the police node that published it.
+    let role = if report.published {
+        Role::Police
+    } else {
+        Role::Institution
+    };
+    if holder.role != role || holder.name != *name {
         return Err(format!(
-            "{name}: the answer is signed by {} ({}), not by institution {name}",
+            "{name}: the answer is signed by {} ({}), not by {role} {name}",
             holder.name, holder.role
         ));
+    }
+    if let Some(w) = &p.warrant {
+        check_warrant(report, name, w, ca, querier, answer.time)?;
     }
     let st = EpochStatement::open(statement).map_err(|e| format!("{name}'s statement: {e}"))?;
     // A renewal keeps the key: the statement may carry an earlier certificate of it.
@@ -319,6 +328,46 @@ fn check_peer(
     match checks.iter().find(|(_, ok)| !ok) {
         Some((what, _)) => Err(format!("{name}: {what} differs from what was signed")),
         None => Ok(answer),
+    }
+}
+
+/// The warrant a peer's answer was admitted on: signed by a court of the federation, for this
+/// holder, case, mode and querier, and valid when the answer was signed.
+fn check_warrant(
+    report: &Report,
+    name: &str,
+    signed: &Signed,
+    ca: &CertificateDer<'static>,
+    querier: &PeerIdentity,
+    at: u64,
+) -> Result<(), String> {
+    let w: crate::evidence::warrant::Warrant = signed
+        .open(crate::evidence::warrant::WARRANT_CONTEXT)
+        .map_err(|e| format!("{name}'s warrant: {e}"))?;
+    let court = member(ca, signed, w.issued, &format!("{name}'s warrant"))?;
+    let checks = [
+        (
+            "signed by a court",
+            court.role == Role::Court && court.name == w.court,
+        ),
+        ("addressed to this holder", w.holder == name),
+        (
+            "of the report's case",
+            report.case.as_deref() == Some(w.case.as_str()),
+        ),
+        ("for the report's mode", w.mode == report.mode),
+        (
+            "granted to the report's querier",
+            w.querier.as_ref().is_none_or(|q| *q == querier.name),
+        ),
+        (
+            "valid when the answer was signed",
+            w.issued <= at && at < w.expires,
+        ),
+    ];
+    match checks.iter().find(|(_, ok)| !ok) {
+        Some((what, _)) => Err(format!("{name}: the warrant is not {what}")),
+        None => Ok(()),
     }
 }
 

@@ -304,6 +304,8 @@ async fn ask_both(
             evidence: Some(dir.join(format!("evidence-{mode}.bin"))),
             labels: true,
             population: Some(truth.population),
+            warrants: Vec::new(),
+            published: false,
         };
         let job = query::QueryJob::open(&opts)?;
         let dump = tokio::task::block_in_place(|| {

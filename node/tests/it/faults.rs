@@ -62,6 +62,8 @@ async fn ask(d: &Path, addr: &str, dump: &str) -> Result<query::PeerReport, Stri
             evidence: None,
             labels: false,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         },
         suyuan_node::Silent,
     )

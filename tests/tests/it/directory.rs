@@ -56,6 +56,8 @@ async fn a_signed_directory_names_the_institutions_and_pins_their_keys() {
         population: None,
         evidence: None,
         labels: false,
+        warrants: Vec::new(),
+        published: false,
     };
     let report = query::run(&ask(peers), suyuan_node::Silent).await.unwrap();
     assert!(

@@ -38,6 +38,8 @@ async fn ask(police: &Path, dump: &Path, peer: &str, mode: QueryMode, ev: &Path)
             evidence: Some(ev.to_path_buf()),
             labels: false,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         },
         suyuan_node::Silent,
     )

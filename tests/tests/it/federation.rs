@@ -114,6 +114,8 @@ async fn police_query_matches_ground_truth_across_institutions() {
         evidence: None,
         labels: false,
         population: None,
+        warrants: Vec::new(),
+        published: false,
     };
 
     let report = query::run(&opts(QueryMode::Matches), suyuan_node::Silent)

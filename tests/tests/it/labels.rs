@@ -58,6 +58,8 @@ async fn ask(police: &Path, dump: &Path, peer: &str, mode: QueryMode, ev: &Path)
             evidence: Some(ev.to_path_buf()),
             labels: true,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         },
         suyuan_node::Silent,
     )
@@ -314,6 +316,8 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
             evidence: None,
             labels: true,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         },
         suyuan_node::Silent,
     )

@@ -74,6 +74,8 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
             evidence: None,
             labels: false,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         };
         tasks.spawn(async move {
             let t = Instant::now();

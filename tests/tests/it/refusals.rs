@@ -45,6 +45,8 @@ async fn ask(
             evidence: None,
             labels: false,
             population: None,
+            warrants: Vec::new(),
+            published: false,
         },
         suyuan_node::Silent,
     )

@@ -167,6 +167,8 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statement
                 population: None,
                 evidence: None,
                 labels: false,
+                warrants: Vec::new(),
+                published: false,
             },
             suyuan_node::Silent,
         )

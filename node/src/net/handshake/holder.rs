@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use suyuan_protocol::psi::{Epoch, EpochId, QuerierMessage, QueryStart, TAG_STORED_LEN};
 
+use crate::evidence::warrant::WarrantRefusal;
 use crate::net::frame::{AbortReason, ClientFrame, Hello, KeptTags, NODE_WIRE_VERSION, Refusal};
 use crate::node_dir::config::Policy;
 use crate::node_dir::identity::Role;
@@ -16,10 +17,24 @@ use crate::node_dir::identity::Role;
 pub enum HolderEvent {
     /// Read the first frame (hello-sized) and pass it to [`HolderHandshake::handle_hello`].
     ReadHello,
+    /// Check the hello's warrant ([`crate::evidence::warrant::check`], with the policy's
+    /// minimum receipt count `min_count`); pass the outcome to
+    /// [`HolderHandshake::handle_warrant`].
+    CheckWarrant {
+        /// The warrant sent.
+        warrant: crate::evidence::Signed,
+        /// The policy's minimum count on its receipt, if it asks for one.
+        min_count: Option<u64>,
+    },
     /// Try to take a query slot; pass whether one was free to [`HolderHandshake::handle_slot`].
     TakeSlot,
-    /// Load the current epoch; pass it to [`HolderHandshake::handle_epoch`].
-    LoadEpoch,
+    /// Load the current epoch, or the dump published for the case when `published`; pass it
+    /// to [`HolderHandshake::handle_epoch`] (or a refusal to
+    /// [`HolderHandshake::handle_epoch_refused`]).
+    LoadEpoch {
+        /// The hello asks for the dump published for `case`.
+        published: Option<String>,
+    },
     /// Read the query start (hello-sized); pass it to [`HolderHandshake::handle_start`].
     ReadStart,
     /// Charge `keys` to the peer's daily budget, and if that passes, append the `admitted`
@@ -65,6 +80,7 @@ pub enum Charged {
 #[derive(Debug)]
 enum Stage {
     Hello,
+    Warrant,
     Slot,
     Epoch,
     Start,
@@ -73,8 +89,8 @@ enum Stage {
 }
 
 /// One stream's opening, holder side. Checks, in order: hello version, shutting down, role /
-/// mode / case, a free slot, an epoch, the start, the start's mode against the hello's, size,
-/// budget (and its audit entry).
+/// mode / case, the warrant, a free slot, an epoch (or the published case), the start, the
+/// start's mode against the hello's, size, budget (and its audit entry).
 #[derive(Debug)]
 pub struct HolderHandshake<'a> {
     policy: &'a Policy,
@@ -120,6 +136,7 @@ impl<'a> HolderHandshake<'a> {
         };
         let version = hello.version;
         let (mode, case) = (hello.mode, hello.case.clone());
+        let (warrant, published) = (hello.warrant.clone(), hello.published);
         self.hello = Some(hello);
         if version != NODE_WIRE_VERSION {
             return self.refuse(Refusal::UnsupportedVersion(version));
@@ -130,7 +147,32 @@ impl<'a> HolderHandshake<'a> {
         if let Err(r) = self.policy.admit(self.role, mode, case.as_deref()) {
             return self.refuse(r);
         }
-        self.next(Stage::Slot, HolderEvent::TakeSlot);
+        if published && case.is_none() {
+            // A published dump is found by its case.
+            return self.refuse(Refusal::CaseRequired);
+        }
+        match warrant {
+            // A warrant sent is judged even where none is needed: a bad one is not let by.
+            Some(warrant) => {
+                let min_count = self.policy.warrant.min_receipt();
+                self.next(
+                    Stage::Warrant,
+                    HolderEvent::CheckWarrant { warrant, min_count },
+                );
+            }
+            None if self.policy.warrant.required(mode) => {
+                self.refuse(Refusal::Warrant(WarrantRefusal::Missing(mode)));
+            }
+            None => self.next(Stage::Slot, HolderEvent::TakeSlot),
+        }
+    }
+
+    /// Whether the warrant passed ([`crate::evidence::warrant::check`]).
+    pub fn handle_warrant(&mut self, checked: Result<(), WarrantRefusal>) {
+        match checked {
+            Ok(()) => self.next(Stage::Slot, HolderEvent::TakeSlot),
+            Err(why) => self.refuse(Refusal::Warrant(why)),
+        }
     }
 
     /// Whether a query slot was free (the driver holds it until the query ends).
@@ -139,7 +181,18 @@ impl<'a> HolderHandshake<'a> {
             let max = self.policy.max_concurrent_queries;
             return self.refuse(Refusal::Busy { max });
         }
-        self.next(Stage::Epoch, HolderEvent::LoadEpoch);
+        let published = self
+            .hello
+            .as_ref()
+            .filter(|h| h.published)
+            .and_then(|h| h.case.clone());
+        self.next(Stage::Epoch, HolderEvent::LoadEpoch { published });
+    }
+
+    /// The published case asked for cannot be served to this peer (unknown, expired, or not
+    /// published for it).
+    pub fn handle_epoch_refused(&mut self, r: Refusal) {
+        self.refuse(r);
     }
 
     /// The current epoch: `Ok(None)` if no list was imported, `Err` if it cannot be read

@@ -54,7 +54,7 @@ fn up_to_start(policy: &Policy, hello: Hello, free: bool, frame: ClientFrame) ->
     }
     hs.handle_slot(free);
     match hs.poll_event() {
-        Some(HolderEvent::LoadEpoch) => {}
+        Some(HolderEvent::LoadEpoch { published: None }) => {}
         other => return other.unwrap(),
     }
     hs.handle_epoch(Ok(Some(epoch())));
@@ -435,5 +435,101 @@ fn the_accept_must_be_of_the_welcomed_epoch() {
     assert_eq!(
         q.handle_accept(welcome("bank", e, false)),
         Err(FailureKind::NoAccept)
+    );
+}
+
+/// A hello read by a fresh handshake under `policy`; the event after it.
+fn after_hello(policy: &Policy, hello: Hello) -> (HolderHandshake<'_>, HolderEvent) {
+    let mut hs = HolderHandshake::new(policy, Role::Police);
+    assert!(matches!(hs.poll_event(), Some(HolderEvent::ReadHello)));
+    hs.handle_hello(Ok(Some(ClientFrame::Hello(hello))), false);
+    let e = hs.poll_event().unwrap();
+    (hs, e)
+}
+
+fn a_signed_document() -> crate::evidence::Signed {
+    crate::evidence::Signed {
+        body: "{}".into(),
+        signature: "00".into(),
+        certificate: "00".into(),
+    }
+}
+
+#[test]
+fn a_warrant_is_required_where_the_policy_says_and_judged_wherever_it_is_sent() {
+    use crate::evidence::warrant::WarrantRefusal;
+    let mut policy = Policy::default();
+    policy
+        .allow
+        .insert(Role::Police, vec![QueryMode::Count, QueryMode::Matches]);
+    policy.warrant.matches = true;
+    let (_, e) = after_hello(&policy, hello(QueryMode::Matches));
+    assert_eq!(
+        refusal(e),
+        Refusal::Warrant(WarrantRefusal::Missing(QueryMode::Matches))
+    );
+    // Count needs none here: straight to a slot.
+    let (_, e) = after_hello(&policy, hello(QueryMode::Count));
+    assert!(matches!(e, HolderEvent::TakeSlot));
+    // A warrant sent is checked, with the policy's minimum receipt count.
+    policy.warrant.receipt = true;
+    for mode in [QueryMode::Matches, QueryMode::Count] {
+        let with = Hello {
+            warrant: Some(a_signed_document()),
+            ..hello(mode)
+        };
+        let (mut hs, e) = after_hello(&policy, with);
+        assert!(
+            matches!(
+                e,
+                HolderEvent::CheckWarrant {
+                    min_count: Some(3000),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let why = WarrantRefusal::Forged("ab".into(), "bad".into());
+        hs.handle_warrant(Err(why.clone()));
+        assert_eq!(refusal(hs.poll_event().unwrap()), Refusal::Warrant(why));
+    }
+    let with = Hello {
+        warrant: Some(a_signed_document()),
+        ..hello(QueryMode::Matches)
+    };
+    let (mut hs, _) = after_hello(&policy, with);
+    hs.handle_warrant(Ok(()));
+    assert!(matches!(hs.poll_event(), Some(HolderEvent::TakeSlot)));
+}
+
+#[test]
+fn a_published_case_is_asked_by_its_case_and_may_be_refused_when_loaded() {
+    let policy = Policy {
+        require_case: false,
+        ..Policy::default()
+    };
+    let no_case = Hello {
+        published: true,
+        ..Hello::new(QueryMode::Count, None)
+    };
+    let (_, e) = after_hello(&policy, no_case);
+    assert_eq!(refusal(e), Refusal::CaseRequired);
+    let asked = Hello {
+        published: true,
+        ..hello(QueryMode::Count)
+    };
+    let (mut hs, e) = after_hello(&policy, asked);
+    assert!(matches!(e, HolderEvent::TakeSlot));
+    hs.handle_slot(true);
+    match hs.poll_event() {
+        Some(HolderEvent::LoadEpoch { published }) => {
+            assert_eq!(published.as_deref(), Some("2026-001"));
+        }
+        other => panic!("{other:?}"),
+    }
+    hs.handle_epoch_refused(Refusal::NoSuchCase("2026-001".into()));
+    assert_eq!(
+        refusal(hs.poll_event().unwrap()),
+        Refusal::NoSuchCase("2026-001".into())
     );
 }

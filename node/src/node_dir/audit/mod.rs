@@ -89,6 +89,12 @@ pub struct Record {
     pub outcome: Outcome,
     /// Why, for refusals, aborts and failures.
     pub detail: Option<String>,
+    /// SHA-256 of the warrant sent with the query (hex), accepted or refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warrant: Option<String>,
+    /// The query asked a dump this node published (`suyuan publish`), not its own list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub published: bool,
 }
 
 impl Record {
@@ -109,6 +115,8 @@ impl Record {
             evaluate_ms: None,
             outcome,
             detail: None,
+            warrant: None,
+            published: false,
         }
     }
 }

@@ -454,6 +454,8 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
         evidence: None,
         labels: false,
         population: None,
+        warrants: Vec::new(),
+        published: false,
     };
     let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
     drop(holders);
