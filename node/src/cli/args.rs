@@ -170,7 +170,7 @@ pub(crate) struct CheckArgs {
     pub(crate) mode: QueryMode,
     /// matches: write the exposed rows here (the input's own columns and encoding, a 1-based
     /// `row` column first; readable by this user only).
-    #[arg(long, required_if_eq("mode", "matches"))]
+    #[arg(long)]
     pub(crate) out: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]

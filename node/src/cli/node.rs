@@ -205,6 +205,21 @@ pub(crate) fn status(node: &Path) -> Result<()> {
         Err(e @ StoreError::OldFormat { .. }) => println!("epoch: {e}"),
         Err(e) => println!("epoch: DAMAGED: {:#}", anyhow::Error::from(e)),
     }
+    for c in suyuan_node::node_dir::published::list(&node)? {
+        println!(
+            "published case {:?}: epoch {}, {} rows from {}, until {}{}",
+            c.case,
+            c.epoch,
+            c.rows,
+            c.source,
+            suyuan_node::clock::rfc3339(c.expires),
+            if c.allow.is_empty() {
+                String::new()
+            } else {
+                format!(", for {}", c.allow.join(", "))
+            }
+        );
+    }
     match id.crls.first().map(|der| revocation::crl_info(der)) {
         None => println!("revocation list: none installed"),
         Some(Ok(info)) => {

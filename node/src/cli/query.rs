@@ -9,6 +9,7 @@ use suyuan_node::evidence::directory;
 use suyuan_node::lists::InputOptions;
 use suyuan_node::query::html::DEFAULT_THRESHOLD;
 use suyuan_node::query::{self, QueryOptions, Report, html};
+use suyuan_protocol::psi::QueryMode;
 
 use super::args::{CheckArgs, PublishArgs, QueryArgs, ReportArgs, VerifyArgs, WarrantIssueArgs};
 use super::progress::Bar;
@@ -206,6 +207,10 @@ pub(crate) fn publish(a: PublishArgs, quiet: bool) -> Result<()> {
 }
 
 pub(crate) fn check(a: CheckArgs, quiet: bool) -> Result<()> {
+    if a.mode == QueryMode::Matches && a.out.is_none() {
+        // Rows obtained and not kept would have to be asked for again.
+        bail!("--out FILE is required in matches mode: the exposed rows are written there");
+    }
     let opts = QueryOptions {
         node: a.node,
         input: a.input.clone(),

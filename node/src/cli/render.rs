@@ -33,7 +33,16 @@ pub(crate) fn audit_line(e: &Entry) -> String {
             .unwrap_or_default(),
         // A peer's words (an abort reason) never reach the terminal as control sequences.
         text::printable(r.detail.as_deref().unwrap_or(""))
-    )
+    ) + &r
+        .warrant
+        .as_ref()
+        .map(|w| format!("  warrant {}", &w[..w.len().min(16)]))
+        .unwrap_or_default()
+        + if r.published {
+            "  (published case)"
+        } else {
+            ""
+        }
 }
 
 /// The epoch line of `status`.

@@ -765,7 +765,7 @@ async fn admit_connection(
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            // Not a member of the federation (or not speaking suyuan/5): nothing is served.
+            // Not a member of the federation (or not speaking suyuan/6): nothing is served.
             tracing::warn!(%remote, error = %e, "TLS handshake failed");
             let why = format!("TLS handshake failed: {e}");
             state

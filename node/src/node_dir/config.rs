@@ -329,7 +329,26 @@ impl Policy {
             },
             self.max_concurrent_queries,
             allow.join("; ")
-        )
+        ) + &self.warrant.summary()
+    }
+}
+
+impl WarrantPolicy {
+    /// `; warrant for matches (on this node's signed count of at least 3000)`, or nothing.
+    fn summary(&self) -> String {
+        let modes: Vec<&str> = [QueryMode::Count, QueryMode::Matches]
+            .into_iter()
+            .filter(|m| self.required(*m))
+            .map(|m| m.as_str())
+            .collect();
+        if modes.is_empty() {
+            return String::new();
+        }
+        let on = match self.min_receipt() {
+            Some(n) => format!(" (on this node's signed count of at least {n})"),
+            None => String::new(),
+        };
+        format!("; warrant for {}{on}", modes.join(", "))
     }
 }
 
@@ -636,6 +655,27 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Pr
 mod tests {
     use super::*;
     use suyuan_protocol::ident::KeyType;
+
+    #[test]
+    fn the_warrant_policy_is_read_and_summarised() {
+        let path = Path::new("node.toml");
+        let (cfg, _) = parse("[policy.warrant]\nmatches = true\nreceipt = true\n", path).unwrap();
+        let w = &cfg.policy.warrant;
+        assert!(w.required(QueryMode::Matches) && !w.required(QueryMode::Count));
+        assert_eq!(w.min_receipt(), Some(3000));
+        assert!(
+            cfg.policy
+                .summary()
+                .ends_with("; warrant for matches (on this node's signed count of at least 3000)")
+        );
+        let (cfg, _) = parse("[policy.warrant]\ncount = true\nmin_count = 10\n", path).unwrap();
+        assert_eq!(cfg.policy.warrant.min_receipt(), None);
+        assert!(cfg.policy.summary().ends_with("; warrant for count"));
+        assert!(!NodeConfig::default().policy.summary().contains("warrant"));
+        let e = parse("[policy.warrant]\nmatch = true\n", path).unwrap_err();
+        let e = format!("{:#}", anyhow::Error::from(e));
+        assert!(e.contains("unknown field `match`"), "{e}");
+    }
 
     #[test]
     fn generated_file_is_the_defaults() {

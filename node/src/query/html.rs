@@ -76,6 +76,7 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
         }
     }
     chart(&mut h, r, threshold);
+    ladder(&mut h, r);
     institutions(&mut h, r, threshold);
     attribution(&mut h, r);
     labels(&mut h, r);
@@ -508,4 +509,64 @@ fn limits(h: &mut String, r: &Report, threshold: u64) {
         h,
         "<p>{learned}</p>\n<p>The dump never left the police node: institutions saw only blinded values they cannot reverse or test guesses against, and learned the number of keys queried, not the keys. No institution's list left its node: the police received keyed fingerprints it cannot test guesses against either. The chance of a single false match in a query is below 2<sup>−40</sup>.</p>\n<p>A large overlap shows that the dump and a customer list share people. It does not alone prove that an institution was the source: customers are shared between institutions, large lists share people with any dump, and dumps are assembled from several sources. The attribution table compares each overlap with what chance gives a list of that size; compare the institutions, and the segments and fields of the dump, before drawing conclusions. An overlap of {threshold} records or more is flagged because that is the quantity the 2019 prosecutions treated as serious circumstances (情节严重); it counts records shared with the dump, not records proven to have been provided.</p>"
     );
+}
+
+/// The disclosure ladder of each answer given on a warrant: the count it was granted on (the
+/// holder's signed answer), the court's warrant, the rows (the holder's signed answer to this
+/// query), with who signed each step and what checked it.
+fn ladder(h: &mut String, r: &Report) {
+    use crate::evidence::warrant::{WARRANT_CONTEXT, Warrant, short};
+    let warranted: Vec<_> = r
+        .peers
+        .iter()
+        .filter_map(|p| Some((p, p.warrant.as_ref()?)))
+        .collect();
+    if warranted.is_empty() {
+        return;
+    }
+    let _ = writeln!(h, "<h2>Disclosure: count, warrant, rows</h2>");
+    let _ = writeln!(
+        h,
+        "<p>Each answer below was given on a court's warrant. The querier checked every signature against the federation CA before it asked, the holder again before it answered; <code>suyuan verify</code> checks them once more from this report's JSON.</p>"
+    );
+    let _ = writeln!(
+        h,
+        "<table>\n<tr><th>institution</th><th>1. count (the holder's signed answer)</th><th>2. warrant (signed by the court)</th><th>3. rows (the holder's signed answer)</th></tr>"
+    );
+    for (p, signed) in warranted {
+        let w: Option<Warrant> = signed.open(WARRANT_CONTEXT).ok();
+        let count = match w.as_ref().and_then(|w| w.receipt.as_ref()) {
+            Some(rc) => format!(
+                "{} matched records, signed by {} for {} (report {})",
+                rc.count,
+                escape(&p.name),
+                escape(&rc.querier),
+                escape(&rc.report.chars().take(16).collect::<String>())
+            ),
+            None => "none: granted without a count".to_string(),
+        };
+        let warrant = match &w {
+            Some(w) => format!(
+                "{} by court {}: {} in case {}, valid until {}; basis: {}",
+                escape(&short(signed)),
+                escape(&w.court),
+                w.mode,
+                escape(&w.case),
+                escape(&crate::clock::rfc3339(w.expires)),
+                escape(&w.basis)
+            ),
+            None => "<span class=\"flag\">unreadable: NOT VERIFIED</span>".to_string(),
+        };
+        let rows = match (&p.answer, p.matched_rows) {
+            (Some(_), Some(n)) => format!("{n} rows, answer signed by {}", escape(&p.name)),
+            (Some(_), None) => format!("answer signed by {}", escape(&p.name)),
+            (None, _) => "<span class=\"flag\">no signed answer</span>".to_string(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{count}</td><td>{warrant}</td><td>{rows}</td></tr>",
+            escape(&p.name)
+        );
+    }
+    let _ = writeln!(h, "</table>");
 }

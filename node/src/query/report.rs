@@ -331,12 +331,38 @@ pub fn render(report: &Report) -> String {
         &d.rejected,
     );
     format!(
-        "{}dump: {quality}\n{}{}{}",
+        "{}dump: {quality}\n{}{}{}{}",
         canary_banner(report),
         peer_table(report),
         sources_line(report),
+        warrant_lines(report),
         label_lines(report)
     )
+}
+
+/// The warrant each answer was given on: its digest, court, and the count it rests on.
+fn warrant_lines(report: &Report) -> String {
+    use crate::evidence::warrant::{WARRANT_CONTEXT, Warrant, short};
+    let mut out = String::new();
+    for p in &report.peers {
+        let Some(signed) = &p.warrant else { continue };
+        let Ok(w) = signed.open::<Warrant>(WARRANT_CONTEXT) else {
+            out.push_str(&format!("{}: its warrant is unreadable\n", p.name));
+            continue;
+        };
+        let on = w.receipt.as_ref().map_or(String::new(), |r| {
+            format!(", granted on its signed count of {}", r.count)
+        });
+        out.push_str(&format!(
+            "{}: answered on warrant {} of court {} (case {}, until {}){on}\n",
+            p.name,
+            short(signed),
+            printable(&w.court),
+            printable(&w.case),
+            crate::clock::rfc3339(w.expires)
+        ));
+    }
+    out
 }
 
 /// First and loudest: every export whose planted records are in the dump.

@@ -17,8 +17,9 @@ use crate::query::html::{self, DEFAULT_THRESHOLD};
 use crate::query::{self, PeerSpec, QueryOptions, Report};
 use crate::tools::synth::{self, GenConfig, LeakTruth, Truth};
 
-/// The demo's own policy: it lets the police see rows, to show both modes.
-const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\nshare_label_totals = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# The bank imports two labels; the police may see them, with each value's size in the list.\n[policy.labels]\npolice = [\"branch\", \"opened\", \"plan\"]\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
+/// The demo's own policy: police may count, and see rows on a court's warrant granted on a
+/// count of at least `{min_count}` (the law's 3,000 records at the default size, scaled).
+const INSTITUTION_TOML: &str = "# The demo's policy: police may use both modes; rows only on a court's warrant.\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\nrequire_case = true\nshare_label_totals = true\n\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = []\nresearcher = []\n\n# Rows need a warrant granted on this node's own signed count of at least min_count (the\n# law's 3,000 records at the demo's default size, scaled with --rows).\n[policy.warrant]\nmatches = true\nreceipt = true\nmin_count = MIN_COUNT\n\n# The bank imports two labels; the police may see them, with each value's size in the list.\n[policy.labels]\npolice = [\"branch\", \"opened\", \"plan\"]\n\n# Every node of the demo shares this machine: none prepares count sessions ahead (each count\n# query prepares its own), so four idle institutions do not take the cores from the query.\n[serve]\ncount_pool_mib = 0\n";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,8 +46,20 @@ pub struct DemoOutcome {
     pub dir: PathBuf,
     /// Disagreements with truth.json (empty: all agree).
     pub disagreements: Vec<String>,
-    /// The matches-mode report.
+    /// The matches-mode report (the likely sources, on their warrants).
     pub report: Report,
+    /// The count-mode report (every institution).
+    pub count: Report,
+}
+
+/// The police's own policy as a holder of published cases: institutions may find their own
+/// customers in a published dump, other units may count how far their seizures overlap.
+const POLICE_TOML: &str = "# The police node holds only published cases (`suyuan publish`).\n[network]\ntimeout_secs = 30\n\n[policy]\nmin_query_keys = 100\n\n[policy.allow]\ninstitution = [\"matches\"]\npolice = [\"count\"]\nresearcher = []\n\n[serve]\ncount_pool_mib = 0\n";
+
+/// The receipt minimum of the demo's policy: the law's 3,000 records at the default 20,000
+/// dump rows, in proportion to `rows`.
+fn demo_min_count(rows: u64) -> u64 {
+    (3000 * rows / 20_000).max(50)
 }
 
 fn fresh_dir(dir: Option<&Path>) -> Result<PathBuf> {
@@ -71,7 +84,10 @@ fn fresh_dir(dir: Option<&Path>) -> Result<PathBuf> {
 /// Compares one mode's report with the truth; returns the differences.
 pub fn compare(report: &Report, truth: &Truth) -> Vec<String> {
     let mut out = Vec::new();
-    for t in &truth.institutions {
+    // Rows are asked only of the institutions a warrant was granted for.
+    let asked =
+        |name: &str| report.mode == QueryMode::Count || report.peers.iter().any(|p| p.name == name);
+    for t in truth.institutions.iter().filter(|t| asked(&t.name)) {
         let Some(p) = report.peers.iter().find(|p| p.name == t.name) else {
             out.push(format!("{}: missing from the report", t.name));
             continue;
@@ -180,7 +196,7 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
     };
     progress.say(&format!("suyuan demo in {}", dir.display()));
     progress.say(&format!(
-            "1/6 synthetic data (seed {}): {} people; bank, telecom, courier and hospital lists; a seized dump of {} rows",
+            "1/9 synthetic data (seed {}): {} people; bank, telecom, courier and hospital lists; a seized dump of {} rows",
             cfg.seed, cfg.population, cfg.dump_rows
         ),
     );
@@ -188,13 +204,13 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
     let truth = tokio::task::block_in_place(|| synth::generate(&data, &cfg, progress))?;
     let names: Vec<String> = truth.institutions.iter().map(|t| t.name.clone()).collect();
     progress.say(&format!(
-        "2/6 a federation CA and nodes: police, {}",
+        "2/9 a federation CA and nodes: police, police2, court, {}",
         names.join(", ")
     ));
     let nodes = dir.join("nodes");
-    federation(&dir.join("ca"), &nodes, &names)?;
+    federation(&dir.join("ca"), &nodes, &names, demo_min_count(rows))?;
     progress.say(
-        "3/6 each institution imports its list under a fresh key (the bank with its branch and opening month)",
+        "3/9 each institution imports its list under a fresh key (the bank with its branch and opening month)",
     );
     for t in &truth.institutions {
         let (node, list) = (nodes.join(&t.name), data.join(&t.file));
@@ -220,42 +236,81 @@ pub async fn run(opts: &DemoOptions, progress: &mut dyn Progress) -> Result<Demo
         .map(|p| format!("{}={}", p.name, p.address))
         .collect();
     progress.say(&format!(
-        "4/6 institutions serving on loopback: {}",
+        "4/9 institutions serving on loopback: {}",
         addrs.join(" ")
     ));
-    let police = nodes.join("police");
-    let asked = ask_both(&dir, &police, &data, peers, &truth, progress).await;
+    let scene = super::disclosure::Scene {
+        dir: &dir,
+        nodes: &nodes,
+        data: &data,
+        case: "DEMO-2019-001",
+        truth: &truth,
+    };
+    let asked = ask_all(&scene, &peers, progress).await;
     for server in servers {
         server.stop().await?;
     }
-    let (report, disagreements) = asked?;
-    let html = dir.join("report.html");
-    query::report::write_private(
-        &html,
-        html::render_html(&report, DEFAULT_THRESHOLD).as_bytes(),
-    )?;
-    conclude(&dir, &html, &truth, &disagreements, progress);
+    let (count, report, mut disagreements) = asked?;
+    disagreements.extend(super::disclosure::notify_and_link(&scene, progress).await?);
+    for (r, file) in [(&count, "report-count.html"), (&report, "report.html")] {
+        let html = html::render_html(r, DEFAULT_THRESHOLD);
+        query::report::write_private(&dir.join(file), html.as_bytes())?;
+    }
+    conclude(
+        &dir,
+        &dir.join("report.html"),
+        &truth,
+        &disagreements,
+        progress,
+    );
     Ok(DemoOutcome {
         dir,
         disagreements,
         report,
+        count,
     })
+}
+
+/// Steps 5 to 7: the count of every institution, then rows from the likely sources on the
+/// court's warrants. The count report, the matches report, and every disagreement.
+async fn ask_all(
+    scene: &super::disclosure::Scene<'_>,
+    peers: &[PeerSpec],
+    progress: &mut dyn Progress,
+) -> Result<(Report, Report, Vec<String>)> {
+    let (count, mut disagreements) = ask_count(scene, peers, progress).await?;
+    let (report, more) =
+        super::disclosure::warrants_and_rows(scene, peers, &count, progress).await?;
+    disagreements.extend(more);
+    Ok((count, report, disagreements))
 }
 
 /// The CA in `ca`; under `nodes`, the police and one institution per name, with the demo's
 /// policy.
-fn federation(ca: &Path, nodes: &Path, names: &[String]) -> Result<()> {
+fn federation(ca: &Path, nodes: &Path, names: &[String], min_count: u64) -> Result<()> {
     identity::ca_init(ca, "suyuan demo federation")?;
-    let police = nodes.join("police");
-    identity::ca_issue(ca, "police", Role::Police, &police)?;
-    std::fs::write(
-        police.join(NODE_TOML),
-        crate::node_dir::config::DEFAULT_NODE_TOML,
-    )?;
+    for (name, role, toml) in [
+        ("police", Role::Police, POLICE_TOML),
+        (
+            "police2",
+            Role::Police,
+            crate::node_dir::config::DEFAULT_NODE_TOML,
+        ),
+        (
+            "court",
+            Role::Court,
+            crate::node_dir::config::DEFAULT_NODE_TOML,
+        ),
+    ] {
+        let node = nodes.join(name);
+        identity::ca_issue(ca, name, role, &node)?;
+        std::fs::write(node.join(NODE_TOML), toml)?;
+    }
+    let toml = INSTITUTION_TOML.replace("MIN_COUNT", &min_count.to_string());
     for name in names {
         let node = nodes.join(name);
         identity::ca_issue(ca, name, Role::Institution, &node)?;
-        std::fs::write(node.join(NODE_TOML), INSTITUTION_TOML)?;
+        std::fs::write(node.join(NODE_TOML), &toml)?;
     }
     Ok(())
 }
@@ -276,52 +331,43 @@ fn serve_all(nodes: &Path, names: &[String]) -> Result<(Vec<LocalServer>, Vec<Pe
     Ok((servers, peers))
 }
 
-/// Steps 5 and 6: the police ask every institution in `count` mode, then in `matches` mode;
-/// each report is narrated, written as JSON and compared with the truth. The `matches` report
-/// and every disagreement.
-async fn ask_both(
-    dir: &Path,
-    police: &Path,
-    data: &Path,
-    peers: Vec<PeerSpec>,
-    truth: &Truth,
+/// Step 5: the police count every institution's overlap; narrated, written as JSON and
+/// compared with the truth.
+async fn ask_count(
+    scene: &super::disclosure::Scene<'_>,
+    peers: &[PeerSpec],
     progress: &mut dyn Progress,
 ) -> Result<(Report, Vec<String>)> {
-    let case = "DEMO-2019-001".to_string();
-    let mut disagreements = Vec::new();
-    let mut last = None;
-    for (step, mode) in [(5, QueryMode::Count), (6, QueryMode::Matches)] {
-        progress.say(&format!(
-            "{step}/6 the police query every institution, mode {mode}, case {case}"
-        ));
-        let opts = QueryOptions {
-            node: police.to_path_buf(),
-            input: data.join(synth::DUMP_FILE),
-            input_options: InputOptions::default(),
-            peers: peers.clone(),
-            mode,
-            case: Some(case.clone()),
-            evidence: Some(dir.join(format!("evidence-{mode}.bin"))),
-            labels: true,
-            population: Some(truth.population),
-            warrants: Vec::new(),
-            published: false,
-        };
-        let job = query::QueryJob::open(&opts)?;
-        let dump = tokio::task::block_in_place(|| {
-            query::blind_dump(&opts.input, &opts.input_options, progress)
-        })?;
-        let report = job.ask(dump).await?;
-        progress.say(query::report::render(&report).trim_end());
-        disagreements.extend(
-            compare(&report, truth)
-                .into_iter()
-                .map(|d| format!("{mode}: {d}")),
-        );
-        query::report::write_json(&report, &dir.join(format!("report-{mode}.json")))?;
-        last = Some(report);
-    }
-    Ok((last.context("no query ran")?, disagreements))
+    let mode = QueryMode::Count;
+    progress.say(&format!(
+        "5/9 the police query every institution, mode {mode}, case {}",
+        scene.case
+    ));
+    let opts = QueryOptions {
+        node: scene.nodes.join("police"),
+        input: scene.data.join(synth::DUMP_FILE),
+        input_options: InputOptions::default(),
+        peers: peers.to_vec(),
+        mode,
+        case: Some(scene.case.to_string()),
+        evidence: Some(scene.dir.join(format!("evidence-{mode}.bin"))),
+        labels: true,
+        population: Some(scene.truth.population),
+        warrants: Vec::new(),
+        published: false,
+    };
+    let job = query::QueryJob::open(&opts)?;
+    let dump = tokio::task::block_in_place(|| {
+        query::blind_dump(&opts.input, &opts.input_options, progress)
+    })?;
+    let report = job.ask(dump).await?;
+    progress.say(query::report::render(&report).trim_end());
+    let disagreements = compare(&report, scene.truth)
+        .into_iter()
+        .map(|d| format!("{mode}: {d}"))
+        .collect();
+    query::report::write_json(&report, &scene.dir.join(format!("report-{mode}.json")))?;
+    Ok((report, disagreements))
 }
 
 /// What the dump was made of, whether everything agreed with the truth, and where the files are.
@@ -339,7 +385,7 @@ fn conclude(
         truth.dump.junk_rows
     ));
     if disagreements.is_empty() {
-        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row, agree with the ground truth; so do the leak's branch (the most over-represented), the copy's month (within the timeline's interval) and the export whose canaries reached the dump.",
+        progress.say("Check against truth.json: every institution's matched keys, and in matches mode every matched row of the likely sources (asked on the court's warrants), agree with the ground truth; so do the leak's branch (the most over-represented), the copy's month (within the timeline's interval), the export whose canaries reached the dump, the bank's exposed customers, and the overlap of the second seizure (against a plain set computation).",
         );
     } else {
         progress.say("Check against truth.json: DISAGREEMENT:");
@@ -348,7 +394,7 @@ fn conclude(
         }
     }
     progress.say(&format!(
-        "Report: {} (JSON: report-count.json, report-matches.json). Nodes, CA and data are in {}.",
+        "Report: {} (the count: report-count.html; JSON: report-count.json, report-matches.json, report-check-bank.json, report-link.json; warrants: warrant-*.json). Nodes, CA and data are in {}.",
         html.display(),
         dir.display()
     ));

@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod canary;
 pub mod demo;
+mod disclosure;
 pub mod psi_local;
 pub mod synth;

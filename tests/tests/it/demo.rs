@@ -54,8 +54,18 @@ async fn the_demo_agrees_with_its_truth() {
     .await
     .unwrap();
     assert_eq!(out.disagreements, Vec::<String>::new());
-    assert_eq!(out.report.peers.len(), 4);
-    assert!(out.report.peers.iter().all(|p| p.error.is_none()));
+    assert_eq!(out.count.peers.len(), 4);
+    assert!(out.count.peers.iter().all(|p| p.error.is_none()));
+    // Rows come only from the likely sources, each on its own warrant granted on its count.
+    let mut asked: Vec<&str> = out.report.peers.iter().map(|p| p.name.as_str()).collect();
+    asked.sort_unstable();
+    assert_eq!(asked, ["bank", "telecom"]);
+    assert!(
+        out.report
+            .peers
+            .iter()
+            .all(|p| p.error.is_none() && p.warrant.is_some())
+    );
     // Adjusted for size, the two sources rank first and the courier, which shares people with
     // the dump by chance (3,043 rows at the default size, over the legal threshold), is not
     // among them.
@@ -67,7 +77,7 @@ async fn the_demo_agrees_with_its_truth() {
         Some(truth["population"].as_u64().unwrap())
     );
     let verdict = |name: &str| {
-        let p = out.report.peers.iter().find(|p| p.name == name).unwrap();
+        let p = out.count.peers.iter().find(|p| p.name == name).unwrap();
         let a = p.attribution.as_ref().unwrap();
         (a.rank, a.likely_source)
     };
@@ -89,7 +99,7 @@ async fn the_demo_agrees_with_its_truth() {
         let report: Report =
             serde_json::from_str(&std::fs::read_to_string(out.dir.join(name)).unwrap()).unwrap();
         let v = suyuan_node::query::verify::verify(&report, &ca).unwrap();
-        assert_eq!(v.answers.len(), 4, "{name}");
+        assert_eq!(v.answers.len(), report.peers.len(), "{name}");
         assert!(report.peers.iter().all(|p| p.answer.is_some()), "{name}");
         // And every figure follows from the institutions' signed messages and the dump.
         let mode = report.mode;
@@ -105,8 +115,27 @@ async fn the_demo_agrees_with_its_truth() {
         let recomputed =
             suyuan_node::query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)
                 .unwrap();
-        assert_eq!(recomputed.len(), 4, "{name}");
+        assert_eq!(recomputed.len(), report.peers.len(), "{name}");
     }
+    // The bank's check of its own customers, and the second unit's link, verify too.
+    for name in ["report-check-bank.json", "report-link.json"] {
+        let report: Report =
+            serde_json::from_str(&std::fs::read_to_string(out.dir.join(name)).unwrap()).unwrap();
+        assert!(report.published, "{name}");
+        suyuan_node::query::verify::verify(&report, &ca).unwrap();
+    }
+    let exposed = std::fs::read_to_string(out.dir.join("exposed-bank.csv")).unwrap();
+    let want = truth["institutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "bank")
+        .unwrap()["exposed_rows"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(exposed.lines().count(), want + 1);
+    assert!(exposed.starts_with("row,"));
     let html = std::fs::read_to_string(out.dir.join("report.html")).unwrap();
     well_formed(&html).unwrap();
     assert!(html.contains("<h2>Which lists the dump was drawn from</h2>"));
@@ -120,7 +149,11 @@ async fn the_demo_agrees_with_its_truth() {
         t.change, t.earliest, t.latest
     )));
     assert!(html.contains("aria-label=\"share found per month\""));
-    assert!(html.contains("no more than chance (p = 1.000)"));
+    let counted = std::fs::read_to_string(out.dir.join("report-count.html")).unwrap();
+    well_formed(&counted).unwrap();
+    assert!(counted.contains("no more than chance (p = 1.000)"));
+    // The ladder: each answer's warrant, its court and the count it was granted on.
+    assert!(html.contains("<h2>Disclosure: count, warrant, rows</h2>"));
     // Self-contained: nothing to fetch, nothing to run.
     for needle in ["<script", "src=", "href=", "@import", "url("] {
         assert!(!html.contains(needle), "{needle}");

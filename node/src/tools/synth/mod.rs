@@ -188,6 +188,10 @@ pub struct InstitutionTruth {
     pub matched_rows: Vec<u64>,
     /// Distinct dump keys per type that this list holds.
     pub matched_keys: BTreeMap<KeyType, u64>,
+    /// Rows of this list (1-based data rows) that share a key with the dump: what the
+    /// institution learns by checking the published dump (`suyuan check`).
+    #[serde(default)]
+    pub exposed_rows: Vec<u64>,
 }
 
 /// What the dump is made of.
@@ -301,6 +305,11 @@ impl Bits {
     }
     fn insert(&mut self, i: u64) {
         self.0[(i / 64) as usize] |= 1 << (i % 64);
+    }
+    fn contains(&self, i: u64) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.iter().enumerate().flat_map(|(w, &bits)| {
@@ -433,6 +442,7 @@ fn write_list(
         keys,
         matched_rows: Vec::new(),
         matched_keys: BTreeMap::new(),
+        exposed_rows: Vec::new(),
     })
 }
 
@@ -758,6 +768,19 @@ fn dump_truth(
     st: DumpState,
     truths: &mut [InstitutionTruth],
 ) -> DumpTruth {
+    // Each list's rows are its members in order: row r is the r-th member.
+    for (k, t) in truths.iter_mut().enumerate() {
+        let mut row = 0u64;
+        for i in (0..world.population).filter(|&i| world.member(k, i)) {
+            row += 1;
+            if IDS
+                .iter()
+                .any(|&id| world.holds(k, id, i) && st.seen[id as usize].contains(i))
+            {
+                t.exposed_rows.push(row);
+            }
+        }
+    }
     let mut keys = BTreeMap::new();
     for id in IDS {
         let bits = &st.seen[id as usize];
