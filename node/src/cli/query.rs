@@ -88,6 +88,17 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
     );
     for (name, epoch) in &v.answers {
         println!("  {name}: epoch {epoch}, statement and answer signed by {name}");
+        let warrant = report
+            .peers
+            .iter()
+            .find(|p| p.name == *name)
+            .and_then(|p| p.warrant.as_ref());
+        if let Some(w) = warrant {
+            println!(
+                "  {name}: answered on warrant {}, signed by a court of this federation",
+                suyuan_node::evidence::warrant::short(w)
+            );
+        }
     }
     for name in &v.unanswered {
         println!("  {name}: no answer (nothing to check)");

@@ -75,6 +75,15 @@ pub fn render_html(r: &Report, threshold: u64) -> String {
             );
         }
     }
+    if r.published {
+        let by: Vec<&str> = r.peers.iter().map(|p| p.name.as_str()).collect();
+        let _ = writeln!(
+            h,
+            "<p>A check of this node's own list against the dump {} published for case <strong>{}</strong>: the rows below are this list's, not the dump's.</p>",
+            escape(&by.join(", ")),
+            escape(case)
+        );
+    }
     chart(&mut h, r, threshold);
     ladder(&mut h, r);
     institutions(&mut h, r, threshold);
