@@ -36,7 +36,10 @@ pub(crate) fn audit_line(e: &Entry) -> String {
     ) + &r
         .warrant
         .as_ref()
-        .map(|w| format!("  warrant {}", &w[..w.len().min(16)]))
+        .map(|w| {
+            let short: String = w.chars().take(16).collect();
+            format!("  warrant {}", text::printable(&short))
+        })
         .unwrap_or_default()
         + if r.published {
             "  (published case)"

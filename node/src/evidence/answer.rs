@@ -51,6 +51,12 @@ pub struct Answer {
     pub to_querier: String,
     /// Unix time the session ended.
     pub time: u64,
+    /// SHA-256 (hex) of the warrant the query was admitted on, if one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warrant: Option<String>,
+    /// The query asked a dump this node published, not its own list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub published: bool,
 }
 
 /// The digests of a session's two message streams, kept by each side as it goes.

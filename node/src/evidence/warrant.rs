@@ -201,7 +201,17 @@ pub fn check(signed: &Signed, want: &Expected<'_>) -> Result<Accepted, WarrantRe
             format!("signed by {} ({})", court.name, court.role),
         ));
     }
-    check_terms(&warrant, &d, want)?;
+    check_terms(
+        &warrant,
+        &d,
+        &Terms {
+            holder: &want.holder.name,
+            querier: want.querier,
+            case: want.case,
+            mode: want.mode,
+            at: want.now,
+        },
+    )?;
     if let Some(min) = want.min_count {
         let Some(receipt) = &warrant.receipt else {
             return Err(WarrantRefusal::ReceiptMissing(d));
@@ -223,10 +233,26 @@ pub fn check(signed: &Signed, want: &Expected<'_>) -> Result<Accepted, WarrantRe
     })
 }
 
-/// Holder, case, mode, querier and validity.
-fn check_terms(w: &Warrant, d: &str, want: &Expected<'_>) -> Result<(), WarrantRefusal> {
+/// The terms a warrant is held to: one query, at one time.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms<'a> {
+    /// The holder asked.
+    pub holder: &'a str,
+    /// The querier asking.
+    pub querier: &'a PeerIdentity,
+    /// The query's case.
+    pub case: Option<&'a str>,
+    /// The query's mode.
+    pub mode: QueryMode,
+    /// When (the holder's now, or when the answer was signed).
+    pub at: u64,
+}
+
+/// Holder, case, mode, querier (a named one, or any police node) and validity: what the
+/// holder, the querier before sending, and `verify` afterwards all check.
+pub fn check_terms(w: &Warrant, d: &str, want: &Terms<'_>) -> Result<(), WarrantRefusal> {
     let d = d.to_string();
-    if w.holder != want.holder.name {
+    if w.holder != want.holder {
         return Err(WarrantRefusal::Misdirected {
             digest: d,
             holder: w.holder.clone(),
@@ -246,16 +272,22 @@ fn check_terms(w: &Warrant, d: &str, want: &Expected<'_>) -> Result<(), WarrantR
             asked: want.mode,
         });
     }
-    if let Some(q) = &w.querier
-        && *q != want.querier.name
-    {
+    let granted = match &w.querier {
+        Some(q) => *q == want.querier.name,
+        // Granted to no one by name: to the police, never to an institution or researcher.
+        None => want.querier.role == Role::Police,
+    };
+    if !granted {
         return Err(WarrantRefusal::AnotherQuerier {
             digest: d,
-            granted: q.clone(),
+            granted: w
+                .querier
+                .clone()
+                .unwrap_or_else(|| "any police node".into()),
             asked: want.querier.name.clone(),
         });
     }
-    if want.now < w.issued || want.now >= w.expires {
+    if want.at < w.issued || want.at >= w.expires {
         return Err(WarrantRefusal::Expired {
             digest: d,
             issued: w.issued,
@@ -277,10 +309,15 @@ fn check_receipt(r: &Receipt, w: &Warrant, want: &Expected<'_>) -> Result<(), St
     if by.key != want.holder.key || answer.node != want.holder.name {
         return Err(format!("is an answer of {}, not of this node", answer.node));
     }
-    if answer.mode != QueryMode::Count {
+    if answer.mode != QueryMode::Count || answer.published {
         return Err(format!(
-            "is the answer to a {} query, not a count",
-            answer.mode
+            "is the answer to a {} query{}, not a count of this node's list",
+            answer.mode,
+            if answer.published {
+                " of a published case"
+            } else {
+                ""
+            }
         ));
     }
     if answer.case.as_deref() != Some(w.case.as_str()) {
@@ -348,6 +385,9 @@ pub fn issue(
     if basis.is_empty() || basis.chars().count() > MAX_BASIS_CHARS {
         bail!("--basis: state the legal basis in 1 to {MAX_BASIS_CHARS} characters");
     }
+    if basis.chars().any(|c| c.is_control() && c != '\n') {
+        bail!("--basis: control characters are not allowed (line breaks are)");
+    }
     if grant.valid_for == 0 {
         bail!("--expires: a warrant must be valid for some time");
     }
@@ -374,6 +414,20 @@ pub fn issue(
     };
     let signed = Signed::sign(WARRANT_CONTEXT, &warrant, &court.key, &court.cert)
         .context("signing the warrant")?;
+    // It travels in the hello, which a holder reads only so far before admission.
+    let hello = crate::net::frame::ClientFrame::Hello(crate::net::frame::Hello {
+        warrant: Some(signed.clone()),
+        ..crate::net::frame::Hello::new(warrant.mode, Some(warrant.case.clone()))
+    });
+    let len = suyuan_protocol::codec::encode(&hello)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .len();
+    if len > crate::net::frame::MAX_HELLO_LEN {
+        bail!(
+            "the warrant would not fit in a hello ({len} bytes, at most {}): shorten --basis",
+            crate::net::frame::MAX_HELLO_LEN
+        );
+    }
     Ok((warrant, signed))
 }
 

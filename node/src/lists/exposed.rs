@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -15,30 +15,28 @@ pub fn write(input: &Path, rows: &[u64], out: &Path) -> Result<u64> {
     let wanted: BTreeSet<u64> = rows.iter().copied().collect();
     let file = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
     let bom = has_bom(input)?;
-    let (encoding, text) = super::decoded(file, input)?;
-    let mut text = BufReader::with_capacity(1 << 16, text);
-    let first = super::peek_first_line(&mut text)
-        .with_context(|| format!("{}: cannot decode as {}", input.display(), encoding.name()))?;
-    let delimiter = super::detect_delimiter(input, &first);
-    let mut csv = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(false)
-        .has_headers(true)
-        .from_reader(text);
+    // Opened as the query read it: the same rows, numbered the same way.
+    let super::OpenCsv {
+        encoding,
+        delimiter,
+        mut csv,
+        budget,
+        headers,
+    } = super::open_csv(file, input)?;
     let mut w = csv::WriterBuilder::new()
         .delimiter(delimiter)
         .from_writer(Vec::new());
-    let headers = csv
-        .headers()
-        .with_context(|| format!("{}: cannot read the header line", input.display()))?
-        .clone();
     w.write_record(std::iter::once("row").chain(headers.iter()))?;
     let mut record = csv::StringRecord::new();
     let (mut row, mut written) = (0u64, 0u64);
-    while csv
-        .read_record(&mut record)
-        .map_err(|e| super::record_error(input, row, &e))?
-    {
+    loop {
+        budget.set(super::MAX_RECORD_BYTES);
+        let more = csv
+            .read_record(&mut record)
+            .map_err(|e| super::record_error(input, row, &e))?;
+        if !more {
+            break;
+        }
         row += 1;
         if wanted.contains(&row) {
             let n = row.to_string();

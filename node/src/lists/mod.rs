@@ -126,26 +126,13 @@ pub fn read_labeled_records(
     opts: &InputOptions,
     mut each: impl FnMut(u64, RecordKeys, Vec<Option<String>>) -> Result<()>,
 ) -> Result<InputSummary> {
-    let (encoding, text) = decoded(source, path)?;
-    let mut text = BufReader::with_capacity(1 << 16, text);
-    let first_line = peek_first_line(&mut text)
-        .with_context(|| format!("{}: cannot decode as {}", path.display(), encoding.name()))?;
-    let delimiter = detect_delimiter(path, &first_line);
-
-    let budget = Rc::new(Cell::new(MAX_RECORD_BYTES));
-    let text = Budgeted {
-        inner: text,
-        left: Rc::clone(&budget),
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(false)
-        .has_headers(true)
-        .from_reader(text);
-    let headers = csv
-        .headers()
-        .with_context(|| format!("{}: cannot read the header line", path.display()))?
-        .clone();
+    let OpenCsv {
+        encoding,
+        delimiter,
+        mut csv,
+        budget,
+        headers,
+    } = open_csv(source, path)?;
     let columns = find_columns(path, &headers, opts)?;
     let header_refs: Vec<&str> = headers.iter().collect();
     let mut label_columns = LabelColumns::find(&opts.labels, &header_refs)
@@ -188,11 +175,53 @@ pub fn read_labeled_records(
     })
 }
 
+/// A list opened as every reader of lists opens it: decoded, its delimiter detected, records
+/// bounded in length, the header read.
+pub(crate) struct OpenCsv {
+    /// The detected encoding.
+    pub(crate) encoding: &'static Encoding,
+    /// The detected delimiter.
+    pub(crate) delimiter: u8,
+    /// The reader, positioned after the header.
+    pub(crate) csv: csv::Reader<Budgeted<BufReader<Box<dyn Read>>>>,
+    /// Reset to [`MAX_RECORD_BYTES`] before each record.
+    pub(crate) budget: Rc<Cell<u64>>,
+    /// The header line.
+    pub(crate) headers: csv::StringRecord,
+}
+
+/// Opens `source` (named `path` in errors) as [`OpenCsv`].
+pub(crate) fn open_csv(source: impl Read + 'static, path: &Path) -> Result<OpenCsv> {
+    let (encoding, text) = decoded(source, path)?;
+    let mut text = BufReader::with_capacity(1 << 16, text);
+    let first_line = peek_first_line(&mut text)
+        .with_context(|| format!("{}: cannot decode as {}", path.display(), encoding.name()))?;
+    let delimiter = detect_delimiter(path, &first_line);
+    let budget = Rc::new(Cell::new(MAX_RECORD_BYTES));
+    let text = Budgeted {
+        inner: text,
+        left: Rc::clone(&budget),
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(false)
+        .has_headers(true)
+        .from_reader(text);
+    let headers = csv
+        .headers()
+        .with_context(|| format!("{}: cannot read the header line", path.display()))?
+        .clone();
+    Ok(OpenCsv {
+        encoding,
+        delimiter,
+        csv,
+        budget,
+        headers,
+    })
+}
+
 /// The source as UTF-8 text, after detecting its encoding from the first 64 KiB.
-pub(crate) fn decoded(
-    source: impl Read + 'static,
-    path: &Path,
-) -> Result<(&'static Encoding, Box<dyn Read>)> {
+fn decoded(source: impl Read + 'static, path: &Path) -> Result<(&'static Encoding, Box<dyn Read>)> {
     let mut reader = BufReader::with_capacity(1 << 16, source);
     let mut sample = vec![0u8; 1 << 16];
     let n = read_up_to(&mut reader, &mut sample)
@@ -359,7 +388,7 @@ pub(crate) fn record_error(path: &Path, row: u64, e: &csv::Error) -> anyhow::Err
 /// Fails a read once one record has taken more than its share of bytes. The reader refills
 /// its buffer ahead of the record it parses, so the budget is reset per record and checked
 /// with the reader's 8 KiB slack.
-struct Budgeted<R> {
+pub(crate) struct Budgeted<R> {
     inner: R,
     left: Rc<Cell<u64>>,
 }
@@ -405,7 +434,7 @@ fn detect_encoding(sample: &[u8]) -> &'static Encoding {
     }
 }
 
-pub(crate) fn peek_first_line(r: &mut BufReader<Box<dyn Read>>) -> io::Result<String> {
+fn peek_first_line(r: &mut BufReader<Box<dyn Read>>) -> io::Result<String> {
     use std::io::BufRead;
     let buf = r.fill_buf()?;
     let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
@@ -414,7 +443,7 @@ pub(crate) fn peek_first_line(r: &mut BufReader<Box<dyn Read>>) -> io::Result<St
 
 /// `.tsv` means tab; otherwise the most frequent of tab, comma, semicolon and pipe in the
 /// header line (comma when none).
-pub(crate) fn detect_delimiter(path: &Path, header: &str) -> u8 {
+fn detect_delimiter(path: &Path, header: &str) -> u8 {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))

@@ -33,6 +33,8 @@ pub enum CaseLookup {
 pub struct PublishedCases {
     node: NodeDir,
     loaded: Mutex<HashMap<String, LoadedCase>>,
+    /// A sweep is running (they are not stacked when one takes longer than a second).
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl PublishedCases {
@@ -41,6 +43,7 @@ impl PublishedCases {
         PublishedCases {
             node,
             loaded: Mutex::new(HashMap::new()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -80,20 +83,36 @@ impl PublishedCases {
         Ok(served)
     }
 
-    /// Destroys the cases past their expiry and forgets them (queries running on one keep
-    /// their own copy of its epoch to the end).
-    pub async fn sweep(&self, now: u64) -> Vec<String> {
+    /// Destroys the cases past their expiry, and forgets every loaded case that is no longer
+    /// published as loaded (expired, closed by `publish --close`, published anew), so that its
+    /// key leaves memory (queries running on one keep their own copy of its epoch to the end).
+    /// One sweep at a time; a call while one runs returns at once.
+    pub async fn sweep(&self, now: u64) {
+        use std::sync::atomic::Ordering;
+        if self.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let node = self.node.clone();
-        let closed = tokio::task::spawn_blocking(move || published::sweep(&node, now))
-            .await
-            .unwrap_or_default();
-        if !closed.is_empty() {
-            let mut loaded = self.loaded.lock().await;
+        let swept = tokio::task::spawn_blocking(move || {
+            let closed = published::sweep(&node, now);
+            let current: HashMap<String, String> = published::list(&node)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.expires > now)
+                .map(|m| (m.case, m.epoch))
+                .collect();
+            (closed, current)
+        })
+        .await;
+        if let Ok((closed, current)) = swept {
             for c in &closed {
-                loaded.remove(c);
                 tracing::info!(case = %c, "published case expired: destroyed");
             }
+            self.loaded
+                .lock()
+                .await
+                .retain(|case, l| current.get(case) == Some(&l.epoch.id().to_string()));
         }
-        closed
+        self.sweeping.store(false, Ordering::SeqCst);
     }
 }

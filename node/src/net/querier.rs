@@ -173,7 +173,7 @@ fn finish(
 
 /// The first field in which two answers differ, by name.
 pub(crate) fn first_difference(a: &Answer, b: &Answer) -> Option<&'static str> {
-    let fields: [(&'static str, bool); 15] = [
+    let fields: [(&'static str, bool); 17] = [
         ("node", a.node == b.node),
         ("querier", a.querier == b.querier),
         (
@@ -191,6 +191,8 @@ pub(crate) fn first_difference(a: &Answer, b: &Answer) -> Option<&'static str> {
         ("to_holder", a.to_holder == b.to_holder),
         ("to_querier", a.to_querier == b.to_querier),
         ("time", a.time == b.time),
+        ("warrant", a.warrant == b.warrant),
+        ("published", a.published == b.published),
         ("(all)", a == b),
     ];
     fields.iter().find(|(_, same)| !same).map(|(name, _)| *name)
@@ -560,6 +562,12 @@ impl Asking<'_> {
             to_holder: sent.digests().0,
             to_querier: received.digests().1,
             time: answer.time,
+            warrant: self
+                .hello
+                .warrant
+                .as_ref()
+                .map(crate::evidence::warrant::digest),
+            published: self.hello.published,
         };
         match first_difference(&expected, &answer) {
             None => Ok(signed),

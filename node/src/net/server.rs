@@ -288,7 +288,9 @@ impl Server {
                         tracing::warn!("{}", failed.as_deref().unwrap_or_default());
                     }
                     last_failure = failed;
-                    self.state.cases.sweep(clock::now_unix()).await;
+                    // Destroying a large store takes a while: not on the accept loop.
+                    let state = Arc::clone(&self.state);
+                    tokio::spawn(async move { state.cases.sweep(clock::now_unix()).await });
                     self.crl.apply(&self.endpoint, &self.state.signer, false);
                 }
                 _ = hangup.recv() => self.crl.apply(&self.endpoint, &self.state.signer, true),
@@ -524,35 +526,55 @@ impl State {
         }
     }
 
-    /// Judges a hello's warrant against this node, the peer and the federation CA (with the
-    /// revocation list installed now).
-    fn check_warrant(
+    /// Judges a hello's warrant against this node, the peer and the federation CA, with the
+    /// revocation list installed now (read afresh), off the async threads.
+    async fn check_warrant(
         &self,
         warrant: &Signed,
         min_count: Option<u64>,
         peer: &PeerIdentity,
         hello: Option<&Hello>,
     ) -> Result<(), WarrantRefusal> {
-        let crls: Vec<_> = match crate::node_dir::revocation::installed(&self.node) {
-            Ok(c) => c.into_iter().collect(),
-            Err(e) => {
-                // Unreadable revocation list: fail closed, a revoked court must not pass.
-                let why = format!("the revocation list cannot be read: {e:#}");
-                return Err(WarrantRefusal::NotACourt(warrant::short(warrant), why));
-            }
-        };
-        let want = warrant::Expected {
-            ca: &self.ca,
-            crls: &crls,
-            holder: &self.me,
-            querier: peer,
-            case: hello.and_then(|h| h.case.as_deref()),
-            mode: hello.map_or(QueryMode::Count, |h| h.mode),
-            now: clock::now_unix(),
-            min_count,
-        };
-        let accepted = warrant::check(warrant, &want)?;
-        tracing::info!(peer = %peer.name, warrant = %accepted.digest, court = %accepted.court.name, "warrant accepted");
+        let (node, ca, me, querier) = (
+            self.node.clone(),
+            self.ca.clone(),
+            self.me.clone(),
+            peer.clone(),
+        );
+        let (case, mode) = (
+            hello.and_then(|h| h.case.clone()),
+            hello.map_or(QueryMode::Count, |h| h.mode),
+        );
+        let (signed, short) = (warrant.clone(), warrant::short(warrant));
+        let judged = tokio::task::spawn_blocking(move || {
+            let crls: Vec<_> = match crate::node_dir::revocation::installed(&node) {
+                Ok(c) => c.into_iter().collect(),
+                Err(e) => {
+                    // Unreadable revocation list: fail closed, a revoked court must not pass.
+                    let why = format!("the revocation list cannot be read: {e:#}");
+                    return Err(WarrantRefusal::NotACourt(warrant::short(&signed), why));
+                }
+            };
+            let want = warrant::Expected {
+                ca: &ca,
+                crls: &crls,
+                holder: &me,
+                querier: &querier,
+                case: case.as_deref(),
+                mode,
+                now: clock::now_unix(),
+                min_count,
+            };
+            warrant::check(&signed, &want)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(WarrantRefusal::Forged(
+                short,
+                format!("the check failed: {e}"),
+            ))
+        })?;
+        tracing::info!(peer = %peer.name, warrant = %judged.digest, court = %judged.court.name, "warrant accepted");
         Ok(())
     }
 
@@ -865,7 +887,9 @@ async fn open_stream(
                 hs.handle_slot(slot.is_some());
             }
             HolderEvent::CheckWarrant { warrant, min_count } => {
-                let checked = state.check_warrant(&warrant, min_count, peer, hs.hello());
+                let checked = state
+                    .check_warrant(&warrant, min_count, peer, hs.hello())
+                    .await;
                 hs.handle_warrant(checked);
             }
             HolderEvent::LoadEpoch { published } => {
@@ -1002,6 +1026,8 @@ async fn serve_query(
         to_holder,
         to_querier,
         time: clock::now_unix(),
+        warrant: hello.warrant.as_ref().map(warrant::digest),
+        published: hello.published,
     };
     let signed = {
         let signer = unpoisoned(&state.signer);

@@ -448,6 +448,9 @@ pub enum Problem {
         .0.new, .0.old, .0.new
     )]
     BothNames(Deprecated),
+    /// `policy.allow.court` gives a court modes: a court signs warrants and queries no one.
+    #[error("policy.allow.court: a court signs warrants and queries no one; leave it out or []")]
+    CourtQueries,
 }
 
 /// The file as written: every key optional, the old policy names beside the new.
@@ -639,6 +642,9 @@ fn policy(raw: RawPolicy, deprecated: &mut Vec<Deprecated>) -> Result<Policy, Pr
         warrant: raw.warrant,
     };
     in_range("policy.min_label_cell", p.min_label_cell, 1, 1_000_000)?;
+    if p.allow.get(&Role::Court).is_some_and(|m| !m.is_empty()) {
+        return Err(Problem::CourtQueries);
+    }
     if p.min_query_keys > p.max_query_keys {
         return Err(Problem::MinAboveMax);
     }
@@ -672,6 +678,12 @@ mod tests {
         assert_eq!(cfg.policy.warrant.min_receipt(), None);
         assert!(cfg.policy.summary().ends_with("; warrant for count"));
         assert!(!NodeConfig::default().policy.summary().contains("warrant"));
+        let e = parse("[policy.allow]\ncourt = [\"count\"]\n", path).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a court signs warrants and queries no one")
+                || format!("{:#}", anyhow::Error::from(e)).contains("a court signs warrants")
+        );
         let e = parse("[policy.warrant]\nmatch = true\n", path).unwrap_err();
         let e = format!("{:#}", anyhow::Error::from(e));
         assert!(e.contains("unknown field `match`"), "{e}");

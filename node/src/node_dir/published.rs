@@ -100,7 +100,7 @@ pub fn publish(
     if !crate::node_dir::config::valid_case(&p.case) {
         bail!("--case {:?}: use 1 to 128 printable characters", p.case);
     }
-    if p.valid_for == 0 || p.valid_for > MAX_PUBLISH_DAYS * 86400 {
+    if p.valid_for < 3600 || p.valid_for > MAX_PUBLISH_DAYS * 86400 {
         bail!("--expires: between an hour and {MAX_PUBLISH_DAYS} days");
     }
     if p.allow.len() > MAX_ALLOWED {
@@ -109,8 +109,8 @@ pub fn publish(
     for m in &p.allow {
         crate::node_dir::identity::check_node_name(m).with_context(|| format!("--allow {m:?}"))?;
     }
-    let _lock = node.lock(Lock::Import)?;
     sweep(&node, now);
+    let _lock = node.lock(Lock::Import)?;
     let dir = case_dir(&node, &p.case);
     if let Some(m) = read_meta(&dir)? {
         bail!(
@@ -145,12 +145,21 @@ pub fn publish(
         epoch: meta.id.clone(),
     };
     let json = serde_json::to_vec_pretty(&case)?;
-    crate::node_dir::identity::write_secret(&dir.join(CASE_FILE), &json)?;
+    // Written beside and renamed: a crash leaves no half description (the case is then simply
+    // not published, and the next publication clears its directory).
+    let tmp = dir.join(format!("{CASE_FILE}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    crate::node_dir::identity::write_secret(&tmp, &json)?;
+    fs::rename(&tmp, dir.join(CASE_FILE))
+        .with_context(|| format!("cannot publish {}", dir.display()))?;
+    fs::File::open(&dir)?.sync_all()?;
     Ok((summary, meta, case))
 }
 
 /// Destroys the case's store and removes it. `Ok(false)`: nothing was published under it.
 pub fn close(node: &NodeDir, case: &str) -> Result<bool> {
+    // Not while a publication (of this case, perhaps) is being written.
+    let _lock = node.lock(Lock::Import)?;
     let dir = case_dir(node, case);
     if !dir.exists() {
         return Ok(false);
@@ -175,32 +184,37 @@ fn destroy(dir: &Path) -> Result<()> {
 
 /// Every published case (expired ones included, until swept).
 pub fn list(node: &NodeDir) -> Result<Vec<CaseMeta>> {
-    let dir = cases_dir(node);
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for e in entries {
-        let path = e
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .path();
-        if let Some(m) = read_meta(&path)? {
-            out.push(m);
-        }
-    }
-    out.sort_by(|a, b| a.case.cmp(&b.case));
-    Ok(out)
+    Ok(found(node).into_iter().map(|(_, m)| m).collect())
 }
 
-/// Destroys every case past its expiry; returns their numbers. Failures are logged (the next
-/// sweep tries again).
+/// Every case directory with a readable description, by case number. One that cannot be read
+/// is skipped with a warning: it must not stop the others from being listed or swept.
+fn found(node: &NodeDir) -> Vec<(PathBuf, CaseMeta)> {
+    let dir = cases_dir(node);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        match read_meta(&path) {
+            Ok(Some(m)) => out.push((path, m)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+    out.sort_by(|a, b| a.1.case.cmp(&b.1.case));
+    out
+}
+
+/// Destroys every case past its expiry; returns their numbers. Skipped while a publication or
+/// closing runs (the next sweep comes a second later); failures are logged and tried again.
 pub fn sweep(node: &NodeDir, now: u64) -> Vec<String> {
     let mut closed = Vec::new();
-    let Ok(cases) = list(node) else {
+    let Ok(_lock) = node.lock(Lock::Import) else {
         return closed;
     };
-    for m in cases.into_iter().filter(|m| m.expires <= now) {
-        match destroy(&case_dir(node, &m.case)) {
+    for (dir, m) in found(node).into_iter().filter(|(_, m)| m.expires <= now) {
+        match destroy(&dir) {
             Ok(()) => closed.push(m.case),
             Err(e) => tracing::warn!("case {:?} expired but was not destroyed: {e:#}", m.case),
         }

@@ -275,6 +275,19 @@ fn check_peer(
             holder.name, holder.role
         ));
     }
+    // The holder signed which warrant it answered on: the report's must be that one.
+    if answer.warrant != p.warrant.as_ref().map(crate::evidence::warrant::digest) {
+        return Err(format!(
+            "{name}: the warrant differs from the one {name} signed that it answered on"
+        ));
+    }
+    if answer.published != report.published {
+        return Err(format!(
+            "{name}: the answer is of {}, the report of {}",
+            list_asked(answer.published),
+            list_asked(report.published)
+        ));
+    }
     if let Some(w) = &p.warrant {
         check_warrant(report, name, w, ca, querier, answer.time)?;
     }
@@ -331,6 +344,14 @@ fn check_peer(
     }
 }
 
+fn list_asked(published: bool) -> &'static str {
+    if published {
+        "a published case"
+    } else {
+        "its own list"
+    }
+}
+
 /// The warrant a peer's answer was admitted on: signed by a court of the federation, for this
 /// holder, case, mode and querier, and valid when the answer was signed.
 fn check_warrant(
@@ -345,30 +366,19 @@ fn check_warrant(
         .open(crate::evidence::warrant::WARRANT_CONTEXT)
         .map_err(|e| format!("{name}'s warrant: {e}"))?;
     let court = member(ca, signed, w.issued, &format!("{name}'s warrant"))?;
-    let checks = [
-        (
-            "signed by a court",
-            court.role == Role::Court && court.name == w.court,
-        ),
-        ("addressed to this holder", w.holder == name),
-        (
-            "of the report's case",
-            report.case.as_deref() == Some(w.case.as_str()),
-        ),
-        ("for the report's mode", w.mode == report.mode),
-        (
-            "granted to the report's querier",
-            w.querier.as_ref().is_none_or(|q| *q == querier.name),
-        ),
-        (
-            "valid when the answer was signed",
-            w.issued <= at && at < w.expires,
-        ),
-    ];
-    match checks.iter().find(|(_, ok)| !ok) {
-        Some((what, _)) => Err(format!("{name}: the warrant is not {what}")),
-        None => Ok(()),
+    if court.role != Role::Court || court.name != w.court {
+        return Err(format!("{name}: the warrant is not signed by a court"));
     }
+    let terms = crate::evidence::warrant::Terms {
+        holder: name,
+        querier,
+        case: report.case.as_deref(),
+        mode: report.mode,
+        at,
+    };
+    let d = crate::evidence::warrant::short(signed);
+    crate::evidence::warrant::check_terms(&w, &d, &terms)
+        .map_err(|e| format!("{name}: when its answer was signed, {e}"))
 }
 
 /// The dump's distinct keys per type as asked of this peer: all of them, less the sections

@@ -53,31 +53,37 @@ fn fits(
             w.holder
         ));
     }
-    if opts.case.as_deref() != Some(w.case.as_str()) {
+    let terms = warrant::Terms {
+        holder: &w.holder,
+        querier: &id.me,
+        case: opts.case.as_deref(),
+        mode: opts.mode,
+        at: now,
+    };
+    let d = warrant::short(signed);
+    warrant::check_terms(w, &d, &terms).map_err(|e| {
+        // The holder's wording names the warrant by digest; here the file is named already.
+        let text = e.to_string();
+        text.strip_prefix(&format!("warrant {d}: "))
+            .unwrap_or(&text)
+            .to_string()
+    })?;
+    encoded_fits(signed, opts)
+}
+
+/// A warrant must fit in the hello a holder reads before admission.
+fn encoded_fits(signed: &Signed, opts: &QueryOptions) -> Result<(), String> {
+    let hello = crate::net::frame::ClientFrame::Hello(crate::net::frame::Hello {
+        warrant: Some(signed.clone()),
+        ..crate::net::frame::Hello::new(opts.mode, opts.case.clone())
+    });
+    let len = suyuan_protocol::codec::encode(&hello)
+        .map_err(|e| e.to_string())?
+        .len();
+    if len > crate::net::frame::MAX_HELLO_LEN {
         return Err(format!(
-            "granted in case {:?}; this query is {}",
-            w.case,
-            opts.case
-                .as_ref()
-                .map_or("without a case".to_string(), |c| format!("in case {c:?}"))
-        ));
-    }
-    if w.mode != opts.mode {
-        return Err(format!(
-            "allows {} queries; this one is {}",
-            w.mode, opts.mode
-        ));
-    }
-    if let Some(q) = &w.querier
-        && *q != id.me.name
-    {
-        return Err(format!("granted to {q}, not to {}", id.me.name));
-    }
-    if now < w.issued || now >= w.expires {
-        return Err(format!(
-            "not valid now (from {} to {})",
-            crate::clock::rfc3339(w.issued),
-            crate::clock::rfc3339(w.expires)
+            "too large to send: a hello with it is {len} bytes, above the {} a holder reads",
+            crate::net::frame::MAX_HELLO_LEN
         ));
     }
     Ok(())

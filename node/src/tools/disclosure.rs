@@ -325,10 +325,10 @@ fn write_second_seizure(dump: &Path, courier: &Path, out: &Path) -> Result<()> {
 fn two_columns(path: &Path, into: &mut Vec<(String, String)>) -> Result<()> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let (_, text) = crate::lists::decoded(file, path)?;
-    let mut csv = csv::ReaderBuilder::new().from_reader(text);
-    for r in csv.records() {
+    let mut open = crate::lists::open_csv(file, path)?;
+    for r in open.csv.records() {
         let r = r.with_context(|| format!("reading {}", path.display()))?;
+        open.budget.set(crate::lists::MAX_RECORD_BYTES);
         into.push((
             r.get(0).unwrap_or_default().to_string(),
             r.get(1).unwrap_or_default().to_string(),

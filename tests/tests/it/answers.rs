@@ -24,6 +24,8 @@ enum Lie {
     None,
     HolderKeys,
     ToQuerier,
+    /// Claims a warrant the querier never sent.
+    Warrant,
 }
 
 /// A holder that serves one real matches session from `bank`'s store and signs an answer,
@@ -92,6 +94,7 @@ async fn holder(bank: &Path, police: &Path, lie: Lie) -> std::net::SocketAddr {
             Lie::None => {}
             Lie::HolderKeys => *holder_keys.values_mut().next().unwrap() += 1,
             Lie::ToQuerier => to_querier = "00".repeat(32),
+            Lie::Warrant => {}
         }
         let answer = Answer {
             node: "bank".into(),
@@ -108,6 +111,8 @@ async fn holder(bank: &Path, police: &Path, lie: Lie) -> std::net::SocketAddr {
             to_holder,
             to_querier,
             time: 1_800_000_000,
+            warrant: (lie == Lie::Warrant).then(|| "ab".repeat(32)),
+            published: false,
         };
         let receipt = Signed::sign(ANSWER_CONTEXT, &answer, &id.key, &id.cert).unwrap();
         write_frame(&mut send, &ServerFrame::Receipt(receipt), t)
@@ -145,6 +150,10 @@ async fn a_signed_answer_that_says_something_else_is_refused() {
         (
             Lie::ToQuerier,
             Some("bank's signed answer: its signed answer differs from this query in to_querier"),
+        ),
+        (
+            Lie::Warrant,
+            Some("bank's signed answer: its signed answer differs from this query in warrant"),
         ),
     ] {
         let addr = holder(&bank, &police, lie).await;

@@ -136,6 +136,13 @@ async fn the_demo_agrees_with_its_truth() {
         .len();
     assert_eq!(exposed.lines().count(), want + 1);
     assert!(exposed.starts_with("row,"));
+    html_reports_hold_the_story(&out);
+}
+
+/// The demo's HTML reports: the branch, the timeline, the ladder; self-contained; every
+/// figure of the matches report shown.
+fn html_reports_hold_the_story(out: &suyuan_node::tools::demo::DemoOutcome) {
+    let json = &out.report;
     let html = std::fs::read_to_string(out.dir.join("report.html")).unwrap();
     well_formed(&html).unwrap();
     assert!(html.contains("<h2>Which lists the dump was drawn from</h2>"));

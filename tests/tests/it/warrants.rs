@@ -34,7 +34,7 @@ fn lists(fed: &Federation) -> (PathBuf, PathBuf) {
     (fed.path("bank.csv"), fed.path("dump.csv"))
 }
 
-const BANK_TOML: &str = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_keys = 100\n[policy.allow]\npolice = [\"count\", \"matches\"]\n[policy.warrant]\nmatches = true\nreceipt = true\nmin_count = 500\n";
+const BANK_TOML: &str = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_keys = 100\n[policy.allow]\npolice = [\"count\", \"matches\"]\ninstitution = [\"matches\"]\n[policy.warrant]\nmatches = true\nreceipt = true\nmin_count = 500\n";
 
 struct Setup {
     fed: Federation,
@@ -148,6 +148,23 @@ async fn rows_are_disclosed_on_a_warrant_granted_on_the_holders_signed_count() {
     forged.peers[0].warrant = Some(other);
     let e = query::verify::verify(&forged, &ca).unwrap_err();
     assert!(e.contains("differs from what police signed"), "{e}");
+    // Nor can the querier swap a warrant in and sign the report again: the bank signed which
+    // warrant it answered on.
+    let police_id = NodeDir::open(&s.police).unwrap().identity().unwrap();
+    forged.signature = Some(
+        Signed::sign(
+            query::verify::REPORT_CONTEXT,
+            &query::verify::unsigned(&forged),
+            &police_id.key,
+            &police_id.cert,
+        )
+        .unwrap(),
+    );
+    let e = query::verify::verify(&forged, &ca).unwrap_err();
+    assert_eq!(
+        e,
+        "bank: the warrant differs from the one bank signed that it answered on"
+    );
     // Both audit logs name the warrant: the holder's admitted and completed entries, the
     // querier's completed one.
     let d = warrant::digest(&signed);
@@ -265,6 +282,18 @@ async fn every_bad_warrant_is_refused_with_its_reason_and_audited() {
             "{got}\nwanted: {head}{why}"
         );
     }
+    // A warrant naming no querier is for the police only: an institution admitted by the
+    // policy cannot use it.
+    let telecom = s.fed.node("telecom", Role::Institution, "");
+    let unnamed = signed_with(&s.court, |w| {
+        w.querier = None;
+        w.receipt = Some(receipt.clone());
+    });
+    let got = refusal(&s, &telecom, QueryMode::Matches, &unnamed).await;
+    assert!(
+        got.ends_with("granted to any police node, not to telecom"),
+        "{got}"
+    );
     // A warrant for matches used for a count is refused too.
     let got = refusal(&s, &s.police, QueryMode::Count, &good(&|_| {})).await;
     assert!(got.contains("allows matches queries, not count"), "{got}");
@@ -315,10 +344,7 @@ async fn the_querier_checks_its_warrants_before_asking() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        e.ends_with("allows matches queries; this one is count"),
-        "{e}"
-    );
+    assert!(e.ends_with("allows matches queries, not count"), "{e}");
     let e = ask(&s, QueryMode::Matches, vec![path.clone(), path.clone()])
         .await
         .unwrap_err()

@@ -71,6 +71,8 @@ fn count_answer(by: &NodeIdentity, case: &str, querier: &str, mode: QueryMode) -
         to_holder: "44".repeat(32),
         to_querier: "55".repeat(32),
         time: now() - 3600,
+        warrant: None,
+        published: false,
     };
     Signed::sign(ANSWER_CONTEXT, &a, &by.key, &by.cert).unwrap()
 }
@@ -244,7 +246,7 @@ fn a_receipt_must_be_this_holders_count_for_this_querier_and_case_and_large_enou
         ),
         (
             count_answer(&f.bank, "2026-京-0042", "police", QueryMode::Matches),
-            "is the answer to a matches query, not a count",
+            "is the answer to a matches query, not a count of this node's list",
         ),
         (
             count_answer(&f.bank, "2025-京-0001", "police", QueryMode::Count),
@@ -282,6 +284,17 @@ fn only_a_court_issues_and_only_with_a_basis() {
             .to_string()
             .starts_with("--basis")
     );
+    let mut g = grant(None);
+    g.basis = "第一条\u{1b}[2J".into();
+    let e = issue(&f.court, g, now()).unwrap_err().to_string();
+    assert!(e.contains("control characters"), "{e}");
+    // The longest basis allowed, in three-byte characters, with a receipt: still fits a hello.
+    let mut g = grant(Some(receipt(
+        count_answer(&f.bank, "2026-京-0042", "police", QueryMode::Count),
+        6000,
+    )));
+    g.basis = "法".repeat(MAX_BASIS_CHARS);
+    assert!(issue(&f.court, g, now()).is_ok());
     let mut g = grant(Some(receipt(
         count_answer(&f.bank, "2026-京-0042", "police", QueryMode::Count),
         6000,
