@@ -14,7 +14,7 @@ use crate::net::local::LocalServer;
 use crate::node_dir::config::NODE_TOML;
 use crate::node_dir::identity::{self, Role};
 use crate::query::html::{self, DEFAULT_THRESHOLD};
-use crate::query::{self, PeerSpec, QueryOptions, Report};
+use crate::query::{self, PeerSpec, Report};
 use crate::tools::synth::{self, GenConfig, LeakTruth, Truth};
 
 /// The demo's own policy: police may count, and see rows on a court's warrant granted on a
@@ -343,31 +343,9 @@ async fn ask_count(
         "5/9 the police query every institution, mode {mode}, case {}",
         scene.case
     ));
-    let opts = QueryOptions {
-        node: scene.nodes.join("police"),
-        input: scene.data.join(synth::DUMP_FILE),
-        input_options: InputOptions::default(),
-        peers: peers.to_vec(),
-        mode,
-        case: Some(scene.case.to_string()),
-        evidence: Some(scene.dir.join(format!("evidence-{mode}.bin"))),
-        labels: true,
-        population: Some(scene.truth.population),
-        warrants: Vec::new(),
-        published: false,
-    };
-    let job = query::QueryJob::open(&opts)?;
-    let dump = tokio::task::block_in_place(|| {
-        query::blind_dump(&opts.input, &opts.input_options, progress)
-    })?;
-    let report = job.ask(dump).await?;
-    progress.say(query::report::render(&report).trim_end());
-    let disagreements = compare(&report, scene.truth)
-        .into_iter()
-        .map(|d| format!("{mode}: {d}"))
-        .collect();
-    query::report::write_json(&report, &scene.dir.join(format!("report-{mode}.json")))?;
-    Ok((report, disagreements))
+    let mut opts = scene.options(peers.to_vec(), mode, Vec::new());
+    opts.evidence = Some(scene.dir.join(format!("evidence-{mode}.bin")));
+    scene.ask_and_check(&opts, progress).await
 }
 
 /// What the dump was made of, whether everything agreed with the truth, and where the files are.

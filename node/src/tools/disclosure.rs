@@ -38,7 +38,30 @@ pub(crate) struct Scene<'a> {
 }
 
 impl Scene<'_> {
-    fn options(
+    /// Runs the police's query `opts` (reading and blinding the dump with progress shown),
+    /// narrates the report, writes it as `report-MODE.json` and compares it with the truth.
+    pub(crate) async fn ask_and_check(
+        &self,
+        opts: &QueryOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<(Report, Vec<String>)> {
+        let job = query::QueryJob::open(opts)?;
+        let dump = tokio::task::block_in_place(|| {
+            query::blind_dump(&opts.input, &opts.input_options, progress)
+        })?;
+        let report = job.ask(dump).await?;
+        progress.say(query::report::render(&report).trim_end());
+        let mode = opts.mode;
+        let json = self.dir.join(format!("report-{mode}.json"));
+        query::report::write_json(&report, &json)?;
+        let disagreements = super::demo::compare(&report, self.truth)
+            .into_iter()
+            .map(|d| format!("{mode}: {d}"))
+            .collect();
+        Ok((report, disagreements))
+    }
+
+    pub(crate) fn options(
         &self,
         peers: Vec<PeerSpec>,
         mode: QueryMode,
@@ -127,18 +150,8 @@ pub(crate) async fn warrants_and_rows(
     }
     let mut opts = scene.options(likely, QueryMode::Matches, files);
     opts.evidence = Some(scene.dir.join("evidence-matches.bin"));
-    let job = query::QueryJob::open(&opts)?;
-    let dump = tokio::task::block_in_place(|| {
-        query::blind_dump(&opts.input, &opts.input_options, progress)
-    })?;
-    let report = job.ask(dump).await?;
-    progress.say(query::report::render(&report).trim_end());
-    out.extend(
-        super::demo::compare(&report, scene.truth)
-            .into_iter()
-            .map(|d| format!("matches: {d}")),
-    );
-    query::report::write_json(&report, &scene.dir.join("report-matches.json"))?;
+    let (report, more) = scene.ask_and_check(&opts, progress).await?;
+    out.extend(more);
     Ok((report, out))
 }
 
