@@ -1,6 +1,21 @@
 //! The command line: raw flags ([`args`]), one small function per command ([`node`], [`query`],
 //! [`tools`]), and everything `suyuan` prints ([`render`], [`progress`]).
 
+/// `println!` that ends the process quietly once standard output is closed (`suyuan status |
+/// head`): `println!` would panic there. Defined before the modules that use it.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!`, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod node;
 mod progress;
@@ -100,4 +115,17 @@ fn say(line: &str) {
 /// Writes `text` to `path`, naming the file if that fails.
 fn write_file(path: &std::path::Path, text: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes to standard output; a closed one (the reader went away) ends the process with
+/// success, as `head` expects of the commands before it. Other write errors are ignored: the
+/// command's outcome is its exit status and its files, not its chatter.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
 }

@@ -19,7 +19,7 @@ use super::{render, runtime, say, write_file};
 
 pub(crate) fn ca_init(dir: &Path, name: &str) -> Result<()> {
     let fp = identity::ca_init(dir, name)?;
-    println!(
+    outln!(
         "created CA {name:?} in {} (certificate sha256 {fp})",
         dir.display()
     );
@@ -28,7 +28,7 @@ pub(crate) fn ca_init(dir: &Path, name: &str) -> Result<()> {
 
 pub(crate) fn ca_renew(ca: &Path, node: &Path, days: u32) -> Result<()> {
     let (fp, until) = identity::ca_renew(ca, node, days)?;
-    println!(
+    outln!(
         "renewed the certificate of {} (sha256 {fp}), valid until {}; the old one is kept as node.crt.previous",
         node.display(),
         clock::rfc3339(until)
@@ -39,7 +39,7 @@ pub(crate) fn ca_renew(ca: &Path, node: &Path, days: u32) -> Result<()> {
 pub(crate) fn ca_issue(ca: &Path, name: &str, role: Role, out: &Path, days: u32) -> Result<()> {
     let fp = identity::ca_issue_for(ca, name, role, out, days)?;
     write_file(&out.join(NODE_TOML), DEFAULT_NODE_TOML)?;
-    println!(
+    outln!(
         "issued {name} ({role}) into {} (certificate sha256 {fp}); edit {NODE_TOML} for its policy",
         out.display()
     );
@@ -54,7 +54,7 @@ pub(crate) fn ca_revoke(
     days: u32,
 ) -> Result<()> {
     let (path, info) = revocation::ca_revoke(ca, name, cert, reason, days)?;
-    println!(
+    outln!(
         "{name} revoked; revocation list number {} ({} revoked) written to {}: install it on every node with `suyuan crl install --node NODE {}`",
         info.number,
         info.revoked,
@@ -75,7 +75,7 @@ pub(crate) fn ca_directory(
         .map(|p| (p.name.clone(), p.address.clone()))
         .collect();
     let dir = suyuan_node::evidence::directory::ca_directory(ca, &members, days, out)?;
-    println!(
+    outln!(
         "federation directory number {} ({} members, current until {}) written to {}",
         dir.number,
         dir.members.len(),
@@ -90,7 +90,7 @@ pub(crate) fn ca_crl(ca: &Path, out: &Path, days: u32) -> Result<()> {
     // From the bytes, not a copy: `--out` may name the CA's own crl.pem.
     let pem = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     std::fs::write(out, pem).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
+    outln!(
         "revocation list number {} ({} revoked, due {}) written to {}",
         info.number,
         info.revoked,
@@ -102,7 +102,7 @@ pub(crate) fn ca_crl(ca: &Path, out: &Path, days: u32) -> Result<()> {
 
 pub(crate) fn crl_install(node: &Path, file: &Path) -> Result<()> {
     let (info, warnings) = revocation::install(&NodeDir::open(node)?, file)?;
-    println!(
+    outln!(
         "installed revocation list number {} ({} revoked, due {}) in {}; a running serve applies it within a second",
         info.number,
         info.revoked,
@@ -123,15 +123,15 @@ pub(crate) fn import(a: ImportArgs, quiet: bool) -> Result<()> {
         canaries: a.canaries,
     };
     let (summary, meta) = list_import::run(&a.node, &a.input, &opts, &mut Bar::new(quiet))?;
-    println!("{} ({summary})", a.input.display());
-    print!("{}", render::quality(&summary));
+    outln!("{} ({summary})", a.input.display());
+    out!("{}", render::quality(&summary));
     for l in &meta.labels {
-        println!("{}", render::label(l));
+        outln!("{}", render::label(l));
     }
     if let Some(c) = &meta.canaries {
-        println!("{}", render::canaries(c));
+        outln!("{}", render::canaries(c));
     }
-    println!(
+    outln!(
         "new epoch {}: distinct keys {}; it replaces the previous epoch",
         meta.id,
         text::counts(&meta.sizes, "")
@@ -187,7 +187,7 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
 pub(crate) fn status(node: &Path) -> Result<()> {
     let node = NodeDir::open(node)?;
     let id = node.identity()?;
-    println!(
+    outln!(
         "node {} ({}), certificate sha256 {}, valid until {}",
         id.me.name,
         id.me.role,
@@ -195,18 +195,18 @@ pub(crate) fn status(node: &Path) -> Result<()> {
         identity::not_after(&id.cert).map_or_else(|_| "?".into(), clock::rfc3339)
     );
     if let Some(w) = identity::expiry_warning(&id, clock::now_unix()) {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     // The whole store is read and checked against its digest, as `serve` would.
     match node.store().read() {
-        Ok(Some((_, m))) => println!("{}", render::epoch(&m)),
-        Ok(None) => println!("no customer list imported"),
+        Ok(Some((_, m))) => outln!("{}", render::epoch(&m)),
+        Ok(None) => outln!("no customer list imported"),
         // Not damage: a format this version no longer serves, and the message says what to do.
-        Err(e @ StoreError::OldFormat { .. }) => println!("epoch: {e}"),
-        Err(e) => println!("epoch: DAMAGED: {:#}", anyhow::Error::from(e)),
+        Err(e @ StoreError::OldFormat { .. }) => outln!("epoch: {e}"),
+        Err(e) => outln!("epoch: DAMAGED: {:#}", anyhow::Error::from(e)),
     }
     for c in suyuan_node::node_dir::published::list(&node)? {
-        println!(
+        outln!(
             "published case {:?}: epoch {}, {} rows from {}, until {}{}",
             c.case,
             c.epoch,
@@ -221,34 +221,34 @@ pub(crate) fn status(node: &Path) -> Result<()> {
         );
     }
     match id.crls.first().map(|der| revocation::crl_info(der)) {
-        None => println!("revocation list: none installed"),
+        None => outln!("revocation list: none installed"),
         Some(Ok(info)) => {
-            println!(
+            outln!(
                 "revocation list: number {}, {} revoked, due {}",
                 info.number,
                 info.revoked,
                 clock::rfc3339(info.next_update)
             );
             if let Some(w) = info.stale(clock::now_unix()) {
-                println!("warning: {w}");
+                outln!("warning: {w}");
             }
         }
-        Some(Err(e)) => println!("revocation list: unreadable: {e:#}"),
+        Some(Err(e)) => outln!("revocation list: unreadable: {e:#}"),
     }
     let cfg = node.config()?;
-    println!("policy: {}", cfg.policy.summary());
+    outln!("policy: {}", cfg.policy.summary());
     let (sets, bytes) = node.tag_cache(cfg.query.tag_cache_bytes()).usage();
-    println!(
+    outln!(
         "tag cache: {sets} kept set(s), {} of {} MiB",
         render::mib(bytes),
         cfg.query.tag_cache_mib
     );
     match node.audit().verify() {
         Ok(entries) => {
-            println!("audit log: {} entries, chain intact", entries.len());
+            outln!("audit log: {} entries, chain intact", entries.len());
             print_recent(&entries);
         }
-        Err(e) => println!("audit log: DAMAGED: {:#}", anyhow::Error::from(e)),
+        Err(e) => outln!("audit log: DAMAGED: {:#}", anyhow::Error::from(e)),
     }
     Ok(())
 }
@@ -295,7 +295,7 @@ pub(crate) fn status_json(node: &Path) -> Result<()> {
         "tag_cache": { "sets": sets, "bytes": bytes, "limit_mib": cfg.query.tag_cache_mib },
         "audit_log": audit,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
@@ -303,16 +303,16 @@ pub(crate) fn status_json(node: &Path) -> Result<()> {
 fn print_recent(entries: &[Entry]) {
     let from = entries.len().saturating_sub(10);
     if from < entries.len() {
-        println!("recent:");
+        outln!("recent:");
         for e in &entries[from..] {
-            println!("{}", render::audit_line(e));
+            outln!("{}", render::audit_line(e));
         }
     }
 }
 
 pub(crate) fn cache_clear(node: &Path) -> Result<()> {
     let (sets, bytes) = NodeDir::open(node)?.tag_cache(0).clear()?;
-    println!("removed {sets} kept tag set(s), {} MiB", render::mib(bytes));
+    outln!("removed {sets} kept tag set(s), {} MiB", render::mib(bytes));
     Ok(())
 }
 
@@ -321,17 +321,17 @@ pub(crate) fn audit_verify(node: &Path) -> Result<()> {
         .audit()
         .verify()
         .context("audit log verification failed")?;
-    println!("audit log intact: {} entries", entries.len());
+    outln!("audit log intact: {} entries", entries.len());
     Ok(())
 }
 
 pub(crate) fn audit_show(node: &Path, json: bool) -> Result<()> {
     let entries = NodeDir::open(node)?.audit().verify()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
         for e in &entries {
-            println!("{}", render::audit_line(e));
+            outln!("{}", render::audit_line(e));
         }
     }
     Ok(())

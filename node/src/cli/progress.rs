@@ -98,9 +98,13 @@ impl Progress for Bar {
             let _ = write!(err, "\r\x1b[K");
             let _ = err.flush();
         }
-        println!(
+        outln!(
             "{}: {} {} in {:.1}s ({:.0}/s)",
-            self.label, self.done, self.unit, elapsed, rate
+            self.label,
+            self.done,
+            self.unit,
+            elapsed,
+            rate
         );
     }
 

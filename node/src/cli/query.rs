@@ -45,14 +45,14 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         published: false,
     };
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
-    print!("{}", query::report::render(&report));
+    out!("{}", query::report::render(&report));
     if let Some(path) = &a.json {
         query::report::write_json(&report, path)?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     if let Some(path) = &a.html {
         query::report::write_private(path, html::render_html(&report, a.threshold).as_bytes())?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     if report.peers.iter().all(|p| p.error.is_some()) {
         bail!("no peer answered");
@@ -66,7 +66,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<()> {
     let report: Report = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a suyuan query report", a.json.display()))?;
     query::report::write_private(&a.html, html::render_html(&report, a.threshold).as_bytes())?;
-    println!("report written to {}", a.html.display());
+    outln!("report written to {}", a.html.display());
     Ok(())
 }
 
@@ -79,7 +79,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: not a readable PEM certificate: {e}", a.ca.display()))?;
     let v = query::verify::verify(&report, &ca)
         .map_err(|why| anyhow::anyhow!("{}: NOT VERIFIED: {why}", a.report.display()))?;
-    println!(
+    outln!(
         "{}: verified. Signed by {} ({}); {} signed answer(s) match it:",
         a.report.display(),
         v.querier.name,
@@ -87,21 +87,21 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
         v.answers.len()
     );
     for (name, epoch) in &v.answers {
-        println!("  {name}: epoch {epoch}, statement and answer signed by {name}");
+        outln!("  {name}: epoch {epoch}, statement and answer signed by {name}");
         let warrant = report
             .peers
             .iter()
             .find(|p| p.name == *name)
             .and_then(|p| p.warrant.as_ref());
         if let Some(w) = warrant {
-            println!(
+            outln!(
                 "  {name}: answered on warrant {}, signed by a court of this federation",
                 suyuan_node::evidence::warrant::short(w)
             );
         }
     }
     for name in &v.unanswered {
-        println!("  {name}: no answer (nothing to check)");
+        outln!("  {name}: no answer (nothing to check)");
     }
     let (Some(evidence), Some(input)) = (&a.evidence, &a.input) else {
         return Ok(());
@@ -116,14 +116,14 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
     let (keys, summary) = query::read_dump(input, &options, &mut Bar::new(true))?;
     let recomputed = query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)
         .map_err(|why| anyhow::anyhow!("{}: NOT VERIFIED: {why}", a.report.display()))?;
-    println!(
+    outln!(
         "{}: every answer recomputed from {} and {}: each holder's signed messages give the report's figures:",
         a.report.display(),
         evidence.display(),
         input.display()
     );
     for (name, matched) in recomputed {
-        println!("  {name}: {matched} matched keys");
+        outln!("  {name}: {matched} matched keys");
     }
     Ok(())
 }
@@ -153,7 +153,7 @@ pub(crate) fn warrant_issue(a: WarrantIssueArgs) -> Result<()> {
     let (w, signed) = warrant::issue(&id, grant, clock::now_unix())?;
     let json = serde_json::to_string_pretty(&signed)?;
     query::report::write_private(&a.out, json.as_bytes())?;
-    println!(
+    outln!(
         "warrant {} signed by {}: {} queries of {} in case {:?} by {}, valid until {}",
         warrant::short(&signed),
         w.court,
@@ -164,12 +164,14 @@ pub(crate) fn warrant_issue(a: WarrantIssueArgs) -> Result<()> {
         clock::rfc3339(w.expires)
     );
     if let Some(r) = &w.receipt {
-        println!(
+        outln!(
             "  granted on {}'s signed answer to {}'s count: {} matched records",
-            w.holder, r.querier, r.count
+            w.holder,
+            r.querier,
+            r.count
         );
     }
-    println!("written to {}", a.out.display());
+    outln!("written to {}", a.out.display());
     Ok(())
 }
 
@@ -180,7 +182,7 @@ pub(crate) fn publish(a: PublishArgs, quiet: bool) -> Result<()> {
         if !published::close(&node, case)? {
             bail!("no case {case:?} is published on this node");
         }
-        println!("case {case:?} closed: its key and store are destroyed");
+        outln!("case {case:?} closed: its key and store are destroyed");
         return Ok(());
     }
     let (Some(case), Some(input)) = (a.case, a.input) else {
@@ -200,9 +202,9 @@ pub(crate) fn publish(a: PublishArgs, quiet: bool) -> Result<()> {
     };
     let (summary, meta, case) =
         published::publish(&a.node, &p, clock::now_unix(), &mut Bar::new(quiet))?;
-    println!("{} ({summary})", p.input.display());
-    print!("{}", super::render::quality(&summary));
-    println!(
+    outln!("{} ({summary})", p.input.display());
+    out!("{}", super::render::quality(&summary));
+    outln!(
         "case {:?} published under its own key (epoch {}): distinct keys {}; until {}{}",
         case.case,
         meta.id,
@@ -243,12 +245,12 @@ pub(crate) fn check(a: CheckArgs, quiet: bool) -> Result<()> {
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
     if let Some(path) = &a.json {
         query::report::write_json(&report, path)?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     if let Some(path) = &a.html {
         let html = html::render_html(&report, DEFAULT_THRESHOLD);
         query::report::write_private(path, html.as_bytes())?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     let Some(peer) = report.peers.first() else {
         bail!("no peer was asked");
@@ -257,11 +259,11 @@ pub(crate) fn check(a: CheckArgs, quiet: bool) -> Result<()> {
         bail!("{}: {e}", peer.name);
     }
     for line in query::report::check_lines(&report, peer) {
-        println!("{line}");
+        outln!("{line}");
     }
     if let (Some(out), Some(rows)) = (&a.out, &peer.rows) {
         let n = suyuan_node::lists::exposed::write(&a.input, rows, out)?;
-        println!("{n} exposed rows written to {}", out.display());
+        outln!("{n} exposed rows written to {}", out.display());
     }
     Ok(())
 }

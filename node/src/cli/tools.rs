@@ -37,9 +37,9 @@ pub(crate) fn gen_data(a: GenArgs, quiet: bool) -> Result<()> {
     };
     let truth = synth::generate(&a.out, &cfg, &mut Bar::new(quiet))?;
     for t in &truth.institutions {
-        println!("{}: {} rows", a.out.join(&t.file).display(), t.rows);
+        outln!("{}: {} rows", a.out.join(&t.file).display(), t.rows);
     }
-    println!(
+    outln!(
         "{}: {} rows; ground truth in {}",
         a.out.join(synth::DUMP_FILE).display(),
         truth.dump.rows,
@@ -57,7 +57,7 @@ pub(crate) fn canary_mint(a: MintArgs) -> Result<()> {
     };
     let canaries = canary::mint(&kind, a.count)?;
     canary::write(&a.out, &a.export, &canaries)?;
-    println!(
+    outln!(
         "{}: {} canaries for export {:?}; plant each in that export only, and keep this file as private as the node key",
         a.out.display(),
         canaries.len(),
@@ -89,11 +89,11 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let json = if a.concurrent > 1 {
         let queriers = a.queriers.unwrap_or(a.concurrent.min(4));
         let report = bench_load::run(&opts, a.concurrent, queriers)?;
-        print!("{}", bench_load::render(&report));
+        out!("{}", bench_load::render(&report));
         serde_json::to_string_pretty(&report)?
     } else {
         let report = runtime(a.threads)?.block_on(bench::run(&opts))?;
-        print!("{}", bench::render(&report));
+        out!("{}", bench::render(&report));
         serde_json::to_string_pretty(&report)?
     };
     if let Some(path) = &a.json {
@@ -121,6 +121,6 @@ pub(crate) fn psi_local(a: PsiLocalArgs) -> Result<()> {
         mode: a.mode,
     };
     let report = psi_local::run(&cfg, &mut rand::rng())?;
-    print!("{}", psi_local::render(&cfg, &report));
+    out!("{}", psi_local::render(&cfg, &report));
     Ok(())
 }

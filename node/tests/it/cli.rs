@@ -42,6 +42,28 @@ fn keys_are_private_and_a_readable_key_is_refused() {
     );
 }
 
+/// `suyuan status | head -1`: the reader goes away before the output is written; the command
+/// ends quietly with success instead of panicking on the closed pipe.
+#[test]
+fn a_closed_standard_output_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    federation(d);
+    let mut child = suyuan()
+        .current_dir(d)
+        .args(["status", "--node", "bank"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The read end closed at once: the status (read from disk first) finds no reader.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn serve_query_audit_status_through_the_binary() {
     use std::io::BufRead;
