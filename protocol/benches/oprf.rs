@@ -52,6 +52,17 @@ fn primitives(c: &mut Criterion) {
     g.bench_function("decompress", |b| {
         b.iter(|| CompressedRistretto(black_box(enc.to_bytes())).decompress())
     });
+    // Toward additive blinding (issue 15): a per-holder table of its public key turns the
+    // querier's unblinding into a fixed-base multiplication, but its result must be compressed
+    // on its own (the k/2 halving that batch compression relies on does not apply to E - ρ·pk).
+    let table = curve25519_dalek::ristretto::RistrettoBasepointTable::create(&p);
+    g.bench_function("fixed_base_table_mul", |b| {
+        b.iter(|| black_box(&table) * &black_box(k))
+    });
+    g.bench_function("fixed_base_table_create", |b| {
+        b.iter(|| curve25519_dalek::ristretto::RistrettoBasepointTable::create(black_box(&p)))
+    });
+    g.bench_function("compress_one", |b| b.iter(|| black_box(p).compress()));
     g.bench_function("sha512_tag", |b| {
         b.iter(|| {
             Sha512::new()
