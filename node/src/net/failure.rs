@@ -174,7 +174,7 @@ impl fmt::Display for QueryFailure {
             }
             NotPolice(role) => write!(
                 f,
-                "{p} is a {role} node; only police nodes publish cases; not asked"
+                "{p} is not a police node (its certificate says {role}); only police nodes publish cases; not asked"
             ),
             NoStream(t) => write!(f, "{p} allowed no query stream within {t:?}"),
             Stalled(t) => write!(f, "{p} stalled: no answer within {t:?}"),

@@ -139,6 +139,34 @@ async fn a_second_unit_links_its_seizure_in_count_mode_with_both_containments() 
             "mobile: 1000 keys in common: 66.7% of this seizure is inside case \"{CASE}\"; 25.0% of case \"{CASE}\" is in this seizure"
         )]
     );
+    // A published case is asked only of a police node: an institution answering is refused.
+    let bank = fed.node("bank", Role::Institution, POLICE_TOML);
+    let bank_srv = start(&bank);
+    let r = query::run(
+        &QueryOptions {
+            node: police2.clone(),
+            input: seizure.clone(),
+            input_options: InputOptions::default(),
+            peers: vec![parse_peer(&bank_srv.peer("bank")).unwrap()],
+            mode: QueryMode::Count,
+            case: Some(CASE.into()),
+            evidence: None,
+            labels: false,
+            population: None,
+            warrants: Vec::new(),
+            published: true,
+        },
+        suyuan_node::Silent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.peers[0].error.as_deref(),
+        Some(
+            "bank is not a police node (its certificate says institution); only police nodes publish cases; not asked"
+        )
+    );
+    bank_srv.stop().await;
     // Police may only count here: rows are refused.
     let r = check(&police2, &seizure, &srv, QueryMode::Matches, CASE).await;
     let e = r.peers[0].error.clone().unwrap();
