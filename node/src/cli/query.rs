@@ -224,6 +224,9 @@ pub(crate) fn check(a: CheckArgs, quiet: bool) -> Result<()> {
         // Rows obtained and not kept would have to be asked for again.
         bail!("--out FILE is required in matches mode: the exposed rows are written there");
     }
+    if a.mode == QueryMode::Count && a.out.is_some() {
+        bail!("--out is for matches mode: a count gives no rows to write (use --json)");
+    }
     let opts = QueryOptions {
         node: a.node,
         input: a.input.clone(),
