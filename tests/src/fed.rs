@@ -67,17 +67,13 @@ pub async fn ask_one(
 ) -> suyuan_node::query::PeerReport {
     let report = suyuan_node::query::run(
         &suyuan_node::query::QueryOptions {
-            node: police.to_path_buf(),
-            input: input.to_path_buf(),
-            input_options: suyuan_node::lists::InputOptions::default(),
-            peers: vec![suyuan_node::query::parse_peer(peer).expect("a peer")],
-            mode,
             case: case.map(str::to_string),
-            evidence: None,
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..suyuan_node::query::QueryOptions::new(
+                police,
+                input,
+                vec![suyuan_node::query::parse_peer(peer).expect("a peer")],
+                mode,
+            )
         },
         suyuan_node::Silent,
     )

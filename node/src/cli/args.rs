@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use suyuan_node::evidence::directory::DEFAULT_DIRECTORY_DAYS;
-use suyuan_node::lists::{LabelOption, parse_label, parse_override};
+use suyuan_node::lists::{InputOptions, LabelOption, parse_label, parse_override};
 use suyuan_node::node_dir::identity::{DEFAULT_CERT_DAYS, Role};
 use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
@@ -411,6 +411,17 @@ pub(crate) struct InputArgs {
     /// Key types: "strong" (mobile, resident_id, bank_card, email), "all", or a list.
     #[arg(long, default_value = "strong", value_parser = keys)]
     pub(crate) keys: KeySelection,
+}
+
+impl InputArgs {
+    /// How to read the file: these columns and key types, no labels or canaries.
+    pub(crate) fn options(self) -> InputOptions {
+        InputOptions {
+            overrides: self.columns,
+            selection: self.keys,
+            ..InputOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

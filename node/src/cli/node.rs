@@ -117,10 +117,9 @@ pub(crate) fn crl_install(node: &Path, file: &Path) -> Result<()> {
 
 pub(crate) fn import(a: ImportArgs, quiet: bool) -> Result<()> {
     let opts = InputOptions {
-        overrides: a.input_args.columns,
-        selection: a.input_args.keys,
         labels: a.labels,
         canaries: a.canaries,
+        ..a.input_args.options()
     };
     let (summary, meta) = list_import::run(&a.node, &a.input, &opts, &mut Bar::new(quiet))?;
     outln!("{} ({summary})", a.input.display());

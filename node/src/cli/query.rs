@@ -6,7 +6,6 @@ use rustls::pki_types::pem::PemObject;
 use suyuan_node::clock;
 use suyuan_node::evidence::Evidence;
 use suyuan_node::evidence::directory;
-use suyuan_node::lists::InputOptions;
 use suyuan_node::query::html::DEFAULT_THRESHOLD;
 use suyuan_node::query::{self, QueryOptions, Report, html};
 use suyuan_protocol::psi::QueryMode;
@@ -29,12 +28,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
     let opts = QueryOptions {
         node: a.node,
         input: a.input,
-        input_options: InputOptions {
-            overrides: a.input_args.columns,
-            selection: a.input_args.keys,
-            labels: Vec::new(),
-            canaries: None,
-        },
+        input_options: a.input_args.options(),
         peers,
         mode: a.mode,
         case: a.case,
@@ -107,12 +101,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
         return Ok(());
     };
     let ev = Evidence::read(evidence)?;
-    let options = InputOptions {
-        overrides: a.input_args.columns,
-        selection: a.input_args.keys,
-        labels: Vec::new(),
-        canaries: None,
-    };
+    let options = a.input_args.options();
     let (keys, summary) = query::read_dump(input, &options, &mut Bar::new(true))?;
     let recomputed = query::verify::verify_evidence(&report, &ev, keys, summary.quality.rows)
         .map_err(|why| anyhow::anyhow!("{}: NOT VERIFIED: {why}", a.report.display()))?;
@@ -191,12 +180,7 @@ pub(crate) fn publish(a: PublishArgs, quiet: bool) -> Result<()> {
     let p = published::Publication {
         case,
         input,
-        options: InputOptions {
-            overrides: a.input_args.columns,
-            selection: a.input_args.keys,
-            labels: Vec::new(),
-            canaries: None,
-        },
+        options: a.input_args.options(),
         valid_for: a.expires,
         allow: a.allow,
     };
@@ -228,22 +212,10 @@ pub(crate) fn check(a: CheckArgs, quiet: bool) -> Result<()> {
         bail!("--out is for matches mode: a count gives no rows to write (use --json)");
     }
     let opts = QueryOptions {
-        node: a.node,
-        input: a.input.clone(),
-        input_options: InputOptions {
-            overrides: a.input_args.columns,
-            selection: a.input_args.keys,
-            labels: Vec::new(),
-            canaries: None,
-        },
-        peers: vec![a.peer],
-        mode: a.mode,
+        input_options: a.input_args.options(),
         case: Some(a.case.clone()),
-        evidence: None,
-        labels: false,
-        population: None,
-        warrants: Vec::new(),
         published: true,
+        ..QueryOptions::new(&a.node, &a.input, vec![a.peer], a.mode)
     };
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
     if let Some(path) = &a.json {

@@ -135,6 +135,27 @@ pub struct QueryOptions {
     pub published: bool,
 }
 
+impl QueryOptions {
+    /// A query of `input` from the node in `node` to `peers` in `mode`: no case, no evidence,
+    /// no labels or warrants, the default population, the holders' own lists. Set the rest
+    /// with struct update syntax.
+    pub fn new(node: &Path, input: &Path, peers: Vec<PeerSpec>, mode: QueryMode) -> Self {
+        QueryOptions {
+            node: node.to_path_buf(),
+            input: input.to_path_buf(),
+            input_options: InputOptions::default(),
+            peers,
+            mode,
+            case: None,
+            population: None,
+            evidence: None,
+            labels: false,
+            warrants: Vec::new(),
+            published: false,
+        }
+    }
+}
+
 /// A dump read and blinded, ready to be sent to every peer.
 #[derive(Debug)]
 pub struct BlindedDump {

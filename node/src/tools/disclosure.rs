@@ -300,17 +300,9 @@ async fn check(
     mode: QueryMode,
 ) -> Result<Report> {
     let opts = QueryOptions {
-        node: scene.nodes.join(node),
-        input: input.to_path_buf(),
-        input_options: InputOptions::default(),
-        peers: vec![police.clone()],
-        mode,
         case: Some(scene.case.to_string()),
-        evidence: None,
-        labels: false,
-        population: None,
-        warrants: Vec::new(),
         published: true,
+        ..QueryOptions::new(&scene.nodes.join(node), input, vec![police.clone()], mode)
     };
     query::run(&opts, crate::Silent).await
 }

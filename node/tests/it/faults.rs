@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use suyuan_node::clock;
-use suyuan_node::lists::InputOptions;
 use suyuan_node::net::frame::{ClientFrame, Hello, ServerFrame, read_frame, write_frame};
 use suyuan_node::net::tls;
 use suyuan_node::node_dir::audit::{AuditLog, ChainError, Entry, Outcome};
@@ -53,17 +52,13 @@ fn setup(d: &Path, bank_toml: &str) -> String {
 async fn ask(d: &Path, addr: &str, dump: &str) -> Result<query::PeerReport, String> {
     let report = query::run(
         &QueryOptions {
-            node: d.join("police"),
-            input: d.join(dump),
-            input_options: InputOptions::default(),
-            peers: vec![parse_peer(&format!("bank={addr}")).unwrap()],
-            mode: QueryMode::Count,
             case: Some("2026-001".into()),
-            evidence: None,
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..QueryOptions::new(
+                &d.join("police"),
+                &d.join(dump),
+                vec![parse_peer(&format!("bank={addr}")).unwrap()],
+                QueryMode::Count,
+            )
         },
         suyuan_node::Silent,
     )

@@ -47,17 +47,9 @@ async fn a_signed_directory_names_the_institutions_and_pins_their_keys() {
     let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["bank", "telecom"], "institutions only");
     let ask = |peers| QueryOptions {
-        node: police.clone(),
-        input: fed.path("dump.csv"),
         input_options: Default::default(),
-        peers,
-        mode: QueryMode::Count,
         case: Some("d-1".into()),
-        population: None,
-        evidence: None,
-        labels: false,
-        warrants: Vec::new(),
-        published: false,
+        ..QueryOptions::new(&police, &fed.path("dump.csv"), peers, QueryMode::Count)
     };
     let report = query::run(&ask(peers), suyuan_node::Silent).await.unwrap();
     assert!(

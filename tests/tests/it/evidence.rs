@@ -29,17 +29,9 @@ fn mobiles(from: u64, to: u64) -> String {
 async fn ask(police: &Path, dump: &Path, peer: &str, mode: QueryMode, ev: &Path) -> Report {
     query::run(
         &QueryOptions {
-            node: police.to_path_buf(),
-            input: dump.to_path_buf(),
-            input_options: InputOptions::default(),
-            peers: vec![query::parse_peer(peer).unwrap()],
-            mode,
             case: Some("2026-刑-9".into()),
             evidence: Some(ev.to_path_buf()),
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..QueryOptions::new(police, dump, vec![query::parse_peer(peer).unwrap()], mode)
         },
         suyuan_node::Silent,
     )

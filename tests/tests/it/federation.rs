@@ -100,22 +100,18 @@ async fn police_query_matches_ground_truth_across_institutions() {
     let bank_srv = start(&bank);
     let telecom_srv = start(&telecom);
     let opts = |mode| QueryOptions {
-        node: police.clone(),
-        input: fed.path("dump.csv"),
-        input_options: InputOptions::default(),
-        peers: vec![
-            parse_peer(&bank_srv.peer("bank")).unwrap(),
-            parse_peer(&telecom_srv.peer("telecom")).unwrap(),
-            // Nothing listens here: a peer that is down.
-            parse_peer("courier=127.0.0.1:9").unwrap(),
-        ],
-        mode,
         case: Some("2026-京-0042".to_string()),
-        evidence: None,
-        labels: false,
-        population: None,
-        warrants: Vec::new(),
-        published: false,
+        ..QueryOptions::new(
+            &police,
+            &fed.path("dump.csv"),
+            vec![
+                parse_peer(&bank_srv.peer("bank")).unwrap(),
+                parse_peer(&telecom_srv.peer("telecom")).unwrap(),
+                // Nothing listens here: a peer that is down.
+                parse_peer("courier=127.0.0.1:9").unwrap(),
+            ],
+            mode,
+        )
     };
 
     let report = query::run(&opts(QueryMode::Matches), suyuan_node::Silent)

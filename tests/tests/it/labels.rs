@@ -49,17 +49,10 @@ fn month(i: u64) -> String {
 async fn ask(police: &Path, dump: &Path, peer: &str, mode: QueryMode, ev: &Path) -> Report {
     query::run(
         &QueryOptions {
-            node: police.to_path_buf(),
-            input: dump.to_path_buf(),
-            input_options: InputOptions::default(),
-            peers: vec![query::parse_peer(peer).unwrap()],
-            mode,
             case: Some("2026-刑-13".into()),
             evidence: Some(ev.to_path_buf()),
             labels: true,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..QueryOptions::new(police, dump, vec![query::parse_peer(peer).unwrap()], mode)
         },
         suyuan_node::Silent,
     )
@@ -307,17 +300,14 @@ async fn labels_of_matched_keys_agree_with_a_plain_computation() {
     // A researcher may count, but the policy shows it no label of the list.
     let r = query::run(
         &QueryOptions {
-            node: researcher.clone(),
-            input: fed.path("dump.csv"),
-            input_options: InputOptions::default(),
-            peers: vec![query::parse_peer(&server.peer("bank")).unwrap()],
-            mode: QueryMode::Count,
             case: Some("2026-研-1".into()),
-            evidence: None,
             labels: true,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..QueryOptions::new(
+                &researcher,
+                &fed.path("dump.csv"),
+                vec![query::parse_peer(&server.peer("bank")).unwrap()],
+                QueryMode::Count,
+            )
         },
         suyuan_node::Silent,
     )

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use suyuan_node::lists::InputOptions;
 use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::audit::Outcome;
 use suyuan_node::node_dir::identity::Role;
@@ -61,21 +60,17 @@ async fn thirty_two_queries_from_four_police_nodes_all_complete_correctly() {
     let mut tasks = tokio::task::JoinSet::new();
     for q in 0..QUERIES {
         let opts = QueryOptions {
-            node: police[q % POLICE].clone(),
-            input: fed.path(&format!("dump-{q}.csv")),
-            input_options: InputOptions::default(),
-            peers: vec![parse_peer(&srv.peer("bank")).unwrap()],
-            mode: if q % 2 == 0 {
-                QueryMode::Count
-            } else {
-                QueryMode::Matches
-            },
             case: Some(format!("load-{q}")),
-            evidence: None,
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..QueryOptions::new(
+                &police[q % POLICE],
+                &fed.path(&format!("dump-{q}.csv")),
+                vec![parse_peer(&srv.peer("bank")).unwrap()],
+                if q % 2 == 0 {
+                    QueryMode::Count
+                } else {
+                    QueryMode::Matches
+                },
+            )
         };
         tasks.spawn(async move {
             let t = Instant::now();

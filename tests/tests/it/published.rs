@@ -48,17 +48,14 @@ fn publish(fed: &Federation, police: &Path, case: &str, allow: &[&str], now: u64
 async fn check(node: &Path, input: &Path, srv: &Running, mode: QueryMode, case: &str) -> Report {
     query::run(
         &QueryOptions {
-            node: node.to_path_buf(),
-            input: input.to_path_buf(),
-            input_options: InputOptions::default(),
-            peers: vec![parse_peer(&srv.peer("police")).unwrap()],
-            mode,
             case: Some(case.into()),
-            evidence: None,
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
             published: true,
+            ..QueryOptions::new(
+                node,
+                input,
+                vec![parse_peer(&srv.peer("police")).unwrap()],
+                mode,
+            )
         },
         suyuan_node::Silent,
     )
@@ -144,17 +141,14 @@ async fn a_second_unit_links_its_seizure_in_count_mode_with_both_containments() 
     let bank_srv = start(&bank);
     let r = query::run(
         &QueryOptions {
-            node: police2.clone(),
-            input: seizure.clone(),
-            input_options: InputOptions::default(),
-            peers: vec![parse_peer(&bank_srv.peer("bank")).unwrap()],
-            mode: QueryMode::Count,
             case: Some(CASE.into()),
-            evidence: None,
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
             published: true,
+            ..QueryOptions::new(
+                &police2,
+                &seizure,
+                vec![parse_peer(&bank_srv.peer("bank")).unwrap()],
+                QueryMode::Count,
+            )
         },
         suyuan_node::Silent,
     )

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use suyuan_node::lists::InputOptions;
 use suyuan_node::net::frame::{
     AbortReason, ClientFrame, Hello, ServerFrame, read_frame, write_frame,
 };
@@ -36,17 +35,13 @@ async fn ask(
 ) -> Result<(), String> {
     let report = query::run(
         &QueryOptions {
-            node: node.to_path_buf(),
-            input: fed.path(dump),
-            input_options: InputOptions::default(),
-            peers: vec![parse_peer(&srv.peer("bank")).unwrap()],
-            mode,
             case: case.map(str::to_string),
-            evidence: None,
-            labels: false,
-            population: None,
-            warrants: Vec::new(),
-            published: false,
+            ..QueryOptions::new(
+                node,
+                &fed.path(dump),
+                vec![parse_peer(&srv.peer("bank")).unwrap()],
+                mode,
+            )
         },
         suyuan_node::Silent,
     )

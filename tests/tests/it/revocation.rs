@@ -158,17 +158,13 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_earlier_statement
     loop {
         let report = suyuan_node::query::run(
             &suyuan_node::query::QueryOptions {
-                node: police.clone(),
-                input: fed.path("dump.csv"),
-                input_options: suyuan_node::lists::InputOptions::default(),
-                peers: vec![suyuan_node::query::parse_peer(&server.peer("bank")).unwrap()],
-                mode: QueryMode::Matches,
                 case: Some("c-2".into()),
-                population: None,
-                evidence: None,
-                labels: false,
-                warrants: Vec::new(),
-                published: false,
+                ..suyuan_node::query::QueryOptions::new(
+                    &police,
+                    &fed.path("dump.csv"),
+                    vec![suyuan_node::query::parse_peer(&server.peer("bank")).unwrap()],
+                    QueryMode::Matches,
+                )
             },
             suyuan_node::Silent,
         )

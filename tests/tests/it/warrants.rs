@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use suyuan_node::evidence::Signed;
 use suyuan_node::evidence::warrant::{self, Grant, WARRANT_CONTEXT, Warrant};
-use suyuan_node::lists::InputOptions;
 use suyuan_node::net::frame::{ClientFrame, Hello, ServerFrame, read_frame, write_frame};
 use suyuan_node::node_dir::NodeDir;
 use suyuan_node::node_dir::audit::Outcome;
@@ -65,17 +64,14 @@ fn setup() -> Setup {
 async fn ask(s: &Setup, mode: QueryMode, warrants: Vec<PathBuf>) -> anyhow::Result<Report> {
     query::run(
         &QueryOptions {
-            node: s.police.clone(),
-            input: s.dump.clone(),
-            input_options: InputOptions::default(),
-            peers: vec![parse_peer(&s.bank.peer("bank")).unwrap()],
-            mode,
             case: Some(CASE.into()),
-            evidence: None,
-            labels: false,
-            population: None,
             warrants,
-            published: false,
+            ..QueryOptions::new(
+                &s.police,
+                &s.dump,
+                vec![parse_peer(&s.bank.peer("bank")).unwrap()],
+                mode,
+            )
         },
         suyuan_node::Silent,
     )

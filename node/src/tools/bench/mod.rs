@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use suyuan_protocol::oprf::{Mode, hash_to_group};
 use suyuan_protocol::psi::QueryMode;
 
-use crate::lists::InputOptions;
 use crate::node_dir::NodeDir;
 use crate::node_dir::config::NODE_TOML;
 use crate::node_dir::identity::{self, Role};
@@ -444,19 +443,12 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     for (holder, d) in holders.iter_mut().zip(&holder_dirs) {
         wait_for_pool(holder, d, o.holder_rows)?;
     }
-    let query_opts = QueryOptions {
-        node: dir.join("researcher"),
-        input: dir.join("dump.csv"),
-        input_options: InputOptions::default(),
+    let query_opts = QueryOptions::new(
+        &dir.join("researcher"),
+        &dir.join("dump.csv"),
         peers,
-        mode: o.mode,
-        case: None,
-        evidence: None,
-        labels: false,
-        population: None,
-        warrants: Vec::new(),
-        published: false,
-    };
+        o.mode,
+    );
     let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
     drop(holders);
     floor.sample();
