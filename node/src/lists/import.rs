@@ -13,7 +13,7 @@ use crate::lists::{InputOptions, InputSummary, build_epoch};
 use crate::lists::{LabelOption, build_labeled_epoch};
 use crate::node_dir::store::{CanarySummary, EpochMeta, LabelSummary};
 use crate::node_dir::{Lock, NodeDir};
-use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelKind, LabelSpec};
+use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelKind, LabelSpec, MAX_LABELS};
 
 /// Reads `input`, tags every key under a fresh epoch key, and switches the node to it.
 pub fn run(
@@ -41,9 +41,17 @@ pub(crate) fn build_signed(
 ) -> Result<(InputSummary, suyuan_protocol::psi::Epoch, EpochMeta)> {
     crate::lists::check_labels(&opts.labels)?;
     let mut specs: Vec<LabelSpec> = opts.labels.iter().map(|l| l.spec.clone()).collect();
+    // Reserved even without --canaries: a column labelled so would be offered to every querier
+    // and never withheld, as canaries are.
+    if specs.iter().any(|s| s.name == CANARY_LABEL) {
+        bail!("--label {CANARY_LABEL}=...: the name is kept for --canaries; choose another");
+    }
     if opts.canaries.is_some() {
-        if specs.iter().any(|s| s.name == CANARY_LABEL) {
-            bail!("--label {CANARY_LABEL}=...: the name is kept for --canaries; choose another");
+        if specs.len() >= MAX_LABELS {
+            bail!(
+                "--canaries takes one of the {MAX_LABELS} labels a list may carry: give at most {} --label",
+                MAX_LABELS - 1
+            );
         }
         specs.push(LabelSpec {
             name: CANARY_LABEL.into(),
@@ -134,4 +142,51 @@ fn read_canaries(
         records: summary.quality.rows,
         exports: exports.into_iter().collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lists::parse_label;
+    use crate::node_dir::identity::{self, Role};
+
+    #[test]
+    fn the_canary_name_is_reserved_and_takes_one_of_the_eight_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        identity::ca_init(&ca, "test CA").unwrap();
+        let node = dir.path().join("bank");
+        identity::ca_issue(&ca, "bank", Role::Institution, &node).unwrap();
+        let list = dir.path().join("list.csv");
+        std::fs::write(
+            &list,
+            "手机号,a,b,c,d,e,f,g,h\n13800138000,1,2,3,4,5,6,7,8\n",
+        )
+        .unwrap();
+        let canaries = dir.path().join("canaries.csv");
+        std::fs::write(&canaries, "export,mobile\nx,13900139000\n").unwrap();
+        let run = |labels: &[&str], canaries: Option<&Path>| {
+            let opts = InputOptions {
+                labels: labels.iter().map(|l| parse_label(l).unwrap()).collect(),
+                canaries: canaries.map(Path::to_path_buf),
+                ..InputOptions::default()
+            };
+            super::run(&node, &list, &opts, &mut crate::Silent).map(|_| ())
+        };
+        let e = run(&["canary=a"], None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--label canary=...: the name is kept for --canaries; choose another"
+        );
+        let eight = [
+            "l1=a", "l2=b", "l3=c", "l4=d", "l5=e", "l6=f", "l7=g", "l8=h",
+        ];
+        let e = run(&eight, Some(&canaries)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--canaries takes one of the 8 labels a list may carry: give at most 7 --label"
+        );
+        run(&eight[..7], Some(&canaries)).unwrap();
+        run(&eight, None).unwrap();
+    }
 }

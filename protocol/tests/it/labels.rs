@@ -304,3 +304,36 @@ fn label_messages_out_of_place_are_refused_with_the_reason() {
         }
     );
 }
+
+/// Eight labels plus the canary would be nine: more than the per-key arrays and the one
+/// keystream block hold (its last label's slots would travel unsealed). Refused when the epoch
+/// is built, and an offer of nine from a holder is not well formed.
+#[test]
+fn the_canary_label_counts_among_the_eight() {
+    use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelOffer, MAX_LABELS, check_specs};
+    let mut nine: Vec<LabelSpec> = (0..MAX_LABELS)
+        .map(|i| LabelSpec {
+            name: format!("l{i}"),
+            kind: LabelKind::Text,
+        })
+        .collect();
+    nine.push(LabelSpec {
+        name: CANARY_LABEL.into(),
+        kind: LabelKind::Text,
+    });
+    assert_eq!(check_specs(&nine), Err(LabelError::TooManyLabels(9)));
+    assert!(
+        EpochBuilder::new(&mut rand::rng())
+            .with_labels(nine.clone())
+            .is_err()
+    );
+    let offer = LabelOffer {
+        value_counts: vec![1; nine.len()],
+        specs: nine,
+        min_cell: 10,
+        totals: false,
+        nonce: [0; 16],
+    };
+    assert!(!offer.is_valid());
+    assert!(check_specs(&offer.specs[1..]).is_ok());
+}
