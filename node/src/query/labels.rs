@@ -101,14 +101,21 @@ fn timeline(kt: KeyType, months: &[(String, u64, u64)], min: u64) -> Option<Time
             x * ln(x / n) + (n - x) * ln(1.0 - x / n)
         }
     };
-    let (tx, tn): (u64, u64) = months.iter().fold((0, 0), |a, m| (a.0 + m.1, a.1 + m.2));
+    // The holder's totals come from the network: sums saturate, products are taken in u128.
+    let sum = |ms: &[(String, u64, u64)]| {
+        ms.iter().fold((0u64, 0u64), |a, m| {
+            (a.0.saturating_add(m.1), a.1.saturating_add(m.2))
+        })
+    };
+    let (tx, tn) = sum(months);
     let mut splits: Vec<(usize, f64)> = Vec::new();
     let (mut x1, mut n1) = (0u64, 0u64);
     for t in 1..months.len() {
-        x1 += months[t - 1].1;
-        n1 += months[t - 1].2;
-        let (x2, n2) = (tx - x1, tn - n1);
-        if n1 == 0 || n2 == 0 || x1 * n2 <= x2 * n1 {
+        x1 = x1.saturating_add(months[t - 1].1);
+        n1 = n1.saturating_add(months[t - 1].2);
+        let (x2, n2) = (tx.saturating_sub(x1), tn.saturating_sub(n1));
+        if n1 == 0 || n2 == 0 || u128::from(x1) * u128::from(n2) <= u128::from(x2) * u128::from(n1)
+        {
             continue; // no drop at this split
         }
         splits.push((t, 2.0 * (ll(x1, n1) + ll(x2, n2) - ll(tx, tn))));
@@ -123,10 +130,8 @@ fn timeline(kt: KeyType, months: &[(String, u64, u64)], min: u64) -> Option<Time
         .map(|(s, _)| *s)
         .collect();
     let (earliest, latest) = (near.iter().min()?, near.iter().max()?);
-    let (x1, n1): (u64, u64) = months[..t]
-        .iter()
-        .fold((0, 0), |a, m| (a.0 + m.1, a.1 + m.2));
-    let (x2, n2) = (tx - x1, tn - n1);
+    let (x1, n1) = sum(&months[..t]);
+    let (x2, n2) = (tx.saturating_sub(x1), tn.saturating_sub(n1));
     if x1 < min {
         return None;
     }
@@ -543,5 +548,18 @@ mod timeline_tests {
             .map(|m| (format!("2019-0{}", m + 1), 10 + m, 100))
             .collect();
         assert!(timeline(KeyType::Mobile, &flat, 1).is_none());
+    }
+
+    #[test]
+    fn a_holders_huge_totals_do_not_overflow() {
+        // Totals as large as a hostile holder may send: a split is still found, no panic.
+        let huge = u64::MAX / 4;
+        let months = vec![
+            ("2019-01".to_string(), 1_000, huge),
+            ("2019-02".to_string(), 1_000, huge),
+            ("2019-03".to_string(), 10, huge),
+            ("2019-04".to_string(), u64::MAX, u64::MAX),
+        ];
+        let _ = timeline(KeyType::Mobile, &months, 1);
     }
 }
