@@ -54,6 +54,9 @@ pub struct Epoch {
     points: BTreeMap<KeyType, Vec<Point>>,
     labels: Option<EpochLabels>,
     label_stats: Vec<LabelStats>,
+    /// Per label and value, the keys carrying it: counted once, when a querier first asks for
+    /// labels ([`Epoch::value_keys`]).
+    value_keys: std::sync::OnceLock<super::labels::ValueKeys>,
 }
 
 impl fmt::Debug for Epoch {
@@ -92,6 +95,7 @@ impl Epoch {
             points,
             labels: None,
             label_stats: Vec::new(),
+            value_keys: std::sync::OnceLock::new(),
         })
     }
 
@@ -113,6 +117,16 @@ impl Epoch {
     /// The epoch's labels, if its import had any.
     pub fn labels(&self) -> Option<&EpochLabels> {
         self.labels.as_ref()
+    }
+
+    /// Per label and value, the keys of the list carrying it (per key type and in all), for
+    /// the totals a holder may share: counted on first use, then kept with the epoch.
+    pub(crate) fn value_keys(&self) -> Option<&super::labels::ValueKeys> {
+        let labels = self.labels.as_ref()?;
+        Some(
+            self.value_keys
+                .get_or_init(|| super::labels::ValueKeys::of(labels)),
+        )
     }
 
     /// Per label, what the import found (empty for an epoch read back from storage).
@@ -347,6 +361,7 @@ impl EpochBuilder {
             points: points_out,
             labels,
             label_stats: stats,
+            value_keys: std::sync::OnceLock::new(),
         }
     }
 }

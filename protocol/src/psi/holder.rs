@@ -11,8 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::HASH_MODE;
 use super::labels::{
-    CANARY_LABEL, LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, all_types, apply_keystream,
-    encode_slots, value_key_counts,
+    CANARY_LABEL, LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, apply_keystream, encode_slots,
 };
 use super::messages::{sections_valid, total};
 use super::{
@@ -50,8 +49,6 @@ pub struct Holder {
     limits: HolderLimits,
     /// Which labels queriers of this connection may see.
     label_policy: LabelPolicy,
-    /// An epoch with labels: per label, per value, keys of the whole list carrying it.
-    value_keys: Option<Arc<ValueKeys>>,
 }
 
 impl Holder {
@@ -62,18 +59,10 @@ impl Holder {
 
     /// A holder for `epoch` with explicit limits.
     pub fn with_limits(epoch: Arc<Epoch>, limits: HolderLimits) -> Self {
-        let value_keys = epoch.labels().map(|l| {
-            let per_type = value_key_counts(l);
-            Arc::new(ValueKeys {
-                all: all_types(&per_type, l),
-                per_type,
-            })
-        });
         Holder {
             epoch,
             limits,
             label_policy: LabelPolicy::default(),
-            value_keys,
         }
     }
 
@@ -207,7 +196,7 @@ impl Holder {
         sections: &[Section],
     ) -> Option<SessionLabels> {
         let labels = self.epoch.labels()?;
-        let value_keys = self.value_keys.as_ref()?;
+        let value_keys = self.epoch.value_keys()?;
         let offered: Vec<u8> = (0..labels.specs.len() as u8)
             .filter(|l| {
                 let name = &labels.specs[usize::from(*l)].name;
@@ -283,11 +272,6 @@ impl Holder {
 
 /// Per label and value, the keys carrying it: per key type, and over all types.
 #[derive(Debug)]
-struct ValueKeys {
-    per_type: std::collections::BTreeMap<KeyType, Vec<Vec<u64>>>,
-    all: Vec<Vec<u64>>,
-}
-
 /// A session's labels: the offer sent, which epoch labels it covers, which of their values
 /// are too rare to show, and the value messages still to send before the tags.
 struct SessionLabels {
@@ -568,9 +552,7 @@ impl HolderSession {
                     },
                     None => (&per_type.keys[i], i),
                 };
-                let mut slots = Vec::with_capacity(w);
-                encode_slots(per_type.of(index), &sl.offered, &sl.rare, &mut slots);
-                buf.copy_from_slice(&slots);
+                encode_slots(per_type.of(index), &sl.offered, &sl.rare, buf);
                 apply_keystream(key, &sl.offer.nonce, buf);
             });
         out

@@ -460,24 +460,24 @@ pub(crate) fn encode_slots(
     pairs: &[(u8, u16)],
     offered: &[u8],
     rare: &[Vec<bool>],
-    out: &mut Vec<u8>,
+    out: &mut [u8],
 ) {
-    for (o, label) in offered.iter().enumerate() {
-        let mut n = 0;
-        for (l, v) in pairs {
-            if l != label {
-                continue;
-            }
-            let slot = if rare[o].get(usize::from(*v)).copied().unwrap_or(true) {
+    // Each offered label owns MAX_VALUES_PER_KEY two-byte slots; values past them (none
+    // after an import's cap) are not written.
+    for ((o, label), slots) in offered
+        .iter()
+        .enumerate()
+        .zip(out.chunks_exact_mut(MAX_VALUES_PER_KEY * 2))
+    {
+        let mut values = pairs.iter().filter(|(l, _)| l == label).map(|(_, v)| {
+            if rare[o].get(usize::from(*v)).copied().unwrap_or(true) {
                 SLOT_RARE
             } else {
                 v + 1
-            };
-            out.extend_from_slice(&slot.to_be_bytes());
-            n += 1;
-        }
-        for _ in n..MAX_VALUES_PER_KEY {
-            out.extend_from_slice(&SLOT_EMPTY.to_be_bytes());
+            }
+        });
+        for slot in slots.chunks_exact_mut(2) {
+            slot.copy_from_slice(&values.next().unwrap_or(SLOT_EMPTY).to_be_bytes());
         }
     }
 }
@@ -514,7 +514,7 @@ pub(crate) fn decode_slots(plain: &[u8], value_counts: &[u32]) -> Option<Vec<(u8
 }
 
 /// Per key type, per label, per value: how many keys of that type carry it.
-pub fn value_key_counts(labels: &EpochLabels) -> BTreeMap<KeyType, Vec<Vec<u64>>> {
+fn value_key_counts(labels: &EpochLabels) -> BTreeMap<KeyType, Vec<Vec<u64>>> {
     let mut out = BTreeMap::new();
     for (kt, t) in &labels.per_type {
         let mut counts: Vec<Vec<u64>> = labels.values.iter().map(|v| vec![0; v.len()]).collect();
@@ -531,11 +531,25 @@ pub fn value_key_counts(labels: &EpochLabels) -> BTreeMap<KeyType, Vec<Vec<u64>>
     out
 }
 
+/// Per label and value, the keys of a list carrying it: per key type, and over every type.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ValueKeys {
+    pub(crate) per_type: BTreeMap<KeyType, Vec<Vec<u64>>>,
+    pub(crate) all: Vec<Vec<u64>>,
+}
+
+impl ValueKeys {
+    pub(crate) fn of(labels: &EpochLabels) -> Self {
+        let per_type = value_key_counts(labels);
+        ValueKeys {
+            all: all_types(&per_type, labels),
+            per_type,
+        }
+    }
+}
+
 /// Per label, per value: keys of the whole list (every type) carrying it.
-pub fn all_types(
-    per_type: &BTreeMap<KeyType, Vec<Vec<u64>>>,
-    labels: &EpochLabels,
-) -> Vec<Vec<u64>> {
+fn all_types(per_type: &BTreeMap<KeyType, Vec<Vec<u64>>>, labels: &EpochLabels) -> Vec<Vec<u64>> {
     let mut sum: Vec<Vec<u64>> = labels.values.iter().map(|v| vec![0; v.len()]).collect();
     for counts in per_type.values() {
         for (s, c) in sum.iter_mut().zip(counts) {

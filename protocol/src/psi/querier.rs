@@ -464,8 +464,8 @@ struct QuerierLabels {
     totals: Vec<Vec<u64>>,
     /// Per holder section, the sealed labels of its tags, in tag order.
     sealed: Vec<Vec<u8>>,
-    /// Per matched key: its position in the query and its opened slots.
-    found: Vec<(u64, Vec<(u8, Slot)>)>,
+    /// Per matched key: its position in the query, its key type, and its opened slots.
+    found: Vec<OpenedKey>,
     /// Matched keys whose sealed labels named no value of the offer.
     unreadable: u64,
 }
@@ -833,19 +833,12 @@ impl Exchanging {
                     QueryMode::Count => count_output(u),
                 };
                 let (tag, label_key) = split_output(&out);
-                let hit = index[section].contains(&tags[section], l, &tag[..l]);
-                let opened = match labels {
-                    Some(ql) if hit => Some(open_labels(
-                        ql,
-                        &tags[section],
-                        l,
-                        section,
-                        &tag[..l],
-                        &label_key,
-                    )),
+                let at = index[section].position(&tags[section], l, &tag[..l]);
+                let opened = match (labels, at) {
+                    (Some(ql), Some(at)) => Some(open_labels(ql, section, at, &label_key)),
                     _ => None,
                 };
-                (section, hit, opened)
+                (section, at.is_some(), opened)
             })
             .collect();
         for (i, (section, hit, opened)) in found.into_iter().enumerate() {
@@ -857,7 +850,10 @@ impl Exchanging {
             }
             if let (Some(ql), Some(opened)) = (self.labels.as_mut(), opened) {
                 match opened {
-                    Some(slots) => ql.found.push((start + i as u64, slots)),
+                    Some(slots) => {
+                        let kt = self.query.sections[section].key_type;
+                        ql.found.push((start + i as u64, kt, slots));
+                    }
                     None => ql.unreadable += 1,
                 }
             }
@@ -1000,16 +996,19 @@ impl Exchanging {
         let q = &self.query;
         let mut counts: BTreeMap<(u8, u16), BTreeMap<KeyType, u64>> = BTreeMap::new();
         let mut rare: BTreeMap<(u8, KeyType), u64> = BTreeMap::new();
+        // Only `matches` mode reports per row.
+        let per_row = self.mode == QueryMode::Matches;
         let mut by_position: BTreeMap<u64, Vec<(u8, u16)>> = BTreeMap::new();
-        for (position, slots) in &ql.found {
-            let section = self.section_ends.partition_point(|&end| end <= *position);
-            let kt = q.sections[section].key_type;
+        for (position, kt, slots) in &ql.found {
+            let kt = *kt;
             let mut rare_seen = [false; super::labels::MAX_LABELS];
             for (o, slot) in slots {
                 match slot {
                     Slot::Value(v) => {
                         *counts.entry((*o, *v)).or_default().entry(kt).or_default() += 1;
-                        by_position.entry(*position).or_default().push((*o, *v));
+                        if per_row {
+                            by_position.entry(*position).or_default().push((*o, *v));
+                        }
                     }
                     Slot::Rare if !rare_seen[usize::from(*o)] => {
                         rare_seen[usize::from(*o)] = true;
@@ -1019,7 +1018,7 @@ impl Exchanging {
                 }
             }
         }
-        let rows = (self.mode == QueryMode::Matches).then(|| {
+        let rows = per_row.then(|| {
             let mut rows = BTreeMap::new();
             let mut start = 0;
             for (r, &end) in q.row_ends.iter().enumerate() {
@@ -1066,37 +1065,26 @@ impl Exchanging {
     }
 }
 
-/// Opens the sealed labels of the holder's key whose tag matched: found by its tag (the first
-/// of equal ℓ-byte tags), opened with the label key this side derived for its own input.
+/// Opens the sealed labels of the holder's key at `at` in `section` (the first of the tags
+/// equal to the matched one), with the label key this side derived for its own input.
 fn open_labels(
     ql: &QuerierLabels,
-    tags: &[u8],
-    l: usize,
     section: usize,
-    tag: &[u8],
+    at: usize,
     label_key: &super::labels::LabelKey,
 ) -> Option<Vec<(u8, Slot)>> {
-    let n = tags.len() / l;
-    let at = partition(n, |i| &tags[i * l..(i + 1) * l] < tag);
     let w = ql.offer.sealed_len();
-    let mut buf = ql.sealed.get(section)?.get(at * w..(at + 1) * w)?.to_vec();
-    apply_keystream(label_key, &ql.offer.nonce, &mut buf);
-    decode_slots(&buf, &ql.offer.value_counts)
+    let sealed = ql.sealed.get(section)?.get(at * w..(at + 1) * w)?;
+    // At most 64 bytes (a valid offer's eight labels): on the stack, not one allocation a hit.
+    let mut buf = [0u8; 64];
+    let buf = buf.get_mut(..w)?;
+    buf.copy_from_slice(sealed);
+    apply_keystream(label_key, &ql.offer.nonce, buf);
+    decode_slots(buf, &ql.offer.value_counts)
 }
 
-/// The first index in `0..n` where `less` is false (`less` true then false).
-fn partition(n: usize, less: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if less(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
+/// A matched key's position in the query, its key type, and its opened label slots.
+type OpenedKey = (u64, KeyType, Vec<(u8, Slot)>);
 
 /// The blinded chunks of a query, in order, for a sender of their own (see
 /// [`Exchanging::take_outgoing`]).

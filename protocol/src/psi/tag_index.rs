@@ -43,29 +43,32 @@ impl TagIndex {
         TagIndex { bits, starts }
     }
 
-    /// Whether `needle` (ℓ bytes) is among `flat`'s tags, which must be the ones indexed.
-    pub(crate) fn contains(&self, flat: &[u8], l: usize, needle: &[u8]) -> bool {
-        if self.bits == 0 {
-            return binary_search(flat, l, needle);
-        }
-        let p = prefix(needle, self.bits);
-        let (lo, hi) = (self.starts[p] as usize, self.starts[p + 1] as usize);
-        binary_search(&flat[lo * l..hi * l], l, needle)
+    /// Where `needle` (ℓ bytes) is among `flat`'s tags (which must be the ones indexed): the first of equal ones (a tag cut to ℓ bytes
+    /// may repeat), whose labels are sealed at that index.
+    pub(crate) fn position(&self, flat: &[u8], l: usize, needle: &[u8]) -> Option<usize> {
+        let (lo, hi) = if self.bits == 0 {
+            (0, flat.len() / l)
+        } else {
+            let p = prefix(needle, self.bits);
+            (self.starts[p] as usize, self.starts[p + 1] as usize)
+        };
+        let at = lo + lower_bound(&flat[lo * l..hi * l], l, needle);
+        (flat.get(at * l..at * l + l) == Some(needle)).then_some(at)
     }
 }
 
-/// Binary search for an ℓ-byte tag in a sorted flat list.
-fn binary_search(flat: &[u8], l: usize, needle: &[u8]) -> bool {
+/// The first ℓ-byte tag of a sorted flat list not below `needle`.
+fn lower_bound(flat: &[u8], l: usize, needle: &[u8]) -> usize {
     let (mut lo, mut hi) = (0usize, flat.len() / l);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        match flat[mid * l..mid * l + l].cmp(needle) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return true,
+        if &flat[mid * l..mid * l + l] < needle {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    false
+    lo
 }
 
 #[cfg(test)]
@@ -90,23 +93,27 @@ mod tests {
             let flat = set.concat();
             let index = TagIndex::build(&flat, l);
             assert_eq!(index.bits == 0, set.len() < MIN_INDEXED, "m = {m}");
-            for t in &set {
-                assert!(
-                    index.contains(&flat, l, t),
+            for (i, t) in set.iter().enumerate() {
+                assert_eq!(
+                    index.position(&flat, l, t),
+                    Some(i),
                     "m = {m}: a stored tag is missed"
                 );
             }
             for _ in 0..2000 {
                 let probe: Vec<u8> = (0..l).map(|_| rng.random()).collect();
                 assert_eq!(
-                    index.contains(&flat, l, &probe),
-                    binary_search(&flat, l, &probe)
+                    index.position(&flat, l, &probe),
+                    set.binary_search(&probe).ok()
                 );
             }
             // Edge prefixes: all zeros and all ones.
             for b in [0u8, 0xff] {
                 let probe = vec![b; l];
-                assert_eq!(index.contains(&flat, l, &probe), set.contains(&probe));
+                assert_eq!(
+                    index.position(&flat, l, &probe).is_some(),
+                    set.contains(&probe)
+                );
             }
         }
     }
@@ -129,12 +136,29 @@ mod tests {
             let flat = set.concat();
             let index = TagIndex::build(&flat, l);
             for t in set.iter().take(100) {
-                let _ = index.contains(&flat, l, t);
+                let _ = index.position(&flat, l, t);
             }
         }
         // Skewed but sorted: still exact.
         let flat = skewed.concat();
         let index = TagIndex::build(&flat, l);
-        assert!(skewed.iter().all(|t| index.contains(&flat, l, t)));
+        assert!(skewed.iter().all(|t| index.position(&flat, l, t).is_some()));
+    }
+
+    #[test]
+    fn equal_tags_are_found_at_the_first_of_them() {
+        // Tags cut to ℓ bytes may repeat: the labels sealed at the first one are opened.
+        for copies in [1usize, 3, 100] {
+            let mut set: Vec<Vec<u8>> = (0..200u32)
+                .map(|i| (i * 7).to_be_bytes().to_vec())
+                .collect();
+            let dup = set[50].clone();
+            for _ in 1..copies {
+                set.insert(51, dup.clone());
+            }
+            let flat = set.concat();
+            let index = TagIndex::build(&flat, 4);
+            assert_eq!(index.position(&flat, 4, &dup), Some(50), "{copies} copies");
+        }
     }
 }
