@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use suyuan_protocol::psi::EpochBuilder;
+use suyuan_protocol::psi::{Epoch, EpochBuilder};
 
 use crate::Progress;
 use crate::clock;
@@ -63,11 +63,14 @@ pub(crate) fn build_signed(
     let summary = build_epoch(input, opts, &mut builder, |row| progress.set(row))?;
     progress.set(summary.quality.rows);
     progress.finish();
-    let canaries = match &opts.canaries {
-        Some(file) => Some(read_canaries(file, opts, &mut builder)?),
+    let canary_rows = match &opts.canaries {
+        Some(file) => Some((file, read_canaries(file, opts, &mut builder)?)),
         None => None,
     };
     let epoch = builder.finish();
+    let canaries = canary_rows
+        .map(|(file, rows)| canary_summary(file, rows, &epoch))
+        .transpose()?;
     let created = clock::now_unix();
     // The node commits, in writing, to what it will serve under this epoch.
     let id = node.identity()?;
@@ -101,12 +104,8 @@ pub(crate) fn build_signed(
 }
 
 /// The canaries of `file` (identifier columns found as in any list, and an `export` column),
-/// added to the epoch with the label `canary` = their export and no other.
-fn read_canaries(
-    file: &Path,
-    opts: &InputOptions,
-    builder: &mut EpochBuilder,
-) -> Result<CanarySummary> {
+/// added to the epoch with the label `canary` = their export and no other; the rows read.
+fn read_canaries(file: &Path, opts: &InputOptions, builder: &mut EpochBuilder) -> Result<u64> {
     let canary_opts = InputOptions {
         labels: vec![LabelOption {
             spec: LabelSpec {
@@ -118,18 +117,24 @@ fn read_canaries(
         selection: opts.selection.clone(),
         ..InputOptions::default()
     };
-    let mut exports = std::collections::BTreeSet::new();
-    let before = builder.label_specs().len() - 1;
+    // The canary label comes last: the list's labels before it have no column here.
+    let before = builder.label_specs().len().saturating_sub(1);
     let summary = build_labeled_epoch(file, &canary_opts, builder, (before, 0), |_| {})
         .with_context(|| format!("reading the canaries {}", file.display()))?;
-    // The exports named, read once more from the file (small by nature).
-    crate::lists::for_each_labeled_record(file, &canary_opts, |_, _, values| {
-        if let Some(Some(e)) = values.first() {
-            exports.insert(e.clone());
-        }
-        Ok(())
-    })?;
-    if summary.quality.rows == 0 || exports.is_empty() {
+    Ok(summary.quality.rows)
+}
+
+/// What the import says of its canaries: the exports are the canary label's values as the
+/// epoch interned them (each held by a canary with a usable identifier).
+fn canary_summary(file: &Path, records: u64, epoch: &Epoch) -> Result<CanarySummary> {
+    let exports = epoch
+        .labels()
+        .and_then(|l| {
+            let at = l.specs.iter().position(|s| s.name == CANARY_LABEL)?;
+            l.values.get(at).cloned()
+        })
+        .unwrap_or_default();
+    if records == 0 || exports.is_empty() {
         bail!(
             "{}: no canary with an export name (a column headed `export`, as `suyuan canary mint` writes)",
             file.display()
@@ -139,8 +144,8 @@ fn read_canaries(
         file: file
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        records: summary.quality.rows,
-        exports: exports.into_iter().collect(),
+        records,
+        exports,
     })
 }
 

@@ -94,16 +94,6 @@ pub fn for_each_record(
     read_records(file, path, opts, each)
 }
 
-/// [`for_each_record`] with each record's label values ([`read_labeled_records`]).
-pub fn for_each_labeled_record(
-    path: &Path,
-    opts: &InputOptions,
-    each: impl FnMut(u64, RecordKeys, Vec<Option<String>>) -> Result<()>,
-) -> Result<InputSummary> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    read_labeled_records(file, path, opts, each)
-}
-
 /// Longest record accepted: a quote that is never closed would otherwise make the reader buffer
 /// the rest of the file as one field.
 pub const MAX_RECORD_BYTES: u64 = 1 << 20;
@@ -296,7 +286,15 @@ pub fn build_epoch(
     mut batched: impl FnMut(u64),
 ) -> Result<InputSummary> {
     if !builder.label_specs().is_empty() {
-        let pad = builder.label_specs().len() - opts.labels.len();
+        // The builder's labels past the file's own (the canary label) get no value here.
+        let Some(pad) = builder.label_specs().len().checked_sub(opts.labels.len()) else {
+            bail!(
+                "{}: {} labels asked of an epoch that has {}",
+                path.display(),
+                opts.labels.len(),
+                builder.label_specs().len()
+            );
+        };
         return build_labeled_epoch(path, opts, builder, (0, pad), batched);
     }
     let mut batch: Vec<Key> = Vec::with_capacity(EPOCH_BATCH);
