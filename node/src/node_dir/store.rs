@@ -185,11 +185,7 @@ pub struct EpochStore {
 impl EpochStore {
     /// The store of a node directory.
     pub fn of(node: &NodeDir) -> Self {
-        EpochStore {
-            dir: node.path().to_path_buf(),
-            file: node.epoch_file(),
-            tmp: node.epoch_tmp(),
-        }
+        EpochStore::in_dir(node.path())
     }
 
     /// The store kept in `dir` (a published case's, `crate::node_dir::published`).

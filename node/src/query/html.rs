@@ -343,7 +343,7 @@ fn labels(h: &mut String, r: &Report) {
                 p(a.0).total_cmp(&p(b.0))
             });
             for (value, cells) in rows {
-                let counts: Vec<String> = cells.iter().map(|(kt, n)| format!("{kt} {n}")).collect();
+                let cells = counts(cells, "");
                 let test = tests.and_then(|t| t.get(value));
                 let (list, matches, l, pv) = match test {
                     Some(t) => (
@@ -354,13 +354,13 @@ fn labels(h: &mut String, r: &Report) {
                     ),
                     None => Default::default(),
                 };
-                let flag = test.is_some_and(|t| t.test.lift > 1.0 && t.log10_p_corrected <= -6.0);
+                let flag = test.is_some_and(super::labels::LabelTest::stands_out);
                 let _ = writeln!(
                     h,
                     "<tr><td>{}{}</td><td>{}</td><td class=\"n\">{list}</td><td class=\"n\">{matches}</td><td class=\"n\">{l}</td><td class=\"n\">{pv}</td></tr>",
                     if flag { "<span class=\"flag\">" } else { "" },
                     escape(value) + if flag { "</span>" } else { "" },
-                    counts.join(", ")
+                    cells
                 );
             }
             let _ = writeln!(h, "</table>");
@@ -393,11 +393,7 @@ fn shares_chart(h: &mut String, label: &str, tests: &BTreeMap<String, super::lab
         let y = 5 + 30 * i;
         let list = (t.share_of_list / top * 380.0).round() as u32;
         let matched = (t.share_of_matches / top * 380.0).round() as u32;
-        let fill = if t.test.lift > 1.0 && t.log10_p_corrected <= -6.0 {
-            "#a40000"
-        } else {
-            "#3465a4"
-        };
+        let fill = if t.stands_out() { "#a40000" } else { "#3465a4" };
         let _ = writeln!(
             h,
             "<text x=\"0\" y=\"{}\">{}</text><rect x=\"160\" y=\"{y}\" width=\"{list}\" height=\"11\" fill=\"#bbb\"/><rect x=\"160\" y=\"{}\" width=\"{matched}\" height=\"11\" fill=\"{fill}\"/><text x=\"{}\" y=\"{}\">{} of the list · {} of the matches</text>",

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::report::ratio;
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelAnswer};
 
@@ -319,18 +321,21 @@ pub fn lifts(
     out
 }
 
-/// The value most over-represented among the matches, if its corrected p is at most
-/// [`super::attribution::SOURCE_LOG10_P`] (the level that names a likely source).
+impl LabelTest {
+    /// Over-represented among the matches at the level that names a likely source (corrected
+    /// p at most [`super::attribution::SOURCE_LOG10_P`]).
+    pub fn stands_out(&self) -> bool {
+        self.test.lift > 1.0 && self.log10_p_corrected <= super::attribution::SOURCE_LOG10_P
+    }
+}
+
+/// The value most over-represented among the matches, if it [`LabelTest::stands_out`].
 pub fn standout(tests: &BTreeMap<String, LabelTest>) -> Option<(&String, &LabelTest)> {
     tests
         .iter()
         .filter(|(_, t)| t.test.lift > 1.0)
         .min_by(|a, b| a.1.log10_p_corrected.total_cmp(&b.1.log10_p_corrected))
-        .filter(|(_, t)| t.log10_p_corrected <= super::attribution::SOURCE_LOG10_P)
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+        .filter(|(_, t)| t.stands_out())
 }
 
 /// `label_totals`: label → value → key type → the holder's keys carrying it.

@@ -207,7 +207,7 @@ pub struct PeerStats {
     pub holder_prepared_keys: u64,
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
@@ -235,32 +235,32 @@ impl PeerReport {
             .as_ref()
             .map(|rows| rows.iter().map(|i| i + 1).collect());
         let containment = containment(r, dump_rows);
-        let labels = r
+        let report = r
             .labels
             .as_ref()
             .map(|a| super::labels::report(a, &r.holder_keys, &r.matched_keys));
+        let label_min_cell = report.as_ref().map(|l| l.min_cell);
+        let super::labels::LabelReport {
+            labels,
+            suppressed: labels_suppressed,
+            rows: row_labels,
+            unreadable: labels_unreadable,
+            totals: label_totals,
+            lift: label_lift,
+            timeline: label_timeline,
+            canary_hits,
+            ..
+        } = report.unwrap_or_default();
         PeerReport {
-            labels_suppressed: labels
-                .as_ref()
-                .map(|l| l.suppressed.clone())
-                .unwrap_or_default(),
-            label_min_cell: labels.as_ref().map(|l| l.min_cell),
-            row_labels: labels.as_ref().and_then(|l| l.rows.clone()),
-            labels_unreadable: labels.as_ref().map_or(0, |l| l.unreadable),
-            label_totals: labels
-                .as_ref()
-                .map(|l| l.totals.clone())
-                .unwrap_or_default(),
-            label_lift: labels.as_ref().map(|l| l.lift.clone()).unwrap_or_default(),
-            label_timeline: labels
-                .as_ref()
-                .map(|l| l.timeline.clone())
-                .unwrap_or_default(),
-            canary_hits: labels
-                .as_ref()
-                .map(|l| l.canary_hits.clone())
-                .unwrap_or_default(),
-            labels: labels.map(|l| l.labels).unwrap_or_default(),
+            labels,
+            labels_suppressed,
+            label_min_cell,
+            row_labels,
+            labels_unreadable,
+            label_totals,
+            label_lift,
+            label_timeline,
+            canary_hits,
             name: peer.name.clone(),
             address: peer.address.clone(),
             epoch: Some(r.epoch.to_string()),

@@ -14,6 +14,10 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::epoch::Epoch;
 use super::labels::LabelKey;
+
+/// What a labelled session keeps per key beside its tag: the key's label key in the session
+/// and its place in the epoch.
+const LABELLED_KEY_BYTES: usize = std::mem::size_of::<(LabelKey, u32)>();
 use super::tag::{TAG_STORED_LEN, Tag, count_output, count_tag, split_output};
 use super::{EpochId, Misuse, PsiError};
 use crate::ident::KeyType;
@@ -157,14 +161,23 @@ impl PreparedCount {
             .values()
             .map(|t| (t.len() * TAG_STORED_LEN) as u64)
             .sum();
-        let labels: u64 = self.labels.values().map(|l| (l.len() * 36) as u64).sum();
+        let labels: u64 = self
+            .labels
+            .values()
+            .map(|l| (l.len() * LABELLED_KEY_BYTES) as u64)
+            .sum();
         tags + labels
     }
 
     /// Bytes one session of `epoch` will take once prepared: [`TAG_STORED_LEN`] per key, and
     /// with labels 36 more (its label key in the session and its place in the epoch).
     pub fn size_of(epoch: &Epoch) -> u64 {
-        let per_key = TAG_STORED_LEN as u64 + if epoch.labels().is_some() { 36 } else { 0 };
+        let per_key = TAG_STORED_LEN as u64
+            + if epoch.labels().is_some() {
+                LABELLED_KEY_BYTES as u64
+            } else {
+                0
+            };
         epoch.sizes().values().sum::<u64>() * per_key
     }
 
