@@ -12,6 +12,7 @@
 //!   server and the querier's connection;
 //! - [`query`]: the querier's job and its report;
 //! - [`tools`]: what is not the node itself: the demo, psi-local, synthetic data, benchmarks.
+#![forbid(unsafe_code)] // the workspace denies it; only protocol/src/lanes8 may allow it
 
 pub mod evidence;
 pub mod lists;

@@ -251,5 +251,47 @@ fn operations(c: &mut Criterion) {
     g.finish();
 }
 
+/// Issue 15, part 1: `compress(k·decompress(e))` over 1024 received elements on one thread,
+/// dalek (decompress each, multiply by k/2, `double_and_compress_batch`: the library's path)
+/// against eight points per instruction (`lanes8`), in the same run.
+#[cfg(target_arch = "x86_64")]
+fn eight_lanes(c: &mut Criterion) {
+    use suyuan_protocol::lanes8;
+    let mut g = c.benchmark_group("lanes8");
+    let mut rng = StdRng::seed_from_u64(3);
+    let k = Scalar::random(&mut rng);
+    let elements: Vec<[u8; 32]> = (0..1024)
+        .map(|_| RistrettoPoint::random(&mut rng).compress().to_bytes())
+        .collect();
+    g.throughput(Throughput::Elements(1024));
+    let half = k.div_by_2();
+    g.bench_function("dalek_evaluate_1024", |b| {
+        b.iter(|| {
+            let halved: Vec<RistrettoPoint> = black_box(&elements)
+                .iter()
+                .map(|e| half * CompressedRistretto(*e).decompress().unwrap())
+                .collect();
+            RistrettoPoint::double_and_compress_batch(&halved)
+        })
+    });
+    g.bench_function("dalek_mul_1024", |b| {
+        let points: Vec<RistrettoPoint> = elements
+            .iter()
+            .map(|e| CompressedRistretto(*e).decompress().unwrap())
+            .collect();
+        b.iter(|| black_box(&points).iter().map(|p| k * p).collect::<Vec<_>>())
+    });
+    if lanes8::available() {
+        let mut out = vec![[0u8; 32]; elements.len()];
+        g.bench_function("lanes8_evaluate_1024", |b| {
+            b.iter(|| lanes8::mul_compressed(&k, black_box(&elements), &mut out).unwrap())
+        });
+    }
+    g.finish();
+}
+
+#[cfg(target_arch = "x86_64")]
+criterion_group!(benches, primitives, operations, eight_lanes);
+#[cfg(not(target_arch = "x86_64"))]
 criterion_group!(benches, primitives, operations);
 criterion_main!(benches);

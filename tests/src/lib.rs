@@ -1,5 +1,6 @@
 //! Shared helpers for suyuan's cross-crate tests: synthetic people with ground truth, written
 //! the messy ways real files write them.
+#![forbid(unsafe_code)] // the workspace denies it; only protocol/src/lanes8 may allow it
 #![allow(clippy::expect_used)] // test support: a failed set-up is a test failure
 
 pub mod fed;

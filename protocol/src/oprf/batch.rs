@@ -6,8 +6,39 @@ use curve25519_dalek::scalar::Scalar;
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use super::group::{decode_element, hash_to_group};
+use super::group::{decode_element, expand_message_xmd_64, hash_to_group};
 use super::{ELEMENT_LEN, Mode};
+
+/// Whether the eight-lane IFMA path ([`crate::lanes8`]) evaluates received elements on this
+/// CPU: about twice dalek's speed per element where it runs (docs/benchmarks.md).
+fn eight_lanes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return crate::lanes8::in_use();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// `compress(k·DeserializeElement(e))` for one chunk, by whichever path this CPU runs best; the
+/// index (within the chunk) of the first invalid element on failure.
+fn evaluate_chunk(
+    k: &Scalar,
+    half: &Scalar,
+    elements: &[[u8; ELEMENT_LEN]],
+    out: &mut [[u8; ELEMENT_LEN]],
+) -> Result<(), usize> {
+    #[cfg(target_arch = "x86_64")]
+    if eight_lanes() {
+        return crate::lanes8::mul_compressed(k, elements, out);
+    }
+    let _ = k;
+    let points = elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| decode_element(e).map_err(|_| i))
+        .collect::<Result<Vec<_>, usize>>()?;
+    halved_mul_compress(std::iter::repeat(half), &points, out);
+    Ok(())
+}
 
 /// Elements per parallel chunk: large enough to amortise one field inversion, small enough to
 /// keep both cores busy on modest batches.
@@ -72,6 +103,20 @@ pub(crate) fn hash_mul_compress_into<'a>(
     input: impl Fn(usize) -> &'a [u8] + Sync,
     out: &mut [[u8; ELEMENT_LEN]],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if eight_lanes() {
+        let dst: [&[u8]; 2] = [b"HashToGroup-", mode.context_string()];
+        out.par_chunks_mut(par_chunk_len())
+            .enumerate()
+            .for_each(|(c, out)| {
+                let base = c * par_chunk_len();
+                let uniform: Vec<[u8; 64]> = (0..out.len())
+                    .map(|i| expand_message_xmd_64(&[prefix, input(base + i)], &dst))
+                    .collect();
+                crate::lanes8::hash_mul_compressed(k, &uniform, out)
+            });
+        return;
+    }
     // k/2 is as secret as k.
     let half = Zeroizing::new(k.div_by_2());
     out.par_chunks_mut(par_chunk_len())
@@ -114,25 +159,41 @@ fn evaluate_into(
     let half = Zeroizing::new(k.div_by_2());
     let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
     // Every chunk reports, so the error names the first invalid element whatever the scheduling.
-    let decoded: Vec<Result<Vec<RistrettoPoint>, usize>> = out
+    let evaluated: Vec<Result<(), usize>> = out
         .par_chunks_mut(par_chunk_len())
         .zip(elements.par_chunks(par_chunk_len()))
         .enumerate()
         .map(|(chunk, (out, elements))| {
-            let points = elements
-                .iter()
-                .enumerate()
-                .map(|(i, e)| decode_element(e).map_err(|_| chunk * par_chunk_len() + i))
-                .collect::<Result<Vec<_>, usize>>()?;
-            halved_mul_compress(std::iter::repeat(&*half), &points, out);
-            Ok(if keep { points } else { Vec::new() })
+            evaluate_chunk(k, &half, elements, out).map_err(|i| chunk * par_chunk_len() + i)
         })
         .collect();
-    if let Some(i) = decoded.iter().filter_map(|r| r.as_ref().err()).min() {
+    if let Some(i) = evaluated.iter().filter_map(|r| r.as_ref().err()).min() {
         return Err(*i);
     }
-    let points = decoded.into_iter().flatten().flatten().collect();
+    // A proof needs the points themselves; every element is known valid by now.
+    let points = if keep {
+        decode_batch(elements)?
+    } else {
+        Vec::new()
+    };
     Ok((out, points))
+}
+
+/// `compress(k·DeserializeElement(e))` under each of several keys: one pass over `elements`
+/// serves them all (a count pool preparing several sessions). On an invalid element, its index.
+pub(crate) fn evaluate_under_each(
+    keys: &[Scalar],
+    elements: &[[u8; ELEMENT_LEN]],
+) -> Result<Vec<Vec<[u8; ELEMENT_LEN]>>, usize> {
+    if eight_lanes() {
+        // Decoding in the lanes costs little next to a multiplication: each key decodes again.
+        return keys.iter().map(|k| evaluate_batch(k, elements)).collect();
+    }
+    let decoded = decode_batch(elements)?;
+    Ok(keys
+        .iter()
+        .map(|k| mul_compress_batch(k, &decoded))
+        .collect())
 }
 
 /// `DeserializeElement` of every element, in parallel; the index of the first invalid one on

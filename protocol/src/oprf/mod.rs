@@ -28,8 +28,8 @@ pub(crate) use proof::{generate_proof_with_nonce, verify_proof};
 pub use server::{OprfServer, VoprfServer};
 
 pub(crate) use batch::{
-    decode_batch, evaluate_batch, evaluate_batch_keeping, hash_mul_compress_batch,
-    hash_mul_compress_into, mul_compress_batch, par_chunk_len,
+    evaluate_batch, evaluate_batch_keeping, evaluate_under_each, hash_mul_compress_batch,
+    hash_mul_compress_into, par_chunk_len,
 };
 pub(crate) use group::{hash_to_scalar_with_dst, random_scalar};
 

@@ -104,13 +104,14 @@ impl PreparedCount {
                 if !go_on() {
                     return Ok(None);
                 }
-                let decoded = oprf::decode_batch(chunk).map_err(|i| Misuse::InvalidEpochPoint {
-                    key_type: kt,
-                    index: b * block + i,
+                let evaluated = oprf::evaluate_under_each(&factors, chunk).map_err(|i| {
+                    Misuse::InvalidEpochPoint {
+                        key_type: kt,
+                        index: b * block + i,
+                    }
                 })?;
                 let base = (b * block) as u32;
-                for (s, r) in factors.iter().enumerate() {
-                    let evaluated = oprf::mul_compress_batch(r, &decoded);
+                for (s, evaluated) in evaluated.into_iter().enumerate() {
                     if labeled {
                         per[s].par_extend(evaluated.par_iter().enumerate().map(|(i, e)| {
                             let (tag, key) = split_output(&count_output(e));
