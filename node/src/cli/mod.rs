@@ -30,10 +30,26 @@ use args::{
     AuditCommand, CaCommand, CacheCommand, CanaryCommand, Cli, Command, CrlCommand, WarrantCommand,
 };
 
+/// `SUYUAN_CURVE=dalek` keeps every batch on dalek's path, even where the CPU runs eight
+/// points per instruction (to compare the two in benchmarks); `auto` or unset takes the best.
+fn choose_curve_path() -> Result<()> {
+    match std::env::var("SUYUAN_CURVE").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("auto") => Ok(()),
+        Ok("dalek") => {
+            #[cfg(target_arch = "x86_64")]
+            suyuan_protocol::lanes8::set_enabled(false);
+            Ok(())
+        }
+        Ok(other) => anyhow::bail!("SUYUAN_CURVE={other:?}: expected auto or dalek"),
+        Err(e) => anyhow::bail!("SUYUAN_CURVE: {e}"),
+    }
+}
+
 /// Parses the flags and runs the command; any error is printed by `main`.
 pub(crate) fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    choose_curve_path()?;
     let quiet = cli.quiet;
     match cli.command {
         Command::Demo(a) => tools::demo(a, quiet),

@@ -66,6 +66,10 @@ pub struct RepeatReport {
 /// Everything measured, for `--json` and docs/benchmarks.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
+    /// The curve path every process took: `lanes8` (eight points per instruction, IFMA) or
+    /// `dalek` (on CPUs without IFMA, or with `SUYUAN_CURVE=dalek`).
+    #[serde(default)]
+    pub curve: String,
     /// Holder rows (= keys).
     pub holder_rows: u64,
     /// Dump rows (= keys).
@@ -587,6 +591,7 @@ fn figures(
     let import_us = import.as_secs_f64() * 1e6 / o.holder_rows as f64;
     let tag_len = suyuan_protocol::psi::tag_len(o.dump_rows, o.holder_rows) as u64;
     BenchReport {
+        curve: curve_path().into(),
         holder_rows: o.holder_rows,
         dump_rows: o.dump_rows,
         overlap: o.overlap,
@@ -622,6 +627,15 @@ fn figures(
         repeat: x.repeat.clone(),
         holder_prepared_keys: x.stats.holder_prepared_keys,
     }
+}
+
+/// The curve path this process takes (its children inherit `SUYUAN_CURVE`, so theirs too).
+pub fn curve_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if suyuan_protocol::lanes8::in_use() {
+        return "lanes8";
+    }
+    "dalek"
 }
 
 /// The report as lines for a terminal.
@@ -675,7 +689,7 @@ fn mib(bytes: u64) -> f64 {
 /// The headline, import and query lines.
 fn timings(r: &BenchReport) -> String {
     format!(
-        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use\n\
+        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use, curve path {}\n\
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
          query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
          \x20 read+canonicalise {:>8} ms\n\
@@ -687,6 +701,7 @@ fn timings(r: &BenchReport) -> String {
         r.mode,
         r.threads,
         r.cores_in_use,
+        r.curve,
         r.import_ms,
         r.import_keys_per_s,
         r.import_ratio,
