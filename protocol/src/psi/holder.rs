@@ -180,7 +180,10 @@ impl Holder {
             received: 0,
             total: n,
             outbox: VecDeque::new(),
-            count_buffer: Vec::new(),
+            count_buffer: match start.mode {
+                QueryMode::Count => whole_buffer(n),
+                QueryMode::Matches => Vec::new(),
+            },
             count_cursor: None,
             next_out_seq: 0,
             labels,
@@ -306,6 +309,16 @@ pub struct HolderSession {
     next_out_seq: u32,
     /// With a label offer: its sealing state.
     labels: Option<SessionLabels>,
+}
+
+/// Room for a count session's `n` evaluations (`n` within the holder's limits), taken at once:
+/// a buffer grown by doubling holds the old and the new allocation together at each step, 1.5
+/// times the final size at the last (a 2×10^7-key query: 1.6 GB instead of 640 MB). Pages are
+/// touched only as evaluations arrive; if the room cannot be had, the buffer grows as it goes.
+fn whole_buffer(n: u64) -> Vec<Element> {
+    let mut buffer = Vec::new();
+    let _ = usize::try_from(n).map(|n| buffer.try_reserve_exact(n));
+    buffer
 }
 
 impl fmt::Debug for HolderSession {
