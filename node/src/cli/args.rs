@@ -228,6 +228,13 @@ pub(crate) struct BenchArgs {
     /// dump is read and blinded once for all of them.
     #[arg(long, default_value_t = 1, value_parser = holders)]
     pub(crate) holders: usize,
+    /// Put the holders and the querier in two network namespaces of the bench's own, joined by
+    /// a link shaped to this rate each way (e.g. 1gbit, 100mbit). Needs root, ip and tc.
+    #[arg(long, value_parser = suyuan_node::tools::bench::link::Rate::parse)]
+    pub(crate) link: Option<suyuan_node::tools::bench::link::Rate>,
+    /// Internal to --link: this bench runs in the querier's namespace, the holders in this one.
+    #[arg(long, hide = true, requires = "link")]
+    pub(crate) holder_netns: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,12 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     if a.concurrent > 1 && a.holders > 1 {
         bail!("--concurrent and --holders cannot be combined");
     }
+    if a.concurrent > 1 && a.link.is_some() {
+        bail!("--concurrent and --link cannot be combined");
+    }
+    if let (Some(rate), None) = (a.link, &a.holder_netns) {
+        return bench_over_link(rate);
+    }
     if let Some(t) = a.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -85,6 +91,8 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         dir: a.dir,
         repeat: a.repeat,
         holders: a.holders,
+        link: a.link,
+        holder_netns: a.holder_netns,
     };
     let json = if a.concurrent > 1 {
         let queriers = a.queriers.unwrap_or(a.concurrent.min(4));
@@ -98,6 +106,26 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     };
     if let Some(path) = &a.json {
         write_file(path, json + "\n")?;
+    }
+    Ok(())
+}
+
+/// `bench --link`: makes the namespaces and the shaped pair, runs this same bench again inside
+/// the querier's namespace (told where the holders go), and removes them when it ends.
+fn bench_over_link(rate: bench::link::Rate) -> Result<()> {
+    let link = bench::link::Link::create(rate)?;
+    let mut inner = bench::link::Link::exec_in(&link.querier_ns);
+    inner
+        .arg(std::env::current_exe().context("locating the suyuan binary")?)
+        .args(std::env::args_os().skip(1))
+        .arg("--holder-netns")
+        .arg(&link.holder_ns);
+    let status = inner
+        .status()
+        .context("running the bench inside the namespaces")?;
+    drop(link);
+    if !status.success() {
+        bail!("the bench over the {rate} link failed ({status})");
     }
     Ok(())
 }

@@ -65,7 +65,7 @@ pub fn run(o: &BenchOptions, concurrent: usize, queriers: usize) -> Result<LoadR
     let holder_dir = dir.join("holder");
     let querier_dirs = federation(&dir, o, concurrent, queriers)?;
     import_list(threads, &holder_dir, &dir.join("holder.csv"))?;
-    let (holder, addr) = start_holder(threads, &holder_dir)?;
+    let (holder, addr) = start_holder(threads, &holder_dir, None)?;
 
     let started = Instant::now();
     let query = |i: usize| {

@@ -1,6 +1,7 @@
 //! `suyuan bench`: the whole path, holder and querier as separate processes over QUIC on
 //! 127.0.0.1, against the curve's floor measured in the same run.
 
+pub mod link;
 pub mod load;
 
 use std::fmt::Write as _;
@@ -41,6 +42,10 @@ pub struct BenchOptions {
     pub repeat: bool,
     /// Holders queried at once (each a process with its own key and the same list).
     pub holders: usize,
+    /// The rate of the shaped link between the two namespaces (`--link`), if any.
+    pub link: Option<link::Rate>,
+    /// Inside `--link`: the namespace the holders run in (this process runs in the querier's).
+    pub holder_netns: Option<String>,
 }
 
 /// Most holders `--holders` starts.
@@ -70,6 +75,12 @@ pub struct BenchReport {
     /// `dalek` (on CPUs without IFMA, or with `SUYUAN_CURVE=dalek`).
     #[serde(default)]
     pub curve: String,
+    /// The link between querier and holder: `loopback`, or the rate of `--link` (`100mbit`).
+    #[serde(default)]
+    pub link: String,
+    /// The payload floor carried at the link's rate (0 on loopback), ms.
+    #[serde(default)]
+    pub payload_at_line_rate_ms: u64,
     /// Holder rows (= keys).
     pub holder_rows: u64,
     /// Dump rows (= keys).
@@ -347,20 +358,29 @@ pub(crate) fn import_list(threads: usize, node: &Path, list: &Path) -> Result<()
 /// `suyuan serve` of `node` on an ephemeral loopback port, as a process of its own (killed
 /// when the returned guard drops), and the address it listens on, read from its `--addr-file`.
 /// Its log goes to `NODE.log`.
-pub(crate) fn start_holder(threads: usize, node: &Path) -> Result<(Holder, String)> {
+pub(crate) fn start_holder(
+    threads: usize,
+    node: &Path,
+    netns: Option<&str>,
+) -> Result<(Holder, String)> {
     let addr_file = node.with_extension("addr");
     let _ = std::fs::remove_file(&addr_file);
     let log = std::fs::File::create(node.with_extension("log"))
         .context("creating the holder's log file")?;
-    let child = suyuan(threads)?
-        .args([
-            "--quiet",
-            "-v",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--node",
-        ])
+    // Inside `--link`, in the holder's namespace, on its end of the pair.
+    let (mut command, listen) = match netns {
+        None => (suyuan(threads)?, "127.0.0.1:0".to_string()),
+        Some(ns) => {
+            let mut c = link::Link::exec_in(ns);
+            let plain = suyuan(threads)?;
+            c.arg(plain.get_program());
+            c.envs(plain.get_envs().filter_map(|(k, v)| Some((k, v?))));
+            c.env_remove("RUST_LOG");
+            (c, format!("{}:0", link::HOLDER_ADDR))
+        }
+    };
+    let child = command
+        .args(["--quiet", "-v", "serve", "--listen", &listen, "--node"])
         .arg(node)
         .arg("--addr-file")
         .arg(&addr_file)
@@ -434,7 +454,7 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     let mut holders = Vec::new();
     let mut peers = Vec::new();
     for (name, d) in holder_names.iter().zip(&holder_dirs) {
-        let (holder, addr) = start_holder(threads, d)?;
+        let (holder, addr) = start_holder(threads, d, o.holder_netns.as_deref())?;
         holders.push(holder);
         peers.push(PeerSpec {
             name: name.clone(),
@@ -592,6 +612,10 @@ fn figures(
     let tag_len = suyuan_protocol::psi::tag_len(o.dump_rows, o.holder_rows) as u64;
     BenchReport {
         curve: curve_path().into(),
+        link: o.link.map_or("loopback".into(), |r| r.to_string()),
+        payload_at_line_rate_ms: o.link.map_or(0, |r| {
+            (r.seconds_for(64 * o.dump_rows + tag_len * o.holder_rows) * 1000.0) as u64
+        }),
         holder_rows: o.holder_rows,
         dump_rows: o.dump_rows,
         overlap: o.overlap,
@@ -667,6 +691,15 @@ pub fn render(r: &BenchReport) -> String {
         };
     }
     out.push_str(&costs(r));
+    if r.payload_at_line_rate_ms > 0 {
+        let _ = writeln!(
+            out,
+            "link {:<12} the payload floor alone takes {} ms at line rate; the query took {:.2}x that",
+            r.link,
+            r.payload_at_line_rate_ms,
+            r.query_ms as f64 / r.payload_at_line_rate_ms as f64
+        );
+    }
     if let Some(x) = &r.repeat {
         let _ = writeln!(
             out,
@@ -689,7 +722,7 @@ fn mib(bytes: u64) -> f64 {
 /// The headline, import and query lines.
 fn timings(r: &BenchReport) -> String {
     format!(
-        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use, curve path {}\n\
+        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use, curve path {}, link {}\n\
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
          query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
          \x20 read+canonicalise {:>8} ms\n\
@@ -702,6 +735,7 @@ fn timings(r: &BenchReport) -> String {
         r.threads,
         r.cores_in_use,
         r.curve,
+        r.link,
         r.import_ms,
         r.import_keys_per_s,
         r.import_ratio,
