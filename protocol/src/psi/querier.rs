@@ -33,11 +33,11 @@ pub struct Query {
     sections: Vec<Section>,
     /// Encoded blinded elements, in section order.
     blinded: Vec<[u8; 32]>,
-    /// The canonical value of each blinded element, concatenated (its OPRF input is the
-    /// section's type prefix and this): `Finalize` needs it in `matches` mode.
-    values: Vec<u8>,
-    /// Where each value ends in `values`.
-    value_ends: Vec<u64>,
+    /// Per section, the canonical values of its blinded elements (their OPRF input is the
+    /// section's type prefix and the value; `Finalize` needs them in `matches` mode): the
+    /// input's own arena of that type and, per element, the index of its value there. Kept
+    /// rather than copied, so blinding never holds two copies of the dump's values.
+    values: Vec<Arc<SectionValues>>,
     rows: u64,
     /// Position in `blinded` of each row's keys; rows delimited by `row_ends`.
     row_positions: Vec<u32>,
@@ -100,8 +100,7 @@ impl Query {
         };
         let mut blinded = vec![[0u8; 32]; total];
         let mut sections = Vec::new();
-        let mut values = Vec::new();
-        let mut value_ends = Vec::with_capacity(total);
+        let mut distincts = Vec::new();
         let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
         let mut start = 0usize;
         for (kt, tk, distinct, raw_to_distinct) in plans {
@@ -117,23 +116,31 @@ impl Query {
                 key_type: kt,
                 count: distinct.len() as u64,
             });
-            for &d in &distinct {
-                values.extend_from_slice(tk.value(d as usize));
-                value_ends.push(values.len() as u64);
-            }
+            distincts.push((kt, distinct));
             offsets.insert(kt, (start as u32, raw_to_distinct));
             start = end;
         }
         let unblind = a.invert();
         a.zeroize();
         let (row_positions, row_ends) = row_positions(&keys, &offsets);
+        drop(offsets);
+        let rows = keys.rows();
+        let mut types = keys.types;
+        let values = distincts
+            .into_iter()
+            .map(|(kt, distinct)| {
+                Arc::new(SectionValues {
+                    keys: types.remove(&kt).unwrap_or_default(),
+                    distinct,
+                })
+            })
+            .collect();
         Ok(Query {
             unblind,
             sections,
             blinded,
             values,
-            value_ends,
-            rows: keys.rows(),
+            rows,
             row_positions,
             row_ends,
         })
@@ -141,8 +148,15 @@ impl Query {
 
     /// The canonical value at a blinded position.
     fn value(&self, position: usize) -> &[u8] {
-        let from = position.checked_sub(1).map_or(0, |p| self.value_ends[p]) as usize;
-        &self.values[from..self.value_ends[position] as usize]
+        let mut start = 0usize;
+        for (s, v) in self.sections.iter().zip(&self.values) {
+            let end = start + s.count as usize;
+            if position < end {
+                return v.keys.value(v.distinct[position - start] as usize);
+            }
+            start = end;
+        }
+        &[]
     }
 
     /// Distinct keys per type, in the order they are sent.
@@ -168,11 +182,10 @@ impl Query {
         let mut sections = Vec::new();
         let mut blinded = Vec::new();
         let mut values = Vec::new();
-        let mut value_ends = Vec::new();
         // Old position -> new position, for kept sections.
         let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.blinded.len());
         let mut start = 0usize;
-        for s in &self.sections {
+        for (s, v) in self.sections.iter().zip(&self.values) {
             let end = start + s.count as usize;
             if types.contains(&s.key_type) {
                 moved.extend(std::iter::repeat_n(None, end - start));
@@ -180,10 +193,7 @@ impl Query {
                 let at = blinded.len() as u32;
                 moved.extend((0..(end - start) as u32).map(|i| Some(at + i)));
                 blinded.extend_from_slice(&self.blinded[start..end]);
-                for p in start..end {
-                    values.extend_from_slice(self.value(p));
-                    value_ends.push(values.len() as u64);
-                }
+                values.push(Arc::clone(v));
                 sections.push(*s);
             }
             start = end;
@@ -208,7 +218,6 @@ impl Query {
             sections,
             blinded,
             values,
-            value_ends,
             rows: self.rows,
             row_positions,
             row_ends,
@@ -259,6 +268,14 @@ impl Query {
 /// Per key type: the type, its keys, the sorted indices of its distinct keys and each raw
 /// key's distinct index.
 type Plan<'a> = (KeyType, &'a TypeKeys, Vec<u32>, Vec<u32>);
+
+/// One section's values: its type's keys as the input gave them (duplicates included) and, per
+/// blinded element in the section, the index of its value among them.
+#[derive(Debug)]
+struct SectionValues {
+    keys: TypeKeys,
+    distinct: Vec<u32>,
+}
 
 /// Deduplicates every type's keys; refuses more than `u32::MAX` in all (positions are `u32`).
 fn plan(keys: &QueryKeys) -> Result<(Vec<Plan<'_>>, usize), PsiError> {
