@@ -230,10 +230,11 @@ impl Lanes {
         Lanes(self.0.map(canonical))
     }
 
-    /// A mask with bit `l` set where `f(lane l)` holds; `f` sees canonical limbs.
-    pub(super) fn mask(&self, f: impl Fn(&[u64; 5]) -> bool) -> __mmask8 {
+    /// A mask with bit `l` set to `f(lane l)`, which sees canonical limbs and returns 0 or 1.
+    /// Arithmetic only, like `f` must be: the lanes may hold secrets (the map of a hashed key).
+    pub(super) fn mask(&self, f: impl Fn(&[u64; 5]) -> u64) -> __mmask8 {
         let c = self.canonical();
-        (0..8).fold(0u8, |m, l| m | ((f(&c.0[l]) as u8) << l))
+        (0..8).fold(0u8, |m, l| m | (((f(&c.0[l]) & 1) as u8) << l))
     }
 }
 

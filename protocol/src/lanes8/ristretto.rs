@@ -1,8 +1,9 @@
 //! ristretto255's encoding and decoding (RFC 9496 section 4.3) for eight points at once.
 //!
-//! The arithmetic runs in the lanes; the few decisions on canonical values (signs, equalities,
-//! which are public here: received encodings and results about to be sent) are made per lane
-//! in scalar code and come back as blend masks.
+//! The arithmetic runs in the lanes; the few decisions on canonical values (signs and
+//! equalities) are made per lane in scalar code, by arithmetic without branches (in the map,
+//! the lanes hold hashes of keys), and come back as blend masks. Only the checks of received
+//! encodings in [`decode`], which are public, branch.
 
 use std::arch::x86_64::*;
 
@@ -66,13 +67,17 @@ const SQRT_AD_MINUS_ONE: [u64; 5] = [
 /// Bit `l` set where lane `l` of `a` is negative (its canonical value is odd).
 #[target_feature(enable = "avx512f,avx512ifma")]
 fn negative(a: &Fe8) -> __mmask8 {
-    Lanes::store(a).mask(|l| l[0] & 1 == 1)
+    Lanes::store(a).mask(|l| l[0] & 1)
 }
 
 /// Bit `l` set where lanes `l` of `a` and `b` are the same field element.
 #[target_feature(enable = "avx512f,avx512ifma")]
 fn equal(a: &Fe8, b: &Fe8) -> __mmask8 {
-    Lanes::store(&a.sub(b)).mask(|l| l.iter().all(|&x| x == 0))
+    Lanes::store(&a.sub(b)).mask(|l| {
+        // 1 when every limb is 0, without a branch.
+        let any = l.iter().fold(0, |acc, &x| acc | x);
+        1 ^ ((any | any.wrapping_neg()) >> 63)
+    })
 }
 
 #[target_feature(enable = "avx512f,avx512ifma")]
