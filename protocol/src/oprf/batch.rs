@@ -18,26 +18,37 @@ fn eight_lanes() -> bool {
     return false;
 }
 
-/// `compress(k·DeserializeElement(e))` for one chunk, by whichever path this CPU runs best; the
-/// index (within the chunk) of the first invalid element on failure.
+/// `compress(k·DeserializeElement(e))` for one chunk, by whichever path this CPU runs best, and
+/// the decoded points if `keep` (a proof needs dalek's); the index (within the chunk) of the
+/// first invalid element on failure.
 fn evaluate_chunk(
     k: &Scalar,
     half: &Scalar,
     elements: &[[u8; ELEMENT_LEN]],
     out: &mut [[u8; ELEMENT_LEN]],
-) -> Result<(), usize> {
+    keep: bool,
+) -> Result<Vec<RistrettoPoint>, usize> {
+    let decode = |elements: &[[u8; ELEMENT_LEN]]| {
+        elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| decode_element(e).map_err(|_| i))
+            .collect::<Result<Vec<_>, usize>>()
+    };
     #[cfg(target_arch = "x86_64")]
     if eight_lanes() {
-        return crate::lanes8::mul_compressed(k, elements, out);
+        crate::lanes8::mul_compressed(k, elements, out)?;
+        // dalek cannot take the lanes' coordinates: a proof's points are decoded once more.
+        return if keep {
+            decode(elements)
+        } else {
+            Ok(Vec::new())
+        };
     }
     let _ = k;
-    let points = elements
-        .iter()
-        .enumerate()
-        .map(|(i, e)| decode_element(e).map_err(|_| i))
-        .collect::<Result<Vec<_>, usize>>()?;
+    let points = decode(elements)?;
     halved_mul_compress(std::iter::repeat(half), &points, out);
-    Ok(())
+    Ok(if keep { points } else { Vec::new() })
 }
 
 /// Elements per parallel chunk: large enough to amortise one field inversion, small enough to
@@ -159,23 +170,18 @@ fn evaluate_into(
     let half = Zeroizing::new(k.div_by_2());
     let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
     // Every chunk reports, so the error names the first invalid element whatever the scheduling.
-    let evaluated: Vec<Result<(), usize>> = out
+    let decoded: Vec<Result<Vec<RistrettoPoint>, usize>> = out
         .par_chunks_mut(par_chunk_len())
         .zip(elements.par_chunks(par_chunk_len()))
         .enumerate()
         .map(|(chunk, (out, elements))| {
-            evaluate_chunk(k, &half, elements, out).map_err(|i| chunk * par_chunk_len() + i)
+            evaluate_chunk(k, &half, elements, out, keep).map_err(|i| chunk * par_chunk_len() + i)
         })
         .collect();
-    if let Some(i) = evaluated.iter().filter_map(|r| r.as_ref().err()).min() {
+    if let Some(i) = decoded.iter().filter_map(|r| r.as_ref().err()).min() {
         return Err(*i);
     }
-    // A proof needs the points themselves; every element is known valid by now.
-    let points = if keep {
-        decode_batch(elements)?
-    } else {
-        Vec::new()
-    };
+    let points = decoded.into_iter().flatten().flatten().collect();
     Ok((out, points))
 }
 
