@@ -64,6 +64,10 @@ pub struct Link {
     pub holder_ns: String,
     /// The querier's namespace.
     pub querier_ns: String,
+    /// The holder's end of the pair, by its name before it moved into its namespace.
+    veth: String,
+    /// The namespaces made so far (what dropping deletes).
+    made: Vec<String>,
 }
 
 impl Link {
@@ -72,15 +76,20 @@ impl Link {
     /// one timer tick's worth at 1000 Hz, at least 64 KiB.
     pub fn create(rate: Rate) -> Result<Link> {
         let pid = std::process::id();
-        let link = Link {
-            holder_ns: format!("suyuan-{pid}-h"),
-            querier_ns: format!("suyuan-{pid}-q"),
-        };
-        let (h, q) = (&link.holder_ns, &link.querier_ns);
         // Interface names are at most 15 bytes.
         let (hv, qv) = (format!("sy{pid}h"), format!("sy{pid}q"));
-        ip(&["netns", "add", h])?;
-        ip(&["netns", "add", q])?;
+        // Made first, so that whatever step fails, dropping it removes what was created.
+        let mut link = Link {
+            holder_ns: format!("suyuan-{pid}-h"),
+            querier_ns: format!("suyuan-{pid}-q"),
+            veth: hv.clone(),
+            made: Vec::new(),
+        };
+        for ns in [link.holder_ns.clone(), link.querier_ns.clone()] {
+            ip(&["netns", "add", &ns])?;
+            link.made.push(ns);
+        }
+        let (h, q) = (&link.holder_ns, &link.querier_ns);
         ip(&["link", "add", &hv, "type", "veth", "peer", "name", &qv])?;
         ip(&["link", "set", &hv, "netns", h])?;
         ip(&["link", "set", &qv, "netns", q])?;
@@ -109,7 +118,13 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        for ns in [&self.holder_ns, &self.querier_ns] {
+        // A pair not yet moved into the namespaces (a step failed) is in this one: remove it;
+        // moved, it goes with its namespaces and this finds nothing.
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.veth])
+            .stderr(std::process::Stdio::null())
+            .status();
+        for ns in &self.made {
             if let Err(e) = ip(&["netns", "delete", ns]) {
                 tracing::warn!("could not delete network namespace {ns}: {e:#}");
             }
