@@ -9,8 +9,8 @@
 //!
 //! The only `unsafe` of the workspace lives here: `std::arch` loads and stores, and calls into
 //! functions compiled for IFMA after [`available`] has checked the CPU at run time. The batch
-//! paths of [`crate::oprf`] (every evaluation and unblinding, the count pool) take it wherever
-//! the CPU has IFMA, and dalek's path everywhere else.
+//! paths of [`crate::oprf`] (the import's tags, blinding, every evaluation and unblinding, the
+//! count pool) take it wherever the CPU has IFMA, and dalek's path everywhere else.
 #![allow(unsafe_code)]
 
 mod edwards;
