@@ -36,8 +36,7 @@ fn choose_curve_path() -> Result<()> {
     match std::env::var("SUYUAN_CURVE").as_deref() {
         Err(std::env::VarError::NotPresent) | Ok("auto") => Ok(()),
         Ok("dalek") => {
-            #[cfg(target_arch = "x86_64")]
-            suyuan_protocol::lanes8::set_enabled(false);
+            suyuan_protocol::oprf::set_dalek_only(true);
             Ok(())
         }
         Ok(other) => anyhow::bail!("SUYUAN_CURVE={other:?}: expected auto or dalek"),

@@ -158,10 +158,7 @@ mod tests {
     #[test]
     fn the_canary_name_is_reserved_and_takes_one_of_the_eight_labels() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca");
-        identity::ca_init(&ca, "test CA").unwrap();
-        let node = dir.path().join("bank");
-        identity::ca_issue(&ca, "bank", Role::Institution, &node).unwrap();
+        let (_, node) = identity::test_member(dir.path(), "bank", Role::Institution);
         let list = dir.path().join("list.csv");
         std::fs::write(
             &list,

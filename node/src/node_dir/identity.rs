@@ -191,6 +191,18 @@ pub const EXPIRY_WARNING_DAYS: u64 = 30;
 
 /// `suyuan ca issue`: a node identity signed by the CA in `ca_dir`, written to `out`, valid
 /// for [`DEFAULT_CERT_DAYS`].
+/// For unit tests: a CA in `dir/ca` and one member `name` of `role` in `dir/name`; returns
+/// both directories.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_member(dir: &Path, name: &str, role: Role) -> (PathBuf, PathBuf) {
+    let ca = dir.join("ca");
+    ca_init(&ca, "test CA").unwrap();
+    let node = dir.join(name);
+    ca_issue(&ca, name, role, &node).unwrap();
+    (ca, node)
+}
+
 pub fn ca_issue(ca_dir: &Path, name: &str, role: Role, out: &Path) -> Result<String> {
     ca_issue_for(ca_dir, name, role, out, DEFAULT_CERT_DAYS)
 }

@@ -238,10 +238,7 @@ mod tests {
 
     fn police() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca");
-        identity::ca_init(&ca, "test CA").unwrap();
-        let node = dir.path().join("police");
-        identity::ca_issue(&ca, "police", Role::Police, &node).unwrap();
+        let (_, node) = identity::test_member(dir.path(), "police", Role::Police);
         let dump = dir.path().join("dump.csv");
         let mut text = String::from("手机号\n");
         for i in 0..50u64 {

@@ -378,14 +378,12 @@ pub(crate) fn sign_crl_for_test(ca_dir: &Path, from_day: i64, until_day: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node_dir::identity::{Role, ca_init, ca_issue};
+    use crate::node_dir::identity::{Role, test_member};
 
     #[test]
     fn a_list_past_its_next_update_is_installed_with_a_warning() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca");
-        ca_init(&ca, "test CA").unwrap();
-        ca_issue(&ca, "bank", Role::Institution, &dir.path().join("bank")).unwrap();
+        let (ca, _) = test_member(dir.path(), "bank", Role::Institution);
         let today = (clock::now_unix() / 86_400) as i64;
         let pem = sign_crl_for_test(&ca, today - 10, today - 1).unwrap();
         let file = dir.path().join("old.pem");

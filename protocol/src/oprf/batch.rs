@@ -11,7 +11,7 @@ use super::{ELEMENT_LEN, Mode};
 
 /// Whether the eight-lane IFMA path ([`crate::lanes8`]) evaluates received elements on this
 /// CPU: about twice dalek's speed per element where it runs (docs/benchmarks.md).
-fn eight_lanes() -> bool {
+pub(super) fn eight_lanes() -> bool {
     #[cfg(target_arch = "x86_64")]
     return crate::lanes8::in_use();
     #[cfg(not(target_arch = "x86_64"))]

@@ -33,6 +33,25 @@ pub(crate) use batch::{
 };
 pub(crate) use group::{hash_to_scalar_with_dst, random_scalar};
 
+/// The curve path this process's batch operations take: `lanes8` (eight points per AVX-512
+/// IFMA instruction, where the CPU has it) or `dalek`.
+pub fn curve_path() -> &'static str {
+    if batch::eight_lanes() {
+        "lanes8"
+    } else {
+        "dalek"
+    }
+}
+
+/// Keeps this process on dalek's path even where the CPU runs eight lanes (to compare the two),
+/// or lets it take the lanes again.
+pub fn set_dalek_only(dalek_only: bool) {
+    #[cfg(target_arch = "x86_64")]
+    crate::lanes8::set_enabled(!dalek_only);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = dalek_only;
+}
+
 /// The suite identifier of RFC 9497 section 4.1.
 pub const SUITE_ID: &[u8] = b"ristretto255-SHA512";
 

@@ -611,7 +611,8 @@ fn figures(
     let import_us = import.as_secs_f64() * 1e6 / o.holder_rows as f64;
     let tag_len = suyuan_protocol::psi::tag_len(o.dump_rows, o.holder_rows) as u64;
     BenchReport {
-        curve: curve_path().into(),
+        // Its children inherit `SUYUAN_CURVE`, so they took the same path.
+        curve: suyuan_protocol::oprf::curve_path().into(),
         link: o.link.map_or("loopback".into(), |r| r.to_string()),
         payload_at_line_rate_ms: o.link.map_or(0, |r| {
             (r.seconds_for(64 * o.dump_rows + tag_len * o.holder_rows) * 1000.0) as u64
@@ -651,15 +652,6 @@ fn figures(
         repeat: x.repeat.clone(),
         holder_prepared_keys: x.stats.holder_prepared_keys,
     }
-}
-
-/// The curve path this process takes (its children inherit `SUYUAN_CURVE`, so theirs too).
-pub fn curve_path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if suyuan_protocol::lanes8::in_use() {
-        return "lanes8";
-    }
-    "dalek"
 }
 
 /// The report as lines for a terminal.

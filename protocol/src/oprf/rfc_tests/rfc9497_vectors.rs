@@ -282,7 +282,6 @@ fn blinds_and_nonces_must_be_canonical_non_zero_scalars() {
 /// Every vector's `BlindEvaluate` through dalek's path and through the eight-lane one in turn
 /// (issue 15): the same bytes, the RFC's. The switch is process-wide, so the other tests may
 /// run on either path meanwhile; both give the same bytes, which is the point.
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn both_curve_paths_evaluate_every_vector_byte_for_byte() {
     for m in [0, 1] {
@@ -293,7 +292,7 @@ fn both_curve_paths_evaluate_every_vector_byte_for_byte() {
         let server = OprfServer::new(sk);
         for v in &s.vectors {
             for eight_lanes in [false, true] {
-                crate::lanes8::set_enabled(eight_lanes);
+                crate::oprf::set_dalek_only(!eight_lanes);
                 let evaluated = server
                     .blind_evaluate_batch(&elements(&v.blinded_element))
                     .unwrap();
@@ -305,5 +304,5 @@ fn both_curve_paths_evaluate_every_vector_byte_for_byte() {
             }
         }
     }
-    crate::lanes8::set_enabled(true);
+    crate::oprf::set_dalek_only(false);
 }
