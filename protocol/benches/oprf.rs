@@ -255,7 +255,7 @@ fn operations(c: &mut Criterion) {
 /// before: decompress or map each, multiply by k/2, `double_and_compress_batch`) against eight
 /// points per instruction (`lanes8`), over 1024 received elements and 1024 hashed inputs. The
 /// `per_element/*` benches below take whichever path the CPU runs (`SUYUAN_CURVE` is the
-/// binary's switch, not the library's: set `lanes8::set_enabled` to compare there).
+/// binary's switch, not the library's: call `oprf::set_dalek_only` to compare there).
 #[cfg(target_arch = "x86_64")]
 fn eight_lanes(c: &mut Criterion) {
     use suyuan_protocol::lanes8;
