@@ -62,6 +62,13 @@ impl Fe8 {
         }))
     }
 
+    /// Lane `idx[l]` of `self` in lane `l`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn permute(&self, idx: __m512i) -> Fe8 {
+        Fe8(self.0.map(|limb| _mm512_permutexvar_epi64(idx, limb)))
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) fn add(&self, b: &Fe8) -> Fe8 {

@@ -15,6 +15,8 @@
 
 mod edwards;
 mod field;
+mod fixed_base;
+mod msm;
 mod ristretto;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +100,201 @@ pub fn hash_mul_compressed(k: &Scalar, uniform: &[[u8; 64]], out: &mut [[u8; ELE
         let results = unsafe { hash_mul_compressed8(&k, &lanes) };
         out.copy_from_slice(&results[..out.len()]);
     }
+}
+
+/// Elements decoded into the lanes once, for more than one use: the querier's unblinding and
+/// its check of the proof over the same evaluations, the holder's evaluation and its proof.
+/// 160 bytes per element. Only made where [`available`].
+pub(crate) struct Decoded {
+    blocks: Vec<edwards::Extended8>,
+    len: usize,
+}
+
+impl Decoded {
+    /// `DeserializeElement` of every element; on one that does not deserialize, the index of
+    /// the first.
+    pub(crate) fn new(elements: &[[u8; ELEMENT_LEN]]) -> Result<Decoded, usize> {
+        assert!(available(), "the eight lanes need AVX-512 IFMA");
+        let mut blocks = Vec::with_capacity(elements.len().div_ceil(8));
+        for (c, elements) in elements.chunks(8).enumerate() {
+            let mut lanes =
+                [curve25519_dalek::constants::RISTRETTO_BASEPOINT_COMPRESSED.to_bytes(); 8];
+            lanes[..elements.len()].copy_from_slice(elements);
+            // SAFETY: `available()` confirmed AVX-512 F and IFMA on this CPU.
+            let (refused, points) = unsafe { decode8(&lanes) };
+            if let Some(l) = (0..elements.len()).find(|l| refused >> l & 1 == 1) {
+                return Err(c * 8 + l);
+            }
+            blocks.push(points);
+        }
+        Ok(Decoded {
+            blocks,
+            len: elements.len(),
+        })
+    }
+
+    /// How many elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `SerializeElement(k·P)` for every point, into `out` (as long as the points).
+    pub(crate) fn mul_compressed(&self, k: &Scalar, out: &mut [[u8; ELEMENT_LEN]]) {
+        assert_eq!(self.len, out.len(), "one output per point");
+        let k = Zeroizing::new([k.to_bytes(); 8]);
+        for (block, out) in self.blocks.iter().zip(out.chunks_mut(8)) {
+            // SAFETY: a `Decoded` exists only where `available()`.
+            let results = unsafe { mul8(block, &k) };
+            out.copy_from_slice(&results[..out.len()]);
+        }
+    }
+
+    /// `SerializeElement(P_i + s_i·T)` for every point, with `T` the point of `table`: the
+    /// additive unblinding `E − ρ·pk` is this with `s = −ρ`. Constant time in the scalars.
+    pub(crate) fn add_base_mul_compressed(
+        &self,
+        table: &BaseTable,
+        scalars: &[Scalar],
+        out: &mut [[u8; ELEMENT_LEN]],
+    ) {
+        assert_eq!(self.len, out.len(), "one output per point");
+        assert_eq!(self.len, scalars.len(), "one scalar per point");
+        for ((block, scalars), out) in self
+            .blocks
+            .iter()
+            .zip(scalars.chunks(8))
+            .zip(out.chunks_mut(8))
+        {
+            let s = lane_scalars(scalars);
+            // SAFETY: a `Decoded` exists only where `available()`.
+            let results = unsafe { add_base_mul8(block, &table.0, &s) };
+            out.copy_from_slice(&results[..out.len()]);
+        }
+    }
+}
+
+/// One scalar per lane, as bytes that zeroize themselves; a short last block gets zeros.
+fn lane_scalars(scalars: &[Scalar]) -> Zeroizing<[[u8; 32]; 8]> {
+    let mut s = Zeroizing::new([[0u8; 32]; 8]);
+    for (lane, k) in s.iter_mut().zip(scalars) {
+        *lane = k.to_bytes();
+    }
+    s
+}
+
+/// A fixed point's multiples for [`Decoded::add_base_mul_compressed`] and
+/// [`hash_add_base_mul_compressed`]: 61 KB, built once per point (a holder's public key, or
+/// the generator). Only made where [`available`].
+pub(crate) struct BaseTable(fixed_base::Table);
+
+impl BaseTable {
+    /// The table of `point`.
+    pub(crate) fn new(point: &curve25519_dalek::ristretto::RistrettoPoint) -> BaseTable {
+        assert!(available(), "the eight lanes need AVX-512 IFMA");
+        // c·16^j·P for c = 1..=8, encoded, then decoded eight at a time into the lanes.
+        let mut encodings = [[[0u8; 32]; 8]; 64];
+        let mut base = *point;
+        for window in encodings.iter_mut() {
+            let mut multiple = base;
+            for e in window.iter_mut() {
+                *e = multiple.compress().to_bytes();
+                multiple += base;
+            }
+            for _ in 0..4 {
+                base += base;
+            }
+        }
+        // SAFETY: `available()` confirmed AVX-512 F and IFMA on this CPU.
+        BaseTable(unsafe { build_table(&encodings) })
+    }
+}
+
+/// `SerializeElement(map(u_i) + s_i·T)` for the point of each 64 uniform bytes (as
+/// [`hash_mul_compressed`] maps them) and `T` the point of `table`: the additive blinding
+/// `H(x) + ρ·G`. Constant time in the scalars.
+pub(crate) fn hash_add_base_mul_compressed(
+    table: &BaseTable,
+    uniform: &[[u8; 64]],
+    scalars: &[Scalar],
+    out: &mut [[u8; ELEMENT_LEN]],
+) {
+    assert_eq!(uniform.len(), out.len(), "one output per input");
+    assert_eq!(uniform.len(), scalars.len(), "one scalar per input");
+    for ((uniform, scalars), out) in uniform
+        .chunks(8)
+        .zip(scalars.chunks(8))
+        .zip(out.chunks_mut(8))
+    {
+        let mut lanes = [[0u8; 64]; 8];
+        lanes[..uniform.len()].copy_from_slice(uniform);
+        let s = lane_scalars(scalars);
+        // SAFETY: a `BaseTable` exists only where `available()`.
+        let results = unsafe { hash_add_base_mul8(&table.0, &lanes, &s) };
+        out.copy_from_slice(&results[..out.len()]);
+    }
+}
+
+/// `SerializeElement(Σ wᵢ·Pᵢ)` over the points of `parts` in order (every part but the last
+/// a multiple of eight long), one weight per point. Variable time: for public inputs only (a
+/// DLEQ proof's composites). The four passes over the weights' bytes run on rayon's pool.
+pub(crate) fn multiscalar_compressed(weights: &[Scalar], parts: &[&Decoded]) -> [u8; 32] {
+    let total: usize = parts.iter().map(|p| p.len).sum();
+    assert_eq!(weights.len(), total, "one weight per point");
+    assert!(
+        parts.iter().rev().skip(1).all(|p| p.len % 8 == 0),
+        "only the last part may end a block early"
+    );
+    let bytes: Vec<[u8; 32]> = weights.iter().map(Scalar::to_bytes).collect();
+    let blocks: Vec<&edwards::Extended8> = parts.iter().flat_map(|p| p.blocks.iter()).collect();
+    use rayon::prelude::*;
+    let sums: Vec<[edwards::Extended8; 2]> = [[0, 1], [2, 3]]
+        .into_par_iter()
+        // SAFETY: a `Decoded` exists only where `available()`.
+        .map(|passes| unsafe { msm::window_sums(&bytes, &blocks, passes) })
+        .collect();
+    let passes = [sums[0][0], sums[0][1], sums[1][0], sums[1][1]];
+    // SAFETY: as above.
+    unsafe { combine8(&passes) }
+}
+
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn combine8(passes: &[edwards::Extended8; 4]) -> [u8; 32] {
+    ristretto::encode(&msm::combine(passes))[0]
+}
+
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn decode8(elements: &[[u8; 32]; 8]) -> (u8, edwards::Extended8) {
+    ristretto::decode(elements)
+}
+
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn mul8(points: &edwards::Extended8, k: &[[u8; 32]; 8]) -> [[u8; 32]; 8] {
+    ristretto::encode(&points.mul(k))
+}
+
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn add_base_mul8(
+    points: &edwards::Extended8,
+    table: &fixed_base::Table,
+    s: &[[u8; 32]; 8],
+) -> [[u8; 32]; 8] {
+    ristretto::encode(&points.add_extended(&table.mul(s)))
+}
+
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn hash_add_base_mul8(
+    table: &fixed_base::Table,
+    uniform: &[[u8; 64]; 8],
+    s: &[[u8; 32]; 8],
+) -> [[u8; 32]; 8] {
+    ristretto::encode(&ristretto::from_uniform_bytes(uniform).add_extended(&table.mul(s)))
+}
+
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn build_table(encodings: &[[[u8; 32]; 8]; 64]) -> fixed_base::Table {
+    let windows: [edwards::Extended8; 64] =
+        std::array::from_fn(|j| ristretto::decode(&encodings[j]).1);
+    fixed_base::Table::from_windows(&windows)
 }
 
 #[target_feature(enable = "avx512f,avx512ifma")]

@@ -357,3 +357,111 @@ fn each_lane_may_have_its_own_scalar() {
         }
     }
 }
+
+/// Scalars that stress the digit recoding: 0, 1, −1, the largest below ℓ, small ones, and
+/// random ones.
+fn edge_and_random_scalars(
+    rng: &mut (impl rand_core::CryptoRng + ?Sized),
+    n: usize,
+) -> Vec<Scalar> {
+    let mut s = vec![
+        Scalar::ZERO,
+        Scalar::ONE,
+        -Scalar::ONE,
+        Scalar::from(8u64),
+        Scalar::from(0x8888_8888u64),
+        -Scalar::from(8u64),
+        Scalar::from_bytes_mod_order([0xff; 32]),
+    ];
+    s.extend((0..n).map(|_| Scalar::random(rng)));
+    s
+}
+
+#[test]
+fn decoded_points_plus_fixed_base_multiples_match_dalek() {
+    if !ifma() {
+        return;
+    }
+    let mut rng = rand::rng();
+    let g = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    for base in [g, RistrettoPoint::random(&mut rng), Scalar::from(3u64) * g] {
+        let table = BaseTable::new(&base);
+        let scalars = edge_and_random_scalars(&mut rng, 90);
+        let points: Vec<RistrettoPoint> = (0..scalars.len())
+            .map(|i| match i {
+                0 => g,
+                1 => -base,
+                _ => RistrettoPoint::random(&mut rng),
+            })
+            .collect();
+        let encodings: Vec<[u8; 32]> = points.iter().map(|p| p.compress().to_bytes()).collect();
+        let decoded = Decoded::new(&encodings).unwrap();
+        let mut out = vec![[0u8; 32]; points.len()];
+        decoded.add_base_mul_compressed(&table, &scalars, &mut out);
+        for ((p, s), o) in points.iter().zip(&scalars).zip(&out) {
+            // Lane 1 with s = 1 gives −base + base, the identity: encoded as zeros.
+            assert_eq!(*o, (p + s * base).compress().to_bytes(), "s = {s:?}");
+        }
+        // And one scalar for all of them.
+        let k = Scalar::random(&mut rng);
+        decoded.mul_compressed(&k, &mut out);
+        for (p, o) in points.iter().zip(&out) {
+            assert_eq!(*o, (k * p).compress().to_bytes());
+        }
+    }
+}
+
+#[test]
+fn hashed_points_plus_fixed_base_multiples_match_dalek() {
+    if !ifma() {
+        return;
+    }
+    let mut rng = rand::rng();
+    let base = RistrettoPoint::random(&mut rng);
+    let table = BaseTable::new(&base);
+    let scalars = edge_and_random_scalars(&mut rng, 60);
+    let uniform: Vec<[u8; 64]> = (0..scalars.len()).map(|_| rng.random()).collect();
+    let mut out = vec![[0u8; 32]; uniform.len()];
+    hash_add_base_mul_compressed(&table, &uniform, &scalars, &mut out);
+    for ((u, s), o) in uniform.iter().zip(&scalars).zip(&out) {
+        let want = RistrettoPoint::from_uniform_bytes(u) + s * base;
+        assert_eq!(*o, want.compress().to_bytes());
+    }
+}
+
+#[test]
+fn multiscalar_sums_match_dalek() {
+    if !ifma() {
+        return;
+    }
+    use curve25519_dalek::traits::VartimeMultiscalarMul;
+    let mut rng = rand::rng();
+    for n in [1usize, 7, 8, 9, 64, 300, 1031] {
+        let weights: Vec<Scalar> = edge_and_random_scalars(&mut rng, n)
+            .into_iter()
+            .take(n)
+            .collect();
+        let points: Vec<RistrettoPoint> =
+            (0..n).map(|_| RistrettoPoint::random(&mut rng)).collect();
+        let encodings: Vec<[u8; 32]> = points.iter().map(|p| p.compress().to_bytes()).collect();
+        let want = RistrettoPoint::vartime_multiscalar_mul(&weights, &points)
+            .compress()
+            .to_bytes();
+        let whole = Decoded::new(&encodings).unwrap();
+        assert_eq!(multiscalar_compressed(&weights, &[&whole]), want, "n = {n}");
+        // In parts, as the batch code hands them over.
+        let cut = (n / 2) / 8 * 8;
+        let (a, b) = encodings.split_at(cut);
+        let (a, b) = (Decoded::new(a).unwrap(), Decoded::new(b).unwrap());
+        assert_eq!(
+            multiscalar_compressed(&weights, &[&a, &b]),
+            want,
+            "n = {n}, in parts"
+        );
+    }
+    // A sum that is the identity: P and −P with equal weights.
+    let p = RistrettoPoint::random(&mut rng);
+    let d = Decoded::new(&[p.compress().to_bytes(), (-p).compress().to_bytes()]).unwrap();
+    let w = Scalar::random(&mut rng);
+    assert_eq!(multiscalar_compressed(&[w, w], &[&d]), [0u8; 32]);
+}

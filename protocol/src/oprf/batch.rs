@@ -18,37 +18,126 @@ pub(super) fn eight_lanes() -> bool {
     return false;
 }
 
+/// Decoded points kept for a proof over the same elements (a multiscalar sum), so that they
+/// are decoded once: in the eight lanes where the CPU runs them, else dalek's.
+pub(crate) enum Kept {
+    /// dalek's points, in order.
+    Dalek(Vec<RistrettoPoint>),
+    /// Parts in order, every part but the last a multiple of eight long.
+    #[cfg(target_arch = "x86_64")]
+    Lanes(Vec<crate::lanes8::Decoded>),
+}
+
+impl Kept {
+    /// None kept.
+    pub(crate) fn empty() -> Kept {
+        Kept::Dalek(Vec::new())
+    }
+
+    /// How many points.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Kept::Dalek(p) => p.len(),
+            #[cfg(target_arch = "x86_64")]
+            Kept::Lanes(parts) => parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    /// Chunks' kept points, in order, as one; all of one kind (each caller picks the path once).
+    pub(crate) fn concat(parts: Vec<Kept>) -> Kept {
+        let mut dalek = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        let mut lanes = Vec::new();
+        for part in parts {
+            match part {
+                Kept::Dalek(p) => dalek.extend(p),
+                #[cfg(target_arch = "x86_64")]
+                Kept::Lanes(p) => lanes.extend(p),
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if !lanes.is_empty() {
+            return Kept::Lanes(lanes);
+        }
+        Kept::Dalek(dalek)
+    }
+
+    /// `Σ wᵢ·Pᵢ` (variable time: for public points and weights).
+    pub(crate) fn multiscalar(&self, weights: &[Scalar]) -> Option<RistrettoPoint> {
+        match self {
+            Kept::Dalek(points) => Some(multiscalar_dalek(weights, points)),
+            #[cfg(target_arch = "x86_64")]
+            Kept::Lanes(parts) => {
+                let parts: Vec<&crate::lanes8::Decoded> = parts.iter().collect();
+                let sum = crate::lanes8::multiscalar_compressed(weights, &parts);
+                curve25519_dalek::ristretto::CompressedRistretto(sum).decompress()
+            }
+        }
+    }
+}
+
+/// `Σ wᵢ·Pᵢ` with dalek, the two halves of a large sum on two threads.
+fn multiscalar_dalek(weights: &[Scalar], points: &[RistrettoPoint]) -> RistrettoPoint {
+    use curve25519_dalek::traits::VartimeMultiscalarMul;
+    if points.len() < 1024 {
+        return RistrettoPoint::vartime_multiscalar_mul(weights, points);
+    }
+    let mid = points.len() / 2;
+    let (a, b) = rayon::join(
+        || RistrettoPoint::vartime_multiscalar_mul(&weights[..mid], &points[..mid]),
+        || RistrettoPoint::vartime_multiscalar_mul(&weights[mid..], &points[mid..]),
+    );
+    a + b
+}
+
+/// `DeserializeElement` of every element, kept for a multiscalar sum, in parallel; the index of
+/// the first invalid one on failure.
+pub(crate) fn decode_kept(elements: &[[u8; ELEMENT_LEN]]) -> Result<Kept, usize> {
+    #[cfg(target_arch = "x86_64")]
+    if eight_lanes() {
+        let parts: Vec<Result<crate::lanes8::Decoded, usize>> = elements
+            .par_chunks(par_chunk_len())
+            .enumerate()
+            .map(|(c, e)| crate::lanes8::Decoded::new(e).map_err(|i| c * par_chunk_len() + i))
+            .collect();
+        return parts.into_iter().collect::<Result<_, _>>().map(Kept::Lanes);
+    }
+    decode_batch(elements).map(Kept::Dalek)
+}
+
 /// `compress(k·DeserializeElement(e))` for one chunk, by whichever path this CPU runs best, and
-/// the decoded points if `keep` (a proof needs dalek's); the index (within the chunk) of the
-/// first invalid element on failure.
+/// the decoded points if `keep` (for a proof); the index (within the chunk) of the first
+/// invalid element on failure.
 fn evaluate_chunk(
     k: &Scalar,
     half: &Scalar,
     elements: &[[u8; ELEMENT_LEN]],
     out: &mut [[u8; ELEMENT_LEN]],
     keep: bool,
-) -> Result<Vec<RistrettoPoint>, usize> {
-    let decode = |elements: &[[u8; ELEMENT_LEN]]| {
-        elements
-            .iter()
-            .enumerate()
-            .map(|(i, e)| decode_element(e).map_err(|_| i))
-            .collect::<Result<Vec<_>, usize>>()
-    };
+    lanes: bool,
+) -> Result<Kept, usize> {
     #[cfg(target_arch = "x86_64")]
-    if eight_lanes() {
+    if lanes {
+        if keep {
+            let decoded = crate::lanes8::Decoded::new(elements)?;
+            decoded.mul_compressed(k, out);
+            return Ok(Kept::Lanes(vec![decoded]));
+        }
         crate::lanes8::mul_compressed(k, elements, out)?;
-        // dalek cannot take the lanes' coordinates: a proof's points are decoded once more.
-        return if keep {
-            decode(elements)
-        } else {
-            Ok(Vec::new())
-        };
+        return Ok(Kept::empty());
     }
-    let _ = k;
-    let points = decode(elements)?;
+    let _ = (k, lanes);
+    let points = elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| decode_element(e).map_err(|_| i))
+        .collect::<Result<Vec<_>, usize>>()?;
     halved_mul_compress(std::iter::repeat(half), &points, out);
-    Ok(if keep { points } else { Vec::new() })
+    Ok(if keep {
+        Kept::Dalek(points)
+    } else {
+        Kept::empty()
+    })
 }
 
 /// Elements per parallel chunk: large enough to amortise one field inversion, small enough to
@@ -155,7 +244,7 @@ pub(crate) fn evaluate_batch(
 pub(crate) fn evaluate_batch_keeping(
     k: &Scalar,
     elements: &[[u8; ELEMENT_LEN]],
-) -> Result<(Vec<[u8; ELEMENT_LEN]>, Vec<RistrettoPoint>), usize> {
+) -> Result<(Vec<[u8; ELEMENT_LEN]>, Kept), usize> {
     evaluate_into(k, elements, true)
 }
 
@@ -165,23 +254,26 @@ fn evaluate_into(
     k: &Scalar,
     elements: &[[u8; ELEMENT_LEN]],
     keep: bool,
-) -> Result<(Vec<[u8; ELEMENT_LEN]>, Vec<RistrettoPoint>), usize> {
+) -> Result<(Vec<[u8; ELEMENT_LEN]>, Kept), usize> {
     // k/2 is as secret as k.
     let half = Zeroizing::new(k.div_by_2());
     let mut out = vec![[0u8; ELEMENT_LEN]; elements.len()];
+    // One path for every chunk, so that the kept points are all of one kind.
+    let lanes = eight_lanes();
     // Every chunk reports, so the error names the first invalid element whatever the scheduling.
-    let decoded: Vec<Result<Vec<RistrettoPoint>, usize>> = out
+    let decoded: Vec<Result<Kept, usize>> = out
         .par_chunks_mut(par_chunk_len())
         .zip(elements.par_chunks(par_chunk_len()))
         .enumerate()
         .map(|(chunk, (out, elements))| {
-            evaluate_chunk(k, &half, elements, out, keep).map_err(|i| chunk * par_chunk_len() + i)
+            evaluate_chunk(k, &half, elements, out, keep, lanes)
+                .map_err(|i| chunk * par_chunk_len() + i)
         })
         .collect();
     if let Some(i) = decoded.iter().filter_map(|r| r.as_ref().err()).min() {
         return Err(*i);
     }
-    let points = decoded.into_iter().flatten().flatten().collect();
+    let points = Kept::concat(decoded.into_iter().flatten().collect());
     Ok((out, points))
 }
 

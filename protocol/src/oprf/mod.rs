@@ -9,6 +9,7 @@
 //! batch code against them. Randomness is always injected, or the blind and nonce given, so tests
 //! replay the RFC's blinds and proof nonces.
 
+mod additive;
 mod batch;
 mod client;
 mod error;
@@ -27,8 +28,9 @@ pub use proof::Proof;
 pub(crate) use proof::{generate_proof_with_nonce, verify_proof};
 pub use server::{OprfServer, VoprfServer};
 
+pub(crate) use additive::{KeyTable, additive_blind_into, additive_unblind};
 pub(crate) use batch::{
-    evaluate_batch, evaluate_batch_keeping, evaluate_under_each, hash_mul_compress_batch,
+    Kept, evaluate_batch, evaluate_batch_keeping, evaluate_under_each, hash_mul_compress_batch,
     hash_mul_compress_into, par_chunk_len,
 };
 pub(crate) use group::{hash_to_scalar_with_dst, random_scalar};

@@ -2,7 +2,6 @@
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::VartimeMultiscalarMul;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,7 @@ use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::batch::{Kept, decode_kept};
 use super::group::hash_to_scalar;
 use super::{Element, Mode, OprfError, SCALAR_LEN, push_prefixed};
 
@@ -82,36 +82,29 @@ fn composite_weights(
         .collect()
 }
 
-fn decode_all(elements: &[Element]) -> Result<Vec<RistrettoPoint>, OprfError> {
-    elements.par_iter().map(Element::to_point).collect()
-}
-
-/// `Σ wᵢ·Pᵢ`, the two halves of a large sum on two threads.
-fn multiscalar(weights: &[Scalar], points: &[RistrettoPoint]) -> RistrettoPoint {
-    if points.len() < 1024 {
-        return RistrettoPoint::vartime_multiscalar_mul(weights, points);
-    }
-    let mid = points.len() / 2;
-    let (a, b) = rayon::join(
-        || RistrettoPoint::vartime_multiscalar_mul(&weights[..mid], &points[..mid]),
-        || RistrettoPoint::vartime_multiscalar_mul(&weights[mid..], &points[mid..]),
-    );
-    a + b
-}
-
-/// The points of `elements`, decoded unless the caller already has them.
-fn points_of<'a>(
+/// `Σ wᵢ·Pᵢ` over the points of `elements`, decoded unless the caller already has them (in the
+/// eight lanes where the CPU runs them: variable time, for public points and weights).
+fn composite(
+    weights: &[Scalar],
     elements: &[Element],
-    decoded: Option<&'a [RistrettoPoint]>,
-) -> Result<std::borrow::Cow<'a, [RistrettoPoint]>, OprfError> {
-    match decoded {
-        Some(p) if p.len() == elements.len() => Ok(std::borrow::Cow::Borrowed(p)),
-        Some(p) => Err(OprfError::LengthMismatch {
-            left: elements.len(),
-            right: p.len(),
-        }),
-        None => Ok(std::borrow::Cow::Owned(decode_all(elements)?)),
-    }
+    decoded: Option<&Kept>,
+) -> Result<RistrettoPoint, OprfError> {
+    let owned;
+    let points = match decoded {
+        Some(p) if p.len() == elements.len() => p,
+        Some(p) => {
+            return Err(OprfError::LengthMismatch {
+                left: elements.len(),
+                right: p.len(),
+            });
+        }
+        None => {
+            let raw: Vec<[u8; 32]> = elements.iter().map(|e| e.0).collect();
+            owned = decode_kept(&raw).map_err(|_| OprfError::InvalidElement)?;
+            &owned
+        }
+    };
+    points.multiscalar(weights).ok_or(OprfError::InvalidElement)
 }
 
 /// `challengeTranscript` over `B, M, Z, t2, t3`, hashed to the scalar `c`.
@@ -145,13 +138,13 @@ pub(crate) fn generate_proof_with_nonce(
     mode: Mode,
     k: &super::SecretKey,
     c: &[Element],
-    c_points: Option<&[RistrettoPoint]>,
+    c_points: Option<&Kept>,
     d: &[Element],
     r: &Scalar,
 ) -> Result<Proof, OprfError> {
     let b = k.public_key().to_element();
     let weights = composite_weights(mode, &b, c, d)?;
-    let m = multiscalar(&weights, &points_of(c, c_points)?);
+    let m = composite(&weights, c, c_points)?;
     let z = k.0 * m;
     let t2 = RistrettoPoint::mul_base(r);
     let t3 = r * m;
@@ -171,20 +164,23 @@ pub(crate) fn verify_proof(
     pk: &super::PublicKey,
     c: &[Element],
     d: &[Element],
-    d_points: Option<&[RistrettoPoint]>,
+    d_points: Option<&Kept>,
     proof: &Proof,
 ) -> Result<(), OprfError> {
     let b = pk.to_element();
     let weights = composite_weights(mode, &b, c, d)?;
     let (m, z) = rayon::join(
-        || Ok::<_, OprfError>(multiscalar(&weights, &decode_all(c)?)),
-        || Ok::<_, OprfError>(multiscalar(&weights, &points_of(d, d_points)?)),
+        || composite(&weights, c, None),
+        || composite(&weights, d, d_points),
     );
     let (m, z) = (m?, z?);
     let pc = scalar(&proof.c).map_err(|_| OprfError::VerifyFailed)?;
     let ps = scalar(&proof.s).map_err(|_| OprfError::VerifyFailed)?;
     let t2 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&pc, &pk.0, &ps);
-    let t3 = RistrettoPoint::vartime_multiscalar_mul([ps, pc], [m, z]);
+    let t3 = {
+        use curve25519_dalek::traits::VartimeMultiscalarMul;
+        RistrettoPoint::vartime_multiscalar_mul([ps, pc], [m, z])
+    };
     let expected = challenge(mode, &b, [&m, &z, &t2, &t3])?;
     if bool::from(expected.to_bytes().ct_eq(&proof.c)) {
         Ok(())

@@ -205,4 +205,8 @@ pub enum Misuse {
     /// A blind to rebuild a query with that is not a canonical, non-zero scalar.
     #[error("the blind is not a canonical, non-zero scalar")]
     InvalidBlind,
+    /// An additively blinded query asked in `count` mode, whose sorted evaluations cannot be
+    /// matched to their positions' blinds.
+    #[error("an additively blinded query can only be asked in matches mode")]
+    AdditiveBlindingInCountMode,
 }

@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use curve25519_dalek::ristretto::RistrettoPoint;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
 use zeroize::{Zeroize, Zeroizing};
@@ -379,7 +378,7 @@ impl HolderSession {
             QueryMode::Matches => oprf::evaluate_batch_keeping(key, &raw).map_err(invalid)?,
             QueryMode::Count => (
                 oprf::evaluate_batch(key, &raw).map_err(invalid)?,
-                Vec::new(),
+                oprf::Kept::empty(),
             ),
         };
         self.received += len as u64;
@@ -412,7 +411,7 @@ impl HolderSession {
         &self,
         seq: u32,
         blinded: &[Element],
-        blinded_points: &[RistrettoPoint],
+        blinded_points: &oprf::Kept,
         evaluated: &[Element],
     ) -> Result<oprf::Proof, PsiError> {
         let seed = self

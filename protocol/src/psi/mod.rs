@@ -43,7 +43,9 @@ pub use messages::{
     BlindedChunk, EvaluatedChunk, HolderMessage, LabelValues, QuerierMessage, QueryAccept,
     QueryStart, Section, TagChunk, section_counts,
 };
-pub use querier::{AwaitingAccept, BlindedChunks, Exchanging, QuerierLimits, Query, QueryResult};
+pub use querier::{
+    AwaitingAccept, BlindedChunks, Blinding, Exchanging, QuerierLimits, Query, QueryResult,
+};
 pub use tag::{COUNT_TAG_DST, TAG_STORED_LEN, Tag, tag_len};
 pub use tag_set::{TAG_SET_DST, TagSet};
 

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
@@ -26,10 +25,34 @@ use super::{
 use crate::ident::KeyType;
 use crate::oprf::{self, Element, Proof, PublicKey};
 
-/// A querier's blinded keys: `a·H(x)` for every distinct key, grouped by type, and `a⁻¹`.
+/// How a query hides its keys from the holders (protocol.md §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blinding {
+    /// `a·H(x)` under one secret `a` for every key, unblinded by `a⁻¹`: both modes (a `count`
+    /// holder returns its evaluations sorted, which only one scalar for all can undo).
+    Multiplicative,
+    /// `H(x) + ρᵢ·G` with `ρᵢ` derived from a secret seed and the key's position, unblinded by
+    /// `E − ρᵢ·pk` once the holder's proof has verified: `matches` mode only. Blinding and each
+    /// holder's unblinding are then multiplications of a fixed point, about three times cheaper.
+    Additive,
+}
+
+/// A query's secret: `a⁻¹`, or the additive blinds' seed (with each section's first position
+/// in the query the seed was applied to, which [`Query::without`] keeps).
+enum Secret {
+    Multiplicative(Scalar),
+    Additive {
+        seed: Zeroizing<[u8; 32]>,
+        origins: Vec<u64>,
+    },
+}
+
+/// A querier's blinded keys, grouped by type, and the secret that unblinds them: `a·H(x)` for
+/// every distinct key and `a⁻¹`, or `H(x) + ρᵢ·G` and the seed of the `ρᵢ` ([`Blinding`]).
 /// One query can be run against many holders (wrap it in an [`Arc`]).
 pub struct Query {
-    unblind: Scalar,
+    secret: Secret,
     sections: Vec<Section>,
     /// Encoded blinded elements, in section order.
     blinded: Vec<[u8; 32]>,
@@ -46,7 +69,9 @@ pub struct Query {
 
 impl Drop for Query {
     fn drop(&mut self) {
-        self.unblind.zeroize();
+        if let Secret::Multiplicative(unblind) = &mut self.secret {
+            unblind.zeroize();
+        }
     }
 }
 
@@ -66,20 +91,51 @@ impl Query {
         Self::blind_with(oprf::random_scalar(rng), keys)
     }
 
-    /// The query's blind `a`, encoded: what an auditor needs, with the same input, to rebuild
-    /// this query ([`Query::reblind`]) and replay a session from the holder's messages. As
-    /// secret as the dump's blinded elements are revealing: whoever holds it and a holder's
-    /// evaluations learns the OPRF outputs of the dump's keys.
-    pub fn blind_secret(&self) -> Zeroizing<[u8; 32]> {
-        let mut a = self.unblind.invert();
-        let bytes = Zeroizing::new(a.to_bytes());
-        a.zeroize();
-        bytes
+    /// [`Query::blind`] with the blinding given: [`Blinding::Additive`] draws a fresh seed
+    /// and computes `H(type || 0x00 || value) + ρᵢ·G` for every distinct key.
+    pub fn blind_as(
+        rng: &mut (impl CryptoRng + ?Sized),
+        keys: QueryKeys,
+        blinding: Blinding,
+    ) -> Result<Self, PsiError> {
+        match blinding {
+            Blinding::Multiplicative => Self::blind(rng, keys),
+            Blinding::Additive => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut *seed);
+                Self::blind_additive(seed, keys)
+            }
+        }
     }
 
-    /// The query of `keys` under a given blind (from [`Query::blind_secret`]): the same
-    /// blinded elements, in the same order, as the query it was taken from, if the keys are the
-    /// same. Refuses a non-canonical or zero scalar.
+    /// How this query was blinded.
+    pub fn blinding(&self) -> Blinding {
+        match self.secret {
+            Secret::Multiplicative(_) => Blinding::Multiplicative,
+            Secret::Additive { .. } => Blinding::Additive,
+        }
+    }
+
+    /// The query's secret, encoded: the blind `a`, or the additive blinds' seed. What an
+    /// auditor needs, with the same input, to rebuild this query ([`Query::reblind_as`]) and
+    /// replay a session from the holder's messages. As secret as the dump's blinded elements
+    /// are revealing: whoever holds it and a holder's evaluations learns the OPRF outputs of
+    /// the dump's keys.
+    pub fn blind_secret(&self) -> Zeroizing<[u8; 32]> {
+        match &self.secret {
+            Secret::Multiplicative(unblind) => {
+                let mut a = unblind.invert();
+                let bytes = Zeroizing::new(a.to_bytes());
+                a.zeroize();
+                bytes
+            }
+            Secret::Additive { seed, .. } => seed.clone(),
+        }
+    }
+
+    /// The query of `keys` under a given blind (from [`Query::blind_secret`] of a
+    /// multiplicative query): the same blinded elements, in the same order, as the query it
+    /// was taken from, if the keys are the same. Refuses a non-canonical or zero scalar.
     pub fn reblind(blind: &[u8; 32], keys: QueryKeys) -> Result<Self, PsiError> {
         let a: Option<Scalar> = Scalar::from_canonical_bytes(*blind).into();
         match a {
@@ -88,13 +144,43 @@ impl Query {
         }
     }
 
-    fn blind_with(mut a: Scalar, keys: QueryKeys) -> Result<Self, PsiError> {
+    /// [`Query::reblind`] for either blinding: an additive query's seed may be any 32 bytes.
+    pub fn reblind_as(
+        secret: &[u8; 32],
+        keys: QueryKeys,
+        blinding: Blinding,
+    ) -> Result<Self, PsiError> {
+        match blinding {
+            Blinding::Multiplicative => Self::reblind(secret, keys),
+            Blinding::Additive => Self::blind_additive(Zeroizing::new(*secret), keys),
+        }
+    }
+
+    fn blind_additive(seed: Zeroizing<[u8; 32]>, keys: QueryKeys) -> Result<Self, PsiError> {
+        Self::blind_keys(
+            Secret::Additive {
+                seed,
+                origins: Vec::new(),
+            },
+            keys,
+        )
+    }
+
+    fn blind_with(a: Scalar, keys: QueryKeys) -> Result<Self, PsiError> {
+        Self::blind_keys(Secret::Multiplicative(a), keys)
+    }
+
+    /// Blinds every distinct key under `secret` (for a multiplicative one, the blind `a`,
+    /// which is replaced by `a⁻¹`).
+    fn blind_keys(mut secret: Secret, keys: QueryKeys) -> Result<Self, PsiError> {
         // Distinct keys of every type first (sorted indices, 8 bytes per key), so that the
         // blinded elements are written straight into one allocation of 32 bytes per key.
         let (plans, total) = match plan(&keys) {
             Ok(p) => p,
             Err(e) => {
-                a.zeroize();
+                if let Secret::Multiplicative(a) = &mut secret {
+                    a.zeroize();
+                }
                 return Err(e);
             }
         };
@@ -105,13 +191,27 @@ impl Query {
         let mut start = 0usize;
         for (kt, tk, distinct, raw_to_distinct) in plans {
             let end = start + distinct.len();
-            oprf::hash_mul_compress_into(
-                HASH_MODE,
-                &a,
-                &oprf_prefix(kt),
-                |i| tk.value(distinct[i] as usize),
-                &mut blinded[start..end],
-            );
+            let (prefix, value) = (oprf_prefix(kt), |i: usize| tk.value(distinct[i] as usize));
+            match &mut secret {
+                Secret::Multiplicative(a) => oprf::hash_mul_compress_into(
+                    HASH_MODE,
+                    a,
+                    &prefix,
+                    value,
+                    &mut blinded[start..end],
+                ),
+                Secret::Additive { seed, origins } => {
+                    origins.push(start as u64);
+                    oprf::additive_blind_into(
+                        HASH_MODE,
+                        seed,
+                        start as u64,
+                        &prefix,
+                        value,
+                        &mut blinded[start..end],
+                    )
+                }
+            }
             sections.push(Section {
                 key_type: kt,
                 count: distinct.len() as u64,
@@ -120,8 +220,11 @@ impl Query {
             offsets.insert(kt, (start as u32, raw_to_distinct));
             start = end;
         }
-        let unblind = a.invert();
-        a.zeroize();
+        if let Secret::Multiplicative(a) = &mut secret {
+            let unblind = a.invert();
+            a.zeroize();
+            *a = unblind;
+        }
         let (row_positions, row_ends) = row_positions(&keys, &offsets);
         drop(offsets);
         let rows = keys.rows();
@@ -136,7 +239,7 @@ impl Query {
             })
             .collect();
         Ok(Query {
-            unblind,
+            secret,
             sections,
             blinded,
             values,
@@ -182,10 +285,11 @@ impl Query {
         let mut sections = Vec::new();
         let mut blinded = Vec::new();
         let mut values = Vec::new();
+        let mut origins = Vec::new();
         // Old position -> new position, for kept sections.
         let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.blinded.len());
         let mut start = 0usize;
-        for (s, v) in self.sections.iter().zip(&self.values) {
+        for (si, (s, v)) in self.sections.iter().zip(&self.values).enumerate() {
             let end = start + s.count as usize;
             if types.contains(&s.key_type) {
                 moved.extend(std::iter::repeat_n(None, end - start));
@@ -195,6 +299,9 @@ impl Query {
                 blinded.extend_from_slice(&self.blinded[start..end]);
                 values.push(Arc::clone(v));
                 sections.push(*s);
+                if let Secret::Additive { origins: o, .. } = &self.secret {
+                    origins.push(o[si]);
+                }
             }
             start = end;
         }
@@ -213,8 +320,15 @@ impl Query {
             row_ends.push(row_positions.len());
             from = end;
         }
+        let secret = match &self.secret {
+            Secret::Multiplicative(u) => Secret::Multiplicative(*u),
+            Secret::Additive { seed, .. } => Secret::Additive {
+                seed: seed.clone(),
+                origins,
+            },
+        };
         Some(Query {
-            unblind: self.unblind,
+            secret,
             sections,
             blinded,
             values,
@@ -351,7 +465,18 @@ impl AwaitingAccept {
         let (tag_len, public_key) = self.check_accept(&accept)?;
         let q = &self.query;
         let n = q.total_keys();
+        let key_table = match (&q.secret, self.mode) {
+            (Secret::Multiplicative(_), _) => None,
+            (Secret::Additive { .. }, QueryMode::Matches) => {
+                Some(oprf::KeyTable::of_key(&public_key))
+            }
+            // Sorted evaluations cannot be matched to their positions' blinds.
+            (Secret::Additive { .. }, QueryMode::Count) => {
+                return Err(Misuse::AdditiveBlindingInCountMode.into());
+            }
+        };
         Ok(Exchanging {
+            key_table,
             // Grown as tags arrive, never reserved from what the peer announced.
             tags: vec![Vec::new(); accept.holder_sections.len()],
             index: Vec::new(),
@@ -444,6 +569,8 @@ impl AwaitingAccept {
 /// tags and evaluations ([`Exchanging::handle`]), then [`Exchanging::finish`].
 pub struct Exchanging {
     query: Arc<Query>,
+    /// An additive query's table of the holder's key, for `E − ρ·pk`.
+    key_table: Option<oprf::KeyTable>,
     mode: QueryMode,
     epoch: EpochId,
     /// The epoch's key, which `matches` evaluations are proven against.
@@ -695,14 +822,22 @@ impl Exchanging {
             index: self.evaluated + i as u64,
         };
         // Matches mode checks the chunk's proof: keep the decoded evaluations for it.
-        let (unblinded, points) = match self.mode {
-            QueryMode::Matches => {
-                oprf::evaluate_batch_keeping(&self.query.unblind, &raw).map_err(invalid)?
+        let (unblinded, points) = match (&self.query.secret, &self.key_table, self.mode) {
+            (Secret::Multiplicative(unblind), _, QueryMode::Matches) => {
+                oprf::evaluate_batch_keeping(unblind, &raw).map_err(invalid)?
             }
-            QueryMode::Count => (
-                oprf::evaluate_batch(&self.query.unblind, &raw).map_err(invalid)?,
-                Vec::new(),
+            (Secret::Multiplicative(unblind), _, QueryMode::Count) => (
+                oprf::evaluate_batch(unblind, &raw).map_err(invalid)?,
+                oprf::Kept::empty(),
             ),
+            (Secret::Additive { seed, origins }, Some(table), QueryMode::Matches) => {
+                let start = u64::from(seq) * MAX_CHUNK_ELEMENTS as u64;
+                let indices = self.blind_indices(origins, start, raw.len());
+                oprf::additive_unblind(table, seed, &indices, &raw).map_err(invalid)?
+            }
+            (Secret::Additive { .. }, _, _) => {
+                return Err(Misuse::AdditiveBlindingInCountMode.into());
+            }
         };
         self.check_proof(seq, elements, &points, chunk.proof.as_ref())?;
         self.record_matches(&unblinded);
@@ -712,6 +847,18 @@ impl Exchanging {
         self.evaluated += unblinded.len() as u64;
         self.next_eval_seq += 1;
         Ok(())
+    }
+
+    /// The additive blinds' positions of query positions `start .. start + len`: each
+    /// section's origin in the query it was blinded in, plus the offset within the section.
+    fn blind_indices(&self, origins: &[u64], start: u64, len: usize) -> Vec<u64> {
+        (start..start + len as u64)
+            .map(|p| {
+                let s = self.section_ends.partition_point(|&end| end <= p);
+                let section_start = self.section_ends[s] - self.query.sections[s].count;
+                origins[s] + (p - section_start)
+            })
+            .collect()
     }
 
     /// Checks a whole evaluated chunk before any state changes, so a refused chunk leaves none
@@ -776,7 +923,7 @@ impl Exchanging {
         &self,
         seq: u32,
         elements: &[Element],
-        points: &[RistrettoPoint],
+        points: &oprf::Kept,
         proof: Option<&Proof>,
     ) -> Result<(), PsiError> {
         match (self.mode, proof) {

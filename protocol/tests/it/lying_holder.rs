@@ -9,7 +9,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::psi::{
-    EpochBuilder, Holder, HolderMessage, PeerMisbehaved, PsiError, Query, QueryKeys, QueryMode,
+    Blinding, EpochBuilder, Holder, HolderMessage, PeerMisbehaved, PsiError, Query, QueryKeys,
+    QueryMode,
 };
 
 fn mobiles(range: std::ops::Range<u32>) -> Vec<Key> {
@@ -62,19 +63,24 @@ fn a_holder_that_evaluates_with_another_key_is_caught_by_the_proof() {
     for k in mobiles(2000..7000) {
         keys.add_row(&[k]);
     }
-    let query = Arc::new(Query::blind(&mut rng, keys).unwrap());
+    // Both blindings: an additive query's unblinding `E − ρ·pk` takes the accept's key on
+    // trust, so the proof is what keeps a liar's answer from being used.
+    for blinding in [Blinding::Multiplicative, Blinding::Additive] {
+        let query = Arc::new(Query::blind_as(&mut rng, keys.clone(), blinding).unwrap());
 
-    // The honest answer: 1000 of the dump's numbers are customers.
-    let r = suyuan_protocol::psi::run_local(&honest, &query, QueryMode::Matches, &mut rng).unwrap();
-    assert_eq!(r.matched_keys[&KeyType::Mobile], 1000);
+        // The honest answer: 1000 of the dump's numbers are customers.
+        let r =
+            suyuan_protocol::psi::run_local(&honest, &query, QueryMode::Matches, &mut rng).unwrap();
+        assert_eq!(r.matched_keys[&KeyType::Mobile], 1000, "{blinding:?}");
 
-    for strip in [false, true] {
-        assert_eq!(
-            lie(&honest, &liar, &query, strip),
-            Err(PsiError::PeerMisbehaved(PeerMisbehaved::ProofInvalid {
-                seq: 0
-            })),
-            "strip the proof: {strip}"
-        );
+        for strip in [false, true] {
+            assert_eq!(
+                lie(&honest, &liar, &query, strip),
+                Err(PsiError::PeerMisbehaved(PeerMisbehaved::ProofInvalid {
+                    seq: 0
+                })),
+                "{blinding:?}, strip the proof: {strip}"
+            );
+        }
     }
 }

@@ -9,9 +9,9 @@ use rand::rngs::StdRng;
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::oprf::Element;
 use suyuan_protocol::psi::{
-    BlindedChunk, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage, LimitExceeded,
-    MAX_CHUNK_ELEMENTS, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage, Query,
-    QueryAccept, QueryKeys, QueryMode, QueryStart, Section, run_local,
+    BlindedChunk, Blinding, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage,
+    LimitExceeded, MAX_CHUNK_ELEMENTS, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage,
+    Query, QueryAccept, QueryKeys, QueryMode, QueryStart, Section, run_local,
 };
 
 /// A small universe of valid keys of three types, indexed by number.
@@ -756,4 +756,164 @@ fn a_query_rebuilt_from_its_blind_sends_the_same_elements() {
             Err(PsiError::Misuse(suyuan_protocol::psi::Misuse::InvalidBlind))
         ));
     }
+}
+
+fn keys_of(rows: &[Vec<u32>]) -> QueryKeys {
+    let mut q = QueryKeys::new();
+    for r in rows {
+        q.add_row(&r.iter().map(|&i| key(i)).collect::<Vec<_>>());
+    }
+    q
+}
+
+/// Additive blinding (`H(x) + ρᵢ·G`, unblinded by `E − ρᵢ·pk`) finds what the plain set
+/// computation finds, and what the multiplicative blinding finds, key for key and row for row:
+/// small and empty sets, sets over several chunks, and a query without one of its sections
+/// (whose blinds keep their first positions).
+#[test]
+fn additive_blinding_matches_the_plain_intersection_and_the_multiplicative_path() {
+    let cases: Vec<(Vec<u32>, Vec<Vec<u32>>)> = vec![
+        ((0..50).collect(), vec![]),
+        (
+            (0..50).collect(),
+            vec![vec![1, 1], vec![], vec![2, 70], vec![70]],
+        ),
+        (
+            (0..9000).step_by(2).collect(),
+            (3000..12_000).map(|i| vec![i, i + 50_000]).collect(),
+        ),
+    ];
+    for (seed, (holder_ids, rows)) in cases.into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(80 + seed as u64);
+        let holder = holder_of(&mut rng, &holder_ids);
+        let (per_type, matched_rows) = expected(&holder_ids, &rows);
+        let additive =
+            Arc::new(Query::blind_as(&mut rng, keys_of(&rows), Blinding::Additive).unwrap());
+        assert_eq!(additive.blinding(), Blinding::Additive);
+        let multiplicative = query_of(&mut rng, &rows);
+        let a = run_local(&holder, &additive, QueryMode::Matches, &mut rand::rng()).unwrap();
+        let m = run_local(
+            &holder,
+            &multiplicative,
+            QueryMode::Matches,
+            &mut rand::rng(),
+        )
+        .unwrap();
+        assert_eq!(a.matched_keys, per_type, "case {seed}");
+        assert_eq!(
+            a.matched_rows.as_deref(),
+            Some(&matched_rows[..]),
+            "case {seed}"
+        );
+        assert_eq!(a.matched_keys, m.matched_keys);
+        assert_eq!(a.matched_rows, m.matched_rows);
+    }
+
+    // Without the e-mail section (i % 3 == 1): the other sections' blinds are found again.
+    let mut rng = StdRng::seed_from_u64(90);
+    let holder_ids: Vec<u32> = (0..6000).step_by(3).chain(1..40).collect();
+    let holder = holder_of(&mut rng, &holder_ids);
+    let rows: Vec<Vec<u32>> = (0..5000).map(|i| vec![i, i + 7]).collect();
+    let query = Query::blind_as(&mut rng, keys_of(&rows), Blinding::Additive).unwrap();
+    let fewer = Arc::new(query.without(&[KeyType::Email]).unwrap());
+    let kept: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| r.iter().copied().filter(|i| i % 3 != 1).collect())
+        .collect();
+    let (per_type, matched_rows) = expected(&holder_ids, &kept);
+    let r = run_local(&holder, &fewer, QueryMode::Matches, &mut rand::rng()).unwrap();
+    assert_eq!(r.matched_keys, per_type);
+    assert_eq!(r.matched_rows.as_deref(), Some(&matched_rows[..]));
+}
+
+/// The attack additive blinding must resist: a holder who can guess some of the dump's keys
+/// subtracts `H(guess)` from every blinded element. Had all elements one blind `ρ`, every
+/// right guess would give the same `ρ·G` and the repeated value would name the matching keys.
+/// With a blind per position, no difference repeats.
+#[test]
+fn a_holder_guessing_keys_finds_no_common_blind_in_an_additive_query() {
+    use curve25519_dalek::ristretto::CompressedRistretto;
+    let mut rng = StdRng::seed_from_u64(91);
+    // The dump: 40 mobile numbers, every one of them among the holder's guesses.
+    let ids: Vec<u32> = (0..120).step_by(3).collect();
+    let rows: Vec<Vec<u32>> = ids.iter().map(|&i| vec![i]).collect();
+    let query = Arc::new(Query::blind_as(&mut rng, keys_of(&rows), Blinding::Additive).unwrap());
+    let holder = holder_of(&mut rng, &[0]);
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let mut q = awaiting.handle_accept(accept).unwrap();
+    let blinded: Vec<[u8; 32]> = q
+        .take_outgoing()
+        .flat_map(|m| match m {
+            QuerierMessage::Blinded(c) => c.elements.into_iter().map(|e| e.0).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(blinded.len(), ids.len());
+    let guesses: Vec<_> = (0..200u32)
+        .filter(|i| i % 3 == 0)
+        .map(|i| {
+            let k = key(i);
+            // The OPRF input of a key: its type's name, a zero byte, its canonical value.
+            let prefix = [k.key_type().as_str().as_bytes(), &[0]].concat();
+            suyuan_protocol::oprf::hash_to_group(
+                suyuan_protocol::oprf::Mode::Voprf,
+                &[&prefix, k.value().as_bytes()],
+            )
+        })
+        .collect();
+    // Whether some difference `B − H(guess)` repeats.
+    let attack = |blinded: &[curve25519_dalek::ristretto::RistrettoPoint]| {
+        let mut seen = HashSet::new();
+        blinded
+            .iter()
+            .flat_map(|b| guesses.iter().map(move |g| (b - g).compress().to_bytes()))
+            .any(|d| !seen.insert(d))
+    };
+    // The attack works on one blind for all (which also shows the guesses are right).
+    let rho = curve25519_dalek::scalar::Scalar::from(123_456_789u64);
+    let g = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    let one_blind: Vec<_> = guesses[..ids.len()].iter().map(|h| h + rho * g).collect();
+    assert!(attack(&one_blind));
+    // And finds nothing in the query.
+    let blinded: Vec<_> = blinded
+        .iter()
+        .map(|b| CompressedRistretto(*b).decompress().unwrap())
+        .collect();
+    assert!(
+        !attack(&blinded),
+        "a difference repeats: the blinds are not independent"
+    );
+}
+
+#[test]
+fn an_additive_query_is_refused_in_count_mode_and_rebuilt_from_its_seed() {
+    let mut rng = StdRng::seed_from_u64(92);
+    let holder = holder_of(&mut rng, &(0..300).collect::<Vec<u32>>());
+    let rows: Vec<Vec<u32>> = (100..400).map(|i| vec![i, i + 1000]).collect();
+    let query = Arc::new(Query::blind_as(&mut rng, keys_of(&rows), Blinding::Additive).unwrap());
+    let (start, awaiting) = query.start(QueryMode::Count);
+    let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    assert!(matches!(
+        awaiting.handle_accept(accept),
+        Err(PsiError::Misuse(
+            suyuan_protocol::psi::Misuse::AdditiveBlindingInCountMode
+        ))
+    ));
+
+    let chunks = |q: &Arc<Query>| {
+        let (start, awaiting) = q.start(QueryMode::Matches);
+        let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+        let mut session = awaiting.handle_accept(accept).unwrap();
+        session.take_outgoing().collect::<Vec<_>>()
+    };
+    let secret = query.blind_secret();
+    let rebuilt = Arc::new(Query::reblind_as(&secret, keys_of(&rows), Blinding::Additive).unwrap());
+    assert_eq!(chunks(&query), chunks(&rebuilt));
+    // The same seed read as a multiplicative blind gives other elements, and another seed too.
+    if let Ok(other) = Query::reblind(&secret, keys_of(&rows)) {
+        assert_ne!(chunks(&query), chunks(&Arc::new(other)));
+    }
+    let fresh = Arc::new(Query::blind_as(&mut rng, keys_of(&rows), Blinding::Additive).unwrap());
+    assert_ne!(chunks(&query), chunks(&fresh));
 }
