@@ -13,7 +13,7 @@ use suyuan_node::node_dir::revocation::DEFAULT_CRL_DAYS;
 use suyuan_node::query::{PeerSpec, html::DEFAULT_THRESHOLD, parse_peer};
 use suyuan_node::tools::bench::MAX_HOLDERS;
 use suyuan_protocol::ident::{Field, KeySelection, KeyType};
-use suyuan_protocol::psi::QueryMode;
+use suyuan_protocol::psi::{Blinding, QueryMode};
 
 /// suyuan (溯源): private set intersection for tracing leaked personal records.
 #[derive(Debug, Parser)]
@@ -206,6 +206,10 @@ pub(crate) struct BenchArgs {
     /// count or matches.
     #[arg(long, default_value = "count", value_parser = mode())]
     pub(crate) mode: QueryMode,
+    /// How to blind the dump: additive (matches mode only) or multiplicative (default: additive
+    /// in matches mode, multiplicative in count mode, as `suyuan query` does).
+    #[arg(long, value_parser = blinding())]
+    pub(crate) blinding: Option<Blinding>,
     /// Threads per process (default: every core).
     #[arg(long, value_parser = at_least_one)]
     pub(crate) threads: Option<usize>,
@@ -601,6 +605,10 @@ pub(crate) struct PsiLocalArgs {
 }
 
 // ---- value parsers: clap shows their error after "invalid value '...' for '--flag'" ----
+
+fn blinding() -> impl TypedValueParser<Value = Blinding> {
+    PossibleValuesParser::new(["multiplicative", "additive"]).try_map(|s| s.parse::<Blinding>())
+}
 
 fn mode() -> impl TypedValueParser<Value = QueryMode> {
     PossibleValuesParser::new(["count", "matches"]).try_map(|s| s.parse::<QueryMode>())

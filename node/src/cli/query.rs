@@ -37,6 +37,7 @@ pub(crate) fn query(a: QueryArgs, quiet: bool) -> Result<()> {
         population: a.population,
         warrants: a.warrants,
         published: false,
+        blinding: None,
     };
     let report = runtime(None)?.block_on(query::run(&opts, Bar::new(quiet)))?;
     out!("{}", query::report::render(&report));

@@ -87,6 +87,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         dump_rows: a.dump_rows,
         overlap: a.overlap,
         mode: a.mode,
+        blinding: a.blinding,
         threads: a.threads,
         dir: a.dir,
         repeat: a.repeat,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::codec::{self, MAX_FRAME_LEN};
 use suyuan_protocol::psi::{
-    HolderMessage, QuerierLimits, QuerierMessage, Query, QueryMode, QueryResult,
+    Blinding, HolderMessage, QuerierLimits, QuerierMessage, Query, QueryMode, QueryResult,
 };
 
 use zeroize::Zeroizing;
@@ -92,8 +92,21 @@ struct Header {
     /// Hex of the hello's query id, as every signed answer names it.
     query_id: String,
     mode: QueryMode,
-    /// Hex of the blind `a` ([`Query::blind_secret`]).
+    /// Hex of the query's secret ([`Query::blind_secret`]): the blind `a`, or the additive
+    /// blinds' seed.
     blind: String,
+    /// Written only for an additive query: a file without it is of a multiplicative one (as
+    /// every file before additive blinding was).
+    #[serde(default = "multiplicative", skip_serializing_if = "is_multiplicative")]
+    blinding: Blinding,
+}
+
+fn multiplicative() -> Blinding {
+    Blinding::Multiplicative
+}
+
+fn is_multiplicative(b: &Blinding) -> bool {
+    *b == Blinding::Multiplicative
 }
 
 impl Drop for Header {
@@ -108,6 +121,8 @@ pub struct Evidence {
     pub query_id: String,
     /// The query's mode.
     pub mode: QueryMode,
+    /// How the query was blinded.
+    pub blinding: Blinding,
     blind: Zeroizing<[u8; 32]>,
     /// Per answering holder, in the report's order: its name and its messages as received.
     pub peers: Vec<(String, Vec<Vec<u8>>)>,
@@ -129,12 +144,13 @@ impl Evidence {
         Evidence {
             query_id: hex::encode(query_id),
             mode,
+            blinding: query.blinding(),
             blind: query.blind_secret(),
             peers: Vec::new(),
         }
     }
 
-    /// The blind to rebuild the query with ([`Query::reblind`]).
+    /// The secret to rebuild the query with ([`Query::reblind_as`], with [`Evidence::blinding`]).
     pub fn blind(&self) -> &[u8; 32] {
         &self.blind
     }
@@ -168,6 +184,7 @@ impl Evidence {
                 query_id: self.query_id.clone(),
                 mode: self.mode,
                 blind: hex::encode(*self.blind),
+                blinding: self.blinding,
             })
             .unwrap_or_default(),
         );
@@ -242,6 +259,7 @@ impl Evidence {
         Ok(Evidence {
             query_id: header.query_id.clone(),
             mode: header.mode,
+            blinding: header.blinding,
             blind,
             peers,
         })

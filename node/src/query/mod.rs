@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use suyuan_protocol::ident::KeyType;
-use suyuan_protocol::psi::{Query, QueryKeys, QueryMode, section_counts};
+use suyuan_protocol::psi::{Blinding, Query, QueryKeys, QueryMode, section_counts};
 
 use crate::Progress;
 use crate::clock;
@@ -133,6 +133,9 @@ pub struct QueryOptions {
     pub warrants: Vec<PathBuf>,
     /// Ask the dump each peer published for the case, not its own list (`suyuan check`).
     pub published: bool,
+    /// How to blind the dump; `None`: additively in `matches` mode, multiplicatively in
+    /// `count` mode ([`QueryOptions::blinding`]).
+    pub blinding: Option<Blinding>,
 }
 
 impl QueryOptions {
@@ -152,7 +155,15 @@ impl QueryOptions {
             labels: false,
             warrants: Vec::new(),
             published: false,
+            blinding: None,
         }
+    }
+
+    /// The blinding this query uses: the one asked for, else additive in `matches` mode (each
+    /// further holder then costs a fixed-base multiplication per key) and multiplicative in
+    /// `count` mode (the only one sorted evaluations allow).
+    pub fn blinding(&self) -> Blinding {
+        self.blinding.unwrap_or(Blinding::for_mode(self.mode))
     }
 }
 
@@ -170,17 +181,20 @@ pub async fn run(opts: &QueryOptions, mut progress: impl Progress + 'static) -> 
     let job = QueryJob::open(opts)?;
     let input = opts.input.clone();
     let input_options = opts.input_options.clone();
-    let dump =
-        tokio::task::spawn_blocking(move || blind_dump(&input, &input_options, &mut progress))
-            .await??;
+    let blinding = opts.blinding();
+    let dump = tokio::task::spawn_blocking(move || {
+        blind_dump(&input, &input_options, blinding, &mut progress)
+    })
+    .await??;
     job.ask(dump).await
 }
 
-/// Reads the dump and blinds every distinct key under a fresh blind (blocking; curve work on
-/// the rayon pool).
+/// Reads the dump and blinds every distinct key under a fresh blind, as `blinding` says
+/// (blocking; curve work on the rayon pool).
 pub fn blind_dump(
     input: &Path,
     options: &InputOptions,
+    blinding: Blinding,
     progress: &mut dyn Progress,
 ) -> Result<BlindedDump> {
     let t0 = std::time::Instant::now();
@@ -190,7 +204,7 @@ pub fn blind_dump(
     let read = t0.elapsed();
     progress.start("blind", Some(n));
     let t1 = std::time::Instant::now();
-    let query = Query::blind(&mut rand::rng(), keys).context("blinding the dump")?;
+    let query = Query::blind_as(&mut rand::rng(), keys, blinding).context("blinding the dump")?;
     let timing = QueryTiming {
         read_ms: read.as_millis() as u64,
         blind_ms: t1.elapsed().as_millis() as u64,

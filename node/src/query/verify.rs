@@ -137,7 +137,8 @@ pub fn verify_evidence(
         ));
     }
     let query = Arc::new(
-        Query::reblind(evidence.blind(), keys).map_err(|e| format!("the evidence's blind: {e}"))?,
+        Query::reblind_as(evidence.blind(), keys, evidence.blinding)
+            .map_err(|e| format!("the evidence's blind: {e}"))?,
     );
     let dump_keys: BTreeMap<KeyType, u64> = section_counts(query.sections());
     if rows != report.dump.rows || dump_keys != report.dump.keys {

@@ -47,7 +47,7 @@ impl Scene<'_> {
     ) -> Result<(Report, Vec<String>)> {
         let job = query::QueryJob::open(opts)?;
         let dump = tokio::task::block_in_place(|| {
-            query::blind_dump(&opts.input, &opts.input_options, progress)
+            query::blind_dump(&opts.input, &opts.input_options, opts.blinding(), progress)
         })?;
         let report = job.ask(dump).await?;
         progress.say(query::report::render(&report).trim_end());
@@ -79,6 +79,7 @@ impl Scene<'_> {
             population: Some(self.truth.population),
             warrants,
             published: false,
+            blinding: None,
         }
     }
 }

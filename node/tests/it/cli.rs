@@ -299,7 +299,7 @@ fn bench_runs_the_whole_path_and_reports_its_figures() {
             "--repeat",
         ],
     );
-    assert!(out.starts_with("suyuan bench: holder 3000 rows, dump 2000 rows, overlap 0.25, mode matches, 1 thread(s) per process"), "{out}");
+    assert!(out.starts_with("suyuan bench: holder 3000 rows, dump 2000 rows, overlap 0.25, mode matches (additive blinding), 1 thread(s) per process"), "{out}");
     for line in [
         "import ",
         "query (wall)",

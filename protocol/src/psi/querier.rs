@@ -38,6 +38,46 @@ pub enum Blinding {
     Additive,
 }
 
+impl Blinding {
+    /// `multiplicative` or `additive`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Blinding::Multiplicative => "multiplicative",
+            Blinding::Additive => "additive",
+        }
+    }
+
+    /// What a query in `mode` uses unless told otherwise: additive in `matches` mode (each
+    /// further holder then costs a fixed-base multiplication per key), multiplicative in
+    /// `count` mode (the only one sorted evaluations allow).
+    pub const fn for_mode(mode: QueryMode) -> Blinding {
+        match mode {
+            QueryMode::Matches => Blinding::Additive,
+            QueryMode::Count => Blinding::Multiplicative,
+        }
+    }
+}
+
+impl fmt::Display for Blinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Blinding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "multiplicative" => Ok(Blinding::Multiplicative),
+            "additive" => Ok(Blinding::Additive),
+            other => Err(format!(
+                "unknown blinding {other:?}: multiplicative or additive"
+            )),
+        }
+    }
+}
+
 /// A query's secret: `a⁻¹`, or the additive blinds' seed (with each section's first position
 /// in the query the seed was applied to, which [`Query::without`] keeps).
 enum Secret {

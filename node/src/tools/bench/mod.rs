@@ -15,7 +15,7 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use serde::{Deserialize, Serialize};
 use suyuan_protocol::oprf::{Mode, hash_to_group};
-use suyuan_protocol::psi::QueryMode;
+use suyuan_protocol::psi::{Blinding, QueryMode};
 
 use crate::node_dir::NodeDir;
 use crate::node_dir::config::NODE_TOML;
@@ -34,6 +34,8 @@ pub struct BenchOptions {
     pub overlap: f64,
     /// The mode to run.
     pub mode: QueryMode,
+    /// How to blind the dump (`None`: as `suyuan query` does in that mode).
+    pub blinding: Option<Blinding>,
     /// Threads for each process (rayon and tokio); all cores if `None`.
     pub threads: Option<usize>,
     /// Working directory (default: a new one under the temp directory).
@@ -75,6 +77,9 @@ pub struct BenchReport {
     /// `dalek` (on CPUs without IFMA, or with `SUYUAN_CURVE=dalek`).
     #[serde(default)]
     pub curve: String,
+    /// How the dump was blinded.
+    #[serde(default = "multiplicative")]
+    pub blinding: Blinding,
     /// The link between querier and holder: `loopback`, or the rate of `--link` (`100mbit`).
     #[serde(default)]
     pub link: String,
@@ -467,12 +472,15 @@ pub async fn run(o: &BenchOptions) -> Result<BenchReport> {
     for (holder, d) in holders.iter_mut().zip(&holder_dirs) {
         wait_for_pool(holder, d, o.holder_rows)?;
     }
-    let query_opts = QueryOptions::new(
-        &dir.join("researcher"),
-        &dir.join("dump.csv"),
-        peers,
-        o.mode,
-    );
+    let query_opts = QueryOptions {
+        blinding: o.blinding,
+        ..QueryOptions::new(
+            &dir.join("researcher"),
+            &dir.join("dump.csv"),
+            peers,
+            o.mode,
+        )
+    };
     let measured = measure(o, &query_opts, &holders, &holder_dirs[0]).await?;
     drop(holders);
     floor.sample();
@@ -613,6 +621,7 @@ fn figures(
     BenchReport {
         // Its children inherit `SUYUAN_CURVE`, so they took the same path.
         curve: suyuan_protocol::oprf::curve_path().into(),
+        blinding: o.blinding.unwrap_or(Blinding::for_mode(o.mode)),
         link: o.link.map_or("loopback".into(), |r| r.to_string()),
         payload_at_line_rate_ms: o.link.map_or(0, |r| {
             (r.seconds_for(64 * o.dump_rows + tag_len * o.holder_rows) * 1000.0) as u64
@@ -714,7 +723,7 @@ fn mib(bytes: u64) -> f64 {
 /// The headline, import and query lines.
 fn timings(r: &BenchReport) -> String {
     format!(
-        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {}, {} thread(s) per process, {} core(s) in use, curve path {}, link {}\n\
+        "suyuan bench: holder {} rows, dump {} rows, overlap {}, mode {} ({} blinding), {} thread(s) per process, {} core(s) in use, curve path {}, link {}\n\
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
          query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
          \x20 read+canonicalise {:>8} ms\n\
@@ -724,6 +733,7 @@ fn timings(r: &BenchReport) -> String {
         r.dump_rows,
         r.overlap,
         r.mode,
+        r.blinding,
         r.threads,
         r.cores_in_use,
         r.curve,
@@ -786,4 +796,9 @@ fn costs(r: &BenchReport) -> String {
         r.matched,
     );
     out
+}
+
+/// Reports written before the bench said its blinding used the multiplicative one.
+fn multiplicative() -> Blinding {
+    Blinding::Multiplicative
 }
