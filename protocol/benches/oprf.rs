@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha512};
 use suyuan_protocol::oprf::{Mode, hash_to_group};
 use suyuan_protocol::psi::{
-    EpochBuilder, Holder, HolderMessage, PreparedCount, QuerierMessage, Query, QueryKeys, QueryMode,
+    Blinding, EpochBuilder, Holder, HolderMessage, PreparedCount, QuerierMessage, Query, QueryKeys,
+    QueryMode,
 };
 
 /// Elements per measured batch: four parallel chunks of 1024.
@@ -103,6 +104,7 @@ fn operations(c: &mut Criterion) {
         qk.add_row(&[k]);
     }
     let query = Arc::new(Query::blind(&mut rng, qk.clone()).unwrap());
+    let additive = Arc::new(Query::blind_as(&mut rng, qk.clone(), Blinding::Additive).unwrap());
     // The floor of preparing a count session: one multiplication per holder key, on points
     // already decompressed.
     let points: Vec<RistrettoPoint> = holder
@@ -223,30 +225,35 @@ fn operations(c: &mut Criterion) {
             )
         });
         // The querier's unblinding, proof check and tagging of one full matches chunk, with the
-        // holder's tags loaded.
-        g.bench_with_input(BenchmarkId::new("unblind_verify_tag", t), &t, |b, _| {
-            b.iter_batched(
-                || {
-                    let (start, awaiting) = query.start(QueryMode::Matches);
-                    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
-                    let mut q = awaiting.handle_accept(accept).unwrap();
-                    let QuerierMessage::Blinded(chunk) = q.poll_message().unwrap() else {
-                        unreachable!()
-                    };
-                    s.handle(QuerierMessage::Blinded(chunk)).unwrap();
-                    let mut eval = None;
-                    while let Some(m) = s.poll_message() {
-                        match m {
-                            HolderMessage::Evaluated(_) => eval = Some(m),
-                            tags => q.handle(tags).unwrap(),
+        // holder's tags loaded: what each further holder costs the querier, per blinding.
+        for (name, query) in [
+            ("unblind_verify_tag", &query),
+            ("unblind_verify_tag_additive", &additive),
+        ] {
+            g.bench_with_input(BenchmarkId::new(name, t), &t, |b, _| {
+                b.iter_batched(
+                    || {
+                        let (start, awaiting) = query.start(QueryMode::Matches);
+                        let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+                        let mut q = awaiting.handle_accept(accept).unwrap();
+                        let QuerierMessage::Blinded(chunk) = q.poll_message().unwrap() else {
+                            unreachable!()
+                        };
+                        s.handle(QuerierMessage::Blinded(chunk)).unwrap();
+                        let mut eval = None;
+                        while let Some(m) = s.poll_message() {
+                            match m {
+                                HolderMessage::Evaluated(_) => eval = Some(m),
+                                tags => q.handle(tags).unwrap(),
+                            }
                         }
-                    }
-                    (q, eval.unwrap())
-                },
-                |(mut q, eval)| pool.install(|| q.handle(eval).unwrap()),
-                BatchSize::PerIteration,
-            )
-        });
+                        (q, eval.unwrap())
+                    },
+                    |(mut q, eval)| pool.install(|| q.handle(eval).unwrap()),
+                    BatchSize::PerIteration,
+                )
+            });
+        }
     }
     g.finish();
 }

@@ -45,12 +45,27 @@ struct Completed8 {
     t: Fe8,
 }
 
+/// A point as the second operand of an addition: (Y + X, Y − X, Z, 2d·T).
 #[derive(Clone, Copy)]
-struct Cached8 {
-    y_plus_x: Fe8,
-    y_minus_x: Fe8,
-    z: Fe8,
-    t2d: Fe8,
+pub(super) struct Cached8 {
+    pub(super) y_plus_x: Fe8,
+    pub(super) y_minus_x: Fe8,
+    pub(super) z: Fe8,
+    pub(super) t2d: Fe8,
+}
+
+impl Cached8 {
+    /// Lane `l` from `b` where bit `l` of `mask` is set, else from `a`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn blend(mask: __mmask8, a: &Cached8, b: &Cached8) -> Cached8 {
+        Cached8 {
+            y_plus_x: Fe8::blend(mask, &a.y_plus_x, &b.y_plus_x),
+            y_minus_x: Fe8::blend(mask, &a.y_minus_x, &b.y_minus_x),
+            z: Fe8::blend(mask, &a.z, &b.z),
+            t2d: Fe8::blend(mask, &a.t2d, &b.t2d),
+        }
+    }
 }
 
 /// Eight affine points (z = 1) as the second operand of an addition: (y + x, y − x, 2d·x·y).
@@ -72,18 +87,6 @@ impl Niels8 {
             y_plus_x: Fe8::one(),
             y_minus_x: Fe8::one(),
             xy2d: Fe8::zero(),
-        }
-    }
-
-    /// Lane `lane` of every coordinate in all eight lanes.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) fn broadcast(&self, lane: usize) -> Niels8 {
-        let idx = _mm512_set1_epi64(lane as i64);
-        Niels8 {
-            y_plus_x: self.y_plus_x.permute(idx),
-            y_minus_x: self.y_minus_x.permute(idx),
-            xy2d: self.xy2d.permute(idx),
         }
     }
 
@@ -165,9 +168,28 @@ impl Extended8 {
         }
     }
 
+    /// Lane `l` from `b` where bit `l` of `mask` is set, else from `a`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
-    fn cached(&self) -> Cached8 {
+    pub(super) fn blend(mask: __mmask8, a: &Extended8, b: &Extended8) -> Extended8 {
+        Extended8 {
+            x: Fe8::blend(mask, &a.x, &b.x),
+            y: Fe8::blend(mask, &a.y, &b.y),
+            z: Fe8::blend(mask, &a.z, &b.z),
+            t: Fe8::blend(mask, &a.t, &b.t),
+        }
+    }
+
+    /// `self + q`, lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn add_cached(&self, q: &Cached8) -> Extended8 {
+        self.add(q).extended()
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn cached(&self) -> Cached8 {
         Cached8 {
             y_plus_x: self.y.add(&self.x),
             y_minus_x: self.y.sub(&self.x),

@@ -247,12 +247,12 @@ pub(crate) fn multiscalar_compressed(weights: &[Scalar], parts: &[&Decoded]) -> 
     let bytes: Vec<[u8; 32]> = weights.iter().map(Scalar::to_bytes).collect();
     let blocks: Vec<&edwards::Extended8> = parts.iter().flat_map(|p| p.blocks.iter()).collect();
     use rayon::prelude::*;
-    let sums: Vec<[edwards::Extended8; 2]> = [[0, 1], [2, 3]]
+    let sums: Vec<edwards::Extended8> = (0..4)
         .into_par_iter()
         // SAFETY: a `Decoded` exists only where `available()`.
-        .map(|passes| unsafe { msm::window_sums(&bytes, &blocks, passes) })
+        .map(|pass| unsafe { msm::window_sums(&bytes, &blocks, pass) })
         .collect();
-    let passes = [sums[0][0], sums[0][1], sums[1][0], sums[1][1]];
+    let passes = [sums[0], sums[1], sums[2], sums[3]];
     // SAFETY: as above.
     unsafe { combine8(&passes) }
 }

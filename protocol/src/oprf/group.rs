@@ -47,8 +47,16 @@ pub(crate) fn expand_message_xmd_64(msg: &[&[u8]], dst: &[&[u8]]) -> [u8; 64] {
     debug_assert!(dst_len <= 255);
     let dst_len_byte = [dst_len as u8];
 
-    let mut h = Sha512::new();
-    h.update([0u8; SHA512_BLOCK]);
+    // The state after the zero block is the same for every call: kept, it saves one of the
+    // three or four compressions of a short message.
+    static ZERO_PADDED: std::sync::OnceLock<Sha512> = std::sync::OnceLock::new();
+    let mut h = ZERO_PADDED
+        .get_or_init(|| {
+            let mut h = Sha512::new();
+            h.update([0u8; SHA512_BLOCK]);
+            h
+        })
+        .clone();
     for part in msg {
         h.update(part);
     }
