@@ -310,6 +310,69 @@ fn eight_lanes(c: &mut Criterion) {
         g.bench_function("lanes8_map_mul_1024", |b| {
             b.iter(|| lanes8::hash_mul_compressed(&k, black_box(&uniform), &mut out))
         });
+        // Additive blinding's parts (issue 15, part 2): decoding alone, `P + s·T` with a table
+        // of `T` and a scalar per element (the unblinding `E − ρ·pk`, encoding included), the
+        // blinding `map(u) + ρ·G`, and building a table.
+        let scalars: Vec<Scalar> = (0..1024).map(|_| Scalar::random(&mut rng)).collect();
+        let base = RistrettoPoint::random(&mut rng);
+        let table = lanes8::BaseTable::new(&base);
+        let decoded = lanes8::Decoded::new(&elements).unwrap();
+        g.bench_function("lanes8_decode_1024", |b| {
+            b.iter(|| lanes8::Decoded::new(black_box(&elements)).unwrap())
+        });
+        g.bench_function("lanes8_fixed_base_add_encode_1024", |b| {
+            b.iter(|| decoded.add_base_mul_compressed(&table, black_box(&scalars), &mut out))
+        });
+        g.bench_function("lanes8_map_add_fixed_base_1024", |b| {
+            b.iter(|| {
+                lanes8::hash_add_base_mul_compressed(
+                    &table,
+                    black_box(&uniform),
+                    &scalars,
+                    &mut out,
+                )
+            })
+        });
+        g.bench_function("dalek_fixed_base_add_1024", |b| {
+            let t = curve25519_dalek::ristretto::RistrettoBasepointTable::create(&base);
+            let points: Vec<RistrettoPoint> = elements
+                .iter()
+                .map(|e| CompressedRistretto(*e).decompress().unwrap())
+                .collect();
+            b.iter(|| {
+                black_box(&points)
+                    .iter()
+                    .zip(&scalars)
+                    .map(|(p, s)| (p + &t * s).compress())
+                    .collect::<Vec<_>>()
+            })
+        });
+    }
+    g.finish();
+    // The proofs' multiscalar sums over one chunk of 4096, on one thread: dalek's Pippenger on
+    // points it decoded, and the eight lanes' on points decoded in the lanes.
+    let mut g = c.benchmark_group("multiscalar");
+    g.throughput(Throughput::Elements(4096));
+    let points: Vec<RistrettoPoint> = (0..4096)
+        .map(|_| RistrettoPoint::random(&mut rng))
+        .collect();
+    let weights: Vec<Scalar> = (0..4096).map(|_| Scalar::random(&mut rng)).collect();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    g.bench_function("dalek_4096", |b| {
+        use curve25519_dalek::traits::VartimeMultiscalarMul;
+        b.iter(|| RistrettoPoint::vartime_multiscalar_mul(black_box(&weights), &points))
+    });
+    if lanes8::available() {
+        let encodings: Vec<[u8; 32]> = points.iter().map(|p| p.compress().to_bytes()).collect();
+        let decoded = lanes8::Decoded::new(&encodings).unwrap();
+        g.bench_function("lanes8_4096", |b| {
+            b.iter(|| {
+                one.install(|| lanes8::multiscalar_compressed(black_box(&weights), &[&decoded]))
+            })
+        });
     }
     g.finish();
 }

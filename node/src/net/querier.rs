@@ -243,9 +243,15 @@ fn spawn_sender(
     mut send: quinn::SendStream,
     mut transcript: Transcript,
 ) -> tokio::task::JoinHandle<Result<(quinn::SendStream, Transcript), FrameError>> {
-    let chunks = session.take_outgoing();
+    let mut chunks = session.take_outgoing();
     tokio::spawn(async move {
-        for m in chunks {
+        loop {
+            // The query is blinded beside this exchange: wait for the next chunk rather than
+            // compute it on the runtime's thread.
+            while !chunks.ready() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let Some(m) = chunks.next() else { break };
             transcript.to_holder(&m);
             // The holder reads chunks only after streaming all its tags, which may take longer
             // than one timeout; a dead holder is noticed by the receiver and by QUIC.

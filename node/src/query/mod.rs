@@ -189,8 +189,10 @@ pub async fn run(opts: &QueryOptions, mut progress: impl Progress + 'static) -> 
     job.ask(dump).await
 }
 
-/// Reads the dump and blinds every distinct key under a fresh blind, as `blinding` says
-/// (blocking; curve work on the rayon pool).
+/// Reads the dump and plans its query under a fresh blind, as `blinding` says (blocking): the
+/// distinct keys of every type, the rows, the secret. The blinding itself runs beside the
+/// exchange ([`QueryJob::ask`]), so that the holders evaluate the first chunks while the last
+/// are blinded.
 pub fn blind_dump(
     input: &Path,
     options: &InputOptions,
@@ -202,12 +204,13 @@ pub fn blind_dump(
     progress.unit("keys");
     let n: u64 = keys.raw_counts().values().sum();
     let read = t0.elapsed();
-    progress.start("blind", Some(n));
+    progress.start("plan", Some(n));
     let t1 = std::time::Instant::now();
-    let query = Query::blind_as(&mut rand::rng(), keys, blinding).context("blinding the dump")?;
+    let query = Query::plan_as(&mut rand::rng(), keys, blinding).context("planning the query")?;
     let timing = QueryTiming {
         read_ms: read.as_millis() as u64,
         blind_ms: t1.elapsed().as_millis() as u64,
+        blinding_ms: None,
     };
     progress.set(n);
     progress.finish();
@@ -385,8 +388,17 @@ impl QueryJob {
     }
 
     /// Asks every peer at once; audits and reports each answer in the order given.
-    pub async fn ask(&self, dump: BlindedDump) -> Result<Report> {
+    pub async fn ask(&self, mut dump: BlindedDump) -> Result<Report> {
         let opts = &self.opts;
+        // The blinding, chunk by chunk in the order they are sent, beside the exchanges.
+        let blinder = {
+            let query = Arc::clone(&dump.query);
+            tokio::task::spawn_blocking(move || {
+                let t = std::time::Instant::now();
+                query.blind_all();
+                t.elapsed()
+            })
+        };
         let timeout = self.cfg.network.timeout();
         let cache = self.node.tag_cache(self.cfg.query.tag_cache_bytes());
         let asking = PeerAsking {
@@ -414,6 +426,8 @@ impl QueryJob {
             .map(|peer| tokio::spawn(asking.clone().ask(peer.clone())))
             .collect();
         let mut peers = Vec::new();
+        let blinding = blinder.await.context("the blinding failed")?;
+        dump.timing.blinding_ms = Some(blinding.as_millis() as u64);
         for t in tasks {
             let (peer, mut outcome, withheld) = t.await.context("a peer task failed")?;
             if let (Some(ev), Ok(reply)) = (&mut evidence, &mut outcome)

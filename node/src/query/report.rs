@@ -47,8 +47,15 @@ pub struct Report {
 pub struct QueryTiming {
     /// Reading, decoding and canonicalising the dump, in milliseconds.
     pub read_ms: u64,
-    /// Blinding every distinct key (hash to the curve, multiply, compress), in milliseconds.
+    /// Planning the query (the distinct keys of every type), in milliseconds: the time before
+    /// the first peer is asked. (In reports written before the blinding ran beside the
+    /// exchange, the whole blinding.)
     pub blind_ms: u64,
+    /// The blinding of every distinct key (hash to the curve, multiply, compress), in
+    /// milliseconds, which runs beside the exchanges: the holders evaluate the first chunks
+    /// while the last are blinded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blinding_ms: Option<u64>,
 }
 
 /// The dump's data quality.

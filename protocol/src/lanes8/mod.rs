@@ -105,7 +105,7 @@ pub fn hash_mul_compressed(k: &Scalar, uniform: &[[u8; 64]], out: &mut [[u8; ELE
 /// Elements decoded into the lanes once, for more than one use: the querier's unblinding and
 /// its check of the proof over the same evaluations, the holder's evaluation and its proof.
 /// 160 bytes per element. Only made where [`available`].
-pub(crate) struct Decoded {
+pub struct Decoded {
     blocks: Vec<edwards::Extended8>,
     len: usize,
 }
@@ -113,7 +113,10 @@ pub(crate) struct Decoded {
 impl Decoded {
     /// `DeserializeElement` of every element; on one that does not deserialize, the index of
     /// the first.
-    pub(crate) fn new(elements: &[[u8; ELEMENT_LEN]]) -> Result<Decoded, usize> {
+    ///
+    /// # Panics
+    /// Where the CPU lacks AVX-512 IFMA ([`available`]).
+    pub fn new(elements: &[[u8; ELEMENT_LEN]]) -> Result<Decoded, usize> {
         assert!(available(), "the eight lanes need AVX-512 IFMA");
         let mut blocks = Vec::with_capacity(elements.len().div_ceil(8));
         for (c, elements) in elements.chunks(8).enumerate() {
@@ -134,12 +137,17 @@ impl Decoded {
     }
 
     /// How many elements.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// `SerializeElement(k·P)` for every point, into `out` (as long as the points).
-    pub(crate) fn mul_compressed(&self, k: &Scalar, out: &mut [[u8; ELEMENT_LEN]]) {
+    pub fn mul_compressed(&self, k: &Scalar, out: &mut [[u8; ELEMENT_LEN]]) {
         assert_eq!(self.len, out.len(), "one output per point");
         let k = Zeroizing::new([k.to_bytes(); 8]);
         for (block, out) in self.blocks.iter().zip(out.chunks_mut(8)) {
@@ -151,7 +159,7 @@ impl Decoded {
 
     /// `SerializeElement(P_i + s_i·T)` for every point, with `T` the point of `table`: the
     /// additive unblinding `E − ρ·pk` is this with `s = −ρ`. Constant time in the scalars.
-    pub(crate) fn add_base_mul_compressed(
+    pub fn add_base_mul_compressed(
         &self,
         table: &BaseTable,
         scalars: &[Scalar],
@@ -185,11 +193,14 @@ fn lane_scalars(scalars: &[Scalar]) -> Zeroizing<[[u8; 32]; 8]> {
 /// A fixed point's multiples for [`Decoded::add_base_mul_compressed`] and
 /// [`hash_add_base_mul_compressed`]: 61 KB, built once per point (a holder's public key, or
 /// the generator). Only made where [`available`].
-pub(crate) struct BaseTable(fixed_base::Table);
+pub struct BaseTable(fixed_base::Table);
 
 impl BaseTable {
     /// The table of `point`.
-    pub(crate) fn new(point: &curve25519_dalek::ristretto::RistrettoPoint) -> BaseTable {
+    ///
+    /// # Panics
+    /// Where the CPU lacks AVX-512 IFMA ([`available`]).
+    pub fn new(point: &curve25519_dalek::ristretto::RistrettoPoint) -> BaseTable {
         assert!(available(), "the eight lanes need AVX-512 IFMA");
         // c·16^j·P for c = 1..=8, encoded, then decoded eight at a time into the lanes.
         let mut encodings = [[[0u8; 32]; 8]; 64];
@@ -212,7 +223,7 @@ impl BaseTable {
 /// `SerializeElement(map(u_i) + s_i·T)` for the point of each 64 uniform bytes (as
 /// [`hash_mul_compressed`] maps them) and `T` the point of `table`: the additive blinding
 /// `H(x) + ρ·G`. Constant time in the scalars.
-pub(crate) fn hash_add_base_mul_compressed(
+pub fn hash_add_base_mul_compressed(
     table: &BaseTable,
     uniform: &[[u8; 64]],
     scalars: &[Scalar],
@@ -237,7 +248,7 @@ pub(crate) fn hash_add_base_mul_compressed(
 /// `SerializeElement(Σ wᵢ·Pᵢ)` over the points of `parts` in order (every part but the last
 /// a multiple of eight long), one weight per point. Variable time: for public inputs only (a
 /// DLEQ proof's composites). The four passes over the weights' bytes run on rayon's pool.
-pub(crate) fn multiscalar_compressed(weights: &[Scalar], parts: &[&Decoded]) -> [u8; 32] {
+pub fn multiscalar_compressed(weights: &[Scalar], parts: &[&Decoded]) -> [u8; 32] {
     let total: usize = parts.iter().map(|p| p.len).sum();
     assert_eq!(weights.len(), total, "one weight per point");
     assert!(

@@ -78,10 +78,11 @@ impl std::str::FromStr for Blinding {
     }
 }
 
-/// A query's secret: `a⁻¹`, or the additive blinds' seed (with each section's first position
+/// A query's secret: `a` and `a⁻¹`, or the additive blinds' seed (with each section's first position
 /// in the query the seed was applied to, which [`Query::without`] keeps).
 enum Secret {
-    Multiplicative(Scalar),
+    /// The blind `a` (for chunks not yet blinded) and `a⁻¹`.
+    Multiplicative { a: Scalar, unblind: Scalar },
     Additive {
         seed: Zeroizing<[u8; 32]>,
         origins: Vec<u64>,
@@ -94,8 +95,12 @@ enum Secret {
 pub struct Query {
     secret: Secret,
     sections: Vec<Section>,
-    /// Encoded blinded elements, in section order.
-    blinded: Vec<[u8; 32]>,
+    /// Encoded blinded elements in section order, one cell per chunk of `MAX_CHUNK_ELEMENTS`
+    /// positions, each filled by whoever needs it first ([`Query::blind_all`] running beside
+    /// the sessions, or a session about to send it): a query can go out while it is blinded.
+    chunks: Vec<std::sync::OnceLock<Box<[[u8; 32]]>>>,
+    /// Distinct keys over all sections.
+    total: usize,
     /// Per section, the canonical values of its blinded elements (their OPRF input is the
     /// section's type prefix and the value; `Finalize` needs them in `matches` mode): the
     /// input's own arena of that type and, per element, the index of its value there. Kept
@@ -109,7 +114,8 @@ pub struct Query {
 
 impl Drop for Query {
     fn drop(&mut self) {
-        if let Secret::Multiplicative(unblind) = &mut self.secret {
+        if let Secret::Multiplicative { a, unblind } = &mut self.secret {
+            a.zeroize();
             unblind.zeroize();
         }
     }
@@ -151,7 +157,7 @@ impl Query {
     /// How this query was blinded.
     pub fn blinding(&self) -> Blinding {
         match self.secret {
-            Secret::Multiplicative(_) => Blinding::Multiplicative,
+            Secret::Multiplicative { .. } => Blinding::Multiplicative,
             Secret::Additive { .. } => Blinding::Additive,
         }
     }
@@ -163,12 +169,7 @@ impl Query {
     /// the dump's keys.
     pub fn blind_secret(&self) -> Zeroizing<[u8; 32]> {
         match &self.secret {
-            Secret::Multiplicative(unblind) => {
-                let mut a = unblind.invert();
-                let bytes = Zeroizing::new(a.to_bytes());
-                a.zeroize();
-                bytes
-            }
+            Secret::Multiplicative { a, .. } => Zeroizing::new(a.to_bytes()),
             Secret::Additive { seed, .. } => seed.clone(),
         }
     }
@@ -207,50 +208,145 @@ impl Query {
     }
 
     fn blind_with(a: Scalar, keys: QueryKeys) -> Result<Self, PsiError> {
-        Self::blind_keys(Secret::Multiplicative(a), keys)
+        Self::blind_keys(
+            Secret::Multiplicative {
+                a,
+                unblind: a.invert(),
+            },
+            keys,
+        )
     }
 
-    /// Blinds every distinct key under `secret` (for a multiplicative one, the blind `a`,
-    /// which is replaced by `a⁻¹`).
-    fn blind_keys(mut secret: Secret, keys: QueryKeys) -> Result<Self, PsiError> {
-        // Distinct keys of every type first (sorted indices, 8 bytes per key), so that the
-        // blinded elements are written straight into one allocation of 32 bytes per key.
+    /// Blinds every distinct key under `secret`.
+    fn blind_keys(secret: Secret, keys: QueryKeys) -> Result<Self, PsiError> {
+        let query = Self::plan_keys(secret, keys)?;
+        query.blind_all();
+        Ok(query)
+    }
+
+    /// [`Query::blind_as`] without the blinding: the sections, rows and secret are set, and
+    /// each chunk of blinded elements is computed when first needed. Run [`Query::blind_all`]
+    /// beside the sessions (on a thread of its own) to have the chunks ready before they are
+    /// sent: the holder then evaluates the first chunks while the last are blinded.
+    pub fn plan_as(
+        rng: &mut (impl CryptoRng + ?Sized),
+        keys: QueryKeys,
+        blinding: Blinding,
+    ) -> Result<Self, PsiError> {
+        match blinding {
+            Blinding::Multiplicative => {
+                let a = oprf::random_scalar(rng);
+                Self::plan_keys(
+                    Secret::Multiplicative {
+                        a,
+                        unblind: a.invert(),
+                    },
+                    keys,
+                )
+            }
+            Blinding::Additive => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut *seed);
+                Self::plan_keys(
+                    Secret::Additive {
+                        seed,
+                        origins: Vec::new(),
+                    },
+                    keys,
+                )
+            }
+        }
+    }
+
+    /// Blinds every chunk not blinded yet, in order (each in parallel on rayon's pool).
+    pub fn blind_all(&self) {
+        for c in 0..self.chunks.len() {
+            self.chunk(c);
+        }
+    }
+
+    /// Whether chunk `seq` is blinded (so that sending it will not compute it).
+    pub fn chunk_ready(&self, seq: u32) -> bool {
+        self.chunks
+            .get(seq as usize)
+            .is_none_or(|c| c.get().is_some())
+    }
+
+    /// The blinded elements of chunk `c`, computed here if no one has yet.
+    fn chunk(&self, c: usize) -> &[[u8; 32]] {
+        self.chunks[c].get_or_init(|| self.compute_chunk(c))
+    }
+
+    /// The blinded elements at positions `start .. end` (within one chunk or across several).
+    fn blinded(&self, start: usize, end: usize) -> Vec<[u8; 32]> {
+        let mut out = Vec::with_capacity(end - start);
+        let mut p = start;
+        while p < end {
+            let c = p / MAX_CHUNK_ELEMENTS;
+            let chunk = self.chunk(c);
+            let from = p - c * MAX_CHUNK_ELEMENTS;
+            let to = (end - c * MAX_CHUNK_ELEMENTS).min(chunk.len());
+            out.extend_from_slice(&chunk[from..to]);
+            p += to - from;
+        }
+        out
+    }
+
+    /// Blinds positions `c·MAX_CHUNK_ELEMENTS ..` of chunk `c`, section run by section run.
+    fn compute_chunk(&self, c: usize) -> Box<[[u8; 32]]> {
+        let start = c * MAX_CHUNK_ELEMENTS;
+        let end = (start + MAX_CHUNK_ELEMENTS).min(self.total);
+        let mut out = vec![[0u8; 32]; end - start];
+        let mut section_start = 0usize;
+        for (s, (section, v)) in self.sections.iter().zip(&self.values).enumerate() {
+            let section_end = section_start + section.count as usize;
+            let (from, to) = (start.max(section_start), end.min(section_end));
+            if from < to {
+                let prefix = oprf_prefix(section.key_type);
+                let first = from - section_start;
+                let value = |i: usize| v.keys.value(v.distinct[first + i] as usize);
+                let out = &mut out[from - start..to - start];
+                match &self.secret {
+                    Secret::Multiplicative { a, .. } => {
+                        oprf::hash_mul_compress_into(HASH_MODE, a, &prefix, value, out)
+                    }
+                    Secret::Additive { seed, origins } => oprf::additive_blind_into(
+                        HASH_MODE,
+                        seed,
+                        origins[s] + first as u64,
+                        &prefix,
+                        value,
+                        out,
+                    ),
+                }
+            }
+            section_start = section_end;
+        }
+        out.into_boxed_slice()
+    }
+
+    /// Everything of a query but its blinded elements.
+    fn plan_keys(mut secret: Secret, keys: QueryKeys) -> Result<Self, PsiError> {
+        // Distinct keys of every type first (sorted indices, 8 bytes per key); the blinded
+        // elements are then written chunk by chunk, 32 bytes per key.
         let (plans, total) = match plan(&keys) {
             Ok(p) => p,
             Err(e) => {
-                if let Secret::Multiplicative(a) = &mut secret {
+                if let Secret::Multiplicative { a, unblind } = &mut secret {
                     a.zeroize();
+                    unblind.zeroize();
                 }
                 return Err(e);
             }
         };
-        let mut blinded = vec![[0u8; 32]; total];
         let mut sections = Vec::new();
         let mut distincts = Vec::new();
         let mut offsets: BTreeMap<KeyType, (u32, Vec<u32>)> = BTreeMap::new();
         let mut start = 0usize;
-        for (kt, tk, distinct, raw_to_distinct) in plans {
+        for (kt, _, distinct, raw_to_distinct) in plans {
             let end = start + distinct.len();
-            let (prefix, value) = (oprf_prefix(kt), |i: usize| tk.value(distinct[i] as usize));
-            match &mut secret {
-                Secret::Multiplicative(a) => oprf::hash_mul_compress_into(
-                    HASH_MODE,
-                    a,
-                    &prefix,
-                    value,
-                    &mut blinded[start..end],
-                ),
-                Secret::Additive { seed, origins } => {
-                    origins.push(start as u64);
-                    oprf::additive_blind_into(
-                        HASH_MODE,
-                        seed,
-                        start as u64,
-                        &prefix,
-                        value,
-                        &mut blinded[start..end],
-                    )
-                }
+            if let Secret::Additive { origins, .. } = &mut secret {
+                origins.push(start as u64);
             }
             sections.push(Section {
                 key_type: kt,
@@ -259,11 +355,6 @@ impl Query {
             distincts.push((kt, distinct));
             offsets.insert(kt, (start as u32, raw_to_distinct));
             start = end;
-        }
-        if let Secret::Multiplicative(a) = &mut secret {
-            let unblind = a.invert();
-            a.zeroize();
-            *a = unblind;
         }
         let (row_positions, row_ends) = row_positions(&keys, &offsets);
         drop(offsets);
@@ -281,7 +372,10 @@ impl Query {
         Ok(Query {
             secret,
             sections,
-            blinded,
+            chunks: (0..total.div_ceil(MAX_CHUNK_ELEMENTS))
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            total,
             values,
             rows,
             row_positions,
@@ -314,7 +408,7 @@ impl Query {
 
     /// Distinct keys over all sections: the blinded elements sent to each holder.
     pub fn total_keys(&self) -> u64 {
-        self.blinded.len() as u64
+        self.total as u64
     }
 
     /// The same query without the sections of `types`: for a holder that will not answer a
@@ -327,7 +421,7 @@ impl Query {
         let mut values = Vec::new();
         let mut origins = Vec::new();
         // Old position -> new position, for kept sections.
-        let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.blinded.len());
+        let mut moved: Vec<Option<u32>> = Vec::with_capacity(self.total);
         let mut start = 0usize;
         for (si, (s, v)) in self.sections.iter().zip(&self.values).enumerate() {
             let end = start + s.count as usize;
@@ -336,7 +430,7 @@ impl Query {
             } else {
                 let at = blinded.len() as u32;
                 moved.extend((0..(end - start) as u32).map(|i| Some(at + i)));
-                blinded.extend_from_slice(&self.blinded[start..end]);
+                blinded.extend(self.blinded(start, end));
                 values.push(Arc::clone(v));
                 sections.push(*s);
                 if let Secret::Additive { origins: o, .. } = &self.secret {
@@ -361,16 +455,24 @@ impl Query {
             from = end;
         }
         let secret = match &self.secret {
-            Secret::Multiplicative(u) => Secret::Multiplicative(*u),
+            Secret::Multiplicative { a, unblind } => Secret::Multiplicative {
+                a: *a,
+                unblind: *unblind,
+            },
             Secret::Additive { seed, .. } => Secret::Additive {
                 seed: seed.clone(),
                 origins,
             },
         };
+        let total = blinded.len();
         Some(Query {
             secret,
             sections,
-            blinded,
+            chunks: blinded
+                .chunks(MAX_CHUNK_ELEMENTS)
+                .map(|c| std::sync::OnceLock::from(c.to_vec().into_boxed_slice()))
+                .collect(),
+            total,
             values,
             rows: self.rows,
             row_positions,
@@ -506,7 +608,7 @@ impl AwaitingAccept {
         let q = &self.query;
         let n = q.total_keys();
         let key_table = match (&q.secret, self.mode) {
-            (Secret::Multiplicative(_), _) => None,
+            (Secret::Multiplicative { .. }, _) => None,
             (Secret::Additive { .. }, QueryMode::Matches) => {
                 Some(oprf::KeyTable::of_key(&public_key))
             }
@@ -682,9 +784,10 @@ impl Exchanging {
         let start = self.next_send as usize * MAX_CHUNK_ELEMENTS;
         let msg = QuerierMessage::Blinded(BlindedChunk {
             seq: self.next_send,
-            elements: self.query.blinded[start..start + len]
-                .iter()
-                .copied()
+            elements: self
+                .query
+                .blinded(start, start + len)
+                .into_iter()
                 .map(Element)
                 .collect(),
         });
@@ -863,10 +966,10 @@ impl Exchanging {
         };
         // Matches mode checks the chunk's proof: keep the decoded evaluations for it.
         let (unblinded, points) = match (&self.query.secret, &self.key_table, self.mode) {
-            (Secret::Multiplicative(unblind), _, QueryMode::Matches) => {
+            (Secret::Multiplicative { unblind, .. }, _, QueryMode::Matches) => {
                 oprf::evaluate_batch_keeping(unblind, &raw).map_err(invalid)?
             }
-            (Secret::Multiplicative(unblind), _, QueryMode::Count) => (
+            (Secret::Multiplicative { unblind, .. }, _, QueryMode::Count) => (
                 oprf::evaluate_batch(unblind, &raw).map_err(invalid)?,
                 oprf::Kept::empty(),
             ),
@@ -972,9 +1075,11 @@ impl Exchanging {
             (QueryMode::Matches, None) => Err(PeerMisbehaved::ProofInvalid { seq }.into()),
             (QueryMode::Matches, Some(proof)) => {
                 let start = seq as usize * MAX_CHUNK_ELEMENTS;
-                let blinded: Vec<Element> = self.query.blinded[start..start + elements.len()]
-                    .iter()
-                    .map(|b| Element(*b))
+                let blinded: Vec<Element> = self
+                    .query
+                    .blinded(start, start + elements.len())
+                    .into_iter()
+                    .map(Element)
                     .collect();
                 oprf::verify_proof(
                     HASH_MODE,
@@ -1299,6 +1404,14 @@ pub struct BlindedChunks {
     end: u32,
 }
 
+impl BlindedChunks {
+    /// Whether the next chunk is blinded (or none is left), so that [`Iterator::next`] will not
+    /// have to compute it.
+    pub fn ready(&self) -> bool {
+        self.next >= self.end || self.query.chunk_ready(self.next)
+    }
+}
+
 impl Iterator for BlindedChunks {
     type Item = QuerierMessage;
 
@@ -1306,14 +1419,15 @@ impl Iterator for BlindedChunks {
         if self.next >= self.end {
             return None;
         }
-        let total = self.query.blinded.len() as u64;
+        let total = self.query.total as u64;
         let len = chunk_len(total, u64::from(self.next)) as usize;
         let start = self.next as usize * MAX_CHUNK_ELEMENTS;
         let msg = QuerierMessage::Blinded(BlindedChunk {
             seq: self.next,
-            elements: self.query.blinded[start..start + len]
-                .iter()
-                .copied()
+            elements: self
+                .query
+                .blinded(start, start + len)
+                .into_iter()
                 .map(Element)
                 .collect(),
         });

@@ -917,3 +917,52 @@ fn an_additive_query_is_refused_in_count_mode_and_rebuilt_from_its_seed() {
     let fresh = Arc::new(Query::blind_as(&mut rng, keys_of(&rows), Blinding::Additive).unwrap());
     assert_ne!(chunks(&query), chunks(&fresh));
 }
+
+/// A query planned and blinded beside its sessions (`plan_as`, then `blind_all` on another
+/// thread) sends what the same query blinded first sends, chunk for chunk, and answers the
+/// same; a chunk not yet blinded is reported as not ready, and sending it blinds it.
+#[test]
+fn a_query_blinded_beside_its_sessions_sends_and_finds_the_same() {
+    let mut rng = StdRng::seed_from_u64(93);
+    let holder_ids: Vec<u32> = (0..9000).step_by(2).collect();
+    let holder = holder_of(&mut rng, &holder_ids);
+    let rows: Vec<Vec<u32>> = (3000..12_000).map(|i| vec![i, i + 50_000]).collect();
+    let (per_type, matched_rows) = expected(&holder_ids, &rows);
+    for blinding in [Blinding::Multiplicative, Blinding::Additive] {
+        let planned = Arc::new(Query::plan_as(&mut rng, keys_of(&rows), blinding).unwrap());
+        let chunks = planned.total_keys().div_ceil(MAX_CHUNK_ELEMENTS as u64) as u32;
+        assert!(chunks > 2);
+        assert!((0..chunks).all(|c| !planned.chunk_ready(c)));
+        // The same secret, blinded at once.
+        let secret = planned.blind_secret();
+        let whole = Arc::new(Query::reblind_as(&secret, keys_of(&rows), blinding).unwrap());
+        assert!((0..chunks).all(|c| whole.chunk_ready(c)));
+
+        let (start, awaiting) = planned.start(QueryMode::Matches);
+        let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+        let mut session = awaiting.handle_accept(accept).unwrap();
+        let mut outgoing = session.take_outgoing();
+        assert!(!outgoing.ready());
+        let blinder = {
+            let planned = Arc::clone(&planned);
+            std::thread::spawn(move || planned.blind_all())
+        };
+        let sent: Vec<_> = outgoing.by_ref().collect();
+        blinder.join().unwrap();
+        assert!(outgoing.ready());
+        let (start, awaiting) = whole.start(QueryMode::Matches);
+        let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+        let expected_chunks: Vec<_> = awaiting
+            .handle_accept(accept)
+            .unwrap()
+            .take_outgoing()
+            .collect();
+        assert_eq!(sent, expected_chunks, "{blinding:?}");
+
+        // And a whole session on a freshly planned query, its chunks blinded as they are sent.
+        let fresh = Arc::new(Query::plan_as(&mut rng, keys_of(&rows), blinding).unwrap());
+        let r = run_local(&holder, &fresh, QueryMode::Matches, &mut rand::rng()).unwrap();
+        assert_eq!(r.matched_keys, per_type);
+        assert_eq!(r.matched_rows.as_deref(), Some(&matched_rows[..]));
+    }
+}

@@ -104,8 +104,12 @@ pub struct BenchReport {
     pub import_keys_per_s: f64,
     /// Querier: reading and canonicalising the dump, ms.
     pub read_ms: u64,
-    /// Querier: blinding, ms.
+    /// Querier: planning the query before the exchange (the whole blinding, in reports
+    /// written before it ran beside the exchange), ms.
     pub blind_ms: u64,
+    /// Querier: the blinding, beside the exchange, ms.
+    #[serde(default)]
+    pub blinding_ms: u64,
     /// Querier: connect to result (transfer, holder evaluation, unblinding overlap), ms.
     pub exchange_ms: u64,
     /// Holder: time inside its evaluation calls (from its audit log), ms.
@@ -636,6 +640,7 @@ fn figures(
         import_keys_per_s: o.holder_rows as f64 / import.as_secs_f64().max(1e-9),
         read_ms: x.timing.read_ms,
         blind_ms: x.timing.blind_ms,
+        blinding_ms: x.timing.blinding_ms.unwrap_or(0),
         exchange_ms,
         evaluate_ms: x.evaluate_ms,
         unblind_ms: x.stats.unblind_ms,
@@ -727,7 +732,7 @@ fn timings(r: &BenchReport) -> String {
          import            {:>10} ms  {:>10.0} keys/s   {:.2}x its floor ({:.2} µs/key)\n\
          query (wall)      {:>10} ms  {:>10.2} µs/key   {:.2}x its floor ({:.2} µs/key)\n\
          \x20 read+canonicalise {:>8} ms\n\
-         \x20 blind            {:>9} ms\n\
+         \x20 blind: plan      {:>9} ms, then blinding {} ms beside the exchange\n\
          \x20 exchange (wall)  {:>9} ms  (inside: holder evaluating {} ms, querier unblinding+tagging+intersecting {} ms)\n",
         r.holder_rows,
         r.dump_rows,
@@ -748,6 +753,7 @@ fn timings(r: &BenchReport) -> String {
         r.query_floor_us_per_key,
         r.read_ms,
         r.blind_ms,
+        r.blinding_ms,
         r.exchange_ms,
         r.evaluate_ms,
         r.unblind_ms,
