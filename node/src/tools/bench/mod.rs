@@ -501,6 +501,11 @@ fn check(o: &BenchOptions) -> Result<()> {
     if !(1..=MAX_HOLDERS).contains(&o.holders) {
         bail!("--holders must be between 1 and {MAX_HOLDERS}");
     }
+    if o.mode == QueryMode::Count && o.blinding == Some(Blinding::Additive) {
+        bail!(
+            "--blinding additive needs --mode matches: a count holder sorts its answers, which only one blind for all keys can undo"
+        );
+    }
     Ok(())
 }
 
