@@ -453,15 +453,28 @@ mod tests {
         b.add(&mobiles(0, 300));
         let holder = Holder::new(Arc::new(b.finish()));
         let dir = tempfile::tempdir().unwrap();
-        for mode in [QueryMode::Count, QueryMode::Matches] {
-            let query = Arc::new(Query::blind(&mut rand::rng(), keys(200, 500)).unwrap());
+        for (mode, blinding) in [
+            (QueryMode::Count, Blinding::Multiplicative),
+            (QueryMode::Matches, Blinding::Multiplicative),
+            (QueryMode::Matches, Blinding::Additive),
+        ] {
+            let query =
+                Arc::new(Query::blind_as(&mut rand::rng(), keys(200, 500), blinding).unwrap());
             let (messages, live) = session(&holder, &query, mode);
             let mut ev = Evidence::new(&query, [7; 16], mode);
             ev.peers.push(("bank".into(), messages));
             let path = dir.path().join("e.bin");
             ev.write(&path).unwrap();
+            // The header names an additive blinding, and only that one (older files have none).
+            let bytes = std::fs::read(&path).unwrap();
+            let named = bytes
+                .windows(br#""blinding":"additive""#.len())
+                .any(|w| w == br#""blinding":"additive""#);
+            assert_eq!(named, blinding == Blinding::Additive);
             let read = Evidence::read(&path).unwrap();
-            let rebuilt = Arc::new(Query::reblind(read.blind(), keys(200, 500)).unwrap());
+            assert_eq!(read.blinding, blinding);
+            let rebuilt =
+                Arc::new(Query::reblind_as(read.blind(), keys(200, 500), read.blinding).unwrap());
             let (to_holder, to_querier) = live.digests();
             let signed = SignedDigests {
                 to_holder: &to_holder,
@@ -470,7 +483,8 @@ mod tests {
             let r = replay("bank", &rebuilt, read.mode, &read.peers[0].1, signed).unwrap();
             assert_eq!(r.matched_keys[&KeyType::Mobile], 100);
             // Another dump under the same blind sends other messages.
-            let other = Arc::new(Query::reblind(read.blind(), keys(201, 501)).unwrap());
+            let other =
+                Arc::new(Query::reblind_as(read.blind(), keys(201, 501), read.blinding).unwrap());
             let e = replay("bank", &other, read.mode, &read.peers[0].1, signed).unwrap_err();
             assert_eq!(
                 e.to_string(),
