@@ -32,10 +32,8 @@ pub(crate) fn additive_blind(seed: &[u8; 32], index: u64) -> Scalar {
     h.update(BLIND_DST);
     h.update(seed);
     h.update(index.to_be_bytes());
-    let mut wide: Zeroizing<[u8; 64]> = Zeroizing::new(h.finalize().into());
-    let rho = Scalar::from_bytes_mod_order_wide(&wide);
-    wide.iter_mut().for_each(|b| *b = 0);
-    rho
+    let wide: Zeroizing<[u8; 64]> = Zeroizing::new(h.finalize().into());
+    Scalar::from_bytes_mod_order_wide(&wide)
 }
 
 /// A server key's multiples, for unblinding every element answered under it.
