@@ -167,6 +167,17 @@ impl QueryOptions {
     }
 }
 
+/// Refuses a blinding `mode` cannot use: a count holder sorts its answers, which only one
+/// blind for all keys can undo (each holder would refuse the query at its accept otherwise).
+pub fn check_blinding(mode: QueryMode, blinding: Option<Blinding>) -> Result<()> {
+    if mode == QueryMode::Count && blinding == Some(Blinding::Additive) {
+        bail!(
+            "--blinding additive needs --mode matches: a count holder sorts its answers, which only one blind for all keys can undo"
+        );
+    }
+    Ok(())
+}
+
 /// A dump read and blinded, ready to be sent to every peer.
 #[derive(Debug)]
 pub struct BlindedDump {
@@ -372,6 +383,7 @@ impl QueryJob {
         if opts.peers.is_empty() {
             bail!("no peer given: add --peer NAME=HOST:PORT");
         }
+        check_blinding(opts.mode, opts.blinding)?;
         let audit = node.audit();
         audit
             .verify()

@@ -90,6 +90,17 @@ impl Niels8 {
         }
     }
 
+    /// Every lane's coordinates as plain limbs: y + x, y − x, 2d·x·y.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn lanes(&self) -> [super::field::Lanes; 3] {
+        use super::field::Lanes;
+        [
+            Lanes::store(&self.y_plus_x),
+            Lanes::store(&self.y_minus_x),
+            Lanes::store(&self.xy2d),
+        ]
+    }
+
     /// Negated where bit `l` of `mask` is set: −(x, y) = (−x, y), so Y+X and Y−X swap and
     /// 2d·x·y changes sign.
     #[inline]
@@ -329,12 +340,7 @@ impl Extended8 {
 #[inline]
 #[target_feature(enable = "avx512f,avx512ifma")]
 fn select(table: &[Cached8; 8], digits: &[[i8; 64]; 8], i: usize) -> Cached8 {
-    let mut lane_digits: [i64; 8] = std::array::from_fn(|l| digits[l][i] as i64);
-    // SAFETY: an unaligned load of 64 bytes from a local array of 64 bytes.
-    let d = unsafe { _mm512_loadu_si512(lane_digits.as_ptr().cast()) };
-    lane_digits.zeroize();
-    let negative = _mm512_cmplt_epi64_mask(d, _mm512_setzero_si512());
-    let abs = _mm512_abs_epi64(d);
+    let (negative, abs) = digit_at(digits, i);
     let mut r = Cached8 {
         y_plus_x: Fe8::one(),
         y_minus_x: Fe8::one(),
@@ -358,6 +364,21 @@ fn select(table: &[Cached8; 8], digits: &[[i8; 64]; 8], i: usize) -> Cached8 {
         z: r.z,
         t2d: Fe8::blend(negative, &r.t2d, &minus_t2d),
     }
+}
+
+/// Every lane's digit at position `i`, as the lanes where it is negative and its absolute
+/// value per lane: what a constant-time table selection compares against.
+#[inline]
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(super) fn digit_at(digits: &[[i8; 64]; 8], i: usize) -> (__mmask8, __m512i) {
+    let mut lane_digits: [i64; 8] = std::array::from_fn(|l| digits[l][i] as i64);
+    // SAFETY: an unaligned load of 64 bytes from a local array of 64 bytes.
+    let d = unsafe { _mm512_loadu_si512(lane_digits.as_ptr().cast()) };
+    lane_digits.zeroize();
+    (
+        _mm512_cmplt_epi64_mask(d, _mm512_setzero_si512()),
+        _mm512_abs_epi64(d),
+    )
 }
 
 /// The signed radix-16 digits of a scalar below 2^255, least significant first, each in

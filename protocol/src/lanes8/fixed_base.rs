@@ -7,8 +7,8 @@ use std::arch::x86_64::*;
 
 use zeroize::Zeroize;
 
-use super::edwards::{Extended8, Niels8, radix16};
-use super::field::{Fe8, Lanes};
+use super::edwards::{Extended8, Niels8, digit_at, radix16};
+use super::field::Fe8;
 
 /// Loose limbs of one table entry: y + x, y − x, 2d·x·y.
 type Entry = [[u64; 5]; 3];
@@ -26,12 +26,7 @@ impl Table {
     pub(super) fn from_windows(windows: &[Extended8; 64]) -> Table {
         let mut entries = Box::new([[[[0u64; 5]; 3]; 8]; 64]);
         for (j, w) in windows.iter().enumerate() {
-            let n = w.niels();
-            let coords = [
-                Lanes::store(&n.y_plus_x),
-                Lanes::store(&n.y_minus_x),
-                Lanes::store(&n.xy2d),
-            ];
+            let coords = w.niels().lanes();
             for c in 0..8 {
                 for (k, coord) in coords.iter().enumerate() {
                     entries[j][c][k] = coord.0[c];
@@ -63,12 +58,7 @@ impl Table {
 #[inline]
 #[target_feature(enable = "avx512f,avx512ifma")]
 fn select(window: &[Entry; 8], digits: &[[i8; 64]; 8], j: usize) -> Niels8 {
-    let mut lane_digits: [i64; 8] = std::array::from_fn(|l| digits[l][j] as i64);
-    // SAFETY: an unaligned load of 64 bytes from a local array of 64 bytes.
-    let d = unsafe { _mm512_loadu_si512(lane_digits.as_ptr().cast()) };
-    lane_digits.zeroize();
-    let negative = _mm512_cmplt_epi64_mask(d, _mm512_setzero_si512());
-    let abs = _mm512_abs_epi64(d);
+    let (negative, abs) = digit_at(digits, j);
     let mut r = Niels8::identity();
     for (c, entry) in window.iter().enumerate() {
         let m = _mm512_cmpeq_epi64_mask(abs, _mm512_set1_epi64(c as i64 + 1));

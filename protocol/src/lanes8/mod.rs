@@ -248,9 +248,15 @@ pub fn hash_add_base_mul_compressed(
 /// `SerializeElement(Σ wᵢ·Pᵢ)` over the points of `parts` in order (every part but the last
 /// a multiple of eight long), one weight per point. Variable time: for public inputs only (a
 /// DLEQ proof's composites). The four passes over the weights' bytes run on rayon's pool.
+///
+/// # Panics
+/// If the weights and points differ in number, a part but the last ends a block early, or
+/// there are `u32::MAX` points or more.
 pub fn multiscalar_compressed(weights: &[Scalar], parts: &[&Decoded]) -> [u8; 32] {
     let total: usize = parts.iter().map(|p| p.len).sum();
     assert_eq!(weights.len(), total, "one weight per point");
+    // The sum's schedule names points by u32, with u32::MAX as its step marker.
+    assert!(total < u32::MAX as usize, "at most u32::MAX − 1 points");
     assert!(
         parts.iter().rev().skip(1).all(|p| p.len % 8 == 0),
         "only the last part may end a block early"

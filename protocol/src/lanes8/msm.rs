@@ -14,7 +14,7 @@
 use std::arch::x86_64::*;
 
 use super::edwards::{Cached8, Extended8};
-use super::field::{Fe8, Lanes};
+use super::field::Fe8;
 
 /// Limbs of one point in a step's table: y + x, y − x, 2d·x·y (an affine point, z = 1).
 const ROW: usize = 15;
@@ -34,12 +34,7 @@ pub(super) fn window_sums(weights: &[[u8; 32]], points: &[&Extended8], pass: usi
     // Point-major rows, so that a lane reads its point's 15 limbs from one place.
     let mut rows = vec![0u64; n * ROW];
     for (b, block) in points.iter().enumerate() {
-        let niels = block.niels();
-        let coords = [
-            Lanes::store(&niels.y_plus_x),
-            Lanes::store(&niels.y_minus_x),
-            Lanes::store(&niels.xy2d),
-        ];
+        let coords = block.niels().lanes();
         for l in 0..8 {
             let i = b * 8 + l;
             if i >= n {

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
-use super::batch::{Kept, eight_lanes, par_chunk_len};
-use super::group::{decode_element, expand_message_xmd_64};
+use super::batch::{Kept, eight_lanes, par_chunk_len, uniform_bytes};
+use super::group::decode_element;
 use super::{ELEMENT_LEN, Mode, PublicKey};
 
 /// Domain separation of the blinds' derivation.
@@ -75,15 +75,12 @@ pub(crate) fn additive_blind_into<'a>(
     input: impl Fn(usize) -> &'a [u8] + Sync,
     out: &mut [[u8; ELEMENT_LEN]],
 ) {
-    let dst: [&[u8]; 2] = [b"HashToGroup-", mode.context_string()];
     let table = generator_table();
     out.par_chunks_mut(par_chunk_len())
         .enumerate()
         .for_each(|(c, out)| {
             let base = c * par_chunk_len();
-            let uniform: Vec<[u8; 64]> = (0..out.len())
-                .map(|i| expand_message_xmd_64(&[prefix, input(base + i)], &dst))
-                .collect();
+            let uniform = uniform_bytes(mode, prefix, &input, base, out.len());
             let rhos: Zeroizing<Vec<Scalar>> = Zeroizing::new(
                 (0..out.len())
                     .map(|i| additive_blind(seed, first + (base + i) as u64))

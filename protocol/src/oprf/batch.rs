@@ -193,6 +193,21 @@ pub(crate) fn hash_mul_compress_batch<I: AsRef<[u8]> + Sync>(
     out
 }
 
+/// The first half of `HashToGroup(prefix || input(i))` for `i` in `base .. base + len`: the 64
+/// uniform bytes (SHA-512) that the eight lanes' map takes from there.
+pub(crate) fn uniform_bytes<'a>(
+    mode: Mode,
+    prefix: &[u8],
+    input: &(impl Fn(usize) -> &'a [u8] + Sync),
+    base: usize,
+    len: usize,
+) -> Vec<[u8; 64]> {
+    let dst: [&[u8]; 2] = [b"HashToGroup-", mode.context_string()];
+    (base..base + len)
+        .map(|i| expand_message_xmd_64(&[prefix, input(i)], &dst))
+        .collect()
+}
+
 /// [`hash_mul_compress_batch`] of `input(0), input(1), …` written into `out` (one result per
 /// slot): callers with their inputs in an arena need no slice of references, and no second
 /// buffer for the results.
@@ -205,14 +220,10 @@ pub(crate) fn hash_mul_compress_into<'a>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if eight_lanes() {
-        let dst: [&[u8]; 2] = [b"HashToGroup-", mode.context_string()];
         out.par_chunks_mut(par_chunk_len())
             .enumerate()
             .for_each(|(c, out)| {
-                let base = c * par_chunk_len();
-                let uniform: Vec<[u8; 64]> = (0..out.len())
-                    .map(|i| expand_message_xmd_64(&[prefix, input(base + i)], &dst))
-                    .collect();
+                let uniform = uniform_bytes(mode, prefix, &input, c * par_chunk_len(), out.len());
                 crate::lanes8::hash_mul_compressed(k, &uniform, out)
             });
         return;

@@ -112,6 +112,35 @@ pub struct Query {
     row_ends: Vec<usize>,
 }
 
+impl Secret {
+    /// A fresh secret: a random blind `a` (drawn as `RandomScalar`, so that a replayed RNG
+    /// gives the RFC's blinds), or a random seed.
+    fn fresh(rng: &mut (impl CryptoRng + ?Sized), blinding: Blinding) -> Secret {
+        match blinding {
+            Blinding::Multiplicative => Secret::multiplicative(oprf::random_scalar(rng)),
+            Blinding::Additive => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut *seed);
+                Secret::additive(seed)
+            }
+        }
+    }
+
+    fn multiplicative(a: Scalar) -> Secret {
+        Secret::Multiplicative {
+            a,
+            unblind: a.invert(),
+        }
+    }
+
+    fn additive(seed: Zeroizing<[u8; 32]>) -> Secret {
+        Secret::Additive {
+            seed,
+            origins: Vec::new(),
+        }
+    }
+}
+
 impl Drop for Query {
     fn drop(&mut self) {
         if let Secret::Multiplicative { a, unblind } = &mut self.secret {
@@ -132,9 +161,9 @@ impl fmt::Debug for Query {
 
 impl Query {
     /// Draws a fresh blind `a` and computes `a·H(type || 0x00 || value)` for every distinct key,
-    /// in parallel. Only `a⁻¹` is kept.
+    /// in parallel.
     pub fn blind(rng: &mut (impl CryptoRng + ?Sized), keys: QueryKeys) -> Result<Self, PsiError> {
-        Self::blind_with(oprf::random_scalar(rng), keys)
+        Self::blind_as(rng, keys, Blinding::Multiplicative)
     }
 
     /// [`Query::blind`] with the blinding given: [`Blinding::Additive`] draws a fresh seed
@@ -144,14 +173,7 @@ impl Query {
         keys: QueryKeys,
         blinding: Blinding,
     ) -> Result<Self, PsiError> {
-        match blinding {
-            Blinding::Multiplicative => Self::blind(rng, keys),
-            Blinding::Additive => {
-                let mut seed = Zeroizing::new([0u8; 32]);
-                rng.fill_bytes(&mut *seed);
-                Self::blind_additive(seed, keys)
-            }
-        }
+        Self::blind_keys(Secret::fresh(rng, blinding), keys)
     }
 
     /// How this query was blinded.
@@ -178,11 +200,7 @@ impl Query {
     /// multiplicative query): the same blinded elements, in the same order, as the query it
     /// was taken from, if the keys are the same. Refuses a non-canonical or zero scalar.
     pub fn reblind(blind: &[u8; 32], keys: QueryKeys) -> Result<Self, PsiError> {
-        let a: Option<Scalar> = Scalar::from_canonical_bytes(*blind).into();
-        match a {
-            Some(a) if a != Scalar::ZERO => Self::blind_with(a, keys),
-            _ => Err(Misuse::InvalidBlind.into()),
-        }
+        Self::reblind_as(blind, keys, Blinding::Multiplicative)
     }
 
     /// [`Query::reblind`] for either blinding: an additive query's seed may be any 32 bytes.
@@ -191,30 +209,17 @@ impl Query {
         keys: QueryKeys,
         blinding: Blinding,
     ) -> Result<Self, PsiError> {
-        match blinding {
-            Blinding::Multiplicative => Self::reblind(secret, keys),
-            Blinding::Additive => Self::blind_additive(Zeroizing::new(*secret), keys),
-        }
-    }
-
-    fn blind_additive(seed: Zeroizing<[u8; 32]>, keys: QueryKeys) -> Result<Self, PsiError> {
-        Self::blind_keys(
-            Secret::Additive {
-                seed,
-                origins: Vec::new(),
-            },
-            keys,
-        )
-    }
-
-    fn blind_with(a: Scalar, keys: QueryKeys) -> Result<Self, PsiError> {
-        Self::blind_keys(
-            Secret::Multiplicative {
-                a,
-                unblind: a.invert(),
-            },
-            keys,
-        )
+        let secret = match blinding {
+            Blinding::Multiplicative => {
+                let a: Option<Scalar> = Scalar::from_canonical_bytes(*secret).into();
+                match a {
+                    Some(a) if a != Scalar::ZERO => Secret::multiplicative(a),
+                    _ => return Err(Misuse::InvalidBlind.into()),
+                }
+            }
+            Blinding::Additive => Secret::additive(Zeroizing::new(*secret)),
+        };
+        Self::blind_keys(secret, keys)
     }
 
     /// Blinds every distinct key under `secret`.
@@ -233,29 +238,7 @@ impl Query {
         keys: QueryKeys,
         blinding: Blinding,
     ) -> Result<Self, PsiError> {
-        match blinding {
-            Blinding::Multiplicative => {
-                let a = oprf::random_scalar(rng);
-                Self::plan_keys(
-                    Secret::Multiplicative {
-                        a,
-                        unblind: a.invert(),
-                    },
-                    keys,
-                )
-            }
-            Blinding::Additive => {
-                let mut seed = Zeroizing::new([0u8; 32]);
-                rng.fill_bytes(&mut *seed);
-                Self::plan_keys(
-                    Secret::Additive {
-                        seed,
-                        origins: Vec::new(),
-                    },
-                    keys,
-                )
-            }
-        }
+        Self::plan_keys(Secret::fresh(rng, blinding), keys)
     }
 
     /// Blinds every chunk not blinded yet, in order (each in parallel on rayon's pool).

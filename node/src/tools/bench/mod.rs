@@ -501,12 +501,8 @@ fn check(o: &BenchOptions) -> Result<()> {
     if !(1..=MAX_HOLDERS).contains(&o.holders) {
         bail!("--holders must be between 1 and {MAX_HOLDERS}");
     }
-    if o.mode == QueryMode::Count && o.blinding == Some(Blinding::Additive) {
-        bail!(
-            "--blinding additive needs --mode matches: a count holder sorts its answers, which only one blind for all keys can undo"
-        );
-    }
-    Ok(())
+    // Before anything is generated or imported.
+    query::check_blinding(o.mode, o.blinding)
 }
 
 /// Each import in a process of its own; the first is timed (the others are the same work).
