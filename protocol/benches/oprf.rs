@@ -107,9 +107,11 @@ fn operations(c: &mut Criterion) {
     let additive = Arc::new(Query::blind_as(&mut rng, qk.clone(), Blinding::Additive).unwrap());
     // The floor of preparing a count session: one multiplication per holder key, on points
     // already decompressed.
+    let mobile = suyuan_protocol::ident::KeyType::Mobile;
     let points: Vec<RistrettoPoint> = holder
         .epoch()
-        .points(suyuan_protocol::ident::KeyType::Mobile)
+        .read_points(mobile, 0..holder.epoch().size(mobile))
+        .unwrap()
         .iter()
         .map(|p| CompressedRistretto(*p).decompress().unwrap())
         .collect();
@@ -212,7 +214,7 @@ fn operations(c: &mut Criterion) {
                         s.handle(m).unwrap();
                     }
                     let mut eval = None;
-                    while let Some(m) = s.poll_message() {
+                    while let Some(m) = s.poll_message().unwrap() {
                         match m {
                             HolderMessage::Evaluated(_) => eval = eval.or(Some(m)),
                             tags => q.handle(tags).unwrap(),
@@ -241,7 +243,7 @@ fn operations(c: &mut Criterion) {
                         };
                         s.handle(QuerierMessage::Blinded(chunk)).unwrap();
                         let mut eval = None;
-                        while let Some(m) = s.poll_message() {
+                        while let Some(m) = s.poll_message().unwrap() {
                             match m {
                                 HolderMessage::Evaluated(_) => eval = Some(m),
                                 tags => q.handle(tags).unwrap(),

@@ -47,7 +47,7 @@
 //! while let Some(m) = querier.poll_message() {
 //!     session.handle(codec::decode::<QuerierMessage>(&codec::encode(&m)?)?)?;
 //! }
-//! while let Some(m) = session.poll_message() {
+//! while let Some(m) = session.poll_message()? {
 //!     querier.handle(codec::decode(&codec::encode(&m)?)?)?;
 //! }
 //! let result = querier.finish()?;

@@ -96,7 +96,7 @@ pub fn fuzz_query() -> Arc<Query> {
 }
 
 fn drain(s: &mut HolderSession) {
-    while s.poll_message().is_some() {}
+    while let Ok(Some(_)) = s.poll_message() {}
 }
 
 /// A hostile querier against a holder: frames decoded as querier messages and fed to a holder
@@ -405,14 +405,16 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         .expect("load");
     out.push(("certificate", "police".into(), id.cert.to_vec()));
     let epoch = fuzz_epoch();
+    let n = epoch.size(KeyType::Mobile);
     let tags: Vec<u8> = epoch
-        .tags(KeyType::Mobile)
+        .read_tags(KeyType::Mobile, 0..n)
+        .expect("in memory")
         .iter()
         .flat_map(|t| t[..8].iter().copied())
         .collect();
     let sections = vec![Section {
         key_type: KeyType::Mobile,
-        count: epoch.tags(KeyType::Mobile).len() as u64,
+        count: n,
     }];
     let kept = TagSet::new(epoch.id(), 8, sections, vec![tags]).expect("a well-formed set");
     out.push(("kept_tags", "mobile-64".into(), tag_cache::encode(&kept)));
@@ -435,7 +437,7 @@ fn transcript(holder: &Holder, mode: QueryMode) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) 
         .expect("an honest start");
     let mut down = vec![enc(&HolderMessage::from(accept.clone()))];
     let mut pending = Vec::new();
-    while let Some(m) = session.poll_message() {
+    while let Some(m) = session.poll_message().expect("in memory") {
         down.push(enc(&m));
         pending.push(m);
     }
@@ -450,7 +452,7 @@ fn transcript(holder: &Holder, mode: QueryMode) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) 
             session.handle(m).expect("honest");
             progressed = true;
         }
-        while let Some(m) = session.poll_message() {
+        while let Some(m) = session.poll_message().expect("in memory") {
             down.push(enc(&m));
             ex.handle(m).expect("honest");
             progressed = true;

@@ -440,7 +440,7 @@ mod tests {
             t.to_holder(&m);
             hs.handle(m).unwrap();
         }
-        while let Some(m) = hs.poll_message() {
+        while let Some(m) = hs.poll_message().unwrap() {
             t.to_querier(&m);
             qs.handle(m).unwrap();
         }

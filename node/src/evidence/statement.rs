@@ -74,26 +74,31 @@ pub enum StatementMismatch {
 }
 
 impl EpochStatement {
-    /// The statement of `epoch`, served by `node`, imported at `created`.
-    pub fn of(epoch: &Epoch, node: &str, created: u64) -> EpochStatement {
+    /// The statement of `epoch`, served by `node`, imported at `created`; fails only if the
+    /// epoch's store cannot be read.
+    pub fn of(
+        epoch: &Epoch,
+        node: &str,
+        created: u64,
+    ) -> Result<EpochStatement, suyuan_protocol::psi::PsiError> {
         let tag_digests = epoch
             .sizes()
             .into_keys()
             .map(|kt| {
                 let digests = (MIN_TAG_LEN..=TAG_STORED_LEN as u8)
-                    .map(|l| hex::encode(epoch.tag_set_digest(&[kt], l)))
-                    .collect();
-                (kt, digests)
+                    .map(|l| epoch.tag_set_digest(&[kt], l).map(hex::encode))
+                    .collect::<Result<_, _>>()?;
+                Ok((kt, digests))
             })
-            .collect();
-        EpochStatement {
+            .collect::<Result<_, suyuan_protocol::psi::PsiError>>()?;
+        Ok(EpochStatement {
             node: node.to_string(),
             epoch: epoch.id().to_string(),
             public_key: hex::encode(epoch.key().public_key().to_element().0),
             keys: epoch.sizes(),
             tag_digests,
             created,
-        }
+        })
     }
 
     /// Reads a signed statement (the signature checked with the certificate it carries).
@@ -193,7 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = node(dir.path());
         let e = epoch(50);
-        let st = EpochStatement::of(&e, "bank", 1_700_000_000);
+        let st = EpochStatement::of(&e, "bank", 1_700_000_000).unwrap();
         let signed = Signed::sign(STATEMENT_CONTEXT, &st, &id.key, &id.cert).unwrap();
         assert_eq!(EpochStatement::open(&signed).unwrap(), st);
         // One more key claimed: the signature no longer holds.
@@ -215,7 +220,7 @@ mod tests {
     #[test]
     fn an_answer_is_held_to_the_key_sizes_and_tags_of_its_statement() {
         let e = Arc::new(epoch(300));
-        let st = EpochStatement::of(&e, "bank", 0);
+        let st = EpochStatement::of(&e, "bank", 0).unwrap();
         let holder = Holder::new(Arc::clone(&e));
         let mut keys = QueryKeys::new();
         for i in 100..400u32 {
@@ -230,7 +235,7 @@ mod tests {
             Err(StatementMismatch::OtherNode("bank".into()))
         );
         // Another epoch's key, or another size, under this statement.
-        let other = EpochStatement::of(&epoch(300), "bank", 0);
+        let other = EpochStatement::of(&epoch(300), "bank", 0).unwrap();
         let mut lying = accept.clone();
         lying.epoch = e.id();
         lying.public_key = suyuan_protocol::oprf::Element(
@@ -258,7 +263,7 @@ mod tests {
                 session.handle(m).unwrap();
                 moved = true;
             }
-            while let Some(m) = session.poll_message() {
+            while let Some(m) = session.poll_message().unwrap() {
                 ex.handle(m).unwrap();
                 moved = true;
             }

@@ -74,7 +74,7 @@ pub(crate) fn build_signed(
     let created = clock::now_unix();
     // The node commits, in writing, to what it will serve under this epoch.
     let id = node.identity()?;
-    let statement = EpochStatement::of(&epoch, &id.me.name, created);
+    let statement = EpochStatement::of(&epoch, &id.me.name, created)?;
     let signed = Signed::sign(STATEMENT_CONTEXT, &statement, &id.key, &id.cert)
         .context("signing the epoch statement")?;
     let meta = EpochMeta {

@@ -630,6 +630,10 @@ impl State {
         })
         .await
         .ok()?;
+        // A store that cannot be read: the querier is sent the tags, which then fail loudly.
+        let d = d
+            .inspect_err(|e| tracing::warn!("cannot digest the epoch's tags: {e}"))
+            .ok()?;
         let mut memo = self.digests();
         if memo.len() >= 64 {
             // Old epochs' entries; cheap to recompute the few that are still asked for.
@@ -978,11 +982,7 @@ async fn run_query(
     };
     let holder = Holder::with_limits(Arc::clone(epoch), limits)
         .with_label_policy(state.policy.label_policy(peer.role));
-    let tags: u64 = start
-        .sections
-        .iter()
-        .map(|s| epoch.tags(s.key_type).len() as u64)
-        .sum();
+    let tags: u64 = start.sections.iter().map(|s| epoch.size(s.key_type)).sum();
     let deadline = query_deadline(state.timeout, start.total_keys().saturating_add(tags));
     let serving = serve_query(state, &holder, start, hello, peer, send, recv);
     match tokio::time::timeout(deadline, serving).await {
@@ -1166,7 +1166,10 @@ async fn stream_session(
     let mut evaluating = Duration::ZERO;
     let mut shutdown = state.shutdown.clone();
     loop {
-        while let Some(m) = session.poll_message() {
+        while let Some(m) = session
+            .poll_message()
+            .map_err(|e| AbortReason::EvaluationFailed(e.to_string()))?
+        {
             transcript.to_querier(&m);
             write_frame(send, &ServerFrame::Psi(m), state.timeout)
                 .await

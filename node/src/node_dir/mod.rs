@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod identity;
+pub mod keys_file;
 pub mod published;
 pub mod revocation;
 pub mod store;

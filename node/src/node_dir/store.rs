@@ -1,10 +1,13 @@
 //! The epoch store: one redb file per epoch, `epoch.redb` in the node directory, holding the
-//! epoch's key, its sorted tags, its evaluated points `k·H(y)` (where each count session's
-//! tags start) and its description. An import writes `epoch.redb.tmp` and
-//! renames it over the old file: the switch is atomic, and a crash midway leaves the old epoch
-//! in place. The old file is then overwritten with zeros through a handle opened before the
-//! switch, so its key (and any copy of it redb kept in an older page) does not stay on disk
-//! in the freed blocks.
+//! epoch's key, its description and labels, and naming the flat file beside it,
+//! `epoch-<id>.keys` ([`super::keys_file`]), that holds its sorted tags and its evaluated
+//! points `k·H(y)` (where each count session's tags start). A serving node reads that file
+//! piece by piece; it never loads it. An import writes the new keys file, then
+//! `epoch.redb.tmp`, and renames that over the old store: the switch is atomic, and a crash
+//! midway leaves the old epoch in place. The old store is then overwritten with zeros through a
+//! handle opened before the switch, so its key (and any copy of it redb kept in an older page)
+//! does not stay on disk in the freed blocks; the old keys file, which holds no key, is
+//! removed (a node still answering from it keeps it open until that query ends).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,7 +21,7 @@ use sha2::{Digest, Sha256};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::oprf::SecretKey;
 use suyuan_protocol::psi::labels::{EpochLabels, LabelKind, LabelSpec, LabelStats, TypeLabels};
-use suyuan_protocol::psi::{Epoch, EpochId, TAG_STORED_LEN};
+use suyuan_protocol::psi::{Epoch, EpochId, Tag};
 use zeroize::Zeroizing;
 
 use crate::node_dir::NodeDir;
@@ -31,11 +34,7 @@ pub const EPOCH_TMP: &str = "epoch.redb.tmp";
 
 const META: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
 const SECRET: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secret");
-/// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] stored tags, concatenated.
-const TAGS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("tags");
 const TAGS_PER_CHUNK: usize = 1 << 16;
-/// `(key type code, chunk index)` → up to [`TAGS_PER_CHUNK`] evaluated points, concatenated.
-const POINTS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("points");
 /// `(key type code, chunk index)` → the label keys of up to [`TAGS_PER_CHUNK`] keys, 32 bytes
 /// each, in tag order (format 3, an import with labels).
 const LABEL_KEYS: TableDefinition<'static, (u8, u32), &[u8]> = TableDefinition::new("label_keys");
@@ -48,12 +47,15 @@ const LABELS: &str = "labels";
 const DIGEST: &str = "digest";
 /// The `META` entry naming the store's format.
 const FORMAT: &str = "format";
+/// The `META` entry naming the epoch's keys file.
+const KEYS: &str = "keys";
 /// This version's store format: 2 added the evaluated points and `Finalize` tags of protocol
-/// version 2; 3 keeps the points in tag order and adds labels. Stores of format 1 (no `format`
-/// entry) cannot serve this version; format 2 stores are read as epochs without labels.
-pub const STORE_FORMAT: u32 = 3;
+/// version 2; 3 keeps the points in tag order and adds labels; 4 moves tags and points out of
+/// redb into the flat keys file, which a node reads instead of loading (and which takes 48
+/// bytes per key on disk where redb's pages took 162). Older stores are refused with what to do.
+pub const STORE_FORMAT: u32 = 4;
 /// The oldest format this version reads.
-const OLDEST_READABLE: u32 = 2;
+const OLDEST_READABLE: u32 = 4;
 
 /// What `status` and reports say about an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +204,27 @@ impl EpochStore {
     pub fn destroy(&self) -> std::io::Result<()> {
         discard(&self.tmp)?;
         discard(&self.file)?;
+        self.remove_keys_files(None)?;
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// Removes every epoch's keys file in the directory but `keep`'s.
+    fn remove_keys_files(&self, keep: Option<&str>) -> std::io::Result<()> {
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let stale = super::keys_file::is_keys_file(name)
+                || name
+                    .strip_suffix(".tmp")
+                    .is_some_and(super::keys_file::is_keys_file);
+            if stale && Some(name) != keep {
+                match fs::remove_file(self.dir.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes `epoch` as the node's current epoch, atomically replacing the previous one,
@@ -212,12 +234,24 @@ impl EpochStore {
         // A previous import that died leaves its file here (perhaps with its key); it was
         // never the current epoch.
         discard(tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
-        let written = write_tmp(tmp, epoch, meta);
+        let keys_name = super::keys_file::name(epoch.id());
+        let keys = self.dir.join(&keys_name);
+        let keys_tmp = self.dir.join(format!("{keys_name}.tmp"));
+        let _ = fs::remove_file(&keys_tmp);
+        let written = super::keys_file::write(&keys_tmp, epoch)
+            .and_then(|()| Ok(fs::rename(&keys_tmp, &keys)?))
+            .with_context(|| format!("writing the new epoch's keys to {}", keys.display()))
+            .and_then(|()| {
+                write_tmp(tmp, epoch, meta, &keys_name)
+                    .with_context(|| format!("writing the new epoch to {}", tmp.display()))
+            });
         if written.is_err() {
             // A full disk is the usual cause: give the space back. The old epoch is untouched.
             let _ = discard(tmp);
+            let _ = fs::remove_file(&keys_tmp);
+            let _ = fs::remove_file(&keys);
         }
-        written.with_context(|| format!("writing the new epoch to {}", tmp.display()))?;
+        written?;
         // Opened before the switch: afterwards the old file has no name left to open it by.
         let old = match open_to_overwrite(&self.file) {
             Ok(f) => Some(f),
@@ -234,6 +268,9 @@ impl EpochStore {
         {
             // The new epoch is in place either way; only the old file's residue is at stake.
             tracing::warn!("the old epoch's file was not fully overwritten: {e}");
+        }
+        if let Err(e) = self.remove_keys_files(Some(&keys_name)) {
+            tracing::warn!("the old epoch's keys file was not removed: {e}");
         }
         Ok(())
     }
@@ -300,7 +337,7 @@ fn overwrite(file: &File) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta, keys_name: &str) -> Result<()> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -318,21 +355,13 @@ fn write_tmp(tmp: &Path, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
         let mut secret = txn.open_table(SECRET)?;
         let key = epoch.key().to_bytes();
         secret.insert("key", key.as_slice())?;
-        let mut tags = txn.open_table(TAGS)?;
-        let mut points = txn.open_table(POINTS)?;
-        for kt in KeyType::ALL {
-            for (i, chunk) in epoch.tags(kt).chunks(TAGS_PER_CHUNK).enumerate() {
-                tags.insert((kt.code(), i as u32), chunk.concat().as_slice())?;
-            }
-            for (i, chunk) in epoch.points(kt).chunks(TAGS_PER_CHUNK).enumerate() {
-                points.insert((kt.code(), i as u32), chunk.concat().as_slice())?;
-            }
-        }
         if let Some(labels) = epoch.labels() {
             write_labels(&txn, &mut meta_t, labels)?;
         }
         meta_t.insert(FORMAT, STORE_FORMAT.to_string().as_str())?;
-        meta_t.insert(DIGEST, hex::encode(digest(epoch)).as_str())?;
+        meta_t.insert(KEYS, keys_name)?;
+        let digest = digest(epoch).map_err(anyhow::Error::msg)?;
+        meta_t.insert(DIGEST, hex::encode(digest).as_str())?;
     }
     txn.commit().context("committing the new epoch")?;
     drop(db);
@@ -375,21 +404,34 @@ fn write_labels(
 
 /// SHA-256 over the key, every tag and every point (and, with labels, every label), recorded at
 /// import and checked at every load: a store damaged on disk is refused instead of answering
-/// queries wrongly.
-pub fn digest(epoch: &Epoch) -> [u8; 32] {
+/// queries wrongly. Read in blocks, in one pass that also checks that the tags ascend.
+pub fn digest(epoch: &Epoch) -> Result<[u8; 32], String> {
+    use super::keys_file::BLOCK;
     let mut h = Sha256::new();
     h.update(b"suyuan epoch v2");
     h.update(epoch.id().0);
     h.update(epoch.key().to_bytes());
     for kt in KeyType::ALL {
-        let tags = epoch.tags(kt);
+        let n = epoch.size(kt);
         h.update([kt.code()]);
-        h.update((tags.len() as u64).to_le_bytes());
-        for t in tags {
-            h.update(t);
+        h.update(n.to_le_bytes());
+        let mut last: Option<Tag> = None;
+        for start in (0..n).step_by(BLOCK as usize) {
+            let tags = epoch
+                .read_tags(kt, start..(start + BLOCK).min(n))
+                .map_err(|e| e.to_string())?;
+            if last.iter().chain(&tags).is_sorted_by(|a, b| a < b) {
+                last = tags.last().copied();
+            } else {
+                return Err(format!("its {kt} tags are out of order"));
+            }
+            h.update(tags.as_flattened());
         }
-        for p in epoch.points(kt) {
-            h.update(p);
+        for start in (0..n).step_by(BLOCK as usize) {
+            let points = epoch
+                .read_points(kt, start..(start + BLOCK).min(n))
+                .map_err(|e| e.to_string())?;
+            h.update(points.as_flattened());
         }
     }
     // An epoch without labels keeps the digest of format 2, so such stores still load.
@@ -419,7 +461,7 @@ pub fn digest(epoch: &Epoch) -> [u8; 32] {
             }
         }
     }
-    h.finalize().into()
+    Ok(h.finalize().into())
 }
 
 /// redb's page cache while an epoch is read.
@@ -489,16 +531,21 @@ impl EpochStore {
         self.check_format(&txn)?;
         let meta = self.meta_of(&txn)?;
         let key = self.key_of(&txn)?;
-        let tags = self.chunks_of::<TAG_STORED_LEN>(&txn, TAGS, "tag")?;
-        let points = self.chunks_of::<32>(&txn, POINTS, "point")?;
-        for (kt, n) in &meta.sizes {
-            if tags.get(kt).map_or(0, Vec::len) as u64 != *n {
-                return Err(self.corrupt("tag counts differ from the epoch record"));
-            }
-        }
         let id = parse_epoch_id(&meta.id).ok_or_else(|| self.corrupt("invalid epoch id"))?;
-        let mut epoch = Epoch::from_parts(id, key, tags, points)
-            .map_err(|_| self.corrupt("tags or points out of order, or counts that differ"))?;
+        let named = txn
+            .open_table(META)
+            .map_err(|_| self.corrupt("no meta table"))?
+            .get(KEYS)?
+            .map(|v| v.value().to_string());
+        let keys_name = super::keys_file::name(id);
+        if named.as_deref() != Some(keys_name.as_str()) {
+            return Err(self.corrupt("it names no keys file of its epoch"));
+        }
+        let keys_path = self.dir.join(&keys_name);
+        identity::check_private(&keys_path)?;
+        let keys = super::keys_file::KeysFile::open(&keys_path, id, &meta.sizes)
+            .map_err(|what| self.corrupt(&what))?;
+        let mut epoch = Epoch::from_source(id, key, meta.sizes.clone(), Box::new(keys));
         if let Some(labels) = self.labels_of(&txn)? {
             epoch = epoch
                 .with_labels(labels)
@@ -650,8 +697,9 @@ impl EpochStore {
             .map_err(|_| self.corrupt("no meta table"))?
             .get(DIGEST)?
             .map(|v| v.value().to_string());
+        let computed = digest(epoch).map_err(|what| self.corrupt(&what))?;
         match recorded {
-            Some(d) if hex::encode(digest(epoch)) != d => {
+            Some(d) if hex::encode(computed) != d => {
                 Err(self.corrupt("its content no longer matches its digest"))
             }
             Some(_) => Ok(()),
@@ -675,6 +723,8 @@ mod tests {
     use std::io::Read;
     use suyuan_protocol::ident::Key;
     use suyuan_protocol::psi::EpochBuilder;
+
+    use crate::node_dir::keys_file;
 
     fn store(dir: &Path) -> EpochStore {
         NodeDir::at(dir).store()
@@ -734,8 +784,7 @@ mod tests {
         s.write(&e, &meta).unwrap();
         let (read, _) = s.read().unwrap().unwrap();
         assert_eq!(read.labels(), e.labels());
-        assert_eq!(read.tags(KeyType::Mobile), e.tags(KeyType::Mobile));
-        assert_eq!(read.points(KeyType::Mobile), e.points(KeyType::Mobile));
+        assert_same_keys(&read, &e);
 
         // A flipped value id is caught by the digest.
         let db = redb::Database::open(dir.path().join(EPOCH_FILE)).unwrap();
@@ -761,6 +810,20 @@ mod tests {
         );
     }
 
+    fn assert_same_keys(a: &Epoch, b: &Epoch) {
+        assert_eq!(a.sizes(), b.sizes());
+        for (kt, n) in a.sizes() {
+            assert_eq!(
+                a.read_tags(kt, 0..n).unwrap(),
+                b.read_tags(kt, 0..n).unwrap()
+            );
+            assert_eq!(
+                a.read_points(kt, 0..n).unwrap(),
+                b.read_points(kt, 0..n).unwrap()
+            );
+        }
+    }
+
     #[test]
     fn a_store_of_an_older_format_is_refused_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
@@ -768,26 +831,104 @@ mod tests {
         let s = store(dir.path());
         s.write(&e, &meta).unwrap();
         let (read, _) = s.read().unwrap().unwrap();
-        assert_eq!(read.points(KeyType::Mobile), e.points(KeyType::Mobile));
-        // As a version-1 store: no format entry, no points.
+        assert_same_keys(&read, &e);
+        // As a version-3 store, which kept its tags and points in redb.
         let db = redb::Database::open(dir.path().join(EPOCH_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().remove(FORMAT).unwrap();
-        txn.delete_table(POINTS).unwrap();
+        txn.open_table(META).unwrap().insert(FORMAT, "3").unwrap();
         txn.commit().unwrap();
         drop(db);
         let err = s.read().unwrap_err();
         assert!(
-            matches!(err, StoreError::OldFormat { found: 1, .. }),
+            matches!(err, StoreError::OldFormat { found: 3, .. }),
             "{err}"
         );
         assert_eq!(
             err.to_string(),
             format!(
-                "the store {} was written by an older suyuan (store format 1; this version needs 3). Re-import the customer list with `suyuan import`.",
+                "the store {} was written by an older suyuan (store format 3; this version needs 4). Re-import the customer list with `suyuan import`.",
                 dir.path().join(EPOCH_FILE).display()
             )
         );
+    }
+
+    #[test]
+    fn the_keys_file_is_read_in_pieces_and_damage_to_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Over one block of keys, so reads cross blocks.
+        let (e, meta) = epoch(keys_file::BLOCK + 300);
+        let s = store(dir.path());
+        s.write(&e, &meta).unwrap();
+        let keys = dir.path().join(keys_file::name(e.id()));
+        let len = fs::metadata(&keys).unwrap().len();
+        assert_eq!(len, 5 + 16 + 1 + 9 + 48 * (keys_file::BLOCK + 300));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (read, _) = s.read().unwrap().unwrap();
+        assert_same_keys(&read, &e);
+        let n = e.size(KeyType::Mobile);
+        assert_eq!(
+            read.read_tags(KeyType::Mobile, n - 2..n).unwrap(),
+            e.read_tags(KeyType::Mobile, n - 2..n).unwrap()
+        );
+        assert!(read.read_tags(KeyType::Mobile, n - 2..n + 1).is_err());
+
+        let original = fs::read(&keys).unwrap();
+        let refused = |bytes: &[u8]| {
+            fs::write(&keys, bytes).unwrap();
+            let err = s.read().unwrap_err().to_string();
+            fs::write(&keys, &original).unwrap();
+            err
+        };
+        // A flipped bit in a point: the digest.
+        let mut b = original.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert!(refused(&b).contains("no longer matches its digest"));
+        // Two tags swapped: out of order.
+        let mut b = original.clone();
+        let t = 31;
+        let (x, y) = (b[t..t + 16].to_vec(), b[t + 16..t + 32].to_vec());
+        b[t..t + 16].copy_from_slice(&y);
+        b[t + 16..t + 32].copy_from_slice(&x);
+        assert!(
+            refused(&b).contains("tags are out of order"),
+            "{}",
+            refused(&b)
+        );
+        // Cut short, or another epoch's file.
+        assert!(refused(&original[..original.len() - 1]).contains("where the epoch needs"));
+        let mut b = original.clone();
+        b[5] ^= 1;
+        assert!(refused(&b).contains("belongs to another epoch"));
+        assert!(s.read().is_ok());
+        // Gone: refused, with the store named.
+        fs::remove_file(&keys).unwrap();
+        let err = s.read().unwrap_err().to_string();
+        assert!(err.contains(&keys.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_new_epoch_removes_the_old_keys_file_but_a_reader_keeps_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, meta) = epoch(2000);
+        let s = store(dir.path());
+        s.write(&first, &meta).unwrap();
+        let (serving, _) = s.read().unwrap().unwrap();
+        let (second, meta) = epoch(10);
+        s.write(&second, &meta).unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".keys"))
+            .collect();
+        assert_eq!(names, vec![keys_file::name(second.id())]);
+        // A node answering from the old epoch finishes its query.
+        assert_same_keys(&serving, &first);
+        s.destroy().unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -255,12 +255,18 @@ fn a_full_disk_during_import_keeps_the_old_epoch_serving() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("suyuan: storing the new epoch: writing the new epoch to ")
+        err.starts_with("suyuan: storing the new epoch: writing the new epoch's keys to ")
             && err.contains("File too large (os error 27)"),
         "{err}"
     );
-    assert!(
-        !d.join("bank/epoch.redb.tmp").exists(),
+    let left: Vec<String> = std::fs::read_dir(d.join("bank"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp") || n.ends_with(".keys"))
+        .collect();
+    assert_eq!(
+        left,
+        vec![format!("epoch-{epoch}.keys")],
         "the space is given back"
     );
     let status = ok(d, &["status", "--node", "bank"]);
@@ -364,7 +370,7 @@ fn a_corrupted_store_is_refused_never_served() {
     let file = bank.epoch_file();
     let pristine = std::fs::read(&file).unwrap();
     let (epoch, _) = bank.store().read().unwrap().unwrap();
-    let digest = store::digest(&epoch);
+    let digest = store::digest(&epoch).unwrap();
 
     // One flipped byte anywhere: refused, or (in space the store does not use) the very same
     // epoch. Never a different one.
@@ -378,21 +384,35 @@ fn a_corrupted_store_is_refused_never_served() {
                 refused += 1;
             }
             Err(e) => panic!("byte {at}: {e}"),
-            Ok(Some((e, _))) => assert_eq!(store::digest(&e), digest, "byte {at}"),
+            Ok(Some((e, _))) => assert_eq!(store::digest(&e).unwrap(), digest, "byte {at}"),
             Ok(None) => panic!("byte {at}: the store vanished"),
         }
     }
     assert!(refused > 0);
+    std::fs::write(&file, &pristine).unwrap();
+
+    // The keys file beside it uses every byte: one flipped anywhere is refused.
+    let keys = d.join("bank").join(format!("epoch-{}.keys", epoch.id()));
+    let pristine_keys = std::fs::read(&keys).unwrap();
+    for at in (0..pristine_keys.len()).step_by(pristine_keys.len() / 300) {
+        let mut bad = pristine_keys.clone();
+        bad[at] ^= 0x10;
+        std::fs::write(&keys, &bad).unwrap();
+        assert!(
+            matches!(bank.store().read(), Err(StoreError::Corrupt { .. })),
+            "byte {at} of the keys file"
+        );
+    }
 
     // A flipped bit inside a tag, through the binary: a one-line refusal to start.
-    let tag = epoch.tags(KeyType::Mobile)[100];
-    let at = pristine
+    let tag = epoch.read_tags(KeyType::Mobile, 100..101).unwrap()[0];
+    let at = pristine_keys
         .windows(tag.len())
         .position(|w| w == tag)
         .expect("the tag is stored verbatim");
-    let mut bad = pristine.clone();
+    let mut bad = pristine_keys.clone();
     bad[at + 3] ^= 1;
-    std::fs::write(&file, &bad).unwrap();
+    std::fs::write(&keys, &bad).unwrap();
     let err = fails(d, &["serve", "--node", "bank", "--listen", "127.0.0.1:0"]);
     assert!(err.contains("refusing to serve from it"), "{err}");
     let status = ok(d, &["status", "--node", "bank"]);

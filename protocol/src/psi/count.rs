@@ -92,19 +92,20 @@ impl PreparedCount {
             vec![BTreeMap::new(); sessions];
         let labeled = epoch.labels().is_some();
         for (kt, _) in epoch.sizes() {
-            let points = epoch.points(kt);
+            let n = epoch.size(kt) as usize;
             // An epoch with labels keeps each tag's label key and epoch index through the sort.
             let mut per: Vec<Vec<(Tag, LabelKey, u32)>> = (0..sessions)
-                .map(|_| Vec::with_capacity(if labeled { points.len() } else { 0 }))
+                .map(|_| Vec::with_capacity(if labeled { n } else { 0 }))
                 .collect();
             let mut plain: Vec<Vec<Tag>> = (0..sessions)
-                .map(|_| Vec::with_capacity(if labeled { 0 } else { points.len() }))
+                .map(|_| Vec::with_capacity(if labeled { 0 } else { n }))
                 .collect();
-            for (b, chunk) in points.chunks(block).enumerate() {
+            for (b, start) in (0..n).step_by(block).enumerate() {
                 if !go_on() {
                     return Ok(None);
                 }
-                let evaluated = oprf::evaluate_under_each(&factors, chunk).map_err(|i| {
+                let chunk = epoch.read_points(kt, start as u64..(start + block).min(n) as u64)?;
+                let evaluated = oprf::evaluate_under_each(&factors, &chunk).map_err(|i| {
                     Misuse::InvalidEpochPoint {
                         key_type: kt,
                         index: b * block + i,

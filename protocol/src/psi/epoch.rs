@@ -44,14 +44,35 @@ impl fmt::Debug for EpochId {
 /// A compressed evaluated point `compress(k·H(y))`.
 pub type Point = [u8; 32];
 
+/// Where an epoch's sorted tags and evaluated points are kept when they are not in memory: a
+/// node serves a large epoch from its store, read piece by piece as a query streams, so a
+/// holder's memory does not grow with its list. Reads are in tag order and never overlap the
+/// end of a key type's keys ([`Epoch::from_source`] is given the sizes).
+pub trait KeySource: Send + Sync {
+    /// Copies the tags `start .. start + out.len()` of `key_type` into `out`; the error says
+    /// what failed, for the operator.
+    fn read_tags(&self, key_type: KeyType, start: u64, out: &mut [Tag]) -> Result<(), String>;
+    /// Copies the evaluated points `start .. start + out.len()` of `key_type` into `out`.
+    fn read_points(&self, key_type: KeyType, start: u64, out: &mut [Point]) -> Result<(), String>;
+}
+
+/// An epoch's tags and points: as built, or in a store.
+enum Keys {
+    Memory {
+        tags: BTreeMap<KeyType, Vec<Tag>>,
+        points: BTreeMap<KeyType, Vec<Point>>,
+    },
+    Source(Box<dyn KeySource>),
+}
+
 /// The holder's state for one epoch: its key (secret) and, per key type, its tags sorted
 /// ascending without repeats (one per distinct key), each key's evaluated point in the same
 /// order, and, if the import had labels, each key's labels in the same order.
 pub struct Epoch {
     id: EpochId,
     key: SecretKey,
-    tags: BTreeMap<KeyType, Vec<Tag>>,
-    points: BTreeMap<KeyType, Vec<Point>>,
+    sizes: BTreeMap<KeyType, u64>,
+    keys: Keys,
     labels: Option<EpochLabels>,
     label_stats: Vec<LabelStats>,
     /// Per label and value, the keys carrying it: counted once, when a querier first asks for
@@ -69,44 +90,37 @@ impl fmt::Debug for Epoch {
 }
 
 impl Epoch {
-    /// Reassembles an epoch from storage. Tags must be strictly ascending per type, with one
-    /// point per tag in the same order. (Points are decoded when a count session is prepared.)
-    pub fn from_parts(
+    /// An epoch kept in a store: `sizes` keys of each type (none of a type left out), read from
+    /// `source` as they are needed. The store's reader checks its content (order, digest)
+    /// before it hands it over; a point that fails to decode is refused when it is used.
+    pub fn from_source(
         id: EpochId,
         key: SecretKey,
-        tags: BTreeMap<KeyType, Vec<Tag>>,
-        points: BTreeMap<KeyType, Vec<Point>>,
-    ) -> Result<Self, PsiError> {
-        for (kt, t) in &tags {
-            if !t.windows(2).all(|w| w[0] < w[1]) {
-                return Err(Misuse::UnsortedEpochTags(*kt).into());
-            }
-        }
-        let tag_sizes: BTreeMap<KeyType, usize> = tags.iter().map(|(k, t)| (*k, t.len())).collect();
-        let point_sizes: BTreeMap<KeyType, usize> =
-            points.iter().map(|(k, p)| (*k, p.len())).collect();
-        if tag_sizes != point_sizes {
-            return Err(Misuse::EpochPointsMismatch.into());
-        }
-        Ok(Epoch {
+        sizes: BTreeMap<KeyType, u64>,
+        source: Box<dyn KeySource>,
+    ) -> Self {
+        let sizes = sizes.into_iter().filter(|(_, n)| *n > 0).collect();
+        Epoch {
             id,
             key,
-            tags,
-            points,
+            sizes,
+            keys: Keys::Source(source),
             labels: None,
             label_stats: Vec::new(),
             value_keys: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// Attaches stored labels: one run per tag of each key type, in tag order.
     pub fn with_labels(mut self, labels: EpochLabels) -> Result<Self, PsiError> {
         labels.check()?;
-        let aligned = labels.per_type.len() == self.tags.len()
-            && self
-                .tags
-                .iter()
-                .all(|(kt, t)| labels.per_type.get(kt).is_some_and(|l| l.len() == t.len()));
+        let aligned = labels.per_type.len() == self.sizes.len()
+            && self.sizes.iter().all(|(kt, n)| {
+                labels
+                    .per_type
+                    .get(kt)
+                    .is_some_and(|l| l.len() as u64 == *n)
+            });
         if !aligned {
             return Err(LabelError::Inconsistent("one entry per key of each type").into());
         }
@@ -144,22 +158,70 @@ impl Epoch {
         &self.key
     }
 
-    /// The sorted tags of one key type (empty if none).
-    pub fn tags(&self, key_type: KeyType) -> &[Tag] {
-        self.tags.get(&key_type).map_or(&[], Vec::as_slice)
-    }
-
-    /// The evaluated points of one key type (empty if none), ascending.
-    pub fn points(&self, key_type: KeyType) -> &[Point] {
-        self.points.get(&key_type).map_or(&[], Vec::as_slice)
+    /// Distinct keys of one type (0 if none).
+    pub fn size(&self, key_type: KeyType) -> u64 {
+        self.sizes.get(&key_type).copied().unwrap_or(0)
     }
 
     /// Distinct keys per type.
     pub fn sizes(&self) -> BTreeMap<KeyType, u64> {
-        self.tags
-            .iter()
-            .map(|(k, t)| (*k, t.len() as u64))
-            .collect()
+        self.sizes.clone()
+    }
+
+    /// The sorted tags `range` of one key type.
+    pub fn read_tags(
+        &self,
+        key_type: KeyType,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<Tag>, PsiError> {
+        self.read(
+            key_type,
+            range,
+            |tags, _| tags,
+            |s, kt, at, out| s.read_tags(kt, at, out),
+        )
+    }
+
+    /// The evaluated points `range` of one key type, in tag order.
+    pub fn read_points(
+        &self,
+        key_type: KeyType,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<Point>, PsiError> {
+        self.read(
+            key_type,
+            range,
+            |_, points| points,
+            |s, kt, at, out| s.read_points(kt, at, out),
+        )
+    }
+
+    fn read<T: Copy + Default>(
+        &self,
+        key_type: KeyType,
+        range: std::ops::Range<u64>,
+        memory: impl for<'a> Fn(
+            &'a BTreeMap<KeyType, Vec<Tag>>,
+            &'a BTreeMap<KeyType, Vec<Point>>,
+        ) -> &'a BTreeMap<KeyType, Vec<T>>,
+        source: impl Fn(&dyn KeySource, KeyType, u64, &mut [T]) -> Result<(), String>,
+    ) -> Result<Vec<T>, PsiError> {
+        if range.start > range.end || range.end > self.size(key_type) {
+            return Err(Misuse::Incomplete("a read past the epoch's keys").into());
+        }
+        match &self.keys {
+            Keys::Memory { tags, points } => {
+                let all = memory(tags, points)
+                    .get(&key_type)
+                    .map_or(&[][..], Vec::as_slice);
+                Ok(all[range.start as usize..range.end as usize].to_vec())
+            }
+            Keys::Source(s) => {
+                let mut out = vec![T::default(); (range.end - range.start) as usize];
+                source(s.as_ref(), key_type, range.start, &mut out).map_err(PsiError::Store)?;
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -357,8 +419,14 @@ impl EpochBuilder {
         Epoch {
             id: self.id,
             key: self.key,
-            tags: tags_out,
-            points: points_out,
+            sizes: tags_out
+                .iter()
+                .map(|(k, t): (&KeyType, &Vec<Tag>)| (*k, t.len() as u64))
+                .collect(),
+            keys: Keys::Memory {
+                tags: tags_out,
+                points: points_out,
+            },
             labels,
             label_stats: stats,
             value_keys: std::sync::OnceLock::new(),

@@ -28,6 +28,9 @@ pub enum PsiError {
     /// An epoch's labels cannot be built or do not fit it.
     #[error(transparent)]
     Labels(#[from] super::labels::LabelError),
+    /// The store an epoch's keys are read from failed.
+    #[error("the epoch's keys cannot be read from its store: {0}")]
+    Store(String),
 }
 
 /// A protocol violation by the peer. Sessions stop at the first one.

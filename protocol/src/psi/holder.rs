@@ -13,6 +13,7 @@ use super::labels::{
     CANARY_LABEL, LabelOffer, LabelPolicy, VALUES_PER_MESSAGE, apply_keystream, encode_slots,
 };
 use super::messages::{sections_valid, total};
+use super::tag::Tag;
 use super::{
     BlindedChunk, Epoch, EvaluatedChunk, HolderMessage, LabelValues, LimitExceeded,
     MAX_CHUNK_ELEMENTS, MAX_SET_SIZE, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PreparedCount,
@@ -149,7 +150,7 @@ impl Holder {
             .iter()
             .map(|s| Section {
                 key_type: s.key_type,
-                count: self.epoch.tags(s.key_type).len() as u64,
+                count: self.epoch.size(s.key_type),
             })
             .collect();
         let l = tag_len(n, total(&holder_sections));
@@ -501,44 +502,50 @@ impl HolderSession {
     }
 
     /// The next message to send after the accept: every tag chunk, then evaluations as they
-    /// become ready. `None` means nothing is ready now (or everything is sent).
-    pub fn poll_message(&mut self) -> Option<HolderMessage> {
+    /// become ready. `Ok(None)` means nothing is ready now (or everything is sent); an error is
+    /// the epoch's store failing to give its tags, which ends the session.
+    pub fn poll_message(&mut self) -> Result<Option<HolderMessage>, PsiError> {
         if let Some(v) = self.labels.as_mut().and_then(|l| l.preamble.pop_front()) {
-            return Some(v);
+            return Ok(Some(v));
         }
-        if let Some(t) = self.next_tag_chunk() {
-            return Some(t);
+        if let Some(t) = self.next_tag_chunk()? {
+            return Ok(Some(t));
         }
         if let Some(e) = self.next_count_chunk() {
-            return Some(e);
+            return Ok(Some(e));
         }
-        self.outbox.pop_front()
+        Ok(self.outbox.pop_front())
     }
 
-    fn next_tag_chunk(&mut self) -> Option<HolderMessage> {
+    fn next_tag_chunk(&mut self) -> Result<Option<HolderMessage>, PsiError> {
         loop {
             let (section, sent) = self.tag_cursor;
-            let s = self.holder_sections.get(section)?;
-            let tags = match &self.count {
-                Some(c) => c.tags(s.key_type),
-                None => self.epoch.tags(s.key_type),
+            let Some(s) = self.holder_sections.get(section) else {
+                return Ok(None);
             };
-            if sent >= tags.len() {
+            let (kt, total) = (s.key_type, s.count as usize);
+            if sent >= total {
                 self.tag_cursor = (section + 1, 0);
                 continue;
             }
-            let end = (sent + MAX_CHUNK_ELEMENTS).min(tags.len());
+            let end = (sent + MAX_CHUNK_ELEMENTS).min(total);
             let mut bytes = Vec::with_capacity((end - sent) * self.tag_len);
-            for t in &tags[sent..end] {
-                bytes.extend_from_slice(&t[..self.tag_len]);
+            let mut put = |tags: &[Tag]| {
+                for t in tags {
+                    bytes.extend_from_slice(&t[..self.tag_len]);
+                }
+            };
+            match &self.count {
+                Some(c) => put(&c.tags(kt)[sent..end]),
+                None => put(&self.epoch.read_tags(kt, sent as u64..end as u64)?),
             }
             self.tag_cursor = (section, end);
-            let labels = self.seal_labels(s.key_type, sent..end);
-            return Some(HolderMessage::Tags(TagChunk {
-                key_type: s.key_type,
+            let labels = self.seal_labels(kt, sent..end);
+            return Ok(Some(HolderMessage::Tags(TagChunk {
+                key_type: kt,
                 tags: bytes,
                 labels,
-            }));
+            })));
         }
     }
 

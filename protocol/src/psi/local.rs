@@ -31,7 +31,7 @@ pub fn run_local(
             session.handle(wire(&m)?)?;
             progressed = true;
         }
-        while let Some(m) = session.poll_message() {
+        while let Some(m) = session.poll_message()? {
             querier.handle(wire(&m)?)?;
             progressed = true;
         }

@@ -34,7 +34,7 @@ mod tag_index;
 mod tag_set;
 
 pub use count::{PREPARE_BLOCK, PreparedCount};
-pub use epoch::{Epoch, EpochBuilder, EpochId, Point};
+pub use epoch::{Epoch, EpochBuilder, EpochId, KeySource, Point};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
 pub use holder::{Holder, HolderLimits, HolderSession, PROOF_NONCE_DST};
 pub use keys::QueryKeys;
@@ -47,7 +47,7 @@ pub use querier::{
     AwaitingAccept, BlindedChunks, Blinding, Exchanging, QuerierLimits, Query, QueryResult,
 };
 pub use tag::{COUNT_TAG_DST, TAG_STORED_LEN, Tag, tag_len};
-pub use tag_set::{TAG_SET_DST, TagSet};
+pub use tag_set::{TAG_SET_DST, TagSet, TagSetHasher};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! The querier's side: blind once, then one session per holder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use super::labels::{
     LabelAnswer, LabelOffer, MAX_VALUE_BYTES, Slot, apply_keystream, decode_slots,
 };
 use super::messages::sections_valid;
-use super::tag::{count_output, finalize_output, split_output};
+use super::tag::{TAG_STORED_LEN, count_output, finalize_output, split_output};
 use super::tag_index::TagIndex;
 use super::{
     BlindedChunk, EpochId, EvaluatedChunk, HASH_MODE, HolderMessage, LabelValues, LimitExceeded,
@@ -615,6 +615,7 @@ impl AwaitingAccept {
                 Vec::new()
             },
             matched_per_section: vec![0; q.sections.len()],
+            outside: None,
             prefixes: q.sections.iter().map(|s| oprf_prefix(s.key_type)).collect(),
             last_count_element: None,
             section_ends: q
@@ -716,12 +717,33 @@ pub struct Exchanging {
     /// Each query section's OPRF input prefix.
     prefixes: Vec<Vec<u8>>,
     matched_per_section: Vec<u64>,
+    /// With the holder's tags kept by the caller ([`Exchanging::keep_tags_outside`]).
+    outside: Option<Outside>,
     /// `count` mode: the previous evaluation in the current section.
     last_count_element: Option<[u8; 32]>,
     /// Cumulative ends of the query's sections in the element stream.
     section_ends: Vec<u64>,
     /// With a label offer: the values, the sealed labels and what opened.
     labels: Option<QuerierLabels>,
+}
+
+/// The holder's tags kept by the caller instead of in the session: the session checks them as
+/// they arrive and hands them on, keeps only its own tags, and at the end matches the two
+/// sorted lists in one merge as the caller feeds the holder's back. Memory then grows with the
+/// query, not with the holder's set.
+#[derive(Debug, Default)]
+struct Outside {
+    /// Per section: tags received, and the last one (to check the order across chunks).
+    received: Vec<u64>,
+    last: Vec<Vec<u8>>,
+    /// Checked chunks for the caller to take.
+    out: VecDeque<TagChunk>,
+    /// Per section: each evaluated key's tag (the first ℓ bytes) and its query position,
+    /// sorted by tag when the merge starts.
+    own: Vec<Vec<([u8; TAG_STORED_LEN], u64)>>,
+    /// Per section: the first own tag not yet passed, and the holder's tags merged.
+    cursor: Vec<(usize, u64)>,
+    sorted: bool,
 }
 
 /// The querier's side of a label offer.
@@ -817,7 +839,10 @@ impl Exchanging {
     }
 
     fn tags_received(&self, section: usize) -> u64 {
-        (self.tags[section].len() / self.tag_len) as u64
+        match &self.outside {
+            Some(o) => o.received[section],
+            None => (self.tags[section].len() / self.tag_len) as u64,
+        }
     }
 
     fn skip_full_sections(&mut self) {
@@ -911,7 +936,10 @@ impl Exchanging {
             return Err(PeerMisbehaved::UnexpectedTags(chunk.key_type).into());
         }
         let buf = &mut self.tags[self.tag_section];
-        let prev = buf.len().checked_sub(l).map(|s| &buf[s..]);
+        let prev = match &self.outside {
+            Some(o) => Some(o.last[self.tag_section].as_slice()).filter(|t| !t.is_empty()),
+            None => buf.len().checked_sub(l).map(|s| &buf[s..]),
+        };
         let sorted = prev
             .into_iter()
             .chain(chunk.tags.chunks_exact(l))
@@ -931,6 +959,13 @@ impl Exchanging {
                 expected,
             }
             .into());
+        }
+        if let Some(o) = self.outside.as_mut() {
+            o.received[self.tag_section] += count as u64;
+            o.last[self.tag_section] = chunk.tags[chunk.tags.len() - l..].to_vec();
+            o.out.push_back(chunk);
+            self.skip_full_sections();
+            return Ok(());
         }
         buf.extend_from_slice(&chunk.tags);
         if let Some(ql) = self.labels.as_mut() {
@@ -1099,6 +1134,9 @@ impl Exchanging {
     /// the one core's work while the other waited (7% of the unblinding phase at 10^6 holder
     /// tags).
     fn record_matches(&mut self, unblinded: &[[u8; 32]]) {
+        if self.outside.is_some() {
+            return self.keep_own_tags(unblinded);
+        }
         if self.index.len() != self.tags.len() {
             self.index = self
                 .tags
@@ -1168,6 +1206,7 @@ impl Exchanging {
             && set.epoch == self.epoch
             && set.sections == self.holder_sections
             && set.tag_len as usize >= self.tag_len
+            && self.outside.is_none()
             && self.tags.iter().all(Vec::is_empty);
         if !fits {
             return Err(Misuse::TagSetMismatch.into());
@@ -1187,10 +1226,110 @@ impl Exchanging {
         Ok(())
     }
 
+    /// Has the holder's tags kept by the caller: from now on each tag chunk is checked (order,
+    /// size, count) and handed back through [`Exchanging::take_tags`] instead of kept; once
+    /// every evaluation is in, the caller feeds them back in order through
+    /// [`Exchanging::merge_tags`] before [`Exchanging::finish`]. For a holder set larger than
+    /// the querier's memory: the caller writes them to disk. Not with labels (they travel with
+    /// the tags), and only before any tag arrived.
+    pub fn keep_tags_outside(&mut self) -> Result<(), PsiError> {
+        if self.labels.is_some() || self.tags.iter().any(|t| !t.is_empty()) {
+            return Err(Misuse::TagSetMismatch.into());
+        }
+        if self.outside.is_none() {
+            let n = self.holder_sections.len();
+            self.outside = Some(Outside {
+                received: vec![0; n],
+                last: vec![Vec::new(); n],
+                own: vec![Vec::new(); n],
+                cursor: vec![(0, 0); n],
+                ..Outside::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// The next checked tag chunk for the caller to keep, in arrival order (with
+    /// [`Exchanging::keep_tags_outside`]).
+    pub fn take_tags(&mut self) -> Option<TagChunk> {
+        self.outside.as_mut()?.out.pop_front()
+    }
+
+    /// Keeps the tags of evaluated keys for the merge, in parallel.
+    fn keep_own_tags(&mut self, unblinded: &[[u8; 32]]) {
+        let start = self.evaluated;
+        let (ends, query, mode, prefixes) =
+            (&self.section_ends, &self.query, self.mode, &self.prefixes);
+        let l = self.tag_len;
+        let tagged: Vec<(usize, [u8; TAG_STORED_LEN], u64)> = unblinded
+            .par_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let position = start + i as u64;
+                let section = ends.partition_point(|&end| end <= position);
+                let out = match mode {
+                    QueryMode::Matches => {
+                        finalize_output(&[&prefixes[section], query.value(position as usize)], u)
+                    }
+                    QueryMode::Count => count_output(u),
+                };
+                let mut tag = split_output(&out).0;
+                tag[l..].fill(0);
+                (section, tag, position)
+            })
+            .collect();
+        if let Some(o) = self.outside.as_mut() {
+            for (section, tag, position) in tagged {
+                o.own[section].push((tag, position));
+            }
+        }
+    }
+
+    /// With [`Exchanging::keep_tags_outside`], once every evaluation is in: the next holder
+    /// tags of `section` (ℓ bytes each, concatenated), in the order they came, as the caller
+    /// kept them. Each evaluated key matches when its tag is among them.
+    pub fn merge_tags(&mut self, section: usize, tags: &[u8]) -> Result<(), PsiError> {
+        let l = self.tag_len;
+        if self.evaluated != self.total || !self.tags_complete() {
+            return Err(Misuse::Incomplete("the merge starts once every message is in").into());
+        }
+        let Some(o) = self.outside.as_mut() else {
+            return Err(Misuse::Incomplete("no tags are kept outside this session").into());
+        };
+        if !o.sorted {
+            o.own.par_iter_mut().for_each(|own| own.par_sort_unstable());
+            o.sorted = true;
+        }
+        let fits = tags.len().is_multiple_of(l)
+            && o.cursor.get(section).is_some_and(|c| {
+                c.1 + (tags.len() / l) as u64 <= self.holder_sections[section].count
+            });
+        if !fits {
+            return Err(Misuse::TagSetMismatch.into());
+        }
+        let (own, (k, merged)) = (&o.own[section], &mut o.cursor[section]);
+        for theirs in tags.chunks_exact(l) {
+            while *k < own.len() && &own[*k].0[..l] < theirs {
+                *k += 1;
+            }
+            // Several keys may share a tag cut to ℓ bytes: each of them matches.
+            while *k < own.len() && &own[*k].0[..l] == theirs {
+                self.matched_per_section[section] += 1;
+                if let Some(m) = self.matched.get_mut(own[*k].1 as usize) {
+                    *m = true;
+                }
+                *k += 1;
+            }
+        }
+        *merged += (tags.len() / l) as u64;
+        Ok(())
+    }
+
     /// The holder's tags as received (or taken from a kept set), copied; only once every tag
     /// has arrived. [`Exchanging::finish_keeping_tags`] moves them instead.
     pub fn tag_set(&self) -> Option<TagSet> {
-        (self.mode == QueryMode::Matches && self.tags_complete()).then(|| TagSet {
+        let kept_here = self.outside.is_none();
+        (self.mode == QueryMode::Matches && kept_here && self.tags_complete()).then(|| TagSet {
             epoch: self.epoch,
             tag_len: self.tag_len as u8,
             sections: self.holder_sections.clone(),
@@ -1229,6 +1368,9 @@ impl Exchanging {
         if self.mode == QueryMode::Count {
             return Err(Misuse::NoKeptTagsInCountMode.into());
         }
+        if self.outside.is_some() {
+            return Err(Misuse::Incomplete("the holder's tags were kept by the caller").into());
+        }
         let result = self.result()?;
         let set = TagSet {
             epoch: self.epoch,
@@ -1242,6 +1384,16 @@ impl Exchanging {
     fn result(&self) -> Result<QueryResult, PsiError> {
         if !self.tags_complete() {
             return Err(Misuse::Incomplete("tags missing").into());
+        }
+        if let Some(o) = &self.outside {
+            let merged = o
+                .cursor
+                .iter()
+                .zip(&self.holder_sections)
+                .all(|(c, s)| c.1 == s.count);
+            if !merged {
+                return Err(Misuse::Incomplete("the holder's tags are not all merged").into());
+            }
         }
         if self.evaluated != self.total {
             return Err(Misuse::Incomplete("evaluations missing").into());

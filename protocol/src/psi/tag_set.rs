@@ -89,17 +89,61 @@ impl TagSet {
 
 impl Epoch {
     /// [`TagSet::digest`] of this epoch's tags for `key_types`, truncated to `tag_len`: what a
-    /// querier that kept them from an earlier query must hold.
-    pub fn tag_set_digest(&self, key_types: &[KeyType], tag_len: u8) -> [u8; 32] {
+    /// querier that kept them from an earlier query must hold. Reads the tags in blocks, so an
+    /// epoch kept in a store is not loaded for it.
+    pub fn tag_set_digest(
+        &self,
+        key_types: &[KeyType],
+        tag_len: u8,
+    ) -> Result<[u8; 32], super::PsiError> {
+        const BLOCK: u64 = 1 << 16;
         let l = (tag_len as usize).min(super::TAG_STORED_LEN);
-        digest(
-            self.id(),
-            tag_len,
-            key_types.iter().map(|&kt| {
-                let tags = self.tags(kt);
-                (kt, tags.len() as u64, tags.iter().map(move |t| &t[..l]))
-            }),
-        )
+        let mut h = TagSetHasher::new(self.id(), tag_len);
+        let mut flat = Vec::with_capacity(BLOCK as usize * l);
+        for &kt in key_types {
+            let n = self.size(kt);
+            h.section(kt, n);
+            for start in (0..n).step_by(BLOCK as usize) {
+                flat.clear();
+                for t in self.read_tags(kt, start..(start + BLOCK).min(n))? {
+                    flat.extend_from_slice(&t[..l]);
+                }
+                h.tags(&flat);
+            }
+        }
+        Ok(h.finish())
+    }
+}
+
+/// [`TagSet::digest`] computed as the tags go by: a querier that writes the tags to disk as
+/// they arrive, and a holder reading them from its store, need not hold them all.
+#[derive(Clone)]
+pub struct TagSetHasher(Sha256);
+
+impl TagSetHasher {
+    /// Starts the digest of a set of `epoch` with tags of `tag_len` bytes.
+    pub fn new(epoch: EpochId, tag_len: u8) -> Self {
+        let mut h = Sha256::new();
+        h.update(TAG_SET_DST);
+        h.update(epoch.0);
+        h.update([tag_len]);
+        TagSetHasher(h)
+    }
+
+    /// Starts the next section, of `count` tags.
+    pub fn section(&mut self, key_type: KeyType, count: u64) {
+        self.0.update([key_type.code()]);
+        self.0.update(count.to_be_bytes());
+    }
+
+    /// The section's next tags, concatenated.
+    pub fn tags(&mut self, flat: &[u8]) {
+        self.0.update(flat);
+    }
+
+    /// The digest.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 
@@ -108,16 +152,12 @@ fn digest<'a, T: Iterator<Item = &'a [u8]>>(
     tag_len: u8,
     sections: impl Iterator<Item = (KeyType, u64, T)>,
 ) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(TAG_SET_DST);
-    h.update(epoch.0);
-    h.update([tag_len]);
+    let mut h = TagSetHasher::new(epoch, tag_len);
     for (kt, count, tags) in sections {
-        h.update([kt.code()]);
-        h.update(count.to_be_bytes());
+        h.section(kt, count);
         for t in tags {
-            h.update(t);
+            h.tags(t);
         }
     }
-    h.finalize().into()
+    h.finish()
 }

@@ -59,7 +59,8 @@ fn holder() -> Holder {
     let epoch = b.finish();
     assert_eq!(
         epoch
-            .tags(KeyType::Mobile)
+            .read_tags(KeyType::Mobile, 0..epoch.size(KeyType::Mobile))
+            .unwrap()
             .iter()
             .map(|t| hex(t))
             .collect::<Vec<_>>(),
@@ -95,7 +96,11 @@ fn stored_tags_of_each_key_type() {
         let k = Key::parse(kt, value).unwrap();
         let mut b = EpochBuilder::with_key(EpochId([0; 16]), key());
         b.add(&[k]);
-        assert_eq!(hex(&b.finish().tags(kt)[0]), tag16, "{kt}");
+        assert_eq!(
+            hex(&b.finish().read_tags(kt, 0..1).unwrap()[0]),
+            tag16,
+            "{kt}"
+        );
     }
 }
 
@@ -123,7 +128,7 @@ fn complete_session_bytes() {
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
         "0003000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da7015020002030000"
     );
-    let tags = s.poll_message().unwrap();
+    let tags = s.poll_message().unwrap().unwrap();
     assert!(matches!(tags, HolderMessage::Tags(_)));
     assert_eq!(
         hex(&codec::encode(&tags).unwrap()),
@@ -138,7 +143,7 @@ fn complete_session_bytes() {
          0e4705cd248302476f099e07b519c97be0c583c7cd4bce617790a146bfac935f"
     );
     s.handle(blinded).unwrap();
-    let evaluated = s.poll_message().unwrap();
+    let evaluated = s.poll_message().unwrap().unwrap();
     assert_eq!(
         hex(&codec::encode(&evaluated).unwrap()),
         "020002e6f3b0d3819c412953d504974082d4c9ce08baa5e49f235e1b8f42ba2c456367\
@@ -147,7 +152,7 @@ fn complete_session_bytes() {
          15d7c1528858a28cd69ff92342487577b8e3fa0ccfd8ea502fed4809ecb7ad03\
          1d6cd5e67b1d6704a4dbd985beda2f4493cbda8b9886a1479084bff18238fb03"
     );
-    assert!(s.poll_message().is_none() && s.is_finished());
+    assert!(s.poll_message().unwrap().is_none() && s.is_finished());
     q.handle(evaluated).unwrap();
     let r = q.finish().unwrap();
     assert_eq!(r.matched_keys[&KeyType::Mobile], 1);
@@ -181,7 +186,7 @@ fn complete_count_session_bytes() {
         hex(&codec::encode(&HolderMessage::from(accept.clone())).unwrap()),
         "0003000102030405060708090a0b0c0d0e0f08f4a56c2f306cafe90769927fdc9dd4994d8ad18f8d35b7c568ececc842da7015020002030000"
     );
-    let tags = s.poll_message().unwrap();
+    let tags = s.poll_message().unwrap().unwrap();
     assert_eq!(
         hex(&codec::encode(&tags).unwrap()),
         "01001086d100af62540a1ebdb247acfcaf986d00"
@@ -190,14 +195,14 @@ fn complete_count_session_bytes() {
     q.handle(tags).unwrap();
     let blinded = q.poll_message().unwrap();
     s.handle(blinded).unwrap();
-    let evaluated = s.poll_message().unwrap();
+    let evaluated = s.poll_message().unwrap().unwrap();
     assert_eq!(
         hex(&codec::encode(&evaluated).unwrap()),
         "02000272cfde9f1e0135b54092e9f1cce3a8f5c1a21bff2fa02a989e256644ece28533\
          304cbf2b7c6a994823d4e2b77032f12a19fe61c458d8fd8623cfe1f10602133e\
          00"
     );
-    assert!(s.poll_message().is_none() && s.is_finished());
+    assert!(s.poll_message().unwrap().is_none() && s.is_finished());
     q.handle(evaluated).unwrap();
     let r = q.finish().unwrap();
     assert_eq!(r.matched_keys[&KeyType::Mobile], 1);
@@ -244,12 +249,12 @@ fn complete_labelled_session_bytes() {
          c568ececc842da701502000203000101066272616e636800010201011ad58bbf381c3bfa0b4139675664f9e4"
     );
     let mut q = awaiting.handle_accept(accept).unwrap();
-    let values = s.poll_message().unwrap();
+    let values = s.poll_message().unwrap().unwrap();
     assert_eq!(
         hex(&codec::encode(&values).unwrap()),
         "03000212e4b98ce9b281e69ca8e9bd90e58886e8a18c0ce58c97e4baace58886e8a18c0401000100"
     );
-    let tags = s.poll_message().unwrap();
+    let tags = s.poll_message().unwrap().unwrap();
     assert_eq!(
         hex(&codec::encode(&tags).unwrap()),
         "0100104e1952403ff423207a236895d0dd84fb109ceee3a2ddca104f24b5b67388ec60e4"
@@ -259,7 +264,7 @@ fn complete_labelled_session_bytes() {
     while let Some(m) = q.poll_message() {
         s.handle(m).unwrap();
     }
-    while let Some(m) = s.poll_message() {
+    while let Some(m) = s.poll_message().unwrap() {
         q.handle(m).unwrap();
     }
     let r = q.finish().unwrap();

@@ -84,7 +84,7 @@ fn session(holder: &Holder, query: &Arc<Query>, mode: QueryMode) -> Seen {
             hs.handle(m).unwrap();
             progressed = true;
         }
-        while let Some(m) = hs.poll_message() {
+        while let Some(m) = hs.poll_message().unwrap() {
             match &m {
                 HolderMessage::Tags(t) => {
                     tags.extend(t.tags.chunks(tag_len).map(<[u8]>::to_vec));

@@ -30,7 +30,8 @@ fn mobile(s: &str) -> Key {
 fn labels_of(epoch: &Epoch, key: &Key) -> Vec<Vec<String>> {
     let sk = SecretKey::from_bytes(&epoch.key().to_bytes()).unwrap();
     let out = VoprfServer::new(sk).evaluate(&key.oprf_input()).unwrap();
-    let tags = epoch.tags(key.key_type());
+    let kt = key.key_type();
+    let tags = epoch.read_tags(kt, 0..epoch.size(kt)).unwrap();
     let pos = tags
         .binary_search_by(|t| t.as_slice().cmp(&out[..16]))
         .expect("the key's tag is in the epoch");
@@ -67,7 +68,7 @@ fn labels_follow_their_keys_through_sort_and_merge() {
     )
     .unwrap();
     let epoch = b.finish();
-    assert_eq!(epoch.tags(KeyType::Mobile).len(), 300);
+    assert_eq!(epoch.size(KeyType::Mobile), 300);
     assert_eq!(
         labels_of(&epoch, &mobile(&customers[0])),
         [vec!["乌鲁木齐分行", "北京分行"], vec!["2019-03", "2020-11"]] // in value order
@@ -215,7 +216,7 @@ fn labelled_session(
         query.start_asking(QueryMode::Matches, QuerierLimits::default(), ask_labels);
     let (accept, mut hs) = holder.handle_start(start, &mut rand::rng()).unwrap();
     let mut sent = Vec::new();
-    while let Some(m) = hs.poll_message() {
+    while let Some(m) = hs.poll_message().unwrap() {
         sent.push(m);
     }
     (accept, awaiting, sent)

@@ -57,7 +57,7 @@ fn count_session(holder: &Holder, keys: &[&Key], rng: &mut StdRng) -> Vec<([u8; 
             elements: chunk.to_vec(),
         });
         session.handle(msg).unwrap();
-        while let Some(m) = session.poll_message() {
+        while let Some(m) = session.poll_message().unwrap() {
             take(m);
         }
     }

@@ -33,12 +33,12 @@ fn lie(honest: &Holder, liar: &Holder, query: &Arc<Query>, strip: bool) -> Resul
     let (accept, mut real) = honest.handle_start(start.clone(), &mut rng)?;
     let (_, mut fake) = liar.handle_start(start, &mut rng)?;
     let mut q = awaiting.handle_accept(accept)?;
-    while let Some(m) = real.poll_message() {
+    while let Some(m) = real.poll_message().unwrap() {
         q.handle(m)?;
     }
     while let Some(m) = q.poll_message() {
         fake.handle(m)?;
-        while let Some(m) = fake.poll_message() {
+        while let Some(m) = fake.poll_message().unwrap() {
             let m = match m {
                 HolderMessage::Evaluated(mut e) if strip => {
                     e.proof = None;

@@ -10,8 +10,8 @@ use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::oprf::Element;
 use suyuan_protocol::psi::{
     BlindedChunk, Blinding, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage,
-    LimitExceeded, MAX_CHUNK_ELEMENTS, PROTOCOL_VERSION, PeerMisbehaved, PsiError, QuerierMessage,
-    Query, QueryAccept, QueryKeys, QueryMode, QueryStart, Section, run_local,
+    LimitExceeded, MAX_CHUNK_ELEMENTS, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError,
+    QuerierMessage, Query, QueryAccept, QueryKeys, QueryMode, QueryStart, Section, run_local,
 };
 
 /// A small universe of valid keys of three types, indexed by number.
@@ -99,7 +99,123 @@ fn check(seed: u64, holder_ids: &[u32], rows: &[Vec<u32>]) {
             QueryMode::Matches => assert_eq!(r.matched_rows.as_deref(), Some(&matched_rows[..])),
             QueryMode::Count => assert_eq!(r.matched_rows, None),
         }
+        // With the holder's tags kept outside the session and merged at the end: the same.
+        let (outside, _) = run_outside(&holder, &query, mode, seed as usize % 7 + 1);
+        assert_eq!(outside, r, "{mode}, tags kept outside");
     }
+}
+
+/// A session whose holder tags the caller keeps (as a node spills them to disk) and feeds
+/// back, `piece` tags at a time, once every evaluation is in; also returns the tags kept.
+fn run_outside(
+    holder: &Holder,
+    query: &Arc<Query>,
+    mode: QueryMode,
+    piece: usize,
+) -> (suyuan_protocol::psi::QueryResult, Vec<Vec<u8>>) {
+    let (start, awaiting) = query.start(mode);
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let sections = accept.holder_sections.clone();
+    let l = usize::from(accept.tag_len);
+    let mut q = awaiting.handle_accept(accept).unwrap();
+    q.keep_tags_outside().unwrap();
+    let mut kept = vec![Vec::new(); sections.len()];
+    let mut take = |q: &mut suyuan_protocol::psi::Exchanging| {
+        while let Some(t) = q.take_tags() {
+            let i = sections
+                .iter()
+                .position(|x| x.key_type == t.key_type)
+                .unwrap();
+            kept[i].extend_from_slice(&t.tags);
+        }
+    };
+    while let Some(m) = q.poll_message() {
+        s.handle(m).unwrap();
+    }
+    while let Some(m) = s.poll_message().unwrap() {
+        q.handle(m).unwrap();
+        take(&mut q);
+    }
+    assert!(q.is_complete());
+    assert!(q.tag_set().is_none());
+    for (i, tags) in kept.iter().enumerate() {
+        for p in tags.chunks(piece * l) {
+            q.merge_tags(i, p).unwrap();
+        }
+    }
+    (q.finish().unwrap(), kept)
+}
+
+#[test]
+fn tags_kept_outside_are_checked_as_they_come_and_merged_only_whole() {
+    let mut rng = StdRng::seed_from_u64(31);
+    // Mobile numbers only (i % 3 == 0), over two tag chunks.
+    let holder = holder_of(&mut rng, &(0..30_000).step_by(3).collect::<Vec<u32>>());
+    let query = query_of(
+        &mut rng,
+        &(0..3000).map(|i| vec![i * 15]).collect::<Vec<_>>(),
+    );
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let mut q = awaiting.handle_accept(accept.clone()).unwrap();
+    q.keep_tags_outside().unwrap();
+    // A holder sending a chunk whose first tag is below the previous chunk's last: refused,
+    // though the session no longer holds the previous chunk.
+    let Some(HolderMessage::Tags(first)) = s.poll_message().unwrap() else {
+        panic!("tags first")
+    };
+    let mut low = first.clone();
+    low.tags.truncate(usize::from(accept.tag_len));
+    q.handle(HolderMessage::Tags(first)).unwrap();
+    assert_eq!(q.take_tags().map(|t| !t.tags.is_empty()), Some(true));
+    assert_eq!(
+        misbehaved(q.handle(HolderMessage::Tags(low)).unwrap_err()),
+        PeerMisbehaved::TagsNotSorted(KeyType::Mobile)
+    );
+    // Once a tag is in, tags can no longer be kept outside (nor a kept set used).
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let mut q = awaiting.handle_accept(accept).unwrap();
+    let first = s.poll_message().unwrap().unwrap();
+    q.handle(first).unwrap();
+    assert!(q.keep_tags_outside().is_err());
+
+    // The merge waits for every evaluation, takes no more tags than the holder announced,
+    // and the result waits for the whole merge.
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let l = usize::from(accept.tag_len);
+    let mut q = awaiting.handle_accept(accept).unwrap();
+    q.keep_tags_outside().unwrap();
+    let mut kept = Vec::new();
+    while let Some(HolderMessage::Tags(t)) = s.poll_message().unwrap() {
+        q.handle(HolderMessage::Tags(t)).unwrap();
+        kept.extend(q.take_tags().unwrap().tags);
+        if q.tags_done() {
+            break;
+        }
+    }
+    assert!(matches!(
+        q.merge_tags(0, &kept[..l]),
+        Err(PsiError::Misuse(Misuse::Incomplete(_)))
+    ));
+    while let Some(m) = q.poll_message() {
+        s.handle(m).unwrap();
+    }
+    while let Some(m) = s.poll_message().unwrap() {
+        q.handle(m).unwrap();
+    }
+    q.merge_tags(0, &kept[..kept.len() - l]).unwrap();
+    let mut extra = kept[kept.len() - l..].to_vec();
+    extra.extend_from_slice(&kept[..l]);
+    assert!(matches!(
+        q.merge_tags(0, &extra),
+        Err(PsiError::Misuse(Misuse::TagSetMismatch))
+    ));
+    let Err(PsiError::Misuse(Misuse::Incomplete(why))) = q.finish() else {
+        panic!("a result before the whole merge")
+    };
+    assert_eq!(why, "the holder's tags are not all merged");
 }
 
 #[test]
@@ -195,7 +311,7 @@ proptest! {
             let (_, awaiting) = q.start(QueryMode::Count);
             let mut ex = awaiting.handle_accept(accept).unwrap();
             while let Some(m) = ex.poll_message() { s.handle(m).unwrap(); }
-            std::iter::from_fn(|| s.poll_message()).collect()
+            std::iter::from_fn(|| s.poll_message().unwrap()).collect()
         }).collect();
         prop_assert_eq!(&streams[0], &streams[1]);
     }
@@ -214,13 +330,13 @@ fn a_query_never_matches_tags_of_another_epoch() {
     let (accept, mut s_new) = new.handle_start(start.clone(), &mut rand::rng()).unwrap();
     let (_, mut s_old) = old.handle_start(start, &mut rand::rng()).unwrap();
     let mut q = awaiting.handle_accept(accept).unwrap();
-    while let Some(HolderMessage::Tags(t)) = s_old.poll_message() {
+    while let Some(HolderMessage::Tags(t)) = s_old.poll_message().unwrap() {
         q.handle(HolderMessage::Tags(t)).unwrap();
     }
     while let Some(m) = q.poll_message() {
         s_new.handle(m).unwrap();
     }
-    while let Some(m) = s_new.poll_message() {
+    while let Some(m) = s_new.poll_message().unwrap() {
         if let HolderMessage::Evaluated(_) = m {
             q.handle(m).unwrap();
         }
@@ -426,7 +542,7 @@ fn querier_and_stream(
     while let Some(m) = q.poll_message() {
         s.handle(m).unwrap();
     }
-    let stream = std::iter::from_fn(|| s.poll_message()).collect();
+    let stream = std::iter::from_fn(|| s.poll_message().unwrap()).collect();
     (q, stream, accept.into())
 }
 
@@ -620,7 +736,7 @@ fn matches_answer_to_an_unsent_chunk_is_refused() {
     let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();
     let mut q = awaiting.handle_accept(accept).unwrap();
     // Drain tags into q; send nothing yet.
-    while let Some(m) = s.poll_message() {
+    while let Some(m) = s.poll_message().unwrap() {
         q.handle(m).unwrap();
     }
     let forged = EvaluatedChunk {
@@ -686,7 +802,7 @@ fn count_on_prepared(
             session.handle(m).unwrap();
             progressed = true;
         }
-        while let Some(m) = session.poll_message() {
+        while let Some(m) = session.poll_message().unwrap() {
             if let HolderMessage::Tags(t) = &m {
                 tags.extend(t.tags.chunks(len).map(<[u8]>::to_vec));
             }

@@ -43,7 +43,7 @@ fn run(
     let (accept, mut session) = holder.handle_start(start, &mut rand::rng())?;
     if let Some(set) = kept {
         let types: Vec<KeyType> = set.sections.iter().map(|s| s.key_type).collect();
-        let theirs = holder.epoch().tag_set_digest(&types, set.tag_len);
+        let theirs = holder.epoch().tag_set_digest(&types, set.tag_len)?;
         assert_eq!(
             theirs,
             set.digest(),
@@ -62,7 +62,7 @@ fn run(
             session.handle(m)?;
             progressed = true;
         }
-        while let Some(m) = session.poll_message() {
+        while let Some(m) = session.poll_message().unwrap() {
             tag_chunks += usize::from(matches!(m, HolderMessage::Tags(_)));
             ex.handle(m)?;
             progressed = true;
@@ -98,7 +98,9 @@ fn a_kept_tag_set_gives_the_same_answer_without_a_download() {
         assert!(chunks > 0);
         assert_eq!(
             set.digest(),
-            h.epoch().tag_set_digest(&[KeyType::Mobile], set.tag_len)
+            h.epoch()
+                .tag_set_digest(&[KeyType::Mobile], set.tag_len)
+                .unwrap()
         );
         // A new query (fresh blind) of the same size, with the kept set.
         let q2 = query(&mut rng, 3000..8000);
@@ -143,12 +145,15 @@ fn a_stale_or_altered_set_is_never_used() {
         altered.digest(),
         h.epoch()
             .tag_set_digest(&[KeyType::Mobile], altered.tag_len)
+            .unwrap()
     );
     // A new epoch (re-import): another id, another digest, and the querier refuses the set.
     let h2 = holder(&mut rng, 0..2000);
     assert_ne!(
         set.digest(),
-        h2.epoch().tag_set_digest(&[KeyType::Mobile], set.tag_len)
+        h2.epoch()
+            .tag_set_digest(&[KeyType::Mobile], set.tag_len)
+            .unwrap()
     );
     let (start, awaiting) = q.start(QueryMode::Matches);
     let (accept, mut session) = h2.handle_start(start, &mut rand::rng()).unwrap();
@@ -158,7 +163,7 @@ fn a_stale_or_altered_set_is_never_used() {
         Err(PsiError::Misuse(Misuse::TagSetMismatch))
     ));
     // Once tags have begun to arrive, no set can be swapped in, and no skip either.
-    let first_tags = session.poll_message().unwrap();
+    let first_tags = session.poll_message().unwrap().unwrap();
     ex.handle(first_tags).unwrap();
     let (_, h2set, _) = run(&h2, &q, QueryMode::Matches, None).unwrap();
     assert!(matches!(

@@ -73,7 +73,7 @@ async fn holder(bank: &Path, police: &Path, lie: Lie) -> std::net::SocketAddr {
             .await
             .unwrap();
         loop {
-            while let Some(m) = session.poll_message() {
+            while let Some(m) = session.poll_message().unwrap() {
                 transcript.to_querier(&m);
                 write_frame(&mut send, &ServerFrame::Psi(m), t)
                     .await

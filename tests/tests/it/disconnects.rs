@@ -302,7 +302,7 @@ async fn holder_until(bank: &Path, step: HolderStep) -> std::net::SocketAddr {
             return hang_up(conn, ep).await;
         }
         loop {
-            while let Some(m) = session.poll_message() {
+            while let Some(m) = session.poll_message().unwrap() {
                 write_frame(&mut send, &ServerFrame::Psi(m), t)
                     .await
                     .unwrap();

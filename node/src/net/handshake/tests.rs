@@ -301,7 +301,7 @@ fn no_query_runs_unaudited() {
 #[test]
 fn kept_tags_stand_in_only_for_the_same_epoch_long_enough_and_equal() {
     let e = epoch();
-    let digest = e.tag_set_digest(&[KeyType::Mobile], 10);
+    let digest = e.tag_set_digest(&[KeyType::Mobile], 10).unwrap();
     let kept = KeptTags {
         epoch: e.id(),
         tag_len: 10,
