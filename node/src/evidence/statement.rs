@@ -137,23 +137,43 @@ impl EpochStatement {
     /// The tags a `matches` session received (or kept) are the signed ones, type by type.
     pub fn check_tags(&self, set: &TagSet) -> Result<(), StatementMismatch> {
         for (section, tags) in set.sections.iter().zip(&set.tags) {
-            let kt = section.key_type;
-            let expected = self
-                .tag_digests
-                .get(&kt)
-                .and_then(|d| d.get(usize::from(set.tag_len.saturating_sub(MIN_TAG_LEN))));
             let one = TagSet::new(set.epoch, set.tag_len, vec![*section], vec![tags.clone()]);
-            let fits = match (expected, one) {
-                (Some(e), Some(one)) => *e == hex::encode(one.digest()),
-                // A type the holder has none of: nothing may have been received.
-                (None, _) => section.count == 0,
-                (Some(_), None) => false,
-            };
-            if !fits {
-                return Err(StatementMismatch::OtherTags { key_type: kt });
+            match one {
+                Some(one) => self.check_section(set.tag_len, section, &one.digest())?,
+                None => {
+                    return Err(StatementMismatch::OtherTags {
+                        key_type: section.key_type,
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// [`EpochStatement::check_tags`] for one section, by its digest alone
+    /// ([`TagSet::digest`] of a set of that section only): a querier that wrote the tags to
+    /// disk as they came digested them on the way.
+    pub fn check_section(
+        &self,
+        tag_len: u8,
+        section: &Section,
+        digest: &[u8; 32],
+    ) -> Result<(), StatementMismatch> {
+        let kt = section.key_type;
+        let expected = self
+            .tag_digests
+            .get(&kt)
+            .and_then(|d| d.get(usize::from(tag_len.saturating_sub(MIN_TAG_LEN))));
+        let fits = match expected {
+            Some(e) => *e == hex::encode(digest),
+            // A type the holder has none of: nothing may have been received.
+            None => section.count == 0,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(StatementMismatch::OtherTags { key_type: kt })
+        }
     }
 }
 

@@ -109,6 +109,8 @@ pub enum FailureKind {
     ClosedMidway,
     /// The unblinding task failed.
     UnblindingFailed(String),
+    /// The holder's tags could not be written to disk or read back (this side's fault).
+    Spill(String),
 }
 
 impl QueryFailure {
@@ -207,6 +209,7 @@ impl fmt::Display for QueryFailure {
             UnexpectedFrame => write!(f, "{p} sent an unexpected frame"),
             ClosedMidway => write!(f, "{p} closed the query midway"),
             UnblindingFailed(e) => write!(f, "{p}: unblinding failed: {e}"),
+            Spill(e) => write!(f, "{p}: {e}"),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod local;
 pub mod metrics;
 pub(crate) mod querier;
 pub mod server;
+mod tag_spill;
 pub mod tls;
 mod tls_watch;
 pub mod udp;

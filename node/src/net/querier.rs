@@ -2,6 +2,7 @@
 //! the blinded keys, unblind the answers.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::net::frame::{
 };
 use crate::net::handshake::querier::{QuerierHandshake, Welcomed};
 use crate::net::server::connection_identity;
+use crate::net::tag_spill::{SpillError, TagSpill};
 use crate::node_dir::identity;
 use crate::query::{PeerSpec, PeerStats};
 
@@ -66,6 +68,18 @@ pub(crate) struct Bounds {
     pub(crate) record: bool,
     /// Ask for the labels of matched keys (`suyuan query --labels`).
     pub(crate) labels: bool,
+    /// Most bytes of a holder's tags held in memory; a larger stream is written to disk
+    /// ([`super::tag_spill`]).
+    pub(crate) tags_in_memory: u64,
+}
+
+/// The holder's tags this side already has, and where a large stream of them is written.
+#[derive(Debug, Clone)]
+pub(crate) struct HolderTags {
+    /// Kept from an earlier query (`matches` mode).
+    pub(crate) kept: Option<TagSet>,
+    /// The directory a stream larger than [`Bounds::tags_in_memory`] is written to.
+    pub(crate) spill_dir: PathBuf,
 }
 
 /// Asks one peer. Everything that can go wrong becomes a [`QueryFailure`] naming the peer.
@@ -75,7 +89,7 @@ pub(crate) async fn ask(
     client_cfg: quinn::ClientConfig,
     hello: Hello,
     query: Arc<Query>,
-    kept: Option<TagSet>,
+    tags: HolderTags,
     bounds: Bounds,
 ) -> Result<Reply, QueryFailure> {
     let fail = |kind| failure(peer, None, false, kind);
@@ -98,7 +112,7 @@ pub(crate) async fn ask(
         me,
         hello,
         query,
-        kept,
+        tags,
         bounds,
     };
     let result = asking.ask_on(&endpoint, addr).await;
@@ -153,12 +167,35 @@ fn check_statement(
 }
 
 /// The result of a complete session; in `matches` mode its tags (received or kept) checked
-/// against the statement, and handed back to keep when they were downloaded.
+/// against the statement, and handed back to keep when they were downloaded. Tags written to
+/// disk are checked by the digests taken as they were written, then merged.
 fn finish(
-    session: Exchanging,
+    mut session: Exchanging,
+    spill: Option<TagSpill>,
     statement: &EpochStatement,
     tags_kept: bool,
 ) -> Result<(QueryResult, Option<TagSet>), FailureKind> {
+    if let Some(spill) = spill {
+        let spilled = spill
+            .finish()
+            .map_err(|e| FailureKind::Spill(e.to_string()))?;
+        if session.mode() == QueryMode::Matches {
+            let accept = session.holder_sections().to_vec();
+            for (s, d) in accept.iter().zip(&spilled.section_digests) {
+                statement
+                    .check_section(session.tag_len(), s, d)
+                    .map_err(FailureKind::Statement)?;
+            }
+        }
+        spilled.merge_into(&mut session).map_err(|e| match e {
+            SpillError::Psi(e) => FailureKind::Psi(e),
+            io => FailureKind::Spill(io.to_string()),
+        })?;
+        return session
+            .finish()
+            .map(|r| (r, None))
+            .map_err(FailureKind::Psi);
+    }
     if session.mode() == QueryMode::Count {
         // Count sessions' tags are the session's own: nothing to compare or keep.
         return session
@@ -205,13 +242,15 @@ struct Asking<'a> {
     me: &'a identity::PeerIdentity,
     hello: Hello,
     query: Arc<Query>,
-    kept: Option<TagSet>,
+    tags: HolderTags,
     bounds: Bounds,
 }
 
 /// The exchange after the accept.
 struct Exchange {
     session: Exchanging,
+    /// The holder's tags being written to disk, when they are too many to hold.
+    spill: Option<TagSpill>,
     recv: quinn::RecvStream,
     sender: tokio::task::JoinHandle<Result<(quinn::SendStream, Transcript), FrameError>>,
     tags_kept: bool,
@@ -391,7 +430,7 @@ impl Asking<'_> {
         transcript.to_holder(&QuerierMessage::Start(start.clone()));
         let (send, mut recv) = self.send_opening(conn, start).await.map_err(before)?;
         // The holder's first answer says whether the query is admitted.
-        let mut handshake = QuerierHandshake::new(&peer.name, self.kept.is_some());
+        let mut handshake = QuerierHandshake::new(&peer.name, self.tags.kept.is_some());
         let first = read_frame::<ServerFrame>(&mut recv, timeout)
             .await
             .map_err(|e| before(frame_failure(e)))?;
@@ -415,6 +454,7 @@ impl Asking<'_> {
         if welcomed.tags_kept {
             // The holder checked our kept set's digest against its current tags; none come.
             let set = self
+                .tags
                 .kept
                 .clone()
                 .ok_or(after(FailureKind::KeptTagsNotOffered))?;
@@ -422,9 +462,13 @@ impl Asking<'_> {
                 .use_tag_set(set)
                 .map_err(|e| after(FailureKind::Psi(e)))?;
         }
+        let spill = self
+            .spill(&mut session, &accepted, welcomed.tags_kept)
+            .map_err(after)?;
         let sender = spawn_sender(&mut session, send, transcript.clone());
         Ok(Exchange {
             session,
+            spill,
             recv,
             sender,
             tags_kept: welcomed.tags_kept,
@@ -435,6 +479,31 @@ impl Asking<'_> {
             transcript,
             accept: accepted,
         })
+    }
+
+    /// Whether the holder's tags go to disk: a stream larger than this side holds in memory
+    /// (labels travel with the tags and stay in memory; kept tags are already here).
+    fn spill(
+        &self,
+        session: &mut Exchanging,
+        accept: &QueryAccept,
+        tags_kept: bool,
+    ) -> Result<Option<TagSpill>, FailureKind> {
+        let bytes = accept
+            .total_keys()
+            .saturating_mul(u64::from(accept.tag_len));
+        if tags_kept || self.bounds.labels || bytes <= self.bounds.tags_in_memory {
+            return Ok(None);
+        }
+        session.keep_tags_outside().map_err(FailureKind::Psi)?;
+        let spill = TagSpill::create(
+            &self.tags.spill_dir,
+            accept.epoch,
+            accept.tag_len,
+            &accept.holder_sections,
+        )
+        .map_err(|e| FailureKind::Spill(e.to_string()))?;
+        Ok(Some(spill))
     }
 
     /// Opens the stream and sends the hello and the query start.
@@ -467,6 +536,7 @@ impl Asking<'_> {
     ) -> (Finished, Duration) {
         let Exchange {
             mut session,
+            mut spill,
             mut recv,
             mut sender,
             tags_kept,
@@ -482,9 +552,19 @@ impl Asking<'_> {
         let mut unblind = Duration::ZERO;
         let result = loop {
             if session.is_complete() {
-                let done = match finish(session, &statement, tags_kept) {
-                    Ok(d) => d,
-                    Err(kind) => break Err(aborted(kind)),
+                let spilled = spill.take();
+                let finished = tokio::task::spawn_blocking(move || {
+                    let t = std::time::Instant::now();
+                    (finish(session, spilled, &statement, tags_kept), t.elapsed())
+                })
+                .await;
+                let done = match finished {
+                    Ok((Ok(d), spent)) => {
+                        unblind += spent;
+                        d
+                    }
+                    Ok((Err(kind), _)) => break Err(aborted(kind)),
+                    Err(e) => break Err(aborted(FailureKind::UnblindingFailed(e.to_string()))),
                 };
                 // The sender is done once every chunk is answered: its digest of them.
                 let sent = match tokio::time::timeout(self.bounds.timeout, &mut sender).await {
@@ -504,18 +584,36 @@ impl Asking<'_> {
                 Err(kind) => break Err(aborted(kind)),
             };
             transcript.to_querier(&msg);
+            let mut spilling = spill.take();
             let handled = tokio::task::spawn_blocking(move || {
                 let t = std::time::Instant::now();
-                let r = session.handle(msg);
-                (session, r, t.elapsed())
+                let r = session
+                    .handle(msg)
+                    .map_err(FailureKind::Psi)
+                    .and_then(|()| {
+                        // Checked chunks the session handed back go to disk.
+                        while let (Some(sp), Some(chunk)) = (spilling.as_mut(), session.take_tags())
+                        {
+                            sp.write(&chunk)
+                                .map_err(|e| FailureKind::Spill(e.to_string()))?;
+                        }
+                        Ok(())
+                    });
+                (session, spilling, r, t.elapsed())
             })
             .await;
             match handled {
-                Ok((s, Ok(()), spent)) => {
+                Ok((s, sp, Ok(()), spent)) => {
                     session = s;
+                    spill = sp;
                     unblind += spent;
                 }
-                Ok((_, Err(e), _)) => break Err(aborted(FailureKind::Psi(e))),
+                Ok((_, sp, Err(kind), _)) => {
+                    if let Some(sp) = sp {
+                        sp.discard();
+                    }
+                    break Err(aborted(kind));
+                }
                 Err(e) => break Err(aborted(FailureKind::UnblindingFailed(e.to_string()))),
             }
         };

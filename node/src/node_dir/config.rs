@@ -49,6 +49,7 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 
 [query]
 # tag_cache_mib = 1024          # holders' tag sets kept for repeated queries (0: keep none)
+# tags_in_memory_mib = 128      # a holder's tags held in memory during a query; more are written to tag-cache/ and merged
 # max_holder_keys = 536870912   # a holder announcing more is refused (we keep 8-16 bytes per key)
 "#;
 
@@ -111,8 +112,13 @@ impl ServeConfig {
 pub struct QueryConfig {
     /// Most MiB of holders' tag sets kept in `tag-cache/` for repeated queries.
     pub tag_cache_mib: u64,
-    /// Most keys a holder may announce: its tags are held in memory during the query, ℓ bytes
-    /// (8 to 16) each, so this bounds what a hostile or huge holder can make us allocate.
+    /// Most MiB of one holder's tags held in memory during a query: a larger stream is written
+    /// to `tag-cache/` as it arrives and merged with this side's tags at the end, so memory
+    /// grows with the dump, not with the holder's list.
+    pub tags_in_memory_mib: u64,
+    /// Most keys a holder may announce: its tags (ℓ bytes each, 8 to 16) are held in memory
+    /// or on disk during the query, so this bounds what a hostile or huge holder can make us
+    /// allocate or write.
     pub max_holder_keys: u64,
 }
 
@@ -120,6 +126,7 @@ impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             tag_cache_mib: 1024,
+            tags_in_memory_mib: 128,
             max_holder_keys: QuerierLimits::default().max_holder_keys,
         }
     }
@@ -136,6 +143,11 @@ impl QueryConfig {
     /// The cache limit in bytes.
     pub fn tag_cache_bytes(&self) -> u64 {
         self.tag_cache_mib.saturating_mul(1 << 20)
+    }
+
+    /// [`QueryConfig::tags_in_memory_mib`] in bytes.
+    pub fn tags_in_memory_bytes(&self) -> u64 {
+        self.tags_in_memory_mib.saturating_mul(1 << 20)
     }
 }
 

@@ -49,6 +49,11 @@ impl TagCache {
         }
     }
 
+    /// Its directory (which may not exist yet).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, peer: &str) -> Option<PathBuf> {
         // Node names are DNS labels, so a name is a safe file name; anything else is not kept.
         check_node_name(peer).ok()?;
@@ -196,15 +201,26 @@ fn encoded_len(set: &TagSet) -> u64 {
     (MAGIC.len() + 16 + 2 + 9 * set.sections.len() + set.byte_len() + 32) as u64
 }
 
-/// Writes the file format of this module (streamed: no second copy of the tags).
-fn write_set(w: &mut impl Write, set: &TagSet) -> std::io::Result<()> {
+/// Writes the header of this module's format; returns its length (where the tags start).
+pub(crate) fn write_header(
+    w: &mut impl Write,
+    epoch: EpochId,
+    tag_len: u8,
+    sections: &[Section],
+) -> std::io::Result<u64> {
     w.write_all(MAGIC)?;
-    w.write_all(&set.epoch.0)?;
-    w.write_all(&[set.tag_len, set.sections.len() as u8])?;
-    for s in &set.sections {
+    w.write_all(&epoch.0)?;
+    w.write_all(&[tag_len, sections.len() as u8])?;
+    for s in sections {
         w.write_all(&[s.key_type.code()])?;
         w.write_all(&s.count.to_be_bytes())?;
     }
+    Ok((MAGIC.len() + 16 + 2 + 9 * sections.len()) as u64)
+}
+
+/// Writes the file format of this module (streamed: no second copy of the tags).
+fn write_set(w: &mut impl Write, set: &TagSet) -> std::io::Result<()> {
+    write_header(w, set.epoch, set.tag_len, &set.sections)?;
     for t in &set.tags {
         w.write_all(t)?;
     }

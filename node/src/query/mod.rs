@@ -336,9 +336,12 @@ impl PeerAsking {
             published: self.published,
             ..Hello::new(self.mode, self.case.clone())
         };
-        let kept = kept.map(|(set, _)| set);
+        let tags = querier::HolderTags {
+            kept: kept.map(|(set, _)| set),
+            spill_dir: self.cache.dir().to_path_buf(),
+        };
         let (me, cfg, bounds) = (&self.me, self.client_cfg.clone(), self.bounds);
-        let r = querier::ask(&peer, me, cfg, hello, Arc::clone(&self.query), kept, bounds).await;
+        let r = querier::ask(&peer, me, cfg, hello, Arc::clone(&self.query), tags, bounds).await;
         let Some((fewer, withheld)) = without_small_sections(&self.query, &r) else {
             return (peer, r, None);
         };
@@ -350,7 +353,11 @@ impl PeerAsking {
             ..Hello::new(self.mode, self.case.clone())
         };
         let cfg = self.client_cfg.clone();
-        let r = querier::ask(&peer, me, cfg, hello, fewer, None, bounds).await;
+        let tags = querier::HolderTags {
+            kept: None,
+            spill_dir: self.cache.dir().to_path_buf(),
+        };
+        let r = querier::ask(&peer, me, cfg, hello, fewer, tags, bounds).await;
         (peer, r, Some(withheld))
     }
 }
@@ -422,6 +429,7 @@ impl QueryJob {
                 limits: self.cfg.query.limits(),
                 record: opts.evidence.is_some(),
                 labels: opts.labels,
+                tags_in_memory: self.cfg.query.tags_in_memory_bytes(),
             },
             case: opts.case.clone(),
             mode: opts.mode,

@@ -1337,6 +1337,16 @@ impl Exchanging {
         })
     }
 
+    /// The holder's sections, as its accept announced them.
+    pub fn holder_sections(&self) -> &[Section] {
+        &self.holder_sections
+    }
+
+    /// ℓ, the tag length of this session.
+    pub fn tag_len(&self) -> u8 {
+        self.tag_len as u8
+    }
+
     /// The mode of this session.
     pub fn mode(&self) -> QueryMode {
         self.mode

@@ -111,3 +111,41 @@ async fn a_repeated_query_uses_the_kept_tags_and_never_a_stale_set() {
     assert!(!ask(&fed, &police, &srv).await.stats.unwrap().tags_kept);
     srv.stop().await;
 }
+
+/// A querier holding less of a holder's tags in memory than the holder sends writes them to
+/// disk as they come and merges them at the end: the same answer in both modes as a querier
+/// holding them, the holder's statement still checked, and nothing left on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_written_to_disk_give_the_answer_of_tags_held_in_memory() {
+    let fed = Federation::new();
+    let policy = "[network]\ntimeout_secs = 10\n[policy]\nmin_query_keys = 1\nrequire_case = false\n[policy.allow]\npolice = [\"count\", \"matches\"]\n";
+    let bank = fed.node("bank", Role::Institution, policy);
+    let police = fed.node("police", Role::Police, "[network]\ntimeout_secs = 10\n");
+    let disk = fed.node(
+        "police2",
+        Role::Police,
+        "[network]\ntimeout_secs = 10\n[query]\ntags_in_memory_mib = 0\n",
+    );
+    import(&bank, &list(&fed, "a.csv", 0..HOLDER_KEYS));
+    list(&fed, "dump.csv", HOLDER_KEYS - 500..HOLDER_KEYS + 500);
+    let srv = start(&bank);
+    for mode in [QueryMode::Matches, QueryMode::Count] {
+        let ask = |node: PathBuf| {
+            let (dump, peer) = (fed.path("dump.csv"), srv.peer("bank"));
+            async move { ask_one(&node, &dump, &peer, mode, None).await }
+        };
+        let held = ask(police.clone()).await;
+        let written = ask(disk.clone()).await;
+        assert_eq!(written.error, None, "{mode}");
+        assert_eq!(matched(&written), 500, "{mode}");
+        assert_eq!(written.matched_keys, held.matched_keys, "{mode}");
+        assert_eq!(written.rows, held.rows, "{mode}");
+        // Written to disk, the tags are not kept for the next query; nothing is left behind.
+        let left: Vec<_> = std::fs::read_dir(disk.join(CACHE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{mode}: {left:?}");
+    }
+    srv.stop().await;
+}
