@@ -1,9 +1,12 @@
 //! Count sessions prepared while the node is idle. Each `count` session needs its own factor
 //! `r` and the tags of `r·k·H(y)` for the whole customer list, one multiplication per key;
 //! prepared ahead, a count query starts as fast as a `matches` one. Each prepared session is
-//! taken once and dropped (its key `r·k` zeroized); none is ever used twice.
+//! taken once and dropped (its key `r·k` zeroized); none is ever used twice. A list whose
+//! session does not fit the pool's memory bound (1.6 GB at 10^8 keys) has its sessions
+//! prepared to disk instead ([`crate::net::count_disk`]), under a bound of their own.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -20,9 +23,26 @@ pub const PREPARE_BATCH: usize = 8;
 /// How often the filler looks again whether the node is idle.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
+/// Where sessions too large for the memory bound are prepared, and how many bytes of them.
+#[derive(Debug, Clone)]
+pub struct DiskPool {
+    /// `NODE_DIR/count-sessions`.
+    pub dir: PathBuf,
+    /// Most bytes of sessions there.
+    pub limit_bytes: u64,
+}
+
+/// Where a pass prepares its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Memory,
+    Disk,
+}
+
 /// A bounded pool of prepared count sessions for the epoch being served.
 pub struct CountPool {
     limit_bytes: u64,
+    disk: Option<DiskPool>,
     state: Mutex<PoolState>,
     changed: Condvar,
 }
@@ -40,17 +60,21 @@ struct PoolState {
 pub struct PoolLevel {
     /// Sessions ready.
     pub ready: usize,
-    /// Bytes they take.
+    /// Bytes they take, in memory and on disk.
     pub bytes: u64,
+    /// Of those sessions, the ones on disk.
+    pub on_disk: usize,
     /// Sessions prepared since the node started.
     pub prepared: u64,
 }
 
 impl CountPool {
-    /// An empty pool holding at most `limit_bytes` of prepared tags (0: prepare none ahead).
-    pub fn new(limit_bytes: u64) -> Arc<Self> {
+    /// An empty pool holding at most `limit_bytes` of prepared tags in memory (0: none), and,
+    /// for a list whose session does not fit that, sessions on `disk` (`None`: none).
+    pub fn new(limit_bytes: u64, disk: Option<DiskPool>) -> Arc<Self> {
         Arc::new(CountPool {
             limit_bytes,
+            disk,
             state: Mutex::new(PoolState::default()),
             changed: Condvar::new(),
         })
@@ -89,6 +113,7 @@ impl CountPool {
         PoolLevel {
             ready: s.ready.len(),
             bytes: s.ready.iter().map(PreparedCount::size_bytes).sum(),
+            on_disk: s.ready.iter().filter(|p| p.is_outside()).count(),
             prepared: s.prepared,
         }
     }
@@ -101,18 +126,27 @@ impl CountPool {
         self.changed.notify_all();
     }
 
-    /// The epoch to prepare sessions of and how many, when a whole pass fits: as many as
-    /// the bound holds ([`MAX_PREPARED`], `limit_bytes`), [`PREPARE_BATCH`] at a time, and
+    /// The epoch to prepare sessions of, how many and where, when a whole pass fits: as many
+    /// as the bound holds ([`MAX_PREPARED`], `limit_bytes`, or the disk's when not even one
+    /// session fits in memory and the epoch has no labels), [`PREPARE_BATCH`] at a time, and
     /// nothing while fewer than a pass's worth are missing.
-    fn wanted(&self, s: &PoolState) -> Option<(Arc<Epoch>, usize)> {
+    fn wanted(&self, s: &PoolState) -> Option<(Arc<Epoch>, usize, Place)> {
         let epoch = s.epoch.as_ref()?;
         let size = PreparedCount::size_of(epoch).max(1);
-        let capacity = usize::try_from(self.limit_bytes / size)
-            .unwrap_or(usize::MAX)
-            .min(MAX_PREPARED);
+        let fits = |limit: u64| {
+            usize::try_from(limit / size)
+                .unwrap_or(usize::MAX)
+                .min(MAX_PREPARED)
+        };
+        let (capacity, place) = match &self.disk {
+            Some(d) if fits(self.limit_bytes) == 0 && epoch.labels().is_none() => {
+                (fits(d.limit_bytes), Place::Disk)
+            }
+            _ => (fits(self.limit_bytes), Place::Memory),
+        };
         let room = capacity.saturating_sub(s.ready.len());
         let pass = capacity.min(PREPARE_BATCH);
-        (pass > 0 && room >= pass).then(|| (Arc::clone(epoch), pass))
+        (pass > 0 && room >= pass).then(|| (Arc::clone(epoch), pass, place))
     }
 
     /// Prepares sessions whenever a pass fits and `idle()` says no query is running, until
@@ -120,7 +154,7 @@ impl CountPool {
     pub fn fill(self: &Arc<Self>, idle: impl Fn() -> bool) {
         let mut full_logged = None;
         loop {
-            let (epoch, sessions) = {
+            let (epoch, sessions, place) = {
                 let s = self.lock();
                 if s.stopped {
                     return;
@@ -139,17 +173,30 @@ impl CountPool {
             };
             // Given up as soon as a query arrives: the query gets the cores, the work is redone
             // at the next idle moment.
-            let pass = PreparedCount::prepare_many_while(&epoch, sessions, &mut rand::rng(), &idle);
+            let started = std::time::Instant::now();
+            let pass = match (place, &self.disk) {
+                (Place::Disk, Some(d)) => {
+                    crate::net::count_disk::prepare(&epoch, sessions, &d.dir, &idle)
+                }
+                _ => PreparedCount::prepare_many_while(&epoch, sessions, &mut rand::rng(), &idle)
+                    .map_err(anyhow::Error::from),
+            };
             let prepared = match pass {
                 Ok(Some(p)) => p,
                 Ok(None) => continue,
                 Err(e) => {
-                    // A store that passed its digest check has no bad point: this is damage
-                    // in memory. Count queries then prepare their own (and fail the same way).
-                    tracing::error!("cannot prepare count sessions: {e}");
+                    // A store that passed its digest check has no bad point, so this is damage
+                    // in memory, or a disk that fails. Count queries then prepare their own.
+                    tracing::error!("cannot prepare count sessions: {e:#}");
                     return;
                 }
             };
+            tracing::info!(
+                sessions = prepared.len(),
+                on_disk = place == Place::Disk,
+                seconds = started.elapsed().as_secs_f64(),
+                "count sessions prepared"
+            );
             let mut s = self.lock();
             if s.epoch.as_ref().map(|e| e.id()) == Some(epoch.id()) && !s.stopped {
                 s.prepared += prepared.len() as u64;
@@ -206,7 +253,7 @@ mod tests {
     fn the_pool_fills_to_its_bound_and_each_session_is_taken_once() {
         let e = epoch(100);
         // Room for three sessions of 100 tags of 16 bytes: one pass of three.
-        let pool = CountPool::new(3 * 1600 + 10);
+        let pool = CountPool::new(3 * 1600 + 10, None);
         let filler = filled(&pool, true);
         pool.serve(Some(Arc::clone(&e)));
         wait_for(&pool, 3);
@@ -227,7 +274,7 @@ mod tests {
     #[test]
     fn the_pool_refills_a_whole_pass_at_a_time() {
         let e = epoch(50);
-        let pool = CountPool::new(1 << 20);
+        let pool = CountPool::new(1 << 20, None);
         let filler = filled(&pool, true);
         pool.serve(Some(Arc::clone(&e)));
         wait_for(&pool, MAX_PREPARED);
@@ -247,9 +294,39 @@ mod tests {
     }
 
     #[test]
+    fn a_session_too_large_for_memory_is_prepared_to_disk_within_its_own_bound() {
+        let e = epoch(100);
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskPool {
+            dir: dir.path().join("count-sessions"),
+            limit_bytes: 3 * 1600 + 10,
+        };
+        // Not one session of 1600 bytes fits 1000 bytes of memory: three go to disk.
+        let pool = CountPool::new(1000, Some(disk));
+        let filler = filled(&pool, true);
+        pool.serve(Some(Arc::clone(&e)));
+        wait_for(&pool, 3);
+        std::thread::sleep(Duration::from_millis(50));
+        let level = pool.level();
+        assert_eq!((level.ready, level.on_disk, level.bytes), (3, 3, 3 * 1600));
+        assert!(pool.take(e.id()).unwrap().is_outside());
+        pool.stop();
+        filler.join().unwrap();
+
+        // Without a disk bound, none is prepared.
+        let pool = CountPool::new(1000, None);
+        let filler = filled(&pool, true);
+        pool.serve(Some(Arc::clone(&e)));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(pool.level().prepared, 0);
+        pool.stop();
+        filler.join().unwrap();
+    }
+
+    #[test]
     fn a_new_epoch_drops_the_old_sessions_and_a_busy_node_prepares_none() {
         let (old, new) = (epoch(20), epoch(30));
-        let pool = CountPool::new(1 << 20);
+        let pool = CountPool::new(1 << 20, None);
         let busy = filled(&pool, false);
         pool.serve(Some(Arc::clone(&old)));
         std::thread::sleep(Duration::from_millis(300));
@@ -257,7 +334,7 @@ mod tests {
         pool.stop();
         busy.join().unwrap();
 
-        let pool = CountPool::new(1 << 20);
+        let pool = CountPool::new(1 << 20, None);
         let filler = filled(&pool, true);
         pool.serve(Some(Arc::clone(&old)));
         wait_for(&pool, MAX_PREPARED);

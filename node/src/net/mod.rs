@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod cases;
+pub mod count_disk;
 pub mod count_pool;
 pub mod failure;
 pub mod frame;

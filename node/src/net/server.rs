@@ -21,7 +21,7 @@ use crate::evidence::warrant::{self, WarrantRefusal};
 use crate::evidence::{ANSWER_CONTEXT, Answer, Signed, Transcript};
 use crate::net::budget::DailyBudget;
 use crate::net::cases::{CaseLookup, PublishedCases};
-use crate::net::count_pool::CountPool;
+use crate::net::count_pool::{CountPool, DiskPool};
 use crate::net::frame::{
     AbortReason, ClientFrame, FrameError, Hello, KeptTags, MAX_HELLO_LEN, NODE_WIRE_VERSION,
     Refusal, ServerFrame, Welcome, query_deadline, read_frame, read_frame_limited, write_frame,
@@ -171,8 +171,13 @@ impl Server {
         let metrics_listener = cfg.metrics.listen.map(bind_metrics).transpose()?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(cfg.policy.max_concurrent_queries));
+        let disk = (cfg.serve.count_pool_disk_bytes() > 0).then(|| DiskPool {
+            dir: node.path().join(crate::net::count_disk::SESSIONS_DIR),
+            limit_bytes: cfg.serve.count_pool_disk_bytes(),
+        });
         let pool = start_pool(
             cfg.serve.count_pool_bytes(),
+            disk,
             &slots,
             cfg.policy.max_concurrent_queries,
         )?;
@@ -410,8 +415,13 @@ fn unpoisoned<T>(m: &std::sync::Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The pool of count sessions and its filler thread, which prepares while no query holds a
 /// slot.
-fn start_pool(limit: u64, slots: &Arc<Semaphore>, max: usize) -> Result<Arc<CountPool>> {
-    let pool = CountPool::new(limit);
+fn start_pool(
+    limit: u64,
+    disk: Option<DiskPool>,
+    slots: &Arc<Semaphore>,
+    max: usize,
+) -> Result<Arc<CountPool>> {
+    let pool = CountPool::new(limit, disk);
     let (filler, slots) = (Arc::clone(&pool), Arc::clone(slots));
     std::thread::Builder::new()
         .name("count-pool".into())

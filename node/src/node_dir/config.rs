@@ -43,6 +43,7 @@ pub const DEFAULT_NODE_TOML: &str = r#"# suyuan node configuration. Every value 
 
 [serve]
 # count_pool_mib = 256          # count sessions prepared while idle (16 bytes per customer key each; 0: none)
+# count_pool_disk_mib = 4096    # when not one fits that: sessions prepared to count-sessions/ on disk (0: none)
 
 [metrics]
 # listen: an address such as "127.0.0.1:9788" turns on Prometheus metrics (GET /metrics, plain HTTP); off by default
@@ -89,12 +90,16 @@ pub struct ServeConfig {
     /// Most MiB of count sessions prepared ahead while the node is idle (each holds 16 bytes
     /// per key of the customer list; at most [`crate::net::count_pool::MAX_PREPARED`]).
     pub count_pool_mib: u64,
+    /// For a list whose session does not fit [`ServeConfig::count_pool_mib`] (and has no
+    /// labels): most MiB of sessions prepared to `count-sessions/` on disk instead.
+    pub count_pool_disk_mib: u64,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             count_pool_mib: 256,
+            count_pool_disk_mib: 4096,
         }
     }
 }
@@ -103,6 +108,11 @@ impl ServeConfig {
     /// The pool's bound in bytes.
     pub fn count_pool_bytes(&self) -> u64 {
         self.count_pool_mib.saturating_mul(1 << 20)
+    }
+
+    /// The bound of sessions on disk in bytes.
+    pub fn count_pool_disk_bytes(&self) -> u64 {
+        self.count_pool_disk_mib.saturating_mul(1 << 20)
     }
 }
 

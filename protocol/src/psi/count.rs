@@ -27,12 +27,30 @@ use crate::oprf;
 /// the pass (about 0.5 s on one core).
 pub const PREPARE_BLOCK: usize = 1 << 15;
 
+/// Where a prepared session's sorted tags are read from when they are not in memory: a node
+/// writes a large session to disk (about 16 bytes per key of its list) and serves it from
+/// there. Reads are in order and within each key type's count (the epoch's).
+pub trait TagSource: Send + Sync {
+    /// Copies the sorted tags `start .. start + out.len()` of `key_type` into `out`.
+    fn read_tags(&self, key_type: KeyType, start: u64, out: &mut [Tag]) -> Result<(), String>;
+}
+
+/// A session's sorted tags: in memory, or where the caller keeps them.
+enum SessionTags {
+    Memory(BTreeMap<KeyType, Vec<Tag>>),
+    Source(Box<dyn TagSource>),
+}
+
+/// A labelled session's tag, with its key's label key in the session and place in the epoch.
+type LabelledTag = (Tag, LabelKey, u32);
+
 /// One count session's key `r·k` and the sorted tags of `r·k·H(y)` for every key of the epoch.
 /// Used by exactly one session ([`super::Holder::handle_start_prepared`] consumes it).
 pub struct PreparedCount {
     epoch: EpochId,
     key: Scalar,
-    tags: BTreeMap<KeyType, Vec<Tag>>,
+    sizes: BTreeMap<KeyType, u64>,
+    tags: SessionTags,
     /// An epoch with labels: per sorted tag, the key's label key in this session and its index
     /// in the epoch (where its labels are).
     labels: BTreeMap<KeyType, Vec<(LabelKey, u32)>>,
@@ -84,22 +102,65 @@ impl PreparedCount {
         rng: &mut (impl CryptoRng + ?Sized),
         go_on: impl Fn() -> bool,
     ) -> Result<Option<Vec<Self>>, PsiError> {
+        let labeled = epoch.labels().is_some();
+        let mut tags: Vec<BTreeMap<KeyType, Vec<Tag>>> = vec![BTreeMap::new(); sessions];
+        // An epoch with labels keeps each tag's label key and epoch index through the sort.
+        let mut per: Vec<BTreeMap<KeyType, Vec<LabelledTag>>> = vec![BTreeMap::new(); sessions];
+        let pending = Self::evaluate_many_while(epoch, sessions, rng, go_on, |s, kt, base, e| {
+            let n = epoch.size(kt) as usize;
+            if labeled {
+                let list = per[s].entry(kt).or_insert_with(|| Vec::with_capacity(n));
+                list.par_extend(e.par_iter().enumerate().map(|(i, e)| {
+                    let (tag, key) = split_output(&count_output(e));
+                    (tag, key, base as u32 + i as u32)
+                }));
+            } else {
+                let list = tags[s].entry(kt).or_insert_with(|| Vec::with_capacity(n));
+                list.par_extend(e.par_iter().map(count_tag));
+            }
+            Ok(())
+        })?;
+        let Some(pending) = pending else {
+            return Ok(None);
+        };
+        Ok(Some(
+            pending
+                .into_iter()
+                .zip(tags.into_iter().zip(per))
+                .map(|(p, (mut tags, per))| {
+                    for t in tags.values_mut() {
+                        t.par_sort_unstable();
+                    }
+                    let mut labels = BTreeMap::new();
+                    for (kt, mut l) in per {
+                        l.par_sort_unstable_by_key(|(t, _, _)| *t);
+                        let (kt_tags, kt_labels) =
+                            l.into_iter().map(|(t, k, i)| (t, (k, i))).unzip();
+                        tags.insert(kt, kt_tags);
+                        labels.insert(kt, kt_labels);
+                    }
+                    p.finish(SessionTags::Memory(tags), labels)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Draws `sessions` factors and evaluates the epoch's points under each, a block at a time,
+    /// handing each block's evaluations `r·k·H(y)` to `sink(session, key type, first index,
+    /// evaluations)` unsorted; asks `go_on` before each block. What [`PendingCount`] then
+    /// needs is its sorted tags.
+    fn evaluate_many_while(
+        epoch: &Epoch,
+        sessions: usize,
+        rng: &mut (impl CryptoRng + ?Sized),
+        go_on: impl Fn() -> bool,
+        mut sink: impl FnMut(usize, KeyType, usize, &[[u8; 32]]) -> Result<(), PsiError>,
+    ) -> Result<Option<Vec<PendingCount>>, PsiError> {
         let factors: Zeroizing<Vec<Scalar>> =
             Zeroizing::new((0..sessions).map(|_| oprf::random_scalar(rng)).collect());
         let block = (PREPARE_BLOCK / sessions.max(1)).max(oprf::par_chunk_len());
-        let mut tags: Vec<BTreeMap<KeyType, Vec<Tag>>> = vec![BTreeMap::new(); sessions];
-        let mut labels: Vec<BTreeMap<KeyType, Vec<(LabelKey, u32)>>> =
-            vec![BTreeMap::new(); sessions];
-        let labeled = epoch.labels().is_some();
-        for (kt, _) in epoch.sizes() {
-            let n = epoch.size(kt) as usize;
-            // An epoch with labels keeps each tag's label key and epoch index through the sort.
-            let mut per: Vec<Vec<(Tag, LabelKey, u32)>> = (0..sessions)
-                .map(|_| Vec::with_capacity(if labeled { n } else { 0 }))
-                .collect();
-            let mut plain: Vec<Vec<Tag>> = (0..sessions)
-                .map(|_| Vec::with_capacity(if labeled { 0 } else { n }))
-                .collect();
+        for (kt, n) in epoch.sizes() {
+            let n = n as usize;
             for (b, start) in (0..n).step_by(block).enumerate() {
                 if !go_on() {
                     return Ok(None);
@@ -111,27 +172,8 @@ impl PreparedCount {
                         index: b * block + i,
                     }
                 })?;
-                let base = (b * block) as u32;
-                for (s, evaluated) in evaluated.into_iter().enumerate() {
-                    if labeled {
-                        per[s].par_extend(evaluated.par_iter().enumerate().map(|(i, e)| {
-                            let (tag, key) = split_output(&count_output(e));
-                            (tag, key, base + i as u32)
-                        }));
-                    } else {
-                        plain[s].par_extend(evaluated.par_iter().map(count_tag));
-                    }
-                }
-            }
-            for (s, (mut t, mut l)) in plain.into_iter().zip(per).enumerate() {
-                if labeled {
-                    l.par_sort_unstable_by_key(|(t, _, _)| *t);
-                    let (kt_tags, kt_labels) = l.into_iter().map(|(t, k, i)| (t, (k, i))).unzip();
-                    tags[s].insert(kt, kt_tags);
-                    labels[s].insert(kt, kt_labels);
-                } else {
-                    t.par_sort_unstable();
-                    tags[s].insert(kt, t);
+                for (s, e) in evaluated.iter().enumerate() {
+                    sink(s, kt, start, e)?;
                 }
             }
         }
@@ -139,15 +181,35 @@ impl PreparedCount {
         Ok(Some(
             factors
                 .iter()
-                .zip(tags.into_iter().zip(labels))
-                .map(|(r, (tags, labels))| PreparedCount {
+                .map(|r| PendingCount {
                     epoch: epoch.id(),
                     key: r * key,
-                    tags,
-                    labels,
+                    sizes: epoch.sizes(),
                 })
                 .collect(),
         ))
+    }
+
+    /// Sessions of an epoch without labels whose tags the caller keeps (a node writes them to
+    /// disk when they are larger than it holds in memory): for each block, `sink(session, key
+    /// type, tags)` receives the session's tags of that block, unsorted. The caller sorts each
+    /// session's tags per key type and hands them back with [`PendingCount::with_tags`].
+    pub fn stream_many_while(
+        epoch: &Epoch,
+        sessions: usize,
+        rng: &mut (impl CryptoRng + ?Sized),
+        go_on: impl Fn() -> bool,
+        mut sink: impl FnMut(usize, KeyType, &[Tag]) -> Result<(), String>,
+    ) -> Result<Option<Vec<PendingCount>>, PsiError> {
+        if epoch.labels().is_some() {
+            return Err(
+                Misuse::Incomplete("an epoch with labels keeps its sessions in memory").into(),
+            );
+        }
+        Self::evaluate_many_while(epoch, sessions, rng, go_on, |s, kt, _, e| {
+            let tags: Vec<Tag> = e.par_iter().map(count_tag).collect();
+            sink(s, kt, &tags).map_err(PsiError::Store)
+        })
     }
 
     /// The epoch it was prepared from.
@@ -155,14 +217,10 @@ impl PreparedCount {
         self.epoch
     }
 
-    /// Bytes its tags take ([`TAG_STORED_LEN`] per key, and 36 more with labels), for sizing
-    /// a pool of them.
+    /// Bytes its tags take ([`TAG_STORED_LEN`] per key, and 36 more with labels), in memory or
+    /// where the caller keeps them, for sizing a pool of them.
     pub fn size_bytes(&self) -> u64 {
-        let tags: u64 = self
-            .tags
-            .values()
-            .map(|t| (t.len() * TAG_STORED_LEN) as u64)
-            .sum();
+        let tags: u64 = self.sizes.values().sum::<u64>() * TAG_STORED_LEN as u64;
         let labels: u64 = self
             .labels
             .values()
@@ -192,7 +250,74 @@ impl PreparedCount {
         &self.key
     }
 
-    pub(crate) fn tags(&self, key_type: KeyType) -> &[Tag] {
-        self.tags.get(&key_type).map_or(&[], Vec::as_slice)
+    /// Whether its tags are kept outside memory.
+    pub fn is_outside(&self) -> bool {
+        matches!(self.tags, SessionTags::Source(_))
+    }
+
+    /// The sorted tags `range` of one key type.
+    pub(crate) fn read_tags(
+        &self,
+        key_type: KeyType,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<Tag>, PsiError> {
+        let n = self.sizes.get(&key_type).copied().unwrap_or(0) as usize;
+        if range.start > range.end || range.end > n {
+            return Err(Misuse::Incomplete("a read past the session's tags").into());
+        }
+        match &self.tags {
+            SessionTags::Memory(t) => {
+                Ok(t.get(&key_type).map_or(&[][..], Vec::as_slice)[range].to_vec())
+            }
+            SessionTags::Source(s) => {
+                let mut out = vec![[0u8; TAG_STORED_LEN]; range.len()];
+                s.read_tags(key_type, range.start as u64, &mut out)
+                    .map_err(PsiError::Store)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A session evaluated but not yet whole: its key, waiting for its sorted tags.
+pub struct PendingCount {
+    epoch: EpochId,
+    key: Scalar,
+    sizes: BTreeMap<KeyType, u64>,
+}
+
+impl Drop for PendingCount {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+impl fmt::Debug for PendingCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCount")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingCount {
+    /// The session, with its tags sorted ascending per key type where `source` reads them
+    /// (as many per type as the epoch's keys).
+    pub fn with_tags(self, source: Box<dyn TagSource>) -> PreparedCount {
+        self.finish(SessionTags::Source(source), BTreeMap::new())
+    }
+
+    fn finish(
+        mut self,
+        tags: SessionTags,
+        labels: BTreeMap<KeyType, Vec<(LabelKey, u32)>>,
+    ) -> PreparedCount {
+        PreparedCount {
+            epoch: self.epoch,
+            key: std::mem::replace(&mut self.key, Scalar::ZERO),
+            sizes: std::mem::take(&mut self.sizes),
+            tags,
+            labels,
+        }
     }
 }

@@ -536,7 +536,7 @@ impl HolderSession {
                 }
             };
             match &self.count {
-                Some(c) => put(&c.tags(kt)[sent..end]),
+                Some(c) => put(&c.read_tags(kt, sent..end)?),
                 None => put(&self.epoch.read_tags(kt, sent as u64..end as u64)?),
             }
             self.tag_cursor = (section, end);

@@ -33,7 +33,7 @@ mod tag;
 mod tag_index;
 mod tag_set;
 
-pub use count::{PREPARE_BLOCK, PreparedCount};
+pub use count::{PREPARE_BLOCK, PendingCount, PreparedCount, TagSource};
 pub use epoch::{Epoch, EpochBuilder, EpochId, KeySource, Point};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
 pub use holder::{Holder, HolderLimits, HolderSession, PROOF_NONCE_DST};
