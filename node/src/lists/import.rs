@@ -11,7 +11,9 @@ use crate::evidence::statement::STATEMENT_CONTEXT;
 use crate::evidence::{EpochStatement, Signed};
 use crate::lists::{InputOptions, InputSummary, build_epoch};
 use crate::lists::{LabelOption, build_labeled_epoch};
-use crate::node_dir::store::{CanarySummary, EpochMeta, LabelSummary};
+use crate::node_dir::key_runs::KeyRuns;
+use crate::node_dir::keys_file::KeysFile;
+use crate::node_dir::store::{CanarySummary, EpochMeta, EpochStore, LabelSummary};
 use crate::node_dir::{Lock, NodeDir};
 use suyuan_protocol::psi::labels::{CANARY_LABEL, LabelKind, LabelSpec, MAX_LABELS};
 
@@ -24,20 +26,33 @@ pub fn run(
 ) -> Result<(InputSummary, EpochMeta)> {
     let node = NodeDir::open(node)?;
     let _lock = node.lock(Lock::Import)?;
-    let (summary, epoch, meta) = build_signed(&node, input, opts, progress)?;
-    node.store()
-        .write(&epoch, &meta)
-        .context("storing the new epoch")?;
+    let store = node.store();
+    let (summary, epoch, meta) = build_signed(&node, input, opts, progress, Some(&store))?;
+    let stored = if runs_apply(opts) {
+        store.write_adopting(&epoch, &meta)
+    } else {
+        store.write(&epoch, &meta)
+    };
+    stored.context("storing the new epoch")?;
     Ok((summary, meta))
 }
 
+/// Whether an import goes through runs on disk ([`crate::node_dir::key_runs`]): a list
+/// without labels or canaries (labels are merged per key in memory).
+fn runs_apply(opts: &InputOptions) -> bool {
+    opts.labels.is_empty() && opts.canaries.is_none()
+}
+
 /// Reads `input` into a new epoch under a fresh key, with its statement signed by the node:
-/// what `import` stores as the node's list and `publish` as a case's dump.
+/// what `import` stores as the node's list and `publish` as a case's dump. With `runs_for`, a
+/// list without labels goes through runs on disk and its keys file is written for that
+/// store at [`EpochStore::keys_tmp`], to adopt.
 pub(crate) fn build_signed(
     node: &NodeDir,
     input: &Path,
     opts: &InputOptions,
     progress: &mut dyn Progress,
+    runs_for: Option<&EpochStore>,
 ) -> Result<(InputSummary, suyuan_protocol::psi::Epoch, EpochMeta)> {
     crate::lists::check_labels(&opts.labels)?;
     let mut specs: Vec<LabelSpec> = opts.labels.iter().map(|l| l.spec.clone()).collect();
@@ -58,7 +73,13 @@ pub(crate) fn build_signed(
             kind: LabelKind::Text,
         });
     }
+    let runs = runs_for
+        .filter(|_| runs_apply(opts))
+        .map(|store| (store, KeyRuns::new(node.path())));
     let mut builder = EpochBuilder::new(&mut rand::rng()).with_labels(specs)?;
+    if let Some((_, r)) = &runs {
+        builder = builder.into_sink(r.sink())?;
+    }
     progress.start("import", None);
     let summary = build_epoch(input, opts, &mut builder, |row| progress.set(row))?;
     progress.set(summary.quality.rows);
@@ -67,7 +88,18 @@ pub(crate) fn build_signed(
         Some(file) => Some((file, read_canaries(file, opts, &mut builder)?)),
         None => None,
     };
-    let epoch = builder.finish();
+    let epoch = match runs {
+        Some((store, runs)) => {
+            let (id, path) = (builder.id(), store.keys_tmp(builder.id()));
+            let _ = std::fs::remove_file(&path);
+            let sizes = runs
+                .write_keys_file(id, &path)
+                .context("sorting the list's keys")?;
+            let source = KeysFile::open(&path, id, &sizes).map_err(anyhow::Error::msg)?;
+            builder.finish_with(sizes, Box::new(source))
+        }
+        None => builder.finish(),
+    };
     let canaries = canary_rows
         .map(|(file, rows)| canary_summary(file, rows, &epoch))
         .transpose()?;

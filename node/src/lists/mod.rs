@@ -301,13 +301,13 @@ pub fn build_epoch(
     let summary = for_each_record(path, opts, |row, rk| {
         batch.extend(rk.keys);
         if batch.len() >= EPOCH_BATCH {
-            builder.add(&batch);
+            builder.try_add(&batch)?;
             batch.clear();
             batched(row);
         }
         Ok(())
     })?;
-    builder.add(&batch);
+    builder.try_add(&batch)?;
     Ok(summary)
 }
 

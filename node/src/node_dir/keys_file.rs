@@ -35,8 +35,27 @@ pub fn is_keys_file(name: &str) -> bool {
         .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn header_len(sections: usize) -> u64 {
+/// The header's length for `sections` key types (where the first tags start).
+pub fn header_len(sections: usize) -> u64 {
     (MAGIC.len() + 16 + 1 + 9 * sections) as u64
+}
+
+/// Writes the header of the keys file of epoch `id` with `sizes` keys per type (types with
+/// none left out).
+pub fn write_header(
+    w: &mut impl Write,
+    id: EpochId,
+    sizes: &BTreeMap<KeyType, u64>,
+) -> std::io::Result<()> {
+    let sections: Vec<_> = sizes.iter().filter(|(_, n)| **n > 0).collect();
+    w.write_all(MAGIC)?;
+    w.write_all(&id.0)?;
+    w.write_all(&[sections.len() as u8])?;
+    for (kt, n) in sections {
+        w.write_all(&[kt.code()])?;
+        w.write_all(&n.to_be_bytes())?;
+    }
+    Ok(())
 }
 
 /// Writes `epoch`'s tags and points to a new file at `path` (mode 0600), block by block, and
@@ -50,13 +69,7 @@ pub fn write(path: &Path, epoch: &Epoch) -> Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     let sizes = epoch.sizes();
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    w.write_all(MAGIC)?;
-    w.write_all(&epoch.id().0)?;
-    w.write_all(&[sizes.len() as u8])?;
-    for (kt, n) in &sizes {
-        w.write_all(&[kt.code()])?;
-        w.write_all(&n.to_be_bytes())?;
-    }
+    write_header(&mut w, epoch.id(), &sizes)?;
     for (&kt, &n) in &sizes {
         for start in (0..n).step_by(BLOCK as usize) {
             let tags = epoch.read_tags(kt, start..(start + BLOCK).min(n))?;

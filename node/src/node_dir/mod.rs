@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod identity;
+pub mod key_runs;
 pub mod keys_file;
 pub mod published;
 pub mod revocation;

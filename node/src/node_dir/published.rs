@@ -131,7 +131,7 @@ pub fn publish(
     }
     crate::node_dir::identity::create_private_dir(&dir)?;
     let (summary, epoch, meta) =
-        crate::lists::import::build_signed(&node, &p.input, &p.options, progress)?;
+        crate::lists::import::build_signed(&node, &p.input, &p.options, progress, None)?;
     EpochStore::in_dir(&dir)
         .write(&epoch, &meta)
         .context("storing the case's epoch")?;

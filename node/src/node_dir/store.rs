@@ -227,18 +227,39 @@ impl EpochStore {
         Ok(())
     }
 
+    /// Where an import writes the keys file of epoch `id` before the switch
+    /// ([`EpochStore::write_adopting`]).
+    pub fn keys_tmp(&self, id: EpochId) -> PathBuf {
+        self.dir.join(format!("{}.tmp", super::keys_file::name(id)))
+    }
+
     /// Writes `epoch` as the node's current epoch, atomically replacing the previous one,
     /// whose file is then overwritten (see the module comment).
     pub fn write(&self, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+        self.write_keys(epoch, meta, false)
+    }
+
+    /// [`EpochStore::write`] for an epoch whose keys file the import already wrote, complete
+    /// and flushed, at [`EpochStore::keys_tmp`] (from its runs, [`super::key_runs`]).
+    pub fn write_adopting(&self, epoch: &Epoch, meta: &EpochMeta) -> Result<()> {
+        self.write_keys(epoch, meta, true)
+    }
+
+    fn write_keys(&self, epoch: &Epoch, meta: &EpochMeta, adopt: bool) -> Result<()> {
         let tmp = &self.tmp;
         // A previous import that died leaves its file here (perhaps with its key); it was
         // never the current epoch.
         discard(tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
         let keys_name = super::keys_file::name(epoch.id());
         let keys = self.dir.join(&keys_name);
-        let keys_tmp = self.dir.join(format!("{keys_name}.tmp"));
-        let _ = fs::remove_file(&keys_tmp);
-        let written = super::keys_file::write(&keys_tmp, epoch)
+        let keys_tmp = self.keys_tmp(epoch.id());
+        let wrote = if adopt {
+            Ok(())
+        } else {
+            let _ = fs::remove_file(&keys_tmp);
+            super::keys_file::write(&keys_tmp, epoch)
+        };
+        let written = wrote
             .and_then(|()| Ok(fs::rename(&keys_tmp, &keys)?))
             .with_context(|| format!("writing the new epoch's keys to {}", keys.display()))
             .and_then(|()| {

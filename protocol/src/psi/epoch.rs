@@ -233,7 +233,12 @@ pub struct EpochBuilder {
     tags: BTreeMap<KeyType, Vec<Tag>>,
     points: BTreeMap<KeyType, Vec<Point>>,
     labels: Option<LabelsBuilder>,
+    /// With [`EpochBuilder::into_sink`]: where each batch's tags and points go instead.
+    sink: Option<Box<KeySink>>,
 }
+
+/// Takes each batch's tags and points, unsorted, with repeats ([`EpochBuilder::into_sink`]).
+pub type KeySink = dyn FnMut(KeyType, &[Tag], &[Point]) -> Result<(), String> + Send;
 
 impl fmt::Debug for EpochBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -258,7 +263,32 @@ impl EpochBuilder {
             tags: BTreeMap::new(),
             points: BTreeMap::new(),
             labels: None,
+            sink: None,
         }
+    }
+
+    /// Hands every batch's tags and points to `sink` instead of keeping them (an epoch
+    /// without labels): a node imports a list larger than its memory by writing them to runs
+    /// on disk, sorting and merging them itself, then [`EpochBuilder::finish_with`].
+    pub fn into_sink(mut self, sink: Box<KeySink>) -> Result<Self, PsiError> {
+        if self.labels.as_ref().is_some_and(|l| !l.specs().is_empty()) {
+            return Err(Misuse::Incomplete("an epoch with labels is built in memory").into());
+        }
+        // Labels given as none at all are no labels.
+        self.labels = None;
+        self.sink = Some(sink);
+        Ok(self)
+    }
+
+    /// The epoch built through a sink: `sizes` distinct keys per type, sorted and read from
+    /// `source`.
+    pub fn finish_with(self, sizes: BTreeMap<KeyType, u64>, source: Box<dyn KeySource>) -> Epoch {
+        Epoch::from_source(self.id, self.key, sizes, source)
+    }
+
+    /// The epoch's id.
+    pub fn id(&self) -> EpochId {
+        self.id
     }
 
     /// Gives the epoch labels (at most [`super::labels::MAX_LABELS`]); then every batch is
@@ -274,13 +304,19 @@ impl EpochBuilder {
     }
 
     /// Tags a batch of keys (duplicates are fine; they collapse at [`EpochBuilder::finish`]).
-    /// In an epoch with labels, the keys are added without values.
+    /// In an epoch with labels, the keys are added without values. A builder with a sink
+    /// ignores the sink's failure here: use [`EpochBuilder::try_add`].
     pub fn add(&mut self, keys: &[Key]) {
+        let _ = self.try_add(keys);
+    }
+
+    /// [`EpochBuilder::add`], failing when the sink fails ([`PsiError::Store`]).
+    pub fn try_add(&mut self, keys: &[Key]) -> Result<(), PsiError> {
         if self.labels.is_some() {
             let none = vec![None; self.label_specs().len()];
             // The arity is the epoch's own and no value is given, so this cannot fail.
             let _ = self.add_labeled(keys, &none);
-            return;
+            return Ok(());
         }
         for kt in KeyType::ALL {
             let values: Vec<&str> = keys
@@ -298,9 +334,14 @@ impl EpochBuilder {
                 .zip(&evaluated)
                 .map(|(v, p)| finalize_tag(&[&prefix, v.as_bytes()], p))
                 .collect();
+            if let Some(sink) = self.sink.as_mut() {
+                sink(kt, &tags, &evaluated).map_err(PsiError::Store)?;
+                continue;
+            }
             self.tags.entry(kt).or_default().extend(tags);
             self.points.entry(kt).or_default().extend(evaluated);
         }
+        Ok(())
     }
 
     /// Tags the keys of one record, with that record's label values (one per label given to

@@ -28,8 +28,8 @@ pub enum PsiError {
     /// An epoch's labels cannot be built or do not fit it.
     #[error(transparent)]
     Labels(#[from] super::labels::LabelError),
-    /// The store an epoch's keys are read from failed.
-    #[error("the epoch's keys cannot be read from its store: {0}")]
+    /// The store an epoch's keys are read from (or an import's written to) failed.
+    #[error("the store of the epoch's keys failed: {0}")]
     Store(String),
 }
 

@@ -34,7 +34,7 @@ mod tag_index;
 mod tag_set;
 
 pub use count::{PREPARE_BLOCK, PendingCount, PreparedCount, TagSource};
-pub use epoch::{Epoch, EpochBuilder, EpochId, KeySource, Point};
+pub use epoch::{Epoch, EpochBuilder, EpochId, KeySink, KeySource, Point};
 pub use error::{LimitExceeded, Misuse, PeerMisbehaved, PsiError};
 pub use holder::{Holder, HolderLimits, HolderSession, PROOF_NONCE_DST};
 pub use keys::QueryKeys;
