@@ -23,8 +23,9 @@ use crate::net::frame::{
 };
 use crate::net::handshake::querier::{QuerierHandshake, Welcomed};
 use crate::net::server::connection_identity;
-use crate::net::tag_spill::{SpillError, TagSpill};
+use crate::net::tag_spill::{FreshFile, SpillError, Spilled, TagSpill};
 use crate::node_dir::identity;
+use crate::node_dir::tag_cache::KeptFile;
 use crate::query::{PeerSpec, PeerStats};
 
 /// How long the sender may wait for the holder to take a chunk.
@@ -52,7 +53,7 @@ pub(crate) struct Reply {
     pub(crate) holder: identity::PeerIdentity,
     pub(crate) stats: PeerStats,
     /// The tags received in `matches` mode, to keep (none when kept tags were used).
-    pub(crate) fresh: Option<TagSet>,
+    pub(crate) fresh: Option<Fresh>,
     pub(crate) statement: Signed,
     pub(crate) receipt: Signed,
     /// Every holder message as digested, when [`Bounds::record`] asked for them.
@@ -73,11 +74,23 @@ pub(crate) struct Bounds {
     pub(crate) tags_in_memory: u64,
 }
 
+/// A holder's tags received in `matches` mode, for the cache to keep: in memory, or the file
+/// they were written to.
+#[derive(Debug)]
+pub(crate) enum Fresh {
+    /// Held in memory.
+    Set(TagSet),
+    /// Written to disk as they came, in the cache's format.
+    File(FreshFile),
+}
+
 /// The holder's tags this side already has, and where a large stream of them is written.
 #[derive(Debug, Clone)]
 pub(crate) struct HolderTags {
-    /// Kept from an earlier query (`matches` mode).
+    /// Kept from an earlier query (`matches` mode), loaded.
     pub(crate) kept: Option<TagSet>,
+    /// Kept from an earlier query, too large to load: merged against where it lies.
+    pub(crate) kept_file: Option<KeptFile>,
     /// The directory a stream larger than [`Bounds::tags_in_memory`] is written to.
     pub(crate) spill_dir: PathBuf,
 }
@@ -166,35 +179,47 @@ fn check_statement(
     Ok((signed, statement))
 }
 
+/// The holder's tags outside the session: written during this query, or kept from an
+/// earlier one.
+enum Outside {
+    None,
+    Written(TagSpill),
+    Kept(Spilled),
+}
+
 /// The result of a complete session; in `matches` mode its tags (received or kept) checked
-/// against the statement, and handed back to keep when they were downloaded. Tags written to
-/// disk are checked by the digests taken as they were written, then merged.
+/// against the statement, and handed back to keep when they were downloaded. Tags outside the
+/// session are merged, and checked by the digests taken as they were fed to the merge.
 fn finish(
     mut session: Exchanging,
-    spill: Option<TagSpill>,
+    outside: Outside,
     statement: &EpochStatement,
     tags_kept: bool,
-) -> Result<(QueryResult, Option<TagSet>), FailureKind> {
-    if let Some(spill) = spill {
-        let spilled = spill
-            .finish()
-            .map_err(|e| FailureKind::Spill(e.to_string()))?;
+) -> Result<(QueryResult, Option<Fresh>), FailureKind> {
+    let spill_failed = |e: SpillError| match e {
+        SpillError::Psi(e) => FailureKind::Psi(e),
+        io => FailureKind::Spill(io.to_string()),
+    };
+    let file = match outside {
+        Outside::None => None,
+        Outside::Written(sp) => Some(sp.finish().map_err(spill_failed)?),
+        Outside::Kept(k) => Some(k),
+    };
+    if let Some(file) = file {
+        let digests = file.merge_into(&mut session).map_err(spill_failed)?;
         if session.mode() == QueryMode::Matches {
-            let accept = session.holder_sections().to_vec();
-            for (s, d) in accept.iter().zip(&spilled.section_digests) {
+            for (s, d) in session.holder_sections().iter().zip(&digests) {
                 statement
                     .check_section(session.tag_len(), s, d)
                     .map_err(FailureKind::Statement)?;
             }
         }
-        spilled.merge_into(&mut session).map_err(|e| match e {
-            SpillError::Psi(e) => FailureKind::Psi(e),
-            io => FailureKind::Spill(io.to_string()),
-        })?;
-        return session
-            .finish()
-            .map(|r| (r, None))
-            .map_err(FailureKind::Psi);
+        let result = session.finish().map_err(FailureKind::Psi)?;
+        // A `matches` stream written now is kept for the next query; a count session's tags
+        // are its own, and a kept file stays where it is.
+        let fresh = (result.mode == QueryMode::Matches && !tags_kept)
+            .then(|| Fresh::File(file.into_fresh()));
+        return Ok((result, fresh));
     }
     if session.mode() == QueryMode::Count {
         // Count sessions' tags are the session's own: nothing to compare or keep.
@@ -205,7 +230,7 @@ fn finish(
     }
     let (r, set) = session.finish_keeping_tags().map_err(FailureKind::Psi)?;
     statement.check_tags(&set).map_err(FailureKind::Statement)?;
-    Ok((r, (!tags_kept).then_some(set)))
+    Ok((r, (!tags_kept).then_some(Fresh::Set(set))))
 }
 
 /// The first field in which two answers differ, by name.
@@ -251,6 +276,8 @@ struct Exchange {
     session: Exchanging,
     /// The holder's tags being written to disk, when they are too many to hold.
     spill: Option<TagSpill>,
+    /// The holder's tags kept on disk from an earlier query, when the holder took them.
+    kept: Option<Spilled>,
     recv: quinn::RecvStream,
     sender: tokio::task::JoinHandle<Result<(quinn::SendStream, Transcript), FrameError>>,
     tags_kept: bool,
@@ -268,7 +295,7 @@ struct Exchange {
 type Finished = Result<
     (
         QueryResult,
-        Option<TagSet>,
+        Option<Fresh>,
         Signed,
         Signed,
         Option<Vec<Vec<u8>>>,
@@ -430,7 +457,8 @@ impl Asking<'_> {
         transcript.to_holder(&QuerierMessage::Start(start.clone()));
         let (send, mut recv) = self.send_opening(conn, start).await.map_err(before)?;
         // The holder's first answer says whether the query is admitted.
-        let mut handshake = QuerierHandshake::new(&peer.name, self.tags.kept.is_some());
+        let offered = self.tags.kept.is_some() || self.tags.kept_file.is_some();
+        let mut handshake = QuerierHandshake::new(&peer.name, offered);
         let first = read_frame::<ServerFrame>(&mut recv, timeout)
             .await
             .map_err(|e| before(frame_failure(e)))?;
@@ -451,16 +479,20 @@ impl Asking<'_> {
         let mut session = awaiting
             .handle_accept(accept)
             .map_err(|e| after(FailureKind::Psi(e)))?;
+        let mut kept = None;
         if welcomed.tags_kept {
             // The holder checked our kept set's digest against its current tags; none come.
-            let set = self
-                .tags
-                .kept
-                .clone()
-                .ok_or(after(FailureKind::KeptTagsNotOffered))?;
-            session
-                .use_tag_set(set)
-                .map_err(|e| after(FailureKind::Psi(e)))?;
+            match (&self.tags.kept, &self.tags.kept_file) {
+                (Some(set), _) => session.use_tag_set(set.clone()),
+                (None, Some(k)) => {
+                    let file =
+                        Spilled::kept(k).map_err(|e| after(FailureKind::Spill(e.to_string())))?;
+                    kept = Some(file);
+                    session.use_tags_kept_outside(k.epoch, k.tag_len, &k.sections)
+                }
+                (None, None) => return Err(after(FailureKind::KeptTagsNotOffered)),
+            }
+            .map_err(|e| after(FailureKind::Psi(e)))?;
         }
         let spill = self
             .spill(&mut session, &accepted, welcomed.tags_kept)
@@ -469,6 +501,7 @@ impl Asking<'_> {
         Ok(Exchange {
             session,
             spill,
+            kept,
             recv,
             sender,
             tags_kept: welcomed.tags_kept,
@@ -537,6 +570,7 @@ impl Asking<'_> {
         let Exchange {
             mut session,
             mut spill,
+            kept,
             mut recv,
             mut sender,
             tags_kept,
@@ -552,10 +586,14 @@ impl Asking<'_> {
         let mut unblind = Duration::ZERO;
         let result = loop {
             if session.is_complete() {
-                let spilled = spill.take();
+                let outside = match (spill.take(), kept) {
+                    (Some(sp), _) => Outside::Written(sp),
+                    (None, Some(k)) => Outside::Kept(k),
+                    (None, None) => Outside::None,
+                };
                 let finished = tokio::task::spawn_blocking(move || {
                     let t = std::time::Instant::now();
-                    (finish(session, spilled, &statement, tags_kept), t.elapsed())
+                    (finish(session, outside, &statement, tags_kept), t.elapsed())
                 })
                 .await;
                 let done = match finished {
@@ -608,12 +646,8 @@ impl Asking<'_> {
                     spill = sp;
                     unblind += spent;
                 }
-                Ok((_, sp, Err(kind), _)) => {
-                    if let Some(sp) = sp {
-                        sp.discard();
-                    }
-                    break Err(aborted(kind));
-                }
+                // A stream being written is removed with its `TagSpill`.
+                Ok((_, _, Err(kind), _)) => break Err(aborted(kind)),
                 Err(e) => break Err(aborted(FailureKind::UnblindingFailed(e.to_string()))),
             }
         };

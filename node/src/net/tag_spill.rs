@@ -2,11 +2,13 @@
 //! keeps in memory (`[query] tags_in_memory_mib`): at 10^8 holder keys the stream is 1.1 GB,
 //! and the querier's memory must grow with its dump, not with the holder's list. The session
 //! checks each chunk and hands it on ([`Exchanging::keep_tags_outside`]); this file keeps it,
-//! digests it as it goes (the holder's signed statement is checked without reading it back),
-//! and at the end feeds it back to the session's merge, section by section.
+//! and at the end feeds it back to the session's merge, section by section, digesting each
+//! section as it goes for the holder's signed statement.
 //!
 //! The file is written in the tag cache's format ([`crate::node_dir::tag_cache`]), in the cache
-//! directory under a temporary name, created 0600; it is removed when the query ends.
+//! directory under a temporary name, created 0600: after a `matches` query the cache adopts it
+//! as the holder's kept set, and the next query merges against it where it lies
+//! ([`Spilled::kept`]); otherwise it is removed when the query ends.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use suyuan_protocol::psi::{EpochId, Exchanging, PsiError, Section, TagChunk, TagSetHasher};
+
+use crate::node_dir::tag_cache::KeptFile;
 
 /// Tags read back at a time for the merge.
 const MERGE_BLOCK: usize = 1 << 16;
@@ -34,12 +38,13 @@ pub(crate) enum SpillError {
 /// A stream being written.
 pub(crate) struct TagSpill {
     path: PathBuf,
+    /// Removes the file if the query ends before it is whole.
+    guard: FreshFile,
     w: BufWriter<File>,
     sections: Vec<Section>,
     tag_len: usize,
     header: u64,
-    /// Per section, the digest the holder's statement names (the section alone).
-    per_section: Vec<TagSetHasher>,
+    epoch: EpochId,
     /// The whole set's digest (each section's header, then its tags), and how many sections
     /// it has begun.
     whole: TagSetHasher,
@@ -85,21 +90,14 @@ impl TagSpill {
         let mut w = BufWriter::with_capacity(1 << 20, f);
         let header = crate::node_dir::tag_cache::write_header(&mut w, epoch, tag_len, sections)
             .map_err(io)?;
-        let per_section = sections
-            .iter()
-            .map(|s| {
-                let mut h = TagSetHasher::new(epoch, tag_len);
-                h.section(s.key_type, s.count);
-                h
-            })
-            .collect();
         Ok(TagSpill {
+            guard: FreshFile(Some(path.clone())),
             path,
             w,
             sections: sections.to_vec(),
             tag_len: usize::from(tag_len),
             header,
-            per_section,
+            epoch,
             whole: TagSetHasher::new(epoch, tag_len),
             started: 0,
             current: 0,
@@ -123,7 +121,6 @@ impl TagSpill {
         }
         self.begin_sections(self.current + 1);
         self.w.write_all(&chunk.tags).map_err(self.io())?;
-        self.per_section[self.current].tags(&chunk.tags);
         self.whole.tags(&chunk.tags);
         self.written[self.current] += (chunk.tags.len() / self.tag_len) as u64;
         Ok(())
@@ -152,62 +149,126 @@ impl TagSpill {
                 });
             }
         };
+        // From here the file is the `Spilled`'s to remove.
+        let path = self.guard.take();
         Ok(Spilled {
             file,
-            path: self.path,
+            path,
+            epoch: self.epoch,
             sections: self.sections,
-            tag_len: self.tag_len,
+            stride: self.tag_len,
             header: self.header,
-            section_digests: self.per_section.into_iter().map(|h| h.finish()).collect(),
+            remove: true,
         })
-    }
-
-    /// The query failed: the file goes.
-    pub(crate) fn discard(self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// A stream written whole.
+/// A holder's tags in a file, whole: a stream just written, or a set the cache kept.
 pub(crate) struct Spilled {
     file: File,
     path: PathBuf,
+    epoch: EpochId,
     sections: Vec<Section>,
-    tag_len: usize,
+    /// Bytes per tag in the file (a kept set's tags may be longer than the session's ℓ).
+    stride: usize,
     header: u64,
-    /// Per section, the digest of that section alone (what the holder's statement names).
-    pub(crate) section_digests: Vec<[u8; 32]>,
+    /// Whether dropping it removes the file (a stream not handed to the cache).
+    remove: bool,
 }
 
 impl Spilled {
-    /// Feeds every section back to the session's merge, a block at a time.
-    pub(crate) fn merge_into(&self, session: &mut Exchanging) -> Result<(), SpillError> {
-        let l = self.tag_len;
+    /// A set the cache kept ([`crate::node_dir::tag_cache::TagCache::peek`]), read where it is.
+    pub(crate) fn kept(k: &KeptFile) -> Result<Spilled, SpillError> {
+        let file = File::open(&k.path).map_err(|source| SpillError::Io {
+            path: k.path.clone(),
+            source,
+        })?;
+        Ok(Spilled {
+            file,
+            path: k.path.clone(),
+            epoch: k.epoch,
+            sections: k.sections.clone(),
+            stride: usize::from(k.tag_len),
+            header: k.header,
+            remove: false,
+        })
+    }
+
+    /// Feeds every section back to the session's merge, a block at a time, each tag cut to
+    /// the session's ℓ; returns each section's digest at ℓ as fed ([`TagSet::digest`] of a
+    /// set of that section alone: what the holder's statement names).
+    ///
+    /// [`TagSet::digest`]: suyuan_protocol::psi::TagSet::digest
+    pub(crate) fn merge_into(&self, session: &mut Exchanging) -> Result<Vec<[u8; 32]>, SpillError> {
+        let (stride, l) = (self.stride, usize::from(session.tag_len()));
         let mut at = self.header;
-        let mut buf = vec![0u8; MERGE_BLOCK * l];
+        let mut buf = vec![0u8; MERGE_BLOCK * stride];
+        let mut cut = Vec::with_capacity(if stride == l { 0 } else { MERGE_BLOCK * l });
+        let mut digests = Vec::with_capacity(self.sections.len());
         for (i, s) in self.sections.iter().enumerate() {
+            let mut h = TagSetHasher::new(self.epoch, session.tag_len());
+            h.section(s.key_type, s.count);
             let mut left = s.count;
             while left > 0 {
                 let n = left.min(MERGE_BLOCK as u64) as usize;
-                let b = &mut buf[..n * l];
+                let b = &mut buf[..n * stride];
                 self.file
                     .read_exact_at(b, at)
                     .map_err(|source| SpillError::Io {
                         path: self.path.clone(),
                         source,
                     })?;
-                session.merge_tags(i, b)?;
-                at += b.len() as u64;
+                let fed: &[u8] = if stride == l {
+                    b
+                } else {
+                    cut.clear();
+                    for t in b.chunks_exact(stride) {
+                        cut.extend_from_slice(&t[..l]);
+                    }
+                    &cut
+                };
+                h.tags(fed);
+                session.merge_tags(i, fed)?;
+                at += (n * stride) as u64;
                 left -= n as u64;
             }
+            digests.push(h.finish());
         }
-        Ok(())
+        Ok(digests)
+    }
+
+    /// The file, to hand to the cache: dropping it no longer removes it, and dropping the
+    /// returned name does.
+    pub(crate) fn into_fresh(mut self) -> FreshFile {
+        self.remove = false;
+        FreshFile(Some(self.path.clone()))
     }
 }
 
 impl Drop for Spilled {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.remove {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A stream written whole, waiting for the cache to adopt it; removed if it never is.
+#[derive(Debug)]
+pub(crate) struct FreshFile(Option<PathBuf>);
+
+impl FreshFile {
+    /// The file's name, now the caller's to keep or remove.
+    pub(crate) fn take(mut self) -> PathBuf {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+impl Drop for FreshFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -275,12 +336,12 @@ mod tests {
             crate::node_dir::tag_cache::encode(&set),
             "the cache's format, whole-set digest included"
         );
+        let digests = spilled.merge_into(&mut ex).unwrap();
         for (i, s) in set.sections.iter().enumerate() {
             let one =
                 TagSet::new(set.epoch, set.tag_len, vec![*s], vec![set.tags[i].clone()]).unwrap();
-            assert_eq!(spilled.section_digests[i], one.digest());
+            assert_eq!(digests[i], one.digest());
         }
-        spilled.merge_into(&mut ex).unwrap();
         assert_eq!(ex.finish().unwrap(), expected);
         drop(spilled);
         assert!(!path.exists(), "removed when the query ends");

@@ -80,6 +80,46 @@ impl TagCache {
         }
     }
 
+    /// The set kept for `peer` without loading it: its description, if the file is intact
+    /// (its digest checked in one pass, a block at a time). Marks it recently used. For a set
+    /// too large to hold in memory; [`TagCache::load`] loads a small one.
+    pub fn peek(&self, peer: &str) -> Option<KeptFile> {
+        let path = self.path(peer)?;
+        match read_described(&path) {
+            Some(kept) => {
+                self.mark_used(&path);
+                Some(kept)
+            }
+            None => {
+                if path.exists() {
+                    tracing::warn!(file = %path.display(), "kept tag set damaged; removed");
+                    let _ = fs::remove_file(&path);
+                    let _ = fs::remove_file(path.with_extension("used"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Keeps the complete file at `file` (this module's format, written by the caller in
+    /// this cache's directory) for `peer`, by renaming it; then evicts as
+    /// [`TagCache::store`] does. A file larger than the whole limit is removed instead.
+    pub fn adopt(&self, peer: &str, file: &Path) -> Result<()> {
+        let len = fs::metadata(file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .len();
+        let Some(path) = self.path(peer).filter(|_| len <= self.limit) else {
+            return fs::remove_file(file)
+                .with_context(|| format!("cannot remove {}", file.display()));
+        };
+        if let Err(e) = fs::rename(file, &path) {
+            let _ = fs::remove_file(file);
+            return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        }
+        self.mark_used(&path);
+        self.evict(&path)
+    }
+
     /// Keeps `set` for `peer` (replacing what was kept), then drops the least recently used
     /// sets until the cache fits its limit. A set larger than the whole limit is not kept.
     pub fn store(&self, peer: &str, set: &TagSet) -> Result<()> {
@@ -197,6 +237,93 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// A kept set described but not loaded ([`TagCache::peek`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its epoch, tag length and sections.
+    pub epoch: EpochId,
+    /// Bytes per tag.
+    pub tag_len: u8,
+    /// Key types and counts, as in the file.
+    pub sections: Vec<Section>,
+    /// Where its tags start.
+    pub header: u64,
+    /// [`TagSet::digest`] of its content (checked).
+    pub digest: [u8; 32],
+}
+
+/// Reads a kept file's header and checks its digest against its content in one pass, without
+/// loading it; `None` for anything malformed or damaged.
+fn read_described(path: &Path) -> Option<KeptFile> {
+    use std::io::Read;
+    use suyuan_protocol::psi::TagSetHasher;
+    let file = fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut head = [0u8; 5 + 16 + 2];
+    r.read_exact(&mut head).ok()?;
+    let rest = head.strip_prefix(MAGIC)?;
+    let (epoch, rest) = rest.split_first_chunk::<16>()?;
+    let (&[tag_len, n], _) = rest.split_first_chunk::<2>()?;
+    let mut sections = Vec::new();
+    for _ in 0..n {
+        let mut entry = [0u8; 9];
+        r.read_exact(&mut entry).ok()?;
+        let count = u64::from_be_bytes(entry[1..].try_into().ok()?);
+        sections.push(Section {
+            key_type: KeyType::from_code(entry[0])?,
+            count,
+        });
+    }
+    // The shape [`TagSet::is_well_formed`] asks of a loaded set; the tags are checked below.
+    let ascending = sections.windows(2).all(|w| w[0].key_type < w[1].key_type);
+    if !(1..=suyuan_protocol::psi::TAG_STORED_LEN).contains(&usize::from(tag_len)) || !ascending {
+        return None;
+    }
+    let header = (MAGIC.len() + 16 + 2 + 9 * sections.len()) as u64;
+    let body = sections.iter().try_fold(0u64, |t, s| {
+        t.checked_add(s.count.checked_mul(u64::from(tag_len))?)
+    })?;
+    if header.checked_add(body)?.checked_add(32)? != len {
+        return None;
+    }
+    let mut h = TagSetHasher::new(EpochId(*epoch), tag_len);
+    let mut buf = vec![0u8; 1 << 20];
+    let l = usize::from(tag_len);
+    for s in &sections {
+        h.section(s.key_type, s.count);
+        let mut left = s.count * u64::from(tag_len);
+        let mut last: Vec<u8> = Vec::new();
+        while left > 0 {
+            let n = left.min((buf.len() / l * l) as u64) as usize;
+            r.read_exact(&mut buf[..n]).ok()?;
+            // Sorted, as the session checked them when they arrived.
+            let sorted = last
+                .chunks_exact(l)
+                .chain(buf[..n].chunks_exact(l))
+                .is_sorted();
+            if !sorted {
+                return None;
+            }
+            last = buf[n - l..n].to_vec();
+            h.tags(&buf[..n]);
+            left -= n as u64;
+        }
+    }
+    let mut digest = [0u8; 32];
+    r.read_exact(&mut digest).ok()?;
+    (h.finish() == digest).then(|| KeptFile {
+        path: path.to_path_buf(),
+        epoch: EpochId(*epoch),
+        tag_len,
+        sections,
+        header,
+        digest,
+    })
+}
+
 fn encoded_len(set: &TagSet) -> u64 {
     (MAGIC.len() + 16 + 2 + 9 * set.sections.len() + set.byte_len() + 32) as u64
 }
@@ -298,6 +425,44 @@ mod tests {
         // Names that are not node names are never turned into paths.
         c.store("../x", &set(1, 1)).unwrap();
         assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[test]
+    fn a_kept_file_is_described_without_loading_and_adopted_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = TagCache::of(&NodeDir::at(dir.path()), 1 << 20);
+        assert_eq!(c.peek("bank"), None);
+        let kept = set(7, 3000);
+        c.store("bank", &kept).unwrap();
+        let k = c.peek("bank").unwrap();
+        assert_eq!(
+            (k.epoch, k.tag_len, &k.sections, k.digest),
+            (kept.epoch, kept.tag_len, &kept.sections, kept.digest())
+        );
+        assert_eq!(k.header, 5 + 16 + 2 + 9);
+        // Unsorted tags with a digest redone to match: refused all the same, and removed.
+        let file = dir.path().join(CACHE_DIR).join("bank.tags");
+        let mut bytes = fs::read(&file).unwrap();
+        let h = k.header as usize;
+        bytes.copy_within(h..h + 8, h + 8 * 10);
+        let n = bytes.len();
+        let mut unsorted = kept.clone();
+        unsorted.tags[0][80..88].copy_from_slice(&kept.tags[0][..8]);
+        bytes[n - 32..].copy_from_slice(&unsorted.digest());
+        fs::write(&file, &bytes).unwrap();
+        assert_eq!(c.peek("bank"), None);
+        assert!(!file.exists());
+        // A file written beside the cache becomes the kept set by a rename.
+        let written = dir.path().join(CACHE_DIR).join("spill.1.2.tmp");
+        fs::write(&written, encode(&kept)).unwrap();
+        c.adopt("bank", &written).unwrap();
+        assert!(!written.exists());
+        assert_eq!(c.peek("bank").map(|k| k.digest), Some(kept.digest()));
+        // Larger than the limit: removed, not kept.
+        let small = TagCache::of(&NodeDir::at(dir.path()), 10);
+        fs::write(&written, encode(&kept)).unwrap();
+        small.adopt("police", &written).unwrap();
+        assert!(!written.exists() && small.peek("police").is_none());
     }
 
     #[test]

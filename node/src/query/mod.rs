@@ -315,29 +315,45 @@ impl PeerAsking {
         let cache = self.cache.clone();
         // Only `matches` answers reuse a holder's tags: a count session's are its own. Evidence
         // needs every tag as the holder sent it: none are reused then.
+        let in_memory = self.bounds.tags_in_memory;
         let kept = match self.mode {
             // Labels travel with the tags: a query asking for them takes the tags afresh.
             QueryMode::Matches if !self.bounds.record && !self.bounds.labels => {
-                tokio::task::spawn_blocking(move || cache.load(&name))
-                    .await
-                    .ok()
-                    .flatten()
+                tokio::task::spawn_blocking(move || {
+                    // Described first (its digest checked in one pass), loaded only if small.
+                    let file = cache.peek(&name)?;
+                    let bytes = file.sections.iter().map(|s| s.count).sum::<u64>()
+                        * u64::from(file.tag_len);
+                    let set = (bytes <= in_memory)
+                        .then(|| cache.load(&name).map(|(set, _)| set))
+                        .flatten();
+                    Some((set, file))
+                })
+                .await
+                .ok()
+                .flatten()
             }
             QueryMode::Matches | QueryMode::Count => None,
         };
         let hello = Hello {
-            kept: kept.as_ref().map(|(s, digest)| KeptTags {
-                epoch: s.epoch,
-                tag_len: s.tag_len,
-                digest: *digest,
+            kept: kept.as_ref().map(|(_, k)| KeptTags {
+                epoch: k.epoch,
+                tag_len: k.tag_len,
+                digest: k.digest,
             }),
             query_id: self.query_id,
             warrant: self.warrants.get(&peer.name).cloned(),
             published: self.published,
             ..Hello::new(self.mode, self.case.clone())
         };
+        let (kept_set, kept_file) = match kept {
+            Some((Some(set), _)) => (Some(set), None),
+            Some((None, file)) => (None, Some(file)),
+            None => (None, None),
+        };
         let tags = querier::HolderTags {
-            kept: kept.map(|(set, _)| set),
+            kept: kept_set,
+            kept_file,
             spill_dir: self.cache.dir().to_path_buf(),
         };
         let (me, cfg, bounds) = (&self.me, self.client_cfg.clone(), self.bounds);
@@ -355,6 +371,7 @@ impl PeerAsking {
         let cfg = self.client_cfg.clone();
         let tags = querier::HolderTags {
             kept: None,
+            kept_file: None,
             spill_dir: self.cache.dir().to_path_buf(),
         };
         let r = querier::ask(&peer, me, cfg, hello, fewer, tags, bounds).await;
@@ -536,9 +553,13 @@ impl QueryJob {
                 receipt,
                 ..
             }) => {
-                if let Some(set) = fresh {
+                if let Some(fresh) = fresh {
                     let (cache, name) = (cache.clone(), peer.name.clone());
-                    let kept = tokio::task::spawn_blocking(move || cache.store(&name, &set)).await;
+                    let kept = tokio::task::spawn_blocking(move || match fresh {
+                        querier::Fresh::Set(set) => cache.store(&name, &set),
+                        querier::Fresh::File(file) => cache.adopt(&name, &file.take()),
+                    })
+                    .await;
                     if let Ok(Err(e)) = kept {
                         tracing::warn!("keeping {}'s tags: {e:#}", peer.name);
                     }

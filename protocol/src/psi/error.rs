@@ -181,16 +181,10 @@ pub enum Misuse {
     /// `finish` before every tag and evaluation arrived.
     #[error("the session is not complete: {0}")]
     Incomplete(&'static str),
-    /// Epoch tags that are not strictly ascending.
-    #[error("epoch tags for {0} are not strictly ascending")]
-    UnsortedEpochTags(KeyType),
     /// A kept tag set that does not fit this session (another epoch, other key types or
     /// counts, shorter tags), or offered after tags began to arrive.
     #[error("the kept tag set does not fit this query")]
     TagSetMismatch,
-    /// An epoch whose evaluated points and tags differ in key types or counts.
-    #[error("the epoch's evaluated points do not match its tags")]
-    EpochPointsMismatch,
     /// An evaluated point of the epoch that is not a valid element (a damaged store).
     #[error("evaluated point {index} of {key_type} in the epoch is not a valid element")]
     InvalidEpochPoint {

@@ -1249,6 +1249,41 @@ impl Exchanging {
         Ok(())
     }
 
+    /// Takes the holder's tags from a set the caller kept from an earlier query, outside the
+    /// session (a file too large to load): the holder was told and sends none, and the caller
+    /// feeds them to [`Exchanging::merge_tags`] at the end, cut to this session's ℓ. The set
+    /// must be of this epoch, for exactly the accept's holder sections, with tags at least ℓ
+    /// long, offered before any tag arrived; as [`Exchanging::use_tag_set`], which checks the
+    /// same of a set in memory.
+    pub fn use_tags_kept_outside(
+        &mut self,
+        epoch: EpochId,
+        tag_len: u8,
+        sections: &[Section],
+    ) -> Result<(), PsiError> {
+        if self.mode == QueryMode::Count {
+            return Err(Misuse::NoKeptTagsInCountMode.into());
+        }
+        let none_yet = self.tags.iter().all(Vec::is_empty)
+            && self
+                .outside
+                .as_ref()
+                .is_none_or(|o| o.received.iter().all(|r| *r == 0));
+        let fits = epoch == self.epoch
+            && sections == self.holder_sections.as_slice()
+            && usize::from(tag_len) >= self.tag_len
+            && none_yet;
+        if !fits || self.labels.is_some() {
+            return Err(Misuse::TagSetMismatch.into());
+        }
+        self.keep_tags_outside()?;
+        if let Some(o) = self.outside.as_mut() {
+            o.received = sections.iter().map(|s| s.count).collect();
+        }
+        self.tag_section = self.holder_sections.len();
+        Ok(())
+    }
+
     /// The next checked tag chunk for the caller to keep, in arrival order (with
     /// [`Exchanging::keep_tags_outside`]).
     pub fn take_tags(&mut self) -> Option<TagChunk> {

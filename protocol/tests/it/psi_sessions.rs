@@ -9,9 +9,10 @@ use rand::rngs::StdRng;
 use suyuan_protocol::ident::{Key, KeyType};
 use suyuan_protocol::oprf::Element;
 use suyuan_protocol::psi::{
-    BlindedChunk, Blinding, EpochBuilder, EvaluatedChunk, Holder, HolderLimits, HolderMessage,
-    LimitExceeded, MAX_CHUNK_ELEMENTS, Misuse, PROTOCOL_VERSION, PeerMisbehaved, PsiError,
-    QuerierMessage, Query, QueryAccept, QueryKeys, QueryMode, QueryStart, Section, run_local,
+    BlindedChunk, Blinding, EpochBuilder, EpochId, EvaluatedChunk, Holder, HolderLimits,
+    HolderMessage, LimitExceeded, MAX_CHUNK_ELEMENTS, Misuse, PROTOCOL_VERSION, PeerMisbehaved,
+    PsiError, QuerierMessage, Query, QueryAccept, QueryKeys, QueryMode, QueryStart, Section,
+    run_local,
 };
 
 /// A small universe of valid keys of three types, indexed by number.
@@ -172,6 +173,29 @@ fn tags_kept_outside_are_checked_as_they_come_and_merged_only_whole() {
         misbehaved(q.handle(HolderMessage::Tags(low)).unwrap_err()),
         PeerMisbehaved::TagsNotSorted(KeyType::Mobile)
     );
+    // A set kept outside from an earlier query must fit: this epoch, these sections, tags at
+    // least ℓ long; and count mode keeps none.
+    let (start, awaiting) = query.start(QueryMode::Matches);
+    let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let mut q = awaiting.handle_accept(accept.clone()).unwrap();
+    let (l, sections) = (accept.tag_len, accept.holder_sections.clone());
+    for (epoch, tag_len) in [(EpochId([9; 16]), l), (accept.epoch, l - 1)] {
+        assert!(matches!(
+            q.use_tags_kept_outside(epoch, tag_len, &sections),
+            Err(PsiError::Misuse(Misuse::TagSetMismatch))
+        ));
+    }
+    q.use_tags_kept_outside(accept.epoch, 16, &sections)
+        .unwrap();
+    assert!(q.tags_done(), "no tag is expected from the holder");
+    let (start, awaiting) = query.start(QueryMode::Count);
+    let (accept, _) = holder.handle_start(start, &mut rand::rng()).unwrap();
+    let mut q = awaiting.handle_accept(accept.clone()).unwrap();
+    assert!(matches!(
+        q.use_tags_kept_outside(accept.epoch, 16, &accept.holder_sections),
+        Err(PsiError::Misuse(Misuse::NoKeptTagsInCountMode))
+    ));
+
     // Once a tag is in, tags can no longer be kept outside (nor a kept set used).
     let (start, awaiting) = query.start(QueryMode::Matches);
     let (accept, mut s) = holder.handle_start(start, &mut rand::rng()).unwrap();

@@ -114,7 +114,8 @@ async fn a_repeated_query_uses_the_kept_tags_and_never_a_stale_set() {
 
 /// A querier holding less of a holder's tags in memory than the holder sends writes them to
 /// disk as they come and merges them at the end: the same answer in both modes as a querier
-/// holding them, the holder's statement still checked, and nothing left on disk.
+/// holding them, the holder's statement still checked. The file written in `matches` mode is
+/// kept, and the next query merges against it where it lies, cut to a shorter ℓ too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_written_to_disk_give_the_answer_of_tags_held_in_memory() {
     let fed = Federation::new();
@@ -128,24 +129,43 @@ async fn tags_written_to_disk_give_the_answer_of_tags_held_in_memory() {
     );
     import(&bank, &list(&fed, "a.csv", 0..HOLDER_KEYS));
     list(&fed, "dump.csv", HOLDER_KEYS - 500..HOLDER_KEYS + 500);
+    // 100 dump keys: ℓ = 8 bytes where 1000 gave 9, so a kept set's tags are cut.
+    list(&fed, "small.csv", HOLDER_KEYS - 50..HOLDER_KEYS + 50);
     let srv = start(&bank);
-    for mode in [QueryMode::Matches, QueryMode::Count] {
-        let ask = |node: PathBuf| {
-            let (dump, peer) = (fed.path("dump.csv"), srv.peer("bank"));
-            async move { ask_one(&node, &dump, &peer, mode, None).await }
-        };
-        let held = ask(police.clone()).await;
-        let written = ask(disk.clone()).await;
+    let ask = |node: &Path, dump: &str, mode| {
+        let (node, dump, peer) = (node.to_path_buf(), fed.path(dump), srv.peer("bank"));
+        async move { ask_one(&node, &dump, &peer, mode, None).await }
+    };
+    let files = || -> Vec<String> {
+        let mut f: Vec<String> = std::fs::read_dir(disk.join(CACHE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        f.sort();
+        f
+    };
+    for mode in [QueryMode::Count, QueryMode::Matches] {
+        let held = ask(&police, "dump.csv", mode).await;
+        let written = ask(&disk, "dump.csv", mode).await;
         assert_eq!(written.error, None, "{mode}");
+        assert!(!written.stats.as_ref().unwrap().tags_kept, "{mode}");
         assert_eq!(matched(&written), 500, "{mode}");
         assert_eq!(written.matched_keys, held.matched_keys, "{mode}");
         assert_eq!(written.rows, held.rows, "{mode}");
-        // Written to disk, the tags are not kept for the next query; nothing is left behind.
-        let left: Vec<_> = std::fs::read_dir(disk.join(CACHE_DIR))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(left.is_empty(), "{mode}: {left:?}");
     }
+    // The count session's file is gone; the matches stream is the kept set.
+    assert_eq!(files(), ["bank.tags", "bank.used"]);
+
+    // Again: the kept file is offered and merged where it lies, with no tags on the wire.
+    let first = ask(&disk, "dump.csv", QueryMode::Matches).await;
+    assert!(first.stats.as_ref().unwrap().tags_kept);
+    assert_eq!(matched(&first), 500);
+    let small_held = ask(&police, "small.csv", QueryMode::Matches).await;
+    let small = ask(&disk, "small.csv", QueryMode::Matches).await;
+    assert_eq!(small.error, None);
+    assert!(small.stats.as_ref().unwrap().tags_kept, "cut to ℓ = 8");
+    assert_eq!(matched(&small), 50);
+    assert_eq!(small.rows, small_held.rows);
+    assert_eq!(files(), ["bank.tags", "bank.used"]);
     srv.stop().await;
 }
