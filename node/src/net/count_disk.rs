@@ -11,15 +11,16 @@
 //! behind by a crash. The session's key `r·k` never leaves memory.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{Epoch, PreparedCount, TAG_STORED_LEN, Tag, TagSource};
+
+use crate::node_dir::scratch::anonymous;
 
 /// The directory inside a node directory.
 pub const SESSIONS_DIR: &str = "count-sessions";
@@ -28,25 +29,6 @@ const MAX_RUN_FILES: usize = 256;
 /// Most run files per session and key type: by a tag's first six bits.
 const MAX_BUCKETS: usize = 64;
 const RUN_BUFFER: usize = 64 << 10;
-
-/// A file of ours, open for reading and writing, already unlinked.
-fn anonymous(dir: &Path, what: &str) -> Result<File> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = dir.join(format!(
-        "{what}.{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    std::fs::remove_file(&path).with_context(|| format!("cannot unlink {}", path.display()))?;
-    Ok(f)
-}
 
 /// One session's tags of one key type, split into runs by prefix.
 struct Runs {

@@ -10,9 +10,9 @@
 //! as the holder's kept set, and the next query merges against it where it lies
 //! ([`Spilled::kept`]); otherwise it is removed when the query ends.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -80,13 +80,7 @@ impl TagSpill {
                 .create(dir)
                 .map_err(io)?;
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        let f = crate::node_dir::scratch::create_private(&path).map_err(io)?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         let header = crate::node_dir::tag_cache::write_header(&mut w, epoch, tag_len, sections)
             .map_err(io)?;
@@ -114,9 +108,19 @@ impl TagSpill {
 
     /// Appends a chunk the session checked (in order, within its section's count).
     pub(crate) fn write(&mut self, chunk: &TagChunk) -> Result<(), SpillError> {
-        while self.sections[self.current].key_type != chunk.key_type
-            || self.written[self.current] == self.sections[self.current].count
-        {
+        loop {
+            let Some(s) = self.sections.get(self.current) else {
+                // The session checked the chunk against these very sections: not reached.
+                return Err(
+                    PsiError::from(suyuan_protocol::psi::PeerMisbehaved::UnexpectedTags(
+                        chunk.key_type,
+                    ))
+                    .into(),
+                );
+            };
+            if s.key_type == chunk.key_type && self.written[self.current] < s.count {
+                break;
+            }
             self.current += 1;
         }
         self.begin_sections(self.current + 1);

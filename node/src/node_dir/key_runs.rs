@@ -9,9 +9,9 @@
 //! crash leaves nothing behind.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +20,7 @@ use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{EpochId, KeySink, Point, TAG_STORED_LEN, Tag};
 
 use super::keys_file;
+use super::scratch::{anonymous, create_private};
 
 const BUCKETS: usize = 64;
 const RECORD: usize = TAG_STORED_LEN + 32;
@@ -36,26 +37,6 @@ pub struct KeyRuns {
 struct Runs {
     /// Per key type, its runs and the records in each.
     files: BTreeMap<KeyType, (Vec<BufWriter<File>>, Vec<u64>)>,
-}
-
-/// A new file of ours in `dir`, open for reading and writing, already unlinked.
-fn anonymous(dir: &Path, what: &str) -> Result<File> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = dir.join(format!(
-        ".{what}.{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    std::fs::remove_file(&path).with_context(|| format!("cannot unlink {}", path.display()))?;
-    Ok(f)
 }
 
 impl KeyRuns {
@@ -111,12 +92,8 @@ impl KeyRuns {
 
     fn write_unguarded(self, id: EpochId, path: &Path) -> Result<BTreeMap<KeyType, u64>> {
         let runs = std::mem::take(&mut *self.state.lock().unwrap_or_else(PoisonError::into_inner));
-        let out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let out =
+            create_private(path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut at = keys_file::header_len(runs.files.len());
         let mut sizes = BTreeMap::new();
         for (kt, (files, counts)) in runs.files {
@@ -208,17 +185,8 @@ mod tests {
         let sizes = runs.write_keys_file(memory.id(), &path).unwrap();
         assert_eq!(sizes, memory.sizes(), "repeats dropped");
         let source = KeysFile::open(&path, memory.id(), &sizes).unwrap();
-        let from_runs = b.finish_with(sizes.clone(), Box::new(source));
-        for (kt, n) in sizes {
-            assert_eq!(
-                from_runs.read_tags(kt, 0..n).unwrap(),
-                memory.read_tags(kt, 0..n).unwrap()
-            );
-            assert_eq!(
-                from_runs.read_points(kt, 0..n).unwrap(),
-                memory.read_points(kt, 0..n).unwrap()
-            );
-        }
+        let from_runs = b.finish_with(sizes, Box::new(source));
+        keys_file::assert_same_keys(&from_runs, &memory);
         // The file is the one the store writes from the epoch in memory.
         let written = dir.path().join("written.keys");
         keys_file::write(&written, &memory).unwrap();

@@ -9,9 +9,9 @@
 //! bytes each). The file holds no key; the store's digest covers its content.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -61,11 +61,7 @@ pub fn write_header(
 /// Writes `epoch`'s tags and points to a new file at `path` (mode 0600), block by block, and
 /// flushes it to the device.
 pub fn write(path: &Path, epoch: &Epoch) -> Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    let f = super::scratch::create_private(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let sizes = epoch.sizes();
     let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -176,5 +172,21 @@ impl KeySource for KeysFile {
 
     fn read_points(&self, key_type: KeyType, start: u64, out: &mut [Point]) -> Result<(), String> {
         self.read_at(key_type, start, out.as_flattened_mut(), POINT_LEN, |s| s.2)
+    }
+}
+
+/// Asserts two epochs hold the same keys, tags and points (tests of the store and the runs).
+#[cfg(test)]
+pub(crate) fn assert_same_keys(a: &Epoch, b: &Epoch) {
+    assert_eq!(a.sizes(), b.sizes());
+    for (kt, n) in a.sizes() {
+        assert_eq!(
+            a.read_tags(kt, 0..n).unwrap(),
+            b.read_tags(kt, 0..n).unwrap()
+        );
+        assert_eq!(
+            a.read_points(kt, 0..n).unwrap(),
+            b.read_points(kt, 0..n).unwrap()
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod key_runs;
 pub mod keys_file;
 pub mod published;
 pub mod revocation;
+pub mod scratch;
 pub mod store;
 pub mod tag_cache;
 

@@ -745,7 +745,7 @@ mod tests {
     use suyuan_protocol::ident::Key;
     use suyuan_protocol::psi::EpochBuilder;
 
-    use crate::node_dir::keys_file;
+    use crate::node_dir::keys_file::{self, assert_same_keys};
 
     fn store(dir: &Path) -> EpochStore {
         NodeDir::at(dir).store()
@@ -829,20 +829,6 @@ mod tests {
             err.contains("is corrupt") && (err.contains("digest") || err.contains("labels")),
             "{err}"
         );
-    }
-
-    fn assert_same_keys(a: &Epoch, b: &Epoch) {
-        assert_eq!(a.sizes(), b.sizes());
-        for (kt, n) in a.sizes() {
-            assert_eq!(
-                a.read_tags(kt, 0..n).unwrap(),
-                b.read_tags(kt, 0..n).unwrap()
-            );
-            assert_eq!(
-                a.read_points(kt, 0..n).unwrap(),
-                b.read_points(kt, 0..n).unwrap()
-            );
-        }
     }
 
     #[test]

@@ -746,6 +746,32 @@ struct Outside {
     sorted: bool,
 }
 
+/// What turns an unblinded evaluation into its output (tag and label key), by its position.
+#[derive(Clone, Copy)]
+struct Tagger<'a> {
+    ends: &'a [u64],
+    query: &'a Query,
+    mode: QueryMode,
+    prefixes: &'a [Vec<u8>],
+}
+
+impl Tagger<'_> {
+    /// The section of stream position `position`, and the `Finalize` (matches) or count output
+    /// of its unblinded evaluation `u`.
+    fn output(&self, position: u64, u: &[u8; 32]) -> (usize, [u8; 64]) {
+        let section = self.ends.partition_point(|&end| end <= position);
+        let out = match self.mode {
+            QueryMode::Matches => finalize_output(
+                &[&self.prefixes[section], self.query.value(position as usize)],
+                u,
+            ),
+            // Sorted: positions say nothing, and no input enters the tag.
+            QueryMode::Count => count_output(u),
+        };
+        (section, out)
+    }
+}
+
 /// The querier's side of a label offer.
 struct QuerierLabels {
     offer: LabelOffer,
@@ -1145,23 +1171,15 @@ impl Exchanging {
                 .collect();
         }
         let start = self.evaluated;
-        let (ends, tags, index, l) = (&self.section_ends, &self.tags, &self.index, self.tag_len);
-        let (query, mode, prefixes) = (&self.query, self.mode, &self.prefixes);
+        let (tags, index, l) = (&self.tags, &self.index, self.tag_len);
+        let tagger = self.tagger();
         let labels = self.labels.as_ref();
         type Found = (usize, bool, Option<Option<Vec<(u8, Slot)>>>);
         let found: Vec<Found> = unblinded
             .par_iter()
             .enumerate()
             .map(|(i, u)| {
-                let position = start + i as u64;
-                let section = ends.partition_point(|&end| end <= position);
-                let out = match mode {
-                    QueryMode::Matches => {
-                        finalize_output(&[&prefixes[section], query.value(position as usize)], u)
-                    }
-                    // Sorted: positions say nothing, and no input enters the tag.
-                    QueryMode::Count => count_output(u),
-                };
+                let (section, out) = tagger.output(start + i as u64, u);
                 let (tag, label_key) = split_output(&out);
                 let at = index[section].position(&tags[section], l, &tag[..l]);
                 let opened = match (labels, at) {
@@ -1290,24 +1308,24 @@ impl Exchanging {
         self.outside.as_mut()?.out.pop_front()
     }
 
+    fn tagger(&self) -> Tagger<'_> {
+        Tagger {
+            ends: &self.section_ends,
+            query: &self.query,
+            mode: self.mode,
+            prefixes: &self.prefixes,
+        }
+    }
+
     /// Keeps the tags of evaluated keys for the merge, in parallel.
     fn keep_own_tags(&mut self, unblinded: &[[u8; 32]]) {
-        let start = self.evaluated;
-        let (ends, query, mode, prefixes) =
-            (&self.section_ends, &self.query, self.mode, &self.prefixes);
-        let l = self.tag_len;
+        let (start, l, tagger) = (self.evaluated, self.tag_len, self.tagger());
         let tagged: Vec<(usize, [u8; TAG_STORED_LEN], u64)> = unblinded
             .par_iter()
             .enumerate()
             .map(|(i, u)| {
                 let position = start + i as u64;
-                let section = ends.partition_point(|&end| end <= position);
-                let out = match mode {
-                    QueryMode::Matches => {
-                        finalize_output(&[&prefixes[section], query.value(position as usize)], u)
-                    }
-                    QueryMode::Count => count_output(u),
-                };
+                let (section, out) = tagger.output(position, u);
                 let mut tag = split_output(&out).0;
                 tag[l..].fill(0);
                 (section, tag, position)
