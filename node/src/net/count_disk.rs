@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use suyuan_protocol::ident::KeyType;
 use suyuan_protocol::psi::{Epoch, PreparedCount, TAG_STORED_LEN, Tag, TagSource};
 
-use crate::node_dir::scratch::anonymous;
+use crate::node_dir::scratch::{anonymous, ensure_private_dir};
 
 /// The directory inside a node directory.
 pub const SESSIONS_DIR: &str = "count-sessions";
@@ -44,13 +44,7 @@ pub fn prepare(
     dir: &Path,
     go_on: impl Fn() -> bool,
 ) -> Result<Option<Vec<PreparedCount>>> {
-    if !dir.is_dir() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    ensure_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let per_pass = sessions * epoch.sizes().len().max(1);
     // A power of two from 4 to 64, by the first `bits` bits of a tag.
     let most = (MAX_RUN_FILES / per_pass).clamp(4, MAX_BUCKETS);

@@ -72,14 +72,7 @@ impl TagSpill {
             path: path.clone(),
             source,
         };
-        if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(dir)
-                .map_err(io)?;
-        }
+        crate::node_dir::scratch::ensure_private_dir(dir).map_err(io)?;
         let f = crate::node_dir::scratch::create_private(&path).map_err(io)?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         let header = crate::node_dir::tag_cache::write_header(&mut w, epoch, tag_len, sections)

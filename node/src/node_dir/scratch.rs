@@ -9,6 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
+/// Makes `dir` (mode 0700) if it does not exist yet; one that exists is used as it is.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+}
+
 /// Creates `path`, which must not exist, mode 0600, open for reading and writing.
 pub fn create_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()

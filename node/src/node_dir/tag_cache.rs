@@ -131,13 +131,8 @@ impl TagCache {
             let _ = fs::remove_file(path.with_extension("used"));
             return Ok(());
         }
-        if !self.dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&self.dir)
-                .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        }
+        super::scratch::ensure_private_dir(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         // A temporary name of its own: two queries of this node may keep sets at once.
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let tmp = self.dir.join(format!(
